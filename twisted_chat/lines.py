@@ -1,0 +1,43 @@
+"""
+The shapes of server lines (PROTOCOL.md, "What the server sends").
+
+Every function returns the finished wire bytes, CRLF included, so that a
+room message is formatted and encoded exactly once and the same ``bytes``
+object is handed to every member.
+"""
+
+from __future__ import annotations
+
+from twisted_chat.errors import ChatError
+
+CRLF = b"\r\n"
+
+
+def encode(text: str) -> bytes:
+    """One server line as it goes on the wire."""
+    return text.encode("utf-8", "replace") + CRLF
+
+
+def room_message(room: str, nick: str, text: str) -> bytes:
+    """``[#room] <nick> text``."""
+    return encode(f"[{room}] <{nick}> {text}")
+
+
+def room_action(room: str, nick: str, text: str) -> bytes:
+    """``[#room] * nick text`` (``/me``)."""
+    return encode(f"[{room}] * {nick} {text}")
+
+
+def private_message(nick: str, text: str) -> bytes:
+    """``[PM] <nick> text``."""
+    return encode(f"[PM] <{nick}> {text}")
+
+
+def notice(text: str) -> bytes:
+    """``* text``: anything the server says that is not an error."""
+    return encode(f"* {text}")
+
+
+def error(problem: ChatError) -> bytes:
+    """``! code: text``: what went wrong and what to do instead."""
+    return encode(f"! {problem.code}: {problem.text}")
