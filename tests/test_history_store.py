@@ -1,0 +1,563 @@
+"""Contract tests for `twisted_chat.history`: one suite, every store.
+
+The ``make_store`` fixture is parametrized over `MemoryStore` and
+`SqliteStore` (a file under ``tmp_path``), as txacme runs one suite over
+its stores. SQLite-only behaviour (files, start-up checks, backups) follows.
+Nothing here sleeps: the writer thread is waited for through the Deferreds
+of ``flush()`` and ``stop()``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.logger import Logger, formatEvent
+from zope.interface.verify import verifyObject
+
+from twisted_chat.history import (
+    MAX_RECENT,
+    SCHEMA_VERSION,
+    HistoryStoreError,
+    IMessageStore,
+    MemoryStore,
+    SqliteStore,
+    StoredMessage,
+    StoredTopic,
+    format_history_line,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from twisted.internet.interfaces import IReactorFromThreads
+    from twisted.logger import ILogObserver
+
+# Long enough that nothing is committed before the test asks for it.
+NEVER = 3600.0
+
+MakeStore = Callable[..., IMessageStore]
+OpenSqlite = Callable[..., SqliteStore]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _typed(decorator: Any) -> Callable[[_F], _F]:
+    """Give pytest_twisted's (untyped) decorators a type mypy --strict accepts."""
+    return cast("Callable[[_F], _F]", decorator)
+
+
+ensure_deferred = _typed(pytest_twisted.ensureDeferred)
+async_yield_fixture = _typed(pytest_twisted.async_yield_fixture)
+
+
+def _reactor() -> IReactorFromThreads:
+    return cast("IReactorFromThreads", reactor)
+
+
+def msg(
+    room: str, n: int, *, at: float = 1_000.0, action: bool = False
+) -> StoredMessage:
+    """Message number ``n`` in ``room`` (the key is the lower-cased name)."""
+    return StoredMessage(
+        room_key=room.lower(),
+        room=room,
+        sender=f"nick{n}",
+        text=f"text {n}",
+        action=action,
+        at=at + n,
+    )
+
+
+def texts(messages: list[StoredMessage]) -> list[str]:
+    return [m.text for m in messages]
+
+
+def capture_log(store: SqliteStore) -> list[dict[str, Any]]:
+    """Send the store's log events to a list (written from the writer thread)."""
+    events: list[dict[str, Any]] = []
+    store._log = Logger(observer=cast("ILogObserver", events.append))
+    return events
+
+
+@async_yield_fixture
+async def cleanup() -> AsyncGenerator[list[IMessageStore], None]:
+    """Stores made by a test; all are stopped (idempotently) afterwards."""
+    stores: list[IMessageStore] = []
+    yield stores
+    for store in stores:
+        await store.stop()
+
+
+@pytest.fixture
+def open_sqlite(tmp_path: Path, cleanup: list[IMessageStore]) -> OpenSqlite:
+    """Open (not start) an SqliteStore, by default at ``tmp_path/history.db``."""
+
+    def open_(path: Path | None = None, **kwargs: Any) -> SqliteStore:
+        store = SqliteStore.open(
+            str(path or tmp_path / "history.db"), reactor=_reactor(), **kwargs
+        )
+        cleanup.append(store)
+        return store
+
+    return open_
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request: pytest.FixtureRequest, open_sqlite: OpenSqlite) -> MakeStore:
+    """Make a started store of each kind with the given retention settings."""
+
+    def make(
+        *,
+        max_per_room: int = 10_000,
+        max_age_days: float = 30,
+        flush_interval: float = 0.1,
+    ) -> IMessageStore:
+        store: IMessageStore
+        if request.param == "memory":
+            store = MemoryStore(max_per_room=max_per_room, max_age_days=max_age_days)
+        else:
+            store = open_sqlite(
+                max_per_room=max_per_room,
+                max_age_days=max_age_days,
+                flush_interval=flush_interval,
+            )
+        store.start()
+        return store
+
+    return make
+
+
+# -- the contract ------------------------------------------------------------
+
+
+def test_provides_interface(make_store: MakeStore) -> None:
+    """Every store provides IMessageStore."""
+    assert verifyObject(IMessageStore, make_store())
+
+
+@ensure_deferred
+async def test_recent_is_oldest_first_and_limited(make_store: MakeStore) -> None:
+    """recent() returns the last `limit` messages of a room, oldest first."""
+    store = make_store()
+    for n in range(5):
+        store.append(msg("#a", n))
+    assert texts(store.recent("#a", 3)) == ["text 2", "text 3", "text 4"]
+    await store.flush()
+    assert store.recent("#a", 10) == [msg("#a", n) for n in range(5)]
+    assert store.recent("#a", 1) == [msg("#a", 4)]
+    assert store.recent("#a", 0) == []
+
+
+def test_recent_clamps_limit(make_store: MakeStore) -> None:
+    """A limit above MAX_RECENT returns the last MAX_RECENT messages."""
+    store = make_store()
+    for n in range(MAX_RECENT + 10):
+        store.append(msg("#a", n))
+    recent = store.recent("#a", 10 * MAX_RECENT)
+    assert len(recent) == MAX_RECENT
+    assert recent[-1] == msg("#a", MAX_RECENT + 9)
+
+
+def test_recent_includes_queued_messages(make_store: MakeStore) -> None:
+    """Messages not yet committed show in recent(), read cold or warm."""
+    store = make_store(flush_interval=NEVER)
+    store.append(msg("#cold", 1))
+    assert store.recent("#warm", 5) == []
+    store.append(msg("#warm", 1))
+    store.append(msg("#warm", 2))
+    assert store.recent("#cold", 5) == [msg("#cold", 1)]
+    assert store.recent("#warm", 5) == [msg("#warm", 1), msg("#warm", 2)]
+
+
+@ensure_deferred
+async def test_recent_merges_committed_and_queued(make_store: MakeStore) -> None:
+    """A room read first after some commits shows committed then queued, once."""
+    store = make_store(flush_interval=NEVER)
+    store.append(msg("#a", 1))
+    store.append(msg("#a", 2))
+    await store.flush()
+    store.append(msg("#a", 3))
+    assert texts(store.recent("#a", 10)) == ["text 1", "text 2", "text 3"]
+    store.append(msg("#a", 4))
+    assert texts(store.recent("#a", 10)) == ["text 1", "text 2", "text 3", "text 4"]
+
+
+def test_rooms_are_separate(make_store: MakeStore) -> None:
+    """Messages of one room never show in another."""
+    store = make_store()
+    store.append(msg("#a", 1))
+    store.append(msg("#b", 2))
+    store.append(msg("#a", 3, action=True))
+    assert store.recent("#a", 10) == [msg("#a", 1), msg("#a", 3, action=True)]
+    assert store.recent("#b", 10) == [msg("#b", 2)]
+    assert store.recent("#c", 10) == []
+
+
+def test_prune_keeps_max_per_room(make_store: MakeStore) -> None:
+    """prune() leaves at most max_per_room newest messages in each room."""
+    store = make_store(max_per_room=3, max_age_days=0, flush_interval=NEVER)
+    for n in range(6):
+        store.append(msg("#warm", n))
+        store.append(msg("#cold", n))
+    store.append(msg("#small", 1))
+    assert len(store.recent("#warm", 10)) == 3  # loads the tail before pruning
+    store.prune(now=1_000_000.0)
+    assert texts(store.recent("#warm", 10)) == ["text 3", "text 4", "text 5"]
+    assert texts(store.recent("#cold", 10)) == ["text 3", "text 4", "text 5"]
+    assert texts(store.recent("#small", 10)) == ["text 1"]
+
+
+def test_prune_drops_old_messages(make_store: MakeStore) -> None:
+    """prune(now) drops messages older than max_age_days before now."""
+    store = make_store(max_age_days=1, flush_interval=NEVER)
+    store.append(msg("#warm", 1, at=10_000))
+    store.append(msg("#warm", 2, at=20_000))
+    store.append(msg("#cold", 1, at=10_000))
+    store.append(msg("#cold", 2, at=20_000))
+    store.append(msg("#old", 1, at=10_000))
+    assert len(store.recent("#warm", 10)) == 2
+    store.prune(now=20_000 + 86_400 - 1)  # cutoff between the two messages
+    assert store.recent("#warm", 10) == [msg("#warm", 2, at=20_000)]
+    assert store.recent("#cold", 10) == [msg("#cold", 2, at=20_000)]
+    assert store.recent("#old", 10) == []
+
+
+def test_prune_age_zero_keeps_everything(make_store: MakeStore) -> None:
+    """max_age_days=0 keeps messages of any age."""
+    store = make_store(max_age_days=0)
+    store.append(msg("#a", 1, at=0))
+    store.prune(now=1e12)
+    assert store.recent("#a", 10) == [msg("#a", 1, at=0)]
+
+
+@ensure_deferred
+async def test_topics_round_trip(make_store: MakeStore) -> None:
+    """topics() returns the last topic set in each room."""
+    store = make_store()
+    assert store.topics() == {}
+    first = StoredTopic("#a", "#A", "hello", "alice", 1.0)
+    second = StoredTopic("#a", "#A", "bye", "bob", 2.0)
+    other = StoredTopic("#b", "#b", "b's topic", "carol", 3.0)
+    store.set_topic(first)
+    store.set_topic(other)
+    store.set_topic(second)
+    assert store.topics() == {"#a": second, "#b": other}
+    await store.flush()
+    assert store.topics() == {"#a": second, "#b": other}
+
+
+@ensure_deferred
+async def test_stop_twice(make_store: MakeStore) -> None:
+    """stop() may be called again and fires again."""
+    store = make_store()
+    store.append(msg("#a", 1))
+    await store.stop()
+    await store.stop()
+
+
+# -- SqliteStore: the file -------------------------------------------------------
+
+
+@ensure_deferred
+async def test_sqlite_survives_reopen(open_sqlite: OpenSqlite) -> None:
+    """Messages and topics are read back after stop() and a new open()."""
+    store = open_sqlite()
+    store.start()
+    store.append(msg("#a", 1))
+    store.append(msg("#b", 2, action=True))
+    store.append(msg("#a", 3))
+    topic = StoredTopic("#a", "#A", "ünïcode topic", "alice", 5.5)
+    store.set_topic(topic)
+    await store.stop()
+
+    again = open_sqlite()
+    again.start()
+    assert again.recent("#a", 10) == [msg("#a", 1), msg("#a", 3)]
+    assert again.recent("#b", 10) == [msg("#b", 2, action=True)]
+    assert again.topics() == {"#a": topic}
+    again.append(msg("#a", 4))
+    await again.stop()
+    assert texts(open_sqlite().recent("#a", 10)) == ["text 1", "text 3", "text 4"]
+
+
+@ensure_deferred
+async def test_sqlite_stop_commits_everything_queued(
+    open_sqlite: OpenSqlite, tmp_path: Path
+) -> None:
+    """stop() fires only after every queued message is on disk."""
+    store = open_sqlite(flush_interval=NEVER)
+    store.start()
+    for n in range(500):
+        store.append(msg(f"#r{n % 3}", n))
+    await store.stop()
+    with sqlite3.connect(tmp_path / "history.db") as conn:
+        (count,) = conn.execute("SELECT count(*) FROM messages").fetchone()
+    conn.close()
+    assert count == 500
+
+
+@ensure_deferred
+async def test_sqlite_stop_without_start_commits(open_sqlite: OpenSqlite) -> None:
+    """A store stopped before it was started still commits its queue."""
+    store = open_sqlite()
+    store.append(msg("#a", 1))
+    await store.stop()
+    assert open_sqlite().recent("#a", 10) == [msg("#a", 1)]
+
+
+@ensure_deferred
+async def test_sqlite_commit_during_tail_load_shows_once(
+    open_sqlite: OpenSqlite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message both committed and still queued when a tail loads shows once."""
+    store = open_sqlite(flush_interval=NEVER)
+    store.start()
+    store.append(msg("#a", 1))
+    store.append(msg("#a", 2))
+    await store.flush()
+    # As if the writer committed them between the queue trim and the SELECT.
+    monkeypatch.setattr(store, "_trim_pending", lambda: None)
+    assert texts(store.recent("#a", 10)) == ["text 1", "text 2"]
+
+
+@ensure_deferred
+async def test_sqlite_prune_on_disk(open_sqlite: OpenSqlite) -> None:
+    """prune() deletes from the file, by count per room and by age."""
+    store = open_sqlite(max_per_room=2, max_age_days=1)
+    store.start()
+    for n in range(4):
+        store.append(msg("#a", n, at=50_000))
+    store.append(msg("#b", 1, at=1_000))
+    store.append(msg("#b", 2, at=50_000))
+    store.prune(now=50_000 + 86_400 - 10)
+    store.append(msg("#b", 3, at=50_000))  # queued after prune: kept
+    await store.stop()
+
+    again = open_sqlite(max_per_room=2, max_age_days=1)
+    assert texts(again.recent("#a", 10)) == ["text 2", "text 3"]
+    assert texts(again.recent("#b", 10)) == ["text 2", "text 3"]
+
+
+@ensure_deferred
+async def test_sqlite_file_settings(open_sqlite: OpenSqlite, tmp_path: Path) -> None:
+    """The file is in WAL mode, versioned, and indexed by (room_key, id)."""
+    await open_sqlite().stop()
+    conn = sqlite3.connect(tmp_path / "history.db")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        columns = [
+            row[2] for row in conn.execute("PRAGMA index_info(messages_room_id)")
+        ]
+        assert columns == ["room_key", "id"]
+    finally:
+        conn.close()
+
+
+def test_sqlite_creates_missing_directory(
+    open_sqlite: OpenSqlite, tmp_path: Path
+) -> None:
+    """open() creates the state directory if it does not exist."""
+    path = tmp_path / "state" / "chat" / "history.db"
+    open_sqlite(path)
+    assert path.is_file()
+
+
+def test_sqlite_corrupt_file_fails_at_open(tmp_path: Path) -> None:
+    """A file that is not an SQLite database is refused with HistoryStoreError."""
+    path = tmp_path / "history.db"
+    path.write_bytes(b"this is not a database, just garbage\x00\xff" * 200)
+    with pytest.raises(HistoryStoreError, match="is not a valid history database"):
+        SqliteStore.open(str(path), reactor=_reactor())
+    with pytest.raises(HistoryStoreError, match=str(path)):
+        SqliteStore.open(str(path), reactor=_reactor())
+
+
+def test_sqlite_unwritable_path_fails_at_open(tmp_path: Path) -> None:
+    """A path whose directory cannot be created is refused with HistoryStoreError."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    path = blocker / "history.db"
+    with pytest.raises(HistoryStoreError, match="cannot create directory") as info:
+        SqliteStore.open(str(path), reactor=_reactor())
+    assert str(path) in str(info.value)
+
+
+def test_sqlite_directory_as_path_fails_at_open(tmp_path: Path) -> None:
+    """A directory given as the database path is refused with HistoryStoreError."""
+    with pytest.raises(HistoryStoreError, match="is not a valid history database"):
+        SqliteStore.open(str(tmp_path), reactor=_reactor())
+
+
+def test_sqlite_foreign_database_fails_at_open(tmp_path: Path) -> None:
+    """An SQLite file of another program is refused, not written into."""
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE accounts (name TEXT)")
+    conn.close()
+    with pytest.raises(HistoryStoreError, match="another program"):
+        SqliteStore.open(str(path), reactor=_reactor())
+
+
+def test_sqlite_newer_schema_fails_at_open(tmp_path: Path) -> None:
+    """A file written by a newer schema version is refused."""
+    path = tmp_path / "history.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(HistoryStoreError, match="newer"):
+        SqliteStore.open(str(path), reactor=_reactor())
+
+
+@ensure_deferred
+async def test_sqlite_write_error_is_logged_not_raised(
+    open_sqlite: OpenSqlite, tmp_path: Path
+) -> None:
+    """A failing commit at run time is logged and the store keeps working."""
+    store = open_sqlite()
+    events = capture_log(store)
+    store.start()
+    store.append(msg("#a", 1))
+    await store.flush()
+    assert texts(store.recent("#a", 10)) == ["text 1"]  # cache #a's tail
+    # Break the file under the running store: its next insert fails.
+    conn = sqlite3.connect(tmp_path / "history.db")
+    conn.execute("DROP TABLE messages")
+    conn.commit()
+    conn.close()
+
+    store.append(msg("#a", 2))
+    await store.flush()
+    failures = [e for e in events if "log_failure" in e]
+    assert len(failures) == 1
+    assert "could not be saved" in formatEvent(failures[0])
+    assert str(tmp_path / "history.db") in formatEvent(failures[0])
+    assert texts(store.recent("#a", 10)) == ["text 1", "text 2"]
+    assert store.recent("#unread", 10) == []
+    assert len([e for e in events if "log_failure" in e]) == 2  # the read failed
+    store.append(msg("#a", 3))
+    await store.stop()
+
+
+@ensure_deferred
+async def test_sqlite_append_after_stop_is_ignored(open_sqlite: OpenSqlite) -> None:
+    """append() and set_topic() after stop() neither raise nor write."""
+    store = open_sqlite()
+    events = capture_log(store)
+    await store.stop()
+    store.append(msg("#a", 1))
+    store.set_topic(StoredTopic("#a", "#a", "t", "x", 1.0))
+    assert events
+    assert open_sqlite().recent("#a", 10) == []
+
+
+@ensure_deferred
+async def test_sqlite_backup_is_readable(
+    open_sqlite: OpenSqlite, tmp_path: Path
+) -> None:
+    """backup() writes a copy that opens as a history database."""
+    store = open_sqlite()
+    store.start()
+    store.append(msg("#a", 1))
+    store.set_topic(StoredTopic("#a", "#a", "t", "x", 1.0))
+    await store.flush()
+    dest = tmp_path / "backups" / "copy.db"
+    store.backup(str(dest))
+    copy = open_sqlite(dest)
+    assert copy.recent("#a", 10) == [msg("#a", 1)]
+    assert set(copy.topics()) == {"#a"}
+
+
+def test_sqlite_backup_to_bad_path_raises(
+    open_sqlite: OpenSqlite, tmp_path: Path
+) -> None:
+    """backup() to an impossible path raises HistoryStoreError."""
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(HistoryStoreError, match="cannot back up"):
+        open_sqlite().backup(str(tmp_path / "a-file" / "copy.db"))
+
+
+def test_bad_settings_are_refused(tmp_path: Path) -> None:
+    """Negative limits and a zero flush interval raise ValueError."""
+    with pytest.raises(ValueError):
+        MemoryStore(max_per_room=-1)
+    with pytest.raises(ValueError):
+        SqliteStore.open(str(tmp_path / "h.db"), reactor=_reactor(), max_age_days=-1)
+    with pytest.raises(ValueError):
+        SqliteStore.open(str(tmp_path / "h.db"), reactor=_reactor(), flush_interval=0)
+
+
+# -- format_history_line -----------------------------------------------------------
+
+UTC = dt.timezone.utc
+
+
+def _ts(year: int, month: int, day: int, hour: int, minute: int) -> float:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp()
+
+
+def _said(at: float, *, action: bool = False, room: str = "#Lobby") -> StoredMessage:
+    return StoredMessage("#lobby", room, "alice", "hi there", action, at)
+
+
+def test_format_today_shows_time_only() -> None:
+    """A message from today shows HH:MM and PROTOCOL.md's message shape."""
+    line = format_history_line(
+        _said(_ts(2026, 11, 28, 14, 3)), now=_ts(2026, 11, 28, 23, 59), tz=UTC
+    )
+    assert line == "[#Lobby 14:03] <alice> hi there"
+
+
+def test_format_action() -> None:
+    """An action uses the `* nick text` shape."""
+    line = format_history_line(
+        _said(_ts(2026, 11, 28, 9, 5), action=True),
+        now=_ts(2026, 11, 28, 10, 0),
+        tz=UTC,
+    )
+    assert line == "[#Lobby 09:05] * alice hi there"
+
+
+def test_format_other_day_shows_date() -> None:
+    """A message from another day shows the date as well."""
+    line = format_history_line(
+        _said(_ts(2026, 11, 27, 14, 3)), now=_ts(2026, 11, 28, 0, 1), tz=UTC
+    )
+    assert line == "[#Lobby 2026-11-27 14:03] <alice> hi there"
+
+
+def test_format_day_is_decided_in_the_given_zone() -> None:
+    """Today is decided in the given time zone, not in UTC."""
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    at = _ts(2026, 11, 27, 23, 30)  # 01:30 on the 28th at UTC+2
+    now = _ts(2026, 11, 28, 8, 0)
+    assert format_history_line(_said(at), now, tz=plus2) == (
+        "[#Lobby 01:30] <alice> hi there"
+    )
+    assert format_history_line(_said(at), now, tz=UTC) == (
+        "[#Lobby 2026-11-27 23:30] <alice> hi there"
+    )
+
+
+def test_format_default_zone_is_local_time() -> None:
+    """Without tz, the local time zone is used."""
+    at = _ts(2026, 11, 28, 12, 0)
+    local = dt.datetime.fromtimestamp(at, UTC).astimezone()
+    assert format_history_line(_said(at), at) == (
+        f"[#Lobby {local:%H:%M}] <alice> hi there"
+    )
+
+
+def test_format_adds_missing_hash() -> None:
+    """A room spelled without `#` is shown with it."""
+    line = format_history_line(
+        _said(_ts(2026, 1, 1, 0, 0), room="Lobby"), now=_ts(2026, 1, 1, 1, 0), tz=UTC
+    )
+    assert line == "[#Lobby 00:00] <alice> hi there"
