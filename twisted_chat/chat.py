@@ -31,6 +31,8 @@ from twisted_chat.errors import (
     NoSuchNick,
     NoSuchRoom,
     NotInRoom,
+    TooManyRooms,
+    UnknownCommand,
 )
 from twisted_chat.names import Nick, RoomName, name_key
 from twisted_chat.settings import Settings
@@ -315,7 +317,7 @@ class ChatServer:
             )
             return
         if len(participant.rooms) >= MAX_ROOMS_PER_USER:
-            raise BadUsage(
+            raise TooManyRooms(
                 f"You are in {MAX_ROOMS_PER_USER} rooms already; /part one first."
             )
         room = self.rooms.get(name.key)
@@ -523,7 +525,9 @@ class ChatServer:
             return
         entry = commands.HELP.get(topic)
         if entry is None:
-            raise BadUsage(f"There is no command /{topic[:32]}; /help lists them.")
+            raise UnknownCommand(
+                f"There is no command /{topic[:32]}; /help lists them."
+            )
         send(lines.notice(f"{entry[0]}: {entry[1]}"))
 
     # -- helpers ---------------------------------------------------------------

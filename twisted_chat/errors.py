@@ -71,6 +71,12 @@ class BadUsage(ChatError):
     code = "usage"
 
 
+class TooManyRooms(ChatError):
+    """A join past the per-person room limit."""
+
+    code = "too-many-rooms"
+
+
 class LineTooLong(ChatError):
     """A client line over ``--max-line`` bytes."""
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from attrs import define, field
 
+_EPSILON = 1e-9
+_MIN_WAIT = 0.001
+
 
 @define(slots=True)
 class TokenBucket:
@@ -33,8 +36,10 @@ class TokenBucket:
         """
         tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if tokens >= 1.0:
-            self.tokens = tokens - 1.0
+        # Refilling in small float steps can leave 0.9999999; count that as
+        # a whole token, and never ask for a wait too small to move a clock.
+        if tokens >= 1.0 - _EPSILON:
+            self.tokens = max(0.0, tokens - 1.0)
             return 0.0
         self.tokens = tokens
-        return (1.0 - tokens) / self.rate
+        return max((1.0 - tokens) / self.rate, _MIN_WAIT)

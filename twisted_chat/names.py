@@ -30,13 +30,23 @@ def name_key(text: str) -> str:
     )
 
 
+
+
+
 def _is_letter(char: str) -> bool:
-    return unicodedata.category(char).startswith("L")
+    return unicodedata.category(char).startswith("L") and char not in _BLANK_LETTERS
+
+
+#: Letters that render as blank space: a name made of them could pass for
+#: nobody, or for somebody else.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 
 
 def _is_name_char(char: str, extra: str) -> bool:
     # Marks (M*) are allowed after the first letter so that scripts such as
     # Devanagari, whose vowels are combining marks, can spell names.
+    if char in _BLANK_LETTERS:
+        return False
     category = unicodedata.category(char)
     return category[0] in "LM" or category == "Nd" or char in extra
 
@@ -79,7 +89,7 @@ class RoomName:
     @classmethod
     def parse(cls, text: str) -> RoomName:
         """Accept ``#room`` or ``room``; the ``#`` is optional on input."""
-        bare = text[1:] if text.startswith("#") else text
+        bare = text.removeprefix("#")
         if not bare:
             raise InvalidName("A room name needs at least one character after '#'.")
         if len(bare) > ROOM_MAX:
@@ -87,6 +97,8 @@ class RoomName:
                 f"A room name is at most {ROOM_MAX} characters after '#'; "
                 f"{bare[:40]!r} has {len(bare)}."
             )
+        if unicodedata.category(bare[0]).startswith("M"):
+            raise InvalidName("A room name cannot start with a combining mark.")
         for char in bare:
             if not _is_name_char(char, "_-."):
                 raise InvalidName(

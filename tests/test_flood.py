@@ -1,0 +1,74 @@
+# Copyright (c) 2026 twisted-chat developers. Licensed under the MIT license.
+"""Token-bucket flood control with explicit time (PROTOCOL.md, "Limits")."""
+
+from __future__ import annotations
+
+import pytest
+
+from twisted_chat.flood import TokenBucket
+from twisted_chat.settings import Settings
+
+
+def test_a_full_burst_goes_at_once() -> None:
+    """A fresh bucket lets ``burst`` lines through at the same instant."""
+    bucket = TokenBucket(burst=10, rate=5)
+    assert [bucket.take(now=0.0) for _ in range(10)] == [0.0] * 10
+
+
+def test_line_after_the_burst_waits_one_interval() -> None:
+    """With the bucket empty the next line must wait 1/rate seconds."""
+    bucket = TokenBucket(burst=10, rate=5)
+    for _ in range(10):
+        bucket.take(now=0.0)
+    assert bucket.take(now=0.0) == pytest.approx(0.2)
+
+
+def test_refused_take_spends_nothing() -> None:
+    """Asking again at the same instant gives the same wait: refusal is free."""
+    bucket = TokenBucket(burst=1, rate=5)
+    bucket.take(now=0.0)
+    first = bucket.take(now=0.0)
+    assert bucket.take(now=0.0) == first == pytest.approx(0.2)
+
+
+def test_after_the_burst_lines_flow_at_the_rate() -> None:
+    """Once empty, one line goes every 1/rate seconds, and no faster."""
+    bucket = TokenBucket(burst=10, rate=5)
+    for _ in range(10):
+        bucket.take(now=0.0)
+    assert bucket.take(now=0.2) == 0.0
+    assert bucket.take(now=0.2) > 0.0
+    assert bucket.take(now=0.4) == 0.0
+
+
+def test_wait_shrinks_as_tokens_trickle_in() -> None:
+    """Half a token in, the wait is half an interval."""
+    bucket = TokenBucket(burst=1, rate=5)
+    bucket.take(now=0.0)
+    assert bucket.take(now=0.1) == pytest.approx(0.1)
+
+
+def test_idle_time_refills_no_more_than_the_burst() -> None:
+    """A long silence refills the bucket to ``burst``, not beyond."""
+    bucket = TokenBucket(burst=3, rate=5)
+    for _ in range(3):
+        bucket.take(now=0.0)
+    assert [bucket.take(now=100.0) for _ in range(3)] == [0.0] * 3
+    assert bucket.take(now=100.0) > 0.0
+
+
+def test_bucket_starts_full_at_any_clock_value() -> None:
+    """A bucket first used at a large reactor time still starts with its burst."""
+    bucket = TokenBucket(burst=2, rate=1)
+    assert [bucket.take(now=1e9) for _ in range(2)] == [0.0, 0.0]
+    assert bucket.take(now=1e9) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("burst", "rate", "on"), [(10, 5.0, True), (0, 5.0, False), (10, 0.0, False)]
+)
+def test_zero_burst_or_rate_turns_flood_control_off(
+    burst: int, rate: float, on: bool
+) -> None:
+    """Settings say flood control is off when either number is 0."""
+    assert Settings(flood_burst=burst, flood_rate=rate).flood_control is on

@@ -1,0 +1,96 @@
+# Copyright (c) 2026 twisted-chat developers. Licensed under the MIT license.
+"""Admission control: clients in all and per address group."""
+
+from __future__ import annotations
+
+import pytest
+
+from twisted_chat.errors import ServerFull, TooManyConnections
+from twisted_chat.limits import Admission, address_group
+
+
+@pytest.mark.parametrize(
+    ("host", "group"),
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),
+        ("2001:db8::1", "2001:db8::/64"),
+        ("2001:db8::ffff:1:2", "2001:db8::/64"),
+        ("2001:db8:0:1::1", "2001:db8:0:1::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_address_group(host: str, group: str) -> None:
+    """IPv4 counts per address, IPv6 per /64, IPv4-mapped as its IPv4 address."""
+    assert address_group(host) == group
+
+
+def test_ipv6_addresses_in_one_64_share_a_group() -> None:
+    """Two addresses of one /64 are one group; the next /64 is another."""
+    assert address_group("2001:db8:1:2::a") == address_group("2001:db8:1:2:ff::b")
+    assert address_group("2001:db8:1:2::a") != address_group("2001:db8:1:3::a")
+
+
+def test_ipv4_mapped_address_counts_with_its_ipv4_address() -> None:
+    """A dual-stack socket's ``::ffff:a.b.c.d`` peer is the same as ``a.b.c.d``."""
+    admission = Admission(max_clients=0, max_per_ip=1)
+    assert admission.admit(address_group("::ffff:198.51.100.7")) is None
+    refusal = admission.admit(address_group("198.51.100.7"))
+    assert isinstance(refusal, TooManyConnections)
+
+
+def test_per_group_cap_refuses_the_next_connection() -> None:
+    """Past ``max_per_ip`` one group is refused while another is still let in."""
+    admission = Admission(max_clients=100, max_per_ip=2)
+    assert admission.admit("a") is None
+    assert admission.admit("a") is None
+    refusal = admission.admit("a")
+    assert isinstance(refusal, TooManyConnections)
+    assert refusal.code == "too-many-connections"
+    assert admission.admit("b") is None
+
+
+def test_max_clients_refuses_everyone_when_full() -> None:
+    """Past ``max_clients`` any group is refused with ServerFull."""
+    admission = Admission(max_clients=2, max_per_ip=10)
+    assert admission.admit("a") is None
+    assert admission.admit("b") is None
+    refusal = admission.admit("c")
+    assert isinstance(refusal, ServerFull)
+    assert refusal.code == "server-full"
+
+
+def test_refusal_counts_nothing() -> None:
+    """A refused client is not counted, so it needs no release."""
+    admission = Admission(max_clients=1, max_per_ip=1)
+    admission.admit("a")
+    admission.admit("a")
+    admission.admit("b")
+    assert (admission.total, admission.per_group) == (1, {"a": 1})
+
+
+def test_release_makes_room_again() -> None:
+    """After a release the same group, and the server, accept a client again."""
+    admission = Admission(max_clients=1, max_per_ip=1)
+    assert admission.admit("a") is None
+    admission.release("a")
+    assert admission.admit("a") is None
+
+
+def test_release_forgets_empty_groups() -> None:
+    """A group whose last client left is dropped, so the table stays small."""
+    admission = Admission(max_clients=10, max_per_ip=10)
+    admission.admit("a")
+    admission.admit("a")
+    admission.release("a")
+    assert admission.per_group == {"a": 1}
+    admission.release("a")
+    assert (admission.total, admission.per_group) == (0, {})
+
+
+def test_zero_caps_mean_no_limit() -> None:
+    """0 for either cap turns that cap off."""
+    admission = Admission(max_clients=0, max_per_ip=0)
+    assert all(admission.admit("a") is None for _ in range(1000))
+    assert admission.total == 1000
