@@ -274,7 +274,8 @@ class ChatServer:
     def _remember(self, room: Room, nick: str, text: str, *, action: bool) -> None:
         from twisted_chat.history import StoredMessage
 
-        assert self._store is not None
+        if self._store is None:
+            return
         self._store.append(
             StoredMessage(
                 room_key=room.name.key,
@@ -331,8 +332,7 @@ class ChatServer:
         others = len(room.members) - 1
         client = participant.client
         company = (
-            f"{_people(others, 'other person', 'other people')} here "
-            f"(/who lists them)"
+            f"{_people(others, 'other person', 'other people')} here (/who lists them)"
             if others
             else "nobody else is here yet"
         )
@@ -395,7 +395,9 @@ class ChatServer:
         participant.rooms.pop(room.name.key, None)
         if participant.current is room:
             participant.current = (
-                next(reversed(participant.rooms.values())) if participant.rooms else None
+                next(reversed(participant.rooms.values()))
+                if participant.rooms
+                else None
             )
         if not room.members:
             del self.rooms[room.name.key]

@@ -37,7 +37,7 @@ class Join:
 
 @frozen
 class Part:
-    """``/part [ROOM] [reason]``; ``args`` is split by the core, which knows the rooms."""
+    """``/part [ROOM] [reason]``: the core splits ``args``, as it knows the rooms."""
 
     args: str
 

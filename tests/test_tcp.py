@@ -1,0 +1,301 @@
+"""The TCP adapter against StringTransport: framing, cleaning and limits."""
+
+from __future__ import annotations
+
+import itertools
+from typing import cast
+
+import attrs
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from twisted_chat.chat import ChatServer
+from twisted_chat.limits import Admission
+from twisted_chat.settings import Settings
+from twisted_chat.tcp import ChatLineProtocol, ChatServerFactory
+
+_ports = itertools.count(40000)
+
+
+class Harness:
+    """A factory on a Clock, and StringTransport clients connected to it."""
+
+    def __init__(self, **settings: object) -> None:
+        self.clock = Clock()
+        self.settings = attrs.evolve(Settings(), **settings)  # type: ignore[arg-type]
+        self.server = ChatServer(self.settings, self.clock.seconds)
+        self.admission = Admission(
+            max_clients=self.settings.max_clients,
+            max_per_ip=self.settings.max_per_ip,
+        )
+        self.factory = ChatServerFactory(self.server, self.admission, self.clock)
+
+    def connect(
+        self, host: str = "127.0.0.1", nick: str | None = None, *, keep: bool = False
+    ) -> tuple[ChatLineProtocol, StringTransport]:
+        address: IPv4Address | IPv6Address
+        if ":" in host:
+            address = IPv6Address("TCP", host, next(_ports))
+        else:
+            address = IPv4Address("TCP", host, next(_ports))
+        protocol = cast("ChatLineProtocol", self.factory.buildProtocol(address))
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        if nick is not None:
+            protocol.dataReceived(f"/nick {nick}\n".encode())
+        if not keep:
+            transport.clear()
+        return protocol, transport
+
+
+def lines_of(transport: StringTransport) -> list[str]:
+    """What the server wrote, as text lines without CRLF."""
+    data: bytes = transport.value()
+    assert data == b"" or data.endswith(b"\r\n"), data
+    return data.decode("utf-8").split("\r\n")[:-1]
+
+
+def test_accepts_lf_crlf_and_bare_cr() -> None:
+    """Lines ending in LF, CRLF or a bare CR all reach the room."""
+    chat = Harness(flood_burst=0)
+    alice, _ = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice.dataReceived(b"one\ntwo\r\nthree\rfour\r\n")
+    assert lines_of(bob) == [
+        "[#lobby] <alice> one",
+        "[#lobby] <alice> two",
+        "[#lobby] <alice> three",
+        "[#lobby] <alice> four",
+    ]
+
+
+def test_crlf_split_across_reads_is_one_line_ending() -> None:
+    """A CR at the end of one read and its LF in the next make one line end."""
+    chat = Harness()
+    alice, _ = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice.dataReceived(b"hello\r")
+    alice.dataReceived(b"\nworld\r\n")
+    assert lines_of(bob) == ["[#lobby] <alice> hello", "[#lobby] <alice> world"]
+
+
+def test_line_split_across_reads() -> None:
+    """A line arriving in pieces is delivered once, whole."""
+    chat = Harness()
+    alice, _ = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    for piece in (b"hel", b"lo wo", b"rld", b"\n"):
+        alice.dataReceived(piece)
+    assert lines_of(bob) == ["[#lobby] <alice> hello world"]
+
+
+def test_multibyte_character_split_across_reads() -> None:
+    """A UTF-8 character cut between two reads is decoded whole, not replaced."""
+    chat = Harness()
+    alice, _ = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    data = "你好 ✓\n".encode()
+    alice.dataReceived(data[:1])
+    alice.dataReceived(data[1:4])
+    alice.dataReceived(data[4:])
+    assert lines_of(bob) == ["[#lobby] <alice> 你好 ✓"]
+
+
+def test_invalid_utf8_is_replaced() -> None:
+    """Bytes that are not UTF-8 become U+FFFD instead of breaking anything."""
+    chat = Harness()
+    alice, _ = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice.dataReceived(b"caf\xe9 \xc3\x28 ok\n")
+    assert lines_of(bob) == ["[#lobby] <alice> caf\ufffd \ufffd( ok"]
+
+
+def test_server_lines_end_in_crlf() -> None:
+    """Every byte the server writes belongs to a CRLF-terminated line."""
+    chat = Harness()
+    protocol, transport = chat.connect()
+    protocol.dataReceived(b"/help\n/rooms\n")
+    value = transport.value()
+    assert value.endswith(b"\r\n")
+    assert value.count(b"\n") == value.count(b"\r\n")
+
+
+def test_blank_and_whitespace_lines_are_ignored() -> None:
+    """Empty and all-whitespace lines produce nothing for anyone."""
+    chat = Harness()
+    alice, alice_out = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice_out.clear()
+    alice.dataReceived(b"\n\r\n   \n\t\n")
+    assert bob.value() == b""
+    assert alice_out.value() == b""
+
+
+def test_control_and_escape_sequences_never_reach_others() -> None:
+    """Telnet negotiation, ANSI escapes and the bell are removed from messages."""
+    chat = Harness()
+    alice, _ = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice.dataReceived(b"\xff\xfb\x01hi \x1b[2J\x1b[31mred\x1b[0m\x07 there\n")
+    assert lines_of(bob) == ["[#lobby] <alice> hi red there"]
+
+
+def test_overlong_line_is_refused_and_the_next_line_works() -> None:
+    """A line over --max-line gets an error; the next line in the same read goes."""
+    chat = Harness(max_line=32)
+    alice, alice_out = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice_out.clear()
+    alice.dataReceived(b"x" * 33 + b"\nshort\n")
+    assert lines_of(alice_out) == [
+        "! line-too-long: Lines are at most 32 bytes; that one was not sent."
+    ]
+    assert lines_of(bob) == ["[#lobby] <alice> short"]
+    assert not alice_out.disconnecting
+
+
+def test_line_of_exactly_the_limit_is_accepted() -> None:
+    """--max-line counts bytes without the line ending, inclusive."""
+    chat = Harness(max_line=32)
+    alice, _ = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice.dataReceived(b"y" * 32 + b"\r\n")
+    assert lines_of(bob) == ["[#lobby] <alice> " + "y" * 32]
+
+
+def test_unterminated_flood_is_discarded_without_buffering() -> None:
+    """An endless line is refused once and never held in memory."""
+    chat = Harness(max_line=1024)
+    alice, alice_out = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice_out.clear()
+    chunk = b"z" * 65536
+    for _ in range(128):  # 8 MiB with no newline
+        alice.dataReceived(chunk)
+        assert len(alice._pending) <= 1024
+    alice.dataReceived(b"tail of the long line\nnext\n")
+    assert lines_of(alice_out) == [
+        "! line-too-long: Lines are at most 1024 bytes; that one was not sent."
+    ]
+    assert lines_of(bob) == ["[#lobby] <alice> next"]
+
+
+def test_paste_is_delayed_not_dropped_by_flood_control() -> None:
+    """Past the burst, reading pauses and the rest arrives at the rate, in order."""
+    chat = Harness(flood_burst=10, flood_rate=5)
+    alice, alice_out = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice_out.clear()
+    alice.dataReceived(b"".join(b"line %d\n" % n for n in range(50)))
+    assert len(lines_of(bob)) == 9  # the burst of 10, less the /nick line
+    assert alice_out.producerState == "paused"
+    for _ in range(100):
+        chat.clock.advance(0.2)
+    assert lines_of(bob) == [f"[#lobby] <alice> line {n}" for n in range(50)]
+    assert alice_out.producerState == "producing"
+    assert not any(line.startswith("!") for line in lines_of(alice_out))
+
+
+def test_flood_control_off_takes_everything_at_once() -> None:
+    """--flood-burst 0 turns flood control off."""
+    chat = Harness(flood_burst=0)
+    alice, alice_out = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice_out.clear()
+    alice.dataReceived(b"".join(b"m%d\n" % n for n in range(100)))
+    assert len(lines_of(bob)) == 100
+    assert alice_out.producerState == "producing"
+
+
+def test_slow_reader_is_dropped_at_the_send_queue_limit() -> None:
+    """A client that stops reading is cut off once its unsent output passes the cap."""
+    chat = Harness(max_sendq=128 * 1024, flood_burst=0)
+    alice, _ = chat.connect(nick="alice")
+    slow, slow_out = chat.connect(nick="slow")
+    _, bob = chat.connect(nick="bob")
+    slow.transport.producer.pauseProducing()  # type: ignore[attr-defined]  # what Twisted does at 64 KiB unsent
+    text = b"x" * 900 + b"\n"
+    for _ in range(80):
+        alice.dataReceived(text)
+    assert slow_out.disconnected  # aborted, not a graceful close
+    assert len(lines_of(bob)) == 80
+    slow.connectionLost(Failure(ConnectionError("aborted")))
+    assert lines_of(bob)[-1] == "* slow quit (too slow to read, send queue full)"
+
+
+def test_reader_that_catches_up_is_kept() -> None:
+    """Output that drains before the cap resets the count."""
+    chat = Harness(max_sendq=128 * 1024, flood_burst=0)
+    alice, _ = chat.connect(nick="alice")
+    _, reader = chat.connect(nick="reader")
+    for _ in range(10):
+        reader.producer.pauseProducing()  # type: ignore[union-attr]
+        for _ in range(50):
+            alice.dataReceived(b"y" * 900 + b"\n")
+        reader.producer.resumeProducing()  # type: ignore[union-attr]
+    assert not reader.disconnecting
+
+
+def test_per_ip_cap_refuses_with_a_reason() -> None:
+    """Past --max-per-ip, a new connection gets one ! line and is closed."""
+    chat = Harness(max_per_ip=2)
+    chat.connect()
+    chat.connect()
+    _, refused = chat.connect(keep=True)
+    assert lines_of(refused)[0].startswith("! too-many-connections:")
+    assert refused.disconnecting
+    _, other = chat.connect(host="127.0.0.2")
+    assert not other.disconnecting
+
+
+def test_ipv6_clients_are_counted_per_64() -> None:
+    """Two addresses in one IPv6 /64 share one per-address allowance."""
+    chat = Harness(max_per_ip=1)
+    chat.connect(host="2001:db8::1")
+    _, refused = chat.connect(host="2001:db8::2")
+    assert refused.disconnecting
+    _, other = chat.connect(host="2001:db8:0:1::1")
+    assert not other.disconnecting
+
+
+def test_max_clients_refuses_and_frees_on_disconnect() -> None:
+    """--max-clients counts connections; a slot frees when one leaves."""
+    chat = Harness(max_clients=1)
+    first, _ = chat.connect()
+    _, refused = chat.connect(host="127.0.0.3", keep=True)
+    assert lines_of(refused)[0].startswith("! server-full:")
+    first.connectionLost(Failure(ConnectionError()))
+    _, later = chat.connect(host="127.0.0.4")
+    assert not later.disconnecting
+
+
+def test_lost_connection_tells_the_room() -> None:
+    """A dropped connection leaves its rooms and the others see why."""
+    chat = Harness()
+    alice, _ = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice.connectionLost(Failure(ConnectionError()))
+    assert lines_of(bob) == ["* alice quit (connection lost)"]
+    assert "alice" not in chat.server.participants
+
+
+def test_quit_closes_the_connection_and_ignores_what_follows() -> None:
+    """After /quit nothing more from that client reaches the room."""
+    chat = Harness()
+    alice, alice_out = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice_out.clear()
+    alice.dataReceived(b"/quit gone fishing\nstill here?\n")
+    assert alice_out.disconnecting
+    assert lines_of(bob) == ["* alice quit (gone fishing)"]
+
+
+def test_telnet_cr_nul_counts_as_cr() -> None:
+    """Telnet clients end lines with CR NUL; that is one line end."""
+    chat = Harness()
+    alice, _ = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice.dataReceived(b"one\r\x00two\r\x00")
+    assert lines_of(bob) == ["[#lobby] <alice> one", "[#lobby] <alice> two"]
