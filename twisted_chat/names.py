@@ -25,12 +25,7 @@ def name_key(text: str) -> str:
     Case folding can undo NFKC's work (``ß`` folds to ``ss`` but some folds
     produce compatibility characters), so normalise on both sides.
     """
-    return unicodedata.normalize(
-        "NFKC", unicodedata.normalize("NFKC", text).casefold()
-    )
-
-
-
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
 
 
 def _is_letter(char: str) -> bool:
@@ -73,8 +68,7 @@ class Nick:
         for char in text:
             if not _is_name_char(char, "_-"):
                 raise InvalidName(
-                    f"A nickname holds letters, digits, '_' and '-' only, "
-                    f"not {char!r}."
+                    f"A nickname holds letters, digits, '_' and '-' only, not {char!r}."
                 )
         return cls(display=text, key=name_key(text))
 
