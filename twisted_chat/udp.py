@@ -1,0 +1,627 @@
+# Copyright (c) 2026 twisted-chat developers. Licensed under the MIT license.
+"""
+The chat over UDP (``nc -u``): datagrams in, datagrams out, and the handshake.
+
+Wire protocol (the whole contract is PROTOCOL.md, section "UDP")::
+
+    $ nc -u localhost 9001
+    hi
+    * Reply /hello qkxv3mc7ttbq4d2a to chat over UDP.
+    /hello qkxv3mc7ttbq4d2a
+    * Welcome to twisted-chat, guest3! Pick a name with /nick NAME; ...
+    * You joined #lobby; 1 other person here (/who lists them).
+    /nick carol
+    * You are now known as carol.
+    [#lobby] <alice> hi carol
+
+A datagram holds one or more lines (split on LF, CRLF or CR; the last needs
+no line ending).  Every server line goes back as a datagram of its own,
+ending in CRLF and at most :data:`MAX_PAYLOAD` bytes (a longer line is cut
+with ``…`` on a character boundary).
+
+An address is *unproven* until it sends ``/hello TOKEN`` with the token it
+was challenged with (:mod:`twisted_chat.handshake`).  Unproven addresses get
+at most one short challenge line and nothing else, and hold no state but an
+entry in a bounded table, so the server cannot be used to reflect or amplify
+traffic at a forged source.  A proven address has a session: an
+:class:`IChatClient` to the core, counted by :class:`Admission` like a TCP
+connection, flood-controlled per line (over the rate, datagrams are dropped
+with one ``! slow-down`` notice a second at most), and ended by ``/quit`` or
+by ``--udp-idle`` seconds without a datagram.
+
+Every decision about chat is the core's (:mod:`twisted_chat.chat`); this
+module owns the datagrams.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+from typing import TYPE_CHECKING, Any, Protocol
+
+from attrs import define
+from twisted.application.internet import UDPServer
+from twisted.application.service import IService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from twisted_chat import commands, lines
+from twisted_chat.cleaning import TelnetFilter, clean_text
+from twisted_chat.errors import ChatError, LineTooLong, SlowDown
+from twisted_chat.flood import TokenBucket
+from twisted_chat.handshake import Address, ChallengeLimiter, TokenMint
+from twisted_chat.interfaces import IChatClient
+from twisted_chat.limits import Admission, address_group
+from twisted_chat.options import parse_udp
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IListeningPort, IReactorTime
+
+    from twisted_chat.chat import ChatServer, Participant
+    from twisted_chat.settings import Settings
+
+_log = Logger()
+
+#: The largest datagram payload the server sends (PROTOCOL.md): small enough
+#: to cross any path without IP fragmentation.
+MAX_PAYLOAD = 1200
+#: The largest datagram read; a UDP payload cannot be larger, so nothing is
+#: ever cut short by the kernel.  Anything bigger is dropped unread.
+MAX_DATAGRAM = 65536
+#: Seconds between two sweeps for idle sessions (fewer if ``--udp-idle`` is
+#: shorter): one timer for all sessions, not one per session.
+SWEEP_INTERVAL = 5.0
+#: At most one ``! slow-down`` notice per session in this many seconds.
+SLOW_DOWN_INTERVAL = 1.0
+#: Failed sends are logged at most once in this many seconds, with a count:
+#: a flood of ICMP errors must not become a flood of log lines.
+SEND_FAILURE_LOG_INTERVAL = 10.0
+#: The reason others see when a session goes quiet for ``--udp-idle``.
+IDLE_REASON = "timed out"
+#: The reason others see when the daemon ends a session (shutdown).
+CLOSED_REASON = "session closed"
+
+_ELLIPSIS = "…".encode()
+_CRLF = lines.CRLF
+#: The longest line that can still be the ``/hello TOKEN`` line; longer first
+#: lines from unproven addresses are not even decoded.
+_HELLO_MAX = 128
+
+#: The errors a send to one address may meet that say nothing about the
+#: others: full buffers, an oversized datagram, an ICMP error surfacing.
+_TRANSIENT = frozenset(
+    {errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EMSGSIZE, errno.ECONNREFUSED}
+)
+
+
+def describe(address: Address) -> str:
+    """The peer label for logs: ``udp 127.0.0.1:5555`` or ``udp [::1]:5555``."""
+    host, port = address
+    if host.startswith("::ffff:") and "." in host:
+        # A dual-stack socket reports IPv4 clients as IPv4-mapped addresses;
+        # people know them by their IPv4 spelling.
+        host = host.removeprefix("::ffff:")
+    if ":" in host:
+        return f"udp [{host}]:{port}"
+    return f"udp {host}:{port}"
+
+
+def cut(line: bytes) -> bytes:
+    """
+    One server line as one datagram payload, at most :data:`MAX_PAYLOAD` bytes.
+
+    :param line: a line without its line ending.
+    :return: the line and CRLF; a longer line is cut on a UTF-8 character
+        boundary and ends with ``…``.
+    """
+    if len(line) + len(_CRLF) <= MAX_PAYLOAD:
+        return line + _CRLF
+    keep = MAX_PAYLOAD - len(_CRLF) - len(_ELLIPSIS)
+    # Back off over continuation bytes (10xxxxxx) to the start of a character.
+    while keep > 0 and line[keep] & 0xC0 == 0x80:
+        keep -= 1
+    return line[:keep] + _ELLIPSIS + _CRLF
+
+
+def datagrams(data: bytes) -> list[bytes]:
+    """
+    Split finished server lines (``IChatClient.send`` input) into payloads.
+
+    The usual single short line is returned as it is, without copying: the
+    same ``bytes`` go to every member of a room.
+    """
+    if len(data) <= MAX_PAYLOAD and data.find(_CRLF) == len(data) - len(_CRLF):
+        return [data]
+    parts = data.split(_CRLF)
+    if parts and not parts[-1]:
+        parts.pop()
+    return [cut(part) for part in parts]
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """
+    The raw lines of one datagram: telnet bytes removed, split on LF, CRLF, CR.
+
+    Each datagram gets a fresh :class:`TelnetFilter`: datagrams are
+    independent, so no telnet command can span two of them.
+    """
+    data = TelnetFilter().feed(data)
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return data.split(b"\n")
+
+
+def _decode(line: bytes) -> str:
+    return clean_text(line.decode("utf-8", "replace"))
+
+
+@define
+class UdpStats:
+    """Counters a test or an operator can read; no message content."""
+
+    datagrams: int = 0
+    oversized: int = 0
+    challenges: int = 0
+    silenced: int = 0
+    bad_tokens: int = 0
+    refused: int = 0
+    sessions: int = 0
+    expired: int = 0
+    dropped_lines: int = 0
+    send_failures: int = 0
+
+
+@implementer(IChatClient)
+class UdpSession:
+    """
+    One proven address, as the core sees it: an :class:`IChatClient`.
+
+    Created by :class:`ChatDatagramProtocol` when ``/hello`` succeeds, and
+    ended by it (``/quit``, idle expiry, :meth:`close`).
+    """
+
+    __slots__ = (
+        "_protocol",
+        "address",
+        "bucket",
+        "group",
+        "last_seen",
+        "last_slow_down",
+        "open",
+        "participant",
+        "peer",
+    )
+
+    def __init__(
+        self,
+        protocol: ChatDatagramProtocol,
+        address: Address,
+        group: str,
+        bucket: TokenBucket | None,
+        now: float,
+    ) -> None:
+        self._protocol = protocol
+        self.address = address
+        self.peer = describe(address)
+        self.group = group
+        self.bucket = bucket
+        self.last_seen = now
+        self.last_slow_down = -SLOW_DOWN_INTERVAL
+        self.open = True
+        self.participant: Participant | None = None
+
+    def send(self, data: bytes) -> None:
+        """``IChatClient`` API: one datagram per line, failures only logged."""
+        if self.open:
+            self._protocol.write_lines(data, self.address)
+
+    def close(self) -> None:
+        """``IChatClient`` API: end the session (nothing is queued in UDP)."""
+        self._protocol.end_session(self, CLOSED_REASON)
+
+
+class ChatDatagramProtocol(DatagramProtocol):
+    """
+    Speaks the chat over one UDP socket; several sockets may share a core.
+
+    :param server: the chat core shared with every other transport.
+    :param admission: the client caps shared with every other transport.
+    :param clock: for idle expiry, flood control and token windows.
+    :param mint: token maker; share one between listeners so a token works
+        whichever of them the client reaches.
+    :param limiter: challenge limits; share one between listeners so the
+        global challenge rate is global.
+    """
+
+    noisy = False
+
+    def __init__(
+        self,
+        server: ChatServer,
+        admission: Admission,
+        clock: IReactorTime,
+        mint: TokenMint | None = None,
+        limiter: ChallengeLimiter | None = None,
+    ) -> None:
+        self.server = server
+        self.admission = admission
+        self.clock = clock
+        self.mint = mint if mint is not None else TokenMint()
+        self.limiter = limiter if limiter is not None else ChallengeLimiter()
+        #: Proven addresses, least recently heard from first: a datagram
+        #: moves its session to the end, so the idle sweep stops at the
+        #: first session that is still fresh.
+        self.sessions: dict[Address, UdpSession] = {}
+        self.stats = UdpStats()
+        self._sweeper: LoopingCall | None = None
+        self._failures_unlogged = 0
+        self._failure_logged_at = -SEND_FAILURE_LOG_INTERVAL
+
+    # -- port life ---------------------------------------------------------------
+
+    def startProtocol(self) -> None:
+        """Start the idle sweep when the first socket is attached."""
+        sweeper = LoopingCall(self.sweep)
+        sweeper.clock = self.clock
+        interval = min(SWEEP_INTERVAL, self.server.settings.udp_idle)
+        sweeper.start(interval, now=False).addErrback(
+            lambda failure: _log.failure("UDP idle sweep stopped", failure)
+        )
+        self._sweeper = sweeper
+
+    def stopProtocol(self) -> None:
+        """Stop the sweep; sessions end with the daemon (``ChatService``)."""
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self._sweeper = None
+
+    # -- input -------------------------------------------------------------------
+
+    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
+        """
+        One datagram from ``addr``: a session's lines, or a handshake step.
+
+        Never raises: whatever goes wrong is logged, and the next datagram is
+        handled as if nothing happened.
+        """
+        try:
+            self.stats.datagrams += 1
+            if len(datagram) > MAX_DATAGRAM:
+                self.stats.oversized += 1
+                return
+            address: Address = (addr[0], addr[1])
+            session = self.sessions.get(address)
+            if session is None:
+                self._unproven(datagram, address)
+            else:
+                self._from_session(session, datagram)
+        except Exception:
+            _log.failure("while handling a datagram from {peer}", peer=addr)
+
+    def _from_session(self, session: UdpSession, datagram: bytes) -> None:
+        now = self.clock.seconds()
+        session.last_seen = now
+        sessions = self.sessions
+        del sessions[session.address]
+        sessions[session.address] = session
+        self._lines(session, split_lines(datagram), now)
+
+    def _lines(self, session: UdpSession, raw_lines: list[bytes], now: float) -> None:
+        settings = self.server.settings
+        limit = settings.max_line
+        participant = session.participant
+        for raw in raw_lines:
+            if not raw:
+                continue
+            if not session.open or participant is None or participant.gone:
+                return
+            bucket = session.bucket
+            if bucket is not None and bucket.take(now):
+                # Over the rate: this line and the rest of the datagram go.
+                self.stats.dropped_lines += 1
+                self._slow_down(session, now)
+                return
+            if len(raw) > limit:
+                session.send(
+                    lines.error(
+                        LineTooLong(
+                            f"Lines are at most {limit} bytes; that one was not sent."
+                        )
+                    )
+                )
+                continue
+            text = _decode(raw)
+            if text and not text.isspace():
+                self.server.receive(participant, text)
+
+    def _slow_down(self, session: UdpSession, now: float) -> None:
+        if now - session.last_slow_down < SLOW_DOWN_INTERVAL:
+            return
+        session.last_slow_down = now
+        settings = self.server.settings
+        session.send(
+            lines.error(
+                SlowDown(
+                    f"Slow down: at most {settings.flood_burst} lines at once, then "
+                    f"{settings.flood_rate:g} a second; the rest was dropped."
+                )
+            )
+        )
+
+    # -- the handshake -----------------------------------------------------------
+
+    def _unproven(self, datagram: bytes, address: Address) -> None:
+        """
+        An address with no session: start one on a good ``/hello``, else
+        challenge it (rate-limited), and never send it anything else.
+        """
+        now = self.clock.seconds()
+        raw_lines = split_lines(datagram)
+        for index, raw in enumerate(raw_lines):
+            if not raw or raw.isspace():
+                continue
+            token = self._hello_token(raw)
+            if token is not None:
+                if self.mint.check(token, address, now):
+                    self._start_session(address, raw_lines[index + 1 :], now)
+                    return
+                self.stats.bad_tokens += 1
+            break
+        self._challenge(address, now)
+
+    @staticmethod
+    def _hello_token(raw: bytes) -> str | None:
+        if len(raw) > _HELLO_MAX:
+            return None
+        try:
+            command = commands.parse_line(_decode(raw).strip())
+        except ChatError:
+            return None
+        return command.token if isinstance(command, commands.Hello) else None
+
+    def _challenge(self, address: Address, now: float) -> None:
+        if not self.limiter.allow(address, now):
+            self.stats.silenced += 1
+            return
+        self.stats.challenges += 1
+        token = self.mint.token(address, now)
+        self._write(lines.notice(f"Reply /hello {token} to chat over UDP."), address)
+
+    def _start_session(self, address: Address, rest: list[bytes], now: float) -> None:
+        group = address_group(address[0])
+        refusal = self.admission.admit(group)
+        if refusal is not None:
+            # The address is proven, so one line of explanation is safe.
+            self.stats.refused += 1
+            _log.warn(
+                "refused UDP session peer={peer} reason={code}",
+                peer=describe(address),
+                code=refusal.code,
+            )
+            self.write_lines(lines.error(refusal), address)
+            return
+        settings = self.server.settings
+        bucket = (
+            TokenBucket(settings.flood_burst, settings.flood_rate, stamp=now)
+            if settings.flood_control
+            else None
+        )
+        session = UdpSession(self, address, group, bucket, now)
+        self.sessions[address] = session
+        self.stats.sessions += 1
+        try:
+            session.participant = self.server.connect(session)
+        except BaseException:
+            self._forget(session)
+            raise
+        self._lines(session, rest, now)
+
+    # -- ending sessions ---------------------------------------------------------
+
+    def end_session(self, session: UdpSession, reason: str) -> None:
+        """
+        Forget ``session``, release its admission, and tell the core.
+
+        Idempotent; after it, the session sends nothing more.  ``/quit`` has
+        already told the core, so the core ignores the second word.
+        """
+        if not self._forget(session):
+            return
+        participant = session.participant
+        if participant is not None and not participant.gone:
+            self.server.disconnect(participant, reason)
+
+    def _forget(self, session: UdpSession) -> bool:
+        if not session.open:
+            return False
+        session.open = False
+        if self.sessions.get(session.address) is session:
+            del self.sessions[session.address]
+        self.admission.release(session.group)
+        return True
+
+    def sweep(self) -> None:
+        """End every session that has been silent for ``--udp-idle`` seconds."""
+        try:
+            now = self.clock.seconds()
+            idle = self.server.settings.udp_idle
+            while self.sessions:
+                session = next(iter(self.sessions.values()))
+                if now - session.last_seen < idle:
+                    break
+                self.stats.expired += 1
+                session.send(
+                    lines.notice(
+                        f"Your UDP session ended after {idle:g} seconds without "
+                        f"a datagram; send anything to start again."
+                    )
+                )
+                self.end_session(session, IDLE_REASON)
+        except Exception:
+            _log.failure("while expiring idle UDP sessions")
+
+    # -- output ------------------------------------------------------------------
+
+    def write_lines(self, data: bytes, address: Address) -> None:
+        """Send finished server lines to ``address``, one datagram per line."""
+        for payload in datagrams(data):
+            self._write(payload, address)
+
+    def _write(self, payload: bytes, address: Address) -> None:
+        """
+        One ``sendto``.  A failure concerns this address only: it is counted,
+        logged now and then, and the caller's fan-out goes on.
+        """
+        transport = self.transport
+        if transport is None:
+            return
+        try:
+            transport.write(payload, address)
+        except Exception as problem:
+            self._send_failed(problem, address)
+
+    def _send_failed(self, problem: Exception, address: Address) -> None:
+        self.stats.send_failures += 1
+        self._failures_unlogged += 1
+        now = self.clock.seconds()
+        if now - self._failure_logged_at < SEND_FAILURE_LOG_INTERVAL:
+            return
+        code = getattr(problem, "errno", None)
+        if isinstance(problem, OSError) and code not in _TRANSIENT:
+            _log.failure(
+                "unexpected error sending to {peer}",
+                peer=describe(address),
+            )
+        else:
+            _log.warn(
+                "could not send {count} UDP datagrams; last to {peer}: {problem}",
+                count=self._failures_unlogged,
+                peer=describe(address),
+                problem=problem,
+            )
+        self._failure_logged_at = now
+        self._failures_unlogged = 0
+
+
+# -- assembly ------------------------------------------------------------------
+
+
+class ChatUDPServer(UDPServer):
+    """``internet.UDPServer`` that keeps its chat protocol where the daemon looks."""
+
+    def __init__(
+        self, port: int, protocol: ChatDatagramProtocol, interface: str, reactor: Any
+    ) -> None:
+        super().__init__(  # type: ignore[no-untyped-call]
+            port,
+            protocol,
+            interface=interface,
+            maxPacketSize=MAX_DATAGRAM,
+            reactor=reactor,
+        )
+        self.chat_protocol = protocol
+
+
+class Adopt(Protocol):
+    """The shape of :func:`twisted_chat.systemd.adopt_udp`."""
+
+    def __call__(
+        self,
+        reactor: Any,
+        name: str,
+        protocol: ChatDatagramProtocol,
+        *,
+        max_packet_size: int,
+    ) -> IListeningPort: ...
+
+
+class SystemdUDPService(Service):
+    """
+    A UDP listener on a socket systemd passed in (``--udp systemd:name=NAME``).
+
+    Adopted in :meth:`privilegedStartService`, like ``UDPServer`` binds, so a
+    missing socket stops twistd at startup with a message.
+
+    :param adopt: ``adopt_udp(reactor, name, protocol) -> IListeningPort``;
+        :func:`twisted_chat.systemd.adopt_udp` by default.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        protocol: ChatDatagramProtocol,
+        reactor: Any,
+        adopt: Adopt | None = None,
+    ) -> None:
+        self.socket_name = name
+        self.chat_protocol = protocol
+        self.reactor = reactor
+        self._adopt = adopt
+        self._port: IListeningPort | None = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()  # type: ignore[no-untyped-call]
+        self._listen()
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        if self._port is None:
+            self._listen()
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()  # type: ignore[no-untyped-call]
+        port, self._port = self._port, None
+        if port is None:
+            return None
+        return maybeDeferred(port.stopListening).addCallback(lambda _: None)
+
+    def _listen(self) -> None:
+        adopt = self._adopt if self._adopt is not None else _systemd_adopt()
+        self._port = adopt(
+            self.reactor,
+            self.socket_name,
+            self.chat_protocol,
+            max_packet_size=MAX_DATAGRAM,
+        )
+
+
+def _systemd_adopt() -> Adopt:
+    try:
+        module = importlib.import_module("twisted_chat.systemd")
+        adopt: Adopt = module.adopt_udp
+    except (ImportError, AttributeError):
+        raise RuntimeError(
+            "--udp systemd:name=... needs socket activation support "
+            "(twisted_chat.systemd.adopt_udp), which this build lacks; "
+            "use --udp PORT instead."
+        ) from None
+    return adopt
+
+
+def udp_listeners(
+    settings: Settings, server: ChatServer, admission: Admission, reactor: Any
+) -> list[IService]:
+    """
+    One service per ``--udp`` entry, each with its own protocol.
+
+    All of them share one token secret and one challenge limiter: a token
+    from one listener works on another, and the global challenge cap counts
+    every listener.  Each service has a ``chat_protocol`` attribute whose
+    ``sessions`` the daemon closes at shutdown.
+    """
+    mint = TokenMint()
+    limiter = ChallengeLimiter()
+    services: list[IService] = []
+    for value in settings.udp:
+        where = parse_udp(value)
+        protocol = ChatDatagramProtocol(server, admission, reactor, mint, limiter)
+        service: IService
+        if where.systemd_name:
+            service = SystemdUDPService(where.systemd_name, protocol, reactor)
+        else:
+            service = ChatUDPServer(where.port, protocol, where.host, reactor)
+        services.append(service)
+    return services
