@@ -352,8 +352,13 @@ def makeService(options: Options) -> IService:
     """The twistd entry point: build the daemon on the global reactor."""
     from twisted.internet import reactor
 
-    from twisted_chat.service import StartupError, make_chat_service
+    from twisted_chat.service import (
+        StartupError,
+        make_chat_service,
+        raise_open_file_limit,
+    )
 
+    raise_open_file_limit()
     try:
         service = make_chat_service(
             options["settings"], reactor, given=options["given"]

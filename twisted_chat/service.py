@@ -90,9 +90,11 @@ class ChatService(MultiService):
         return self.server.settings
 
     def startService(self) -> None:
-        super().startService()
         if self.handle_sighup:
+            # Before the children start: the systemd child's READY=1 lets
+            # `systemctl reload` through, and an unhandled SIGHUP kills us.
             self._uninstall_sighup = install_sighup(self.reactor, self._on_sighup)
+        super().startService()
         _log.info(
             "twisted-chat ready: tcp={tcp} udp={udp}",
             tcp=list(self.settings.tcp),
@@ -202,6 +204,34 @@ class StoreService(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         return self.store.stop()
+
+
+def raise_open_file_limit() -> None:
+    """
+    Lift the soft limit on open files to the hard limit.
+
+    Every client is a file descriptor; the usual soft limit of 1024 would
+    refuse clients long before ``--max-clients``.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as problem:
+            _log.warn(
+                "could not raise the open file limit from {soft} to {hard}: "
+                "{problem}",
+                soft=soft,
+                hard=hard,
+                problem=str(problem),
+            )
+            return
+        soft = hard
+    _log.info("open file limit: {soft}", soft=soft)
 
 
 def open_store(settings: Settings, reactor: Any) -> IMessageStore | None:
