@@ -56,6 +56,8 @@ _INTERNAL_ERROR = lines.encode(
     "! internal-error: Something went wrong on the server; it has been logged."
 )
 _PONG = lines.notice("pong")
+#: Commands whose room lines may wait for the end of the reactor turn.
+_QUEUED = (commands.Say, commands.Me)
 
 Send = Callable[[bytes], None]
 
@@ -89,6 +91,8 @@ class Room:
     #: ``(participant, send)`` pairs, rebuilt when membership changes so the
     #: fan-out loop iterates a ready tuple and does no lookups.
     fanout: tuple[tuple[Participant, Send], ...] = ()
+    #: Lines said this reactor turn and not yet handed out, with their sender.
+    pending: list[tuple[bytes, Participant | None]] = field(factory=list)
 
     def add(self, participant: Participant) -> None:
         """Make ``participant`` a member."""
@@ -106,7 +110,7 @@ class Room:
 
     def broadcast(self, data: bytes, exclude: Participant | None = None) -> None:
         """
-        Hand the same bytes to every member but ``exclude``.
+        Hand the same bytes to every member but ``exclude``, now.
 
         One member's failure is logged and does not stop the others, as in
         ``twisted.words``' ``Group.receive``.
@@ -122,6 +126,35 @@ class Room:
                         room=self.name.display,
                     )
 
+    def flush(self) -> None:
+        """
+        Hand out what was said this turn: one write per member for all of it.
+
+        A member who said some of it gets the rest, without their own lines.
+        """
+        pending, self.pending = self.pending, []
+        if len(pending) == 1:
+            self.broadcast(*pending[0])
+            return
+        batch = b"".join([data for data, _ in pending])
+        senders = {sender for _, sender in pending}
+        for member, send in self.fanout:
+            data = batch
+            if member in senders:
+                data = b"".join(
+                    [line for line, sender in pending if sender is not member]
+                )
+                if not data:
+                    continue
+            try:
+                send(data)
+            except Exception:
+                _log.failure(
+                    "while delivering to {nick} in {room}",
+                    nick=member.nick.display,
+                    room=self.name.display,
+                )
+
 
 class ChatServer:
     """
@@ -130,6 +163,10 @@ class ChatServer:
     :param settings: the live settings; replace the attribute to reload.
     :param seconds: the current time, for topics and history.
     :param store: where room messages and topics are kept, if anywhere.
+    :param defer: runs a callable once the current reactor turn is done
+        (``lambda f: reactor.callLater(0, f)``).  With it, what a room hears
+        in one turn goes out as one write per member instead of one per line
+        per member; without it, every line goes out at once.
     """
 
     def __init__(
@@ -137,10 +174,13 @@ class ChatServer:
         settings: Settings,
         seconds: Callable[[], float],
         store: IMessageStore | None = None,
+        defer: Callable[[Callable[[], None]], object] | None = None,
     ) -> None:
         self.settings = settings
         self._seconds = seconds
         self._store = store
+        self._defer = defer
+        self._dirty: dict[Room, None] = {}
         self.participants: dict[str, Participant] = {}
         self.rooms: dict[str, Room] = {}
         self._guest_numbers = itertools.count(1)
@@ -150,6 +190,7 @@ class ChatServer:
 
     def connect(self, client: IChatClient) -> Participant:
         """Welcome a new participant: guest nickname, MOTD, default room."""
+        self.flush()
         participant = Participant(client=client, nick=self._guest_nick())
         self.participants[participant.nick.key] = participant
         nick = participant.nick.display
@@ -179,7 +220,12 @@ class ChatServer:
         if participant.gone:
             return
         try:
-            self._dispatch(participant, commands.parse_line(text))
+            command = commands.parse_line(text)
+            if self._dirty and not isinstance(command, _QUEUED):
+                # Membership changes and direct replies must not overtake
+                # room lines queued earlier in this turn.
+                self.flush()
+            self._dispatch(participant, command)
         except ChatError as problem:
             participant.client.send(lines.error(problem))
         except Exception:
@@ -192,6 +238,7 @@ class ChatServer:
         """The participant is gone (quit, lost, expired); tell their rooms."""
         if participant.gone:
             return
+        self.flush()
         participant.gone = True
         nick = participant.nick.display
         self._tell_neighbours(participant, lines.notice(f"{nick} quit ({reason})"))
@@ -202,12 +249,31 @@ class ChatServer:
 
     def broadcast_notice(self, text: str) -> None:
         """Tell everybody something, such as that the server is shutting down."""
+        self.flush()
         data = lines.notice(text)
         for participant in list(self.participants.values()):
             try:
                 participant.client.send(data)
             except Exception:
                 _log.failure("while telling {nick}", nick=participant.nick.display)
+
+    def flush(self) -> None:
+        """Hand out every room's queued lines now."""
+        while self._dirty:
+            dirty, self._dirty = self._dirty, {}
+            for room in dirty:
+                if room.pending:
+                    room.flush()
+
+    def _say_in(self, room: Room, data: bytes, sender: Participant | None) -> None:
+        """Queue a room line for the end of this turn, or send it now."""
+        if self._defer is None:
+            room.broadcast(data, sender)
+            return
+        room.pending.append((data, sender))
+        if not self._dirty:
+            self._defer(self.flush)
+        self._dirty[room] = None
 
     def status(self) -> str:
         """A one-line summary for ``STATUS=`` and logs."""
@@ -260,14 +326,18 @@ class ChatServer:
 
     def _say(self, participant: Participant, room: Room, text: str) -> None:
         nick = participant.nick.display
-        room.broadcast(lines.room_message(room.name.display, nick, text), participant)
+        self._say_in(
+            room, lines.room_message(room.name.display, nick, text), participant
+        )
         if self._store is not None:
             self._remember(room, nick, text, action=False)
 
     def _me(self, participant: Participant, text: str) -> None:
         room = self._current(participant)
         nick = participant.nick.display
-        room.broadcast(lines.room_action(room.name.display, nick, text), participant)
+        self._say_in(
+            room, lines.room_action(room.name.display, nick, text), participant
+        )
         if self._store is not None:
             self._remember(room, nick, text, action=True)
 
@@ -502,12 +572,20 @@ class ChatServer:
     def _replay(self, participant: Participant, room: Room, count: int) -> int:
         if self._store is None or count <= 0:
             return 0
+        from attrs import evolve
+
         from twisted_chat.history import format_history_line
 
         messages = self._store.recent(room.name.key, min(count, HISTORY_LIMIT))
         now = self._seconds()
         send = participant.client.send
+        # Show the room as it is spelled now (a room re-created after it
+        # emptied, or after a restart, may be spelled #Dev instead of #dev),
+        # so replayed and live lines name it alike.
+        display = room.name.display
         for message in messages:
+            if message.room != display:
+                message = evolve(message, room=display)  # noqa: PLW2901
             send(lines.encode(format_history_line(message, now)))
         return len(messages)
 

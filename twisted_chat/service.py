@@ -223,8 +223,7 @@ def raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError) as problem:
             _log.warn(
-                "could not raise the open file limit from {soft} to {hard}: "
-                "{problem}",
+                "could not raise the open file limit from {soft} to {hard}: {problem}",
                 soft=soft,
                 hard=hard,
                 problem=str(problem),
@@ -275,7 +274,9 @@ def make_chat_service(
     :raises StartupError: when a listener or the history cannot be set up.
     """
     store = open_store(settings, reactor)
-    server = ChatServer(settings, reactor.seconds, store)
+    server = ChatServer(
+        settings, reactor.seconds, store, defer=lambda f: reactor.callLater(0, f)
+    )
     admission = Admission(
         max_clients=settings.max_clients, max_per_ip=settings.max_per_ip
     )

@@ -1,0 +1,138 @@
+"""Room lines said in one reactor turn go out as one write per member."""
+
+from __future__ import annotations
+
+from attrs import define
+from twisted.internet.task import Clock
+
+from twisted_chat.chat import ChatServer, Participant
+from twisted_chat.settings import Settings
+from twisted_chat.testing import RecordingClient
+
+
+class Room:
+    """A batching ChatServer on a Clock, with named RecordingClients in #lobby."""
+
+    def __init__(self, *nicks: str) -> None:
+        self.clock = Clock()
+        self.server = ChatServer(
+            Settings(history_db="off"),
+            self.clock.seconds,
+            defer=lambda f: self.clock.callLater(0, f),
+        )
+        self.clients: dict[str, RecordingClient] = {}
+        self.people: dict[str, Participant] = {}
+        for nick in nicks:
+            client = RecordingClient(peer=f"test {nick}")
+            participant = self.server.connect(client)
+            self.server.receive(participant, f"/nick {nick}")
+            self.clients[nick] = client
+            self.people[nick] = participant
+        self.clock.advance(0)
+        for client in self.clients.values():
+            client.sent.clear()
+
+    def say(self, nick: str, text: str) -> None:
+        self.server.receive(self.people[nick], text)
+
+    def turn(self) -> None:
+        self.clock.advance(0)
+
+
+def test_lines_wait_for_the_end_of_the_turn_then_go_in_one_write() -> None:
+    """Nothing is written mid-turn; then each member gets one write, in order."""
+    room = Room("alice", "bob", "carol")
+    room.say("alice", "one")
+    room.say("bob", "two")
+    room.say("alice", "three")
+    assert room.clients["carol"].sent == []
+    room.turn()
+    assert room.clients["carol"].lines() == [
+        "[#lobby] <alice> one",
+        "[#lobby] <bob> two",
+        "[#lobby] <alice> three",
+    ]
+    assert len(room.clients["carol"].sent) == 1
+
+
+def test_a_sender_gets_the_others_lines_but_never_their_own() -> None:
+    """Batching keeps the no-echo rule for every sender in the batch."""
+    room = Room("alice", "bob", "carol")
+    room.say("alice", "one")
+    room.say("bob", "two")
+    room.turn()
+    assert room.clients["alice"].lines() == ["[#lobby] <bob> two"]
+    assert room.clients["bob"].lines() == ["[#lobby] <alice> one"]
+
+
+def test_a_lone_speaker_gets_nothing_back() -> None:
+    """A batch made only of your own lines sends you no write at all."""
+    room = Room("alice", "bob")
+    room.say("alice", "one")
+    room.say("alice", "two")
+    room.turn()
+    assert room.clients["alice"].sent == []
+    assert len(room.clients["bob"].lines()) == 2
+
+
+def test_commands_flush_queued_lines_first() -> None:
+    """A part after a message is seen after the message, as it happened."""
+    room = Room("alice", "bob", "carol")
+    room.say("alice", "bye bob")
+    room.say("bob", "/part")
+    assert room.clients["carol"].lines() == [
+        "[#lobby] <alice> bye bob",
+        "* bob left #lobby",
+    ]
+    room.turn()
+    assert "[#lobby] <alice> bye bob" in room.clients["bob"].lines()
+
+
+def test_a_newcomer_does_not_get_lines_said_before_joining() -> None:
+    """Membership is what it was when the line was said, not when it went out."""
+    room = Room("alice", "bob")
+    room.say("alice", "before")
+    newcomer = RecordingClient(peer="test dave")
+    room.server.connect(newcomer)
+    room.turn()
+    assert not any("before" in line for line in newcomer.lines())
+    assert "[#lobby] <alice> before" in room.clients["bob"].lines()
+
+
+@define(eq=False)
+class BrokenClient(RecordingClient):
+    """A client whose sends fail once ``broken`` is set."""
+
+    broken: bool = False
+
+    def send(self, data: bytes) -> None:
+        if self.broken:
+            raise OSError("boom")
+        super().send(data)
+
+
+def test_a_failing_member_does_not_stop_the_batch() -> None:
+    """One member whose send raises is skipped; the rest get the batch."""
+    room = Room("alice", "carol")
+    broken = BrokenClient(peer="test broken")
+    room.server.connect(broken)
+    broken.broken = True
+    room.turn()
+    room.clients["carol"].sent.clear()
+    room.say("alice", "one")
+    room.say("alice", "two")
+    room.turn()
+    assert room.clients["carol"].lines() == [
+        "[#lobby] <alice> one",
+        "[#lobby] <alice> two",
+    ]
+
+
+def test_the_same_bytes_object_goes_to_every_plain_member() -> None:
+    """The batch is joined once, not once per recipient."""
+    room = Room("alice", "bob", "carol", "dave")
+    room.say("alice", "one")
+    room.say("alice", "two")
+    room.turn()
+    batches = [room.clients[nick].sent[0] for nick in ("bob", "carol", "dave")]
+    assert batches[0] is batches[1] is batches[2]
