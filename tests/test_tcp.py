@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from twisted_chat.chat import ChatServer
 from twisted_chat.limits import Admission
 from twisted_chat.settings import Settings
-from twisted_chat.tcp import ChatLineProtocol, ChatServerFactory
+from twisted_chat.tcp import ChatLineProtocol, ChatServerFactory, unsent_bytes
 
 _ports = itertools.count(40000)
 
@@ -299,3 +299,19 @@ def test_telnet_cr_nul_counts_as_cr() -> None:
     _, bob = chat.connect(nick="bob")
     alice.dataReceived(b"one\r\x00two\r\x00")
     assert lines_of(bob) == ["[#lobby] <alice> one", "[#lobby] <alice> two"]
+
+
+def test_unsent_bytes_reads_socket_and_tls_buffers() -> None:
+    """The send queue is measured from the transport, through a TLS layer too."""
+
+    class Socket:
+        dataBuffer = b"x" * 100
+        offset = 40
+        _tempDataLen = 7
+
+    class Tls:
+        transport = Socket()
+
+    assert unsent_bytes(Socket()) == 67
+    assert unsent_bytes(Tls()) == 67
+    assert unsent_bytes(StringTransport()) is None

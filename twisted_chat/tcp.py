@@ -64,6 +64,30 @@ def describe(address: IAddress) -> tuple[str, str]:
     return f"tcp {host}:{port}", host
 
 
+def unsent_bytes(transport: object) -> int | None:
+    """
+    How much output a transport holds that the peer has not taken yet.
+
+    Twisted's socket transports (``FileDescriptor``) keep it in
+    ``dataBuffer`` and ``_tempDataBuffer``; TLS writes through to the socket
+    transport beneath it.  These are private attributes, so when they are
+    not there (another reactor, a test fake) this returns None and the
+    caller counts what it wrote since the transport paused it instead.
+    """
+    for _ in range(3):
+        try:
+            return (
+                len(transport.dataBuffer)  # type: ignore[attr-defined]
+                - transport.offset  # type: ignore[attr-defined]
+                + transport._tempDataLen  # type: ignore[attr-defined]
+            )
+        except AttributeError:
+            transport = getattr(transport, "transport", None)
+            if transport is None:
+                return None
+    return None
+
+
 class StreamTransport(Protocol):
     """What this adapter uses of a stream transport (TCP, TLS and UNIX have it)."""
 
@@ -180,7 +204,11 @@ class ChatLineProtocol(LineReceiver):
     def send(self, data: bytes) -> None:
         """``IChatClient`` API: queue lines, and count them while stalled."""
         if self._stalled:
-            self._unsent += len(data)
+            buffered = unsent_bytes(self.transport)
+            if buffered is None:
+                self._unsent += len(data)
+            else:
+                self._unsent = buffered + len(data)
             if self._unsent > self.factory.server.settings.max_sendq:
                 self._drop_slow_reader()
                 return
