@@ -1,0 +1,204 @@
+# Copyright (c) 2026 twisted-chat developers. Licensed under the MIT license.
+"""The command line of the load generator: ``python -m twisted_chat.bench``.
+
+See the package docstring (``twisted_chat.bench``) for what it measures and
+how to start the server for it.  Exit status: 0 when every delivery arrived
+exactly once, 1 when the run found an error, 2 for bad options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from twisted_chat.bench.report import format_table, to_json
+from twisted_chat.bench.runner import RunConfig, run, stderr_progress
+from twisted_chat.bench.workloads import WORKLOADS, get_workload
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+EPILOG = """\
+workloads:
+{workloads}
+
+server options for a benchmark (twistd -n chat ...):
+  --flood-burst 0 --flood-rate 0   turn flood control off (else 5 lines/s per sender)
+  --max-per-ip N                   connections per address (default 32), or use
+                                   --source-addrs here to spread the clients
+  --max-clients N                  clients in all (default 10,000)
+  --max-sendq BYTES                unread output before a reader is dropped
+                                   (default 1 MiB); keep --window x senders x
+                                   ~130 bytes below it
+e.g.  twistd -n chat --tcp 9000 --udp 9001 --flood-burst 0 --flood-rate 0 \\
+          --max-per-ip 2000 --max-clients 20000
+      python -m twisted_chat.bench --workload fanout --server-pid PID
+
+exit status: 0 all deliveries arrived exactly once, 1 errors, 2 bad options
+"""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The option parser; its help is the tool's manual."""
+    workloads = "\n".join(f"  {w.name:<8} {w.description}" for w in WORKLOADS.values())
+    parser = argparse.ArgumentParser(
+        prog="python -m twisted_chat.bench",
+        description="Load generator for a twisted-chat server: connects clients, "
+        "sends room messages, and counts and times every delivery.",
+        epilog=EPILOG.format(workloads=workloads),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
+    add("--port", type=int, default=9000, help="server TCP port (default 9000)")
+    add("--udp-port", type=int, help="server UDP port; enables UDP clients")
+    add(
+        "--udp-clients",
+        type=_non_negative,
+        help="how many clients (the last ones) use UDP (default: all, "
+        "when --udp-port is given)",
+    )
+    add("--workload", choices=sorted(WORKLOADS), default="fanout")
+    add("--clients", type=_positive, help="connections in all")
+    add("--rooms", type=_positive, help="rooms the clients are spread over")
+    add("--senders", type=_non_negative, help="clients that send")
+    add("--messages", type=_non_negative, help="messages per sender")
+    add("--size", type=_positive, help="bytes per message line (default 100)")
+    add("--rate", type=_seconds, help="messages per second per sender (0: flat out)")
+    add(
+        "--duration",
+        type=_seconds,
+        help="seconds to send at --rate; for idle, seconds to hold",
+    )
+    add(
+        "--procs",
+        type=_positive,
+        default=1,
+        help="worker processes for the clients (default 1)",
+    )
+    add(
+        "--source-addrs",
+        type=_non_negative,
+        default=0,
+        metavar="N",
+        help="bind clients to 127.0.1.1 .. 127.0.1.N, round-robin, so a per-IP "
+        "cap does not interfere (default 0: do not bind)",
+    )
+    add(
+        "--window",
+        type=_non_negative,
+        default=200,
+        metavar="N",
+        help="flat-out senders keep at most N messages unanswered by the server "
+        "(batches end with /ping); 0 pipelines everything (default 200)",
+    )
+    add(
+        "--read-delay",
+        type=_seconds,
+        metavar="MS",
+        help="pause this many ms after small reads while messages flow, so "
+        "lines pile up and each recv carries many (default 2 when sending "
+        "flat out, 0 with --rate); adds at most that much to latencies",
+    )
+    add("--server-pid", type=_positive, help="report this process's CPU and RSS")
+    add("--json", action="store_true", help="print the report as JSON")
+    add(
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        help="give up after this many seconds without progress (default 10)",
+    )
+    add("--no-progress", action="store_true", help="no progress line on stderr")
+    return parser
+
+
+def parse_args(
+    argv: Sequence[str] | None = None,
+) -> tuple[RunConfig, argparse.Namespace]:
+    """Parse and check the options; exits with status 2 and a message on errors."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    duration = args.duration
+    base = WORKLOADS[args.workload]
+    if (
+        args.messages is not None
+        and duration is None
+        and not base.idle
+        and (args.rate or base.rate)
+    ):
+        # An explicit message count beats a paced workload's duration.
+        duration = 0.0
+    try:
+        workload = get_workload(
+            args.workload,
+            clients=args.clients,
+            rooms=args.rooms,
+            senders=args.senders,
+            messages=args.messages,
+            size=args.size,
+            rate=args.rate,
+            duration=duration,
+        )
+    except ValueError as e:
+        parser.error(str(e))
+    udp_clients = args.udp_clients
+    if udp_clients is None:
+        udp_clients = workload.clients if args.udp_port is not None else 0
+    if udp_clients and args.udp_port is None:
+        parser.error("--udp-clients needs --udp-port")
+    if udp_clients > workload.clients:
+        parser.error("--udp-clients must not exceed --clients")
+    if args.source_addrs > 254:
+        parser.error("--source-addrs must be at most 254 (127.0.1.1 .. 127.0.1.254)")
+    if args.procs > workload.clients:
+        parser.error("--procs must not exceed --clients")
+    config = RunConfig(
+        workload=workload,
+        host=args.host,
+        port=args.port,
+        udp_port=args.udp_port,
+        udp_clients=udp_clients,
+        procs=args.procs,
+        source_addrs=args.source_addrs,
+        server_pid=args.server_pid,
+        timeout=args.timeout,
+        window=args.window,
+        read_delay=None if args.read_delay is None else args.read_delay / 1000,
+    )
+    return config, args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark the options describe and print its report."""
+    config, args = parse_args(argv)
+    show = None if args.no_progress else stderr_progress()
+    report = run(config, show)
+    sys.stdout.write(to_json(report) + "\n" if args.json else format_table(report))
+    sys.stdout.flush()
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
