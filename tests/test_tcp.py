@@ -315,3 +315,56 @@ def test_unsent_bytes_reads_socket_and_tls_buffers() -> None:
     assert unsent_bytes(Socket()) == 67
     assert unsent_bytes(Tls()) == 67
     assert unsent_bytes(StringTransport()) is None
+
+
+class PartialSocket:
+    """A socket that takes at most ``room`` bytes per send, or fails."""
+
+    def __init__(self, room: int, error: OSError | None = None) -> None:
+        self.room = room
+        self.error = error
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        if self.error is not None:
+            raise self.error
+        self.sent.append(data[: self.room])
+        return min(self.room, len(data))
+
+
+def write_through_client(
+    sock: PartialSocket,
+) -> tuple[ChatLineProtocol, StringTransport]:
+    chat = Harness()
+    protocol, transport = chat.connect(nick="alice")
+    transport.dataBuffer = b""  # type: ignore[attr-defined]
+    transport._tempDataLen = 0  # type: ignore[attr-defined]
+    protocol._socket = sock  # type: ignore[assignment]
+    return protocol, transport
+
+
+def test_write_through_sends_now_and_queues_the_rest() -> None:
+    """With nothing queued, lines go straight to the socket; the rest is queued."""
+    sock = PartialSocket(room=5)
+    protocol, transport = write_through_client(sock)
+    protocol.send(b"hello world\r\n")
+    assert sock.sent == [b"hello"]
+    assert transport.value() == b" world\r\n"
+
+
+def test_write_through_never_overtakes_queued_output() -> None:
+    """Once output is queued, new lines queue behind it, in order."""
+    sock = PartialSocket(room=100)
+    protocol, transport = write_through_client(sock)
+    transport._tempDataLen = 3  # type: ignore[attr-defined]
+    protocol.send(b"second\r\n")
+    assert sock.sent == []
+    assert transport.value() == b"second\r\n"
+
+
+def test_write_through_error_leaves_it_to_the_transport() -> None:
+    """A socket error hands the whole line to Twisted, which reports it as usual."""
+    sock = PartialSocket(room=100, error=ConnectionResetError())
+    protocol, transport = write_through_client(sock)
+    protocol.send(b"line\r\n")
+    assert transport.value() == b"line\r\n"
