@@ -122,9 +122,9 @@ class Scene:
         self.protocol: ChatDatagramProtocol | None = None
 
     async def start(self) -> None:
-        self.service.startService()  # type: ignore[no-untyped-call]
-        (tcp,) = self.service.getServiceNamed("tcp")  # type: ignore[no-untyped-call]
-        (udp,) = self.service.getServiceNamed("udp")  # type: ignore[no-untyped-call]
+        self.service.startService()
+        (tcp,) = self.service.getServiceNamed("tcp")
+        (udp,) = self.service.getServiceNamed("udp")
         ports: list[Any] = []
 
         def found(port: Any) -> Any:
@@ -148,7 +148,7 @@ class Scene:
     async def tcp_user(self, nick: str) -> TcpUser:
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.tcp_port)
         user = TcpUser()
-        await connectProtocol(endpoint, user)  # type: ignore[no-untyped-call]
+        await connectProtocol(endpoint, user)
         self.tcp_users.append(user)
         await user.inbox.expect(re.compile(r"\* You joined #lobby;.*"))
         user.say(f"/nick {nick}")

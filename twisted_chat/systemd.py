@@ -273,7 +273,7 @@ class SystemdNotifyService(Service):
         ``IService`` API: say ``READY=1`` with the current status, then start
         the status and watchdog timers.
         """
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         if not self._notifier.enabled:
             return
         self._notify_ready()
@@ -283,7 +283,7 @@ class SystemdNotifyService(Service):
 
     def stopService(self) -> None:
         """``IService`` API: stop the timers and say ``STOPPING=1``."""
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         for loop in self._loops:
             loop.stop()
         self._loops.clear()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from attrs import define
@@ -259,11 +260,17 @@ class ChatDatagramProtocol(DatagramProtocol):
         self._sweeper: LoopingCall | None = None
         self._failures_unlogged = 0
         self._failure_logged_at = -SEND_FAILURE_LOG_INTERVAL
+        self._sendto: Callable[[bytes, Address], object] | None = None
 
     # -- port life ---------------------------------------------------------------
 
     def startProtocol(self) -> None:
         """Start the idle sweep when the first socket is attached."""
+        # Twisted's UDP ``write`` parses the address string of every
+        # datagram to check it is an IP address; ours come from recvfrom and
+        # are, so fan-out calls the socket's sendto directly.
+        handle = getattr(self.transport, "getHandle", None)
+        self._sendto = handle().sendto if handle is not None else None
         sweeper = LoopingCall(self.sweep)
         sweeper.clock = self.clock
         interval = min(SWEEP_INTERVAL, self.server.settings.udp_idle)
@@ -274,6 +281,7 @@ class ChatDatagramProtocol(DatagramProtocol):
 
     def stopProtocol(self) -> None:
         """Stop the sweep; sessions end with the daemon (``ChatService``)."""
+        self._sendto = None
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
         self._sweeper = None
@@ -475,11 +483,11 @@ class ChatDatagramProtocol(DatagramProtocol):
         One ``sendto``.  A failure concerns this address only: it is counted,
         logged now and then, and the caller's fan-out goes on.
         """
-        transport = self.transport
-        if transport is None:
-            return
         try:
-            transport.write(payload, address)
+            if self._sendto is not None:
+                self._sendto(payload, address)
+            elif self.transport is not None:
+                self.transport.write(payload, address)
         except Exception as problem:
             self._send_failed(problem, address)
 
@@ -515,7 +523,7 @@ class ChatUDPServer(UDPServer):
     def __init__(
         self, port: int, protocol: ChatDatagramProtocol, interface: str, reactor: Any
     ) -> None:
-        super().__init__(  # type: ignore[no-untyped-call]
+        super().__init__(
             port,
             protocol,
             interface=interface,
@@ -563,16 +571,16 @@ class SystemdUDPService(Service):
         self._port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
-        super().privilegedStartService()  # type: ignore[no-untyped-call]
+        super().privilegedStartService()
         self._listen()
 
     def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         if self._port is None:
             self._listen()
 
     def stopService(self) -> Deferred[None] | None:
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()
         port, self._port = self._port, None
         if port is None:
             return None
