@@ -94,3 +94,23 @@ def test_zero_caps_mean_no_limit() -> None:
     admission = Admission(max_clients=0, max_per_ip=0)
     assert all(admission.admit("a") is None for _ in range(1000))
     assert admission.total == 1000
+
+
+def test_refusals_are_logged_in_one_greppable_format() -> None:
+    """TCP and UDP refusals share one fixed log line an operator can grep."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    from twisted_chat.errors import ServerFull
+    from twisted_chat.limits import log_refusal
+
+    seen: list[str] = []
+
+    def observer(event: dict[str, object]) -> None:
+        seen.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        log_refusal("udp 192.0.2.7:4000", ServerFull("full"))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert "refused connection peer=udp 192.0.2.7:4000 reason=server-full" in seen

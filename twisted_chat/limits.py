@@ -11,8 +11,23 @@ from __future__ import annotations
 import ipaddress
 
 from attrs import define, field
+from twisted.logger import Logger
 
 from twisted_chat.errors import ChatError, ServerFull, TooManyConnections
+
+_log = Logger()
+
+
+def log_refusal(peer: str, refusal: ChatError) -> None:
+    """
+    Log a refused client in the one fixed format operators grep for:
+    ``refused connection peer=tcp 192.0.2.7:50312 reason=too-many-connections``.
+    """
+    _log.warn(
+        "refused connection peer={peer} reason={reason}",
+        peer=peer,
+        reason=refusal.code,
+    )
 
 
 def address_group(host: str) -> str:

@@ -38,7 +38,7 @@ from twisted_chat.cleaning import TelnetFilter, clean_text
 from twisted_chat.errors import LineTooLong
 from twisted_chat.flood import TokenBucket
 from twisted_chat.interfaces import IChatClient
-from twisted_chat.limits import Admission, address_group
+from twisted_chat.limits import Admission, address_group, log_refusal
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
@@ -176,11 +176,7 @@ class ChatLineProtocol(LineReceiver):
         self._group = address_group(host)
         refusal = factory.admission.admit(self._group)
         if refusal is not None:
-            _log.warn(
-                "refused connection peer={peer} reason={code}",
-                peer=self.peer,
-                code=refusal.code,
-            )
+            log_refusal(self.peer, refusal)
             self.transport.write(lines.error(refusal))
             self.transport.loseConnection()
             return

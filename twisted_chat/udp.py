@@ -55,7 +55,7 @@ from twisted_chat.errors import ChatError, LineTooLong, SlowDown
 from twisted_chat.flood import TokenBucket
 from twisted_chat.handshake import Address, ChallengeLimiter, TokenMint
 from twisted_chat.interfaces import IChatClient
-from twisted_chat.limits import Admission, address_group
+from twisted_chat.limits import Admission, address_group, log_refusal
 from twisted_chat.options import parse_udp
 
 if TYPE_CHECKING:
@@ -404,11 +404,7 @@ class ChatDatagramProtocol(DatagramProtocol):
         if refusal is not None:
             # The address is proven, so one line of explanation is safe.
             self.stats.refused += 1
-            _log.warn(
-                "refused UDP session peer={peer} reason={code}",
-                peer=describe(address),
-                code=refusal.code,
-            )
+            log_refusal(describe(address), refusal)
             self.write_lines(lines.error(refusal), address)
             return
         settings = self.server.settings
