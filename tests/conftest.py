@@ -11,11 +11,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.protocols.basic import LineReceiver
 
 #: Generous bounds for real sockets on a loaded 2-core machine: a test waits
@@ -203,6 +204,16 @@ class Daemon:
             self.proc.kill()
             self.proc.wait(timeout=TIMEOUT)
         self.log_file.close()
+
+
+@pytest.fixture
+def log_events() -> Iterator[list[LogEvent]]:
+    """Every event logged through twisted.logger while the test runs."""
+    events: list[LogEvent] = []
+    observer = cast("ILogObserver", events.append)
+    globalLogPublisher.addObserver(observer)
+    yield events
+    globalLogPublisher.removeObserver(observer)
 
 
 @pytest.fixture

@@ -4,18 +4,14 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, cast
 
 import pytest
 from attrs import define
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.logger import LogEvent
 
 from twisted_chat.chat import MAX_ROOMS_PER_USER, ChatServer, Participant
 from twisted_chat.settings import Settings
 from twisted_chat.testing import ChatHarness, RecordingClient, make_chat
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 
 def wide(text: str) -> str:
@@ -27,16 +23,6 @@ def wide(text: str) -> str:
 def chat() -> ChatHarness:
     """A server with PROTOCOL.md's defaults (default room ``#lobby``)."""
     return make_chat()
-
-
-@pytest.fixture
-def log_events() -> Iterator[list[LogEvent]]:
-    """Every event logged through twisted.logger while the test runs."""
-    events: list[LogEvent] = []
-    observer = cast("ILogObserver", events.append)
-    globalLogPublisher.addObserver(observer)
-    yield events
-    globalLogPublisher.removeObserver(observer)
 
 
 def said(chat: ChatHarness, participant: Participant, line: str) -> None:

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import pytest
+from twisted.logger import LogEvent, formatEvent
 
 from twisted_chat.errors import ServerFull, TooManyConnections
-from twisted_chat.limits import Admission, address_group
+from twisted_chat.limits import Admission, address_group, log_refusal
 
 
 @pytest.mark.parametrize(
@@ -96,21 +97,11 @@ def test_zero_caps_mean_no_limit() -> None:
     assert admission.total == 1000
 
 
-def test_refusals_are_logged_in_one_greppable_format() -> None:
+def test_refusals_are_logged_in_one_greppable_format(
+    log_events: list[LogEvent],
+) -> None:
     """TCP and UDP refusals share one fixed log line an operator can grep."""
-    from twisted.logger import formatEvent, globalLogPublisher
-
-    from twisted_chat.errors import ServerFull
-    from twisted_chat.limits import log_refusal
-
-    seen: list[str] = []
-
-    def observer(event: dict[str, object]) -> None:
-        seen.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observer)
-    try:
-        log_refusal("udp 192.0.2.7:4000", ServerFull("full"))
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    assert "refused connection peer=udp 192.0.2.7:4000 reason=server-full" in seen
+    log_refusal("udp 192.0.2.7:4000", ServerFull("full"))
+    assert [formatEvent(event) for event in log_events] == [
+        "refused connection peer=udp 192.0.2.7:4000 reason=server-full"
+    ]
