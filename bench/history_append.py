@@ -10,8 +10,6 @@ queues the call for the main thread, which runs it while it waits, so the
 numbers are free of reactor overhead.
 """
 
-
-
 from __future__ import annotations
 
 import argparse

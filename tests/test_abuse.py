@@ -95,9 +95,7 @@ def test_slow_reader_is_dropped_and_the_room_goes_on(
     messages = 1500  # about 4.5 MiB: far past what the kernel buffers hold
     for start_at in range(0, messages, 100):
         sender.sock.sendall(
-            b"".join(
-                f"{n} {body}\n".encode() for n in range(start_at, start_at + 100)
-            )
+            b"".join(f"{n} {body}\n".encode() for n in range(start_at, start_at + 100))
         )
         # Read as we go, as a healthy client does.
         reader.expect(rf"^\[#lobby\] <sender> {start_at + 99} ")
