@@ -72,3 +72,12 @@ def test_zero_burst_or_rate_turns_flood_control_off(
 ) -> None:
     """Settings say flood control is off when either number is 0."""
     assert Settings(flood_burst=burst, flood_rate=rate).flood_control is on
+
+
+def test_spend_can_go_into_debt_and_reports_the_wait() -> None:
+    """Charging many tokens at once leaves a debt that refills at the rate."""
+    bucket = TokenBucket(burst=10, rate=5)
+    assert bucket.spend(0.0, 5) == 0.0
+    assert bucket.spend(0.0, 25) == pytest.approx((1 + 20) / 5)
+    assert bucket.take(4.0) > 0
+    assert bucket.take(4.2) == 0.0

@@ -368,3 +368,28 @@ def test_write_through_error_leaves_it_to_the_transport() -> None:
     protocol, transport = write_through_client(sock)
     protocol.send(b"line\r\n")
     assert transport.value() == b"line\r\n"
+
+
+def test_a_stream_of_telnet_commands_is_flood_controlled() -> None:
+    """Telnet negotiation makes no lines, but a flood of it still pauses reading."""
+    chat = Harness(flood_burst=10, flood_rate=5)
+    alice, alice_out = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice.dataReceived(b"\xff\xf1" * 32768 + b"still here\n")
+    assert alice_out.producerState == "paused"
+    assert bob.value() == b""
+    for _ in range(3000):
+        if alice_out.producerState == "producing":
+            break
+        chat.clock.advance(1)
+    assert lines_of(bob) == ["[#lobby] <alice> still here"]
+
+
+def test_ordinary_telnet_negotiation_costs_nothing_noticeable() -> None:
+    """A real telnet client's few negotiation bytes do not delay its first line."""
+    chat = Harness(flood_burst=10, flood_rate=5)
+    alice, alice_out = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice.dataReceived(b"\xff\xfd\x03\xff\xfb\x18\xff\xfb\x1f\xff\xfb\x20hi\r\n")
+    assert alice_out.producerState == "producing"
+    assert lines_of(bob) == ["[#lobby] <alice> hi"]

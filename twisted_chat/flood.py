@@ -43,3 +43,17 @@ class TokenBucket:
             return 0.0
         self.tokens = tokens
         return max((1.0 - tokens) / self.rate, _MIN_WAIT)
+
+    def spend(self, now: float, amount: float) -> float:
+        """
+        Charge ``amount`` tokens at once, going into debt if need be.
+
+        :return: 0.0 when a token is left, else the seconds until there is
+            one again.
+        """
+        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        self.tokens = tokens - amount
+        if self.tokens >= 1.0 - _EPSILON:
+            return 0.0
+        return max((1.0 - self.tokens) / self.rate, _MIN_WAIT)

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 _log = Logger()
 
+#: Flood control charges this many bytes of telnet negotiation as one line.
+TELNET_BYTES_PER_LINE = 64
+
 #: Twisted's transports call ``pauseProducing`` once this much output is
 #: buffered (``FileDescriptor.bufferSize``); the send queue count starts there.
 _TRANSPORT_BUFFER = 2**16
@@ -298,7 +301,10 @@ class ChatLineProtocol(LineReceiver):
         Frame lines ourselves: ``LineReceiver`` knows one delimiter only, and
         on an overlong line it throws away the good lines that follow it.
         """
+        received = len(data)
         data = self._telnet.feed(data)
+        if len(data) < received:
+            self._charge_telnet(received - len(data))
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         if self._discarding:
@@ -309,6 +315,23 @@ class ChatLineProtocol(LineReceiver):
             data = data[end + 1 :]
         self._pending += data
         self._process()
+
+    def _charge_telnet(self, stripped: int) -> None:
+        """
+        Make telnet negotiation count against flood control.
+
+        A real client negotiates a few dozen bytes at connect; a stream of
+        telnet commands makes no lines, so the line bucket alone would let
+        it burn the server's CPU for ever.
+        """
+        bucket = self._bucket
+        if bucket is None:
+            return
+        delay = bucket.spend(
+            self.factory.reactor.seconds(), stripped / TELNET_BYTES_PER_LINE
+        )
+        if delay and self._flood_wait is None:
+            self._pause_for_flood(delay, self._pending)
 
     def _process(self) -> None:
         if self._flood_wait is not None or not self._pending:
