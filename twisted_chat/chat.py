@@ -34,6 +34,7 @@ from twisted_chat.errors import (
     TooManyRooms,
     UnknownCommand,
 )
+from twisted_chat.history import StoredMessage, StoredTopic, format_history_line
 from twisted_chat.names import Nick, RoomName, name_key
 from twisted_chat.settings import Settings
 
@@ -120,11 +121,7 @@ class Room:
                 try:
                     send(data)
                 except Exception:
-                    _log.failure(
-                        "while delivering to {nick} in {room}",
-                        nick=member.nick.display,
-                        room=self.name.display,
-                    )
+                    self._delivery_failed(member)
 
     def flush(self) -> None:
         """
@@ -149,11 +146,15 @@ class Room:
             try:
                 send(data)
             except Exception:
-                _log.failure(
-                    "while delivering to {nick} in {room}",
-                    nick=member.nick.display,
-                    room=self.name.display,
-                )
+                self._delivery_failed(member)
+
+    def _delivery_failed(self, member: Participant) -> None:
+        """Log the failure being handled; the others still get their lines."""
+        _log.failure(
+            "while delivering to {nick} in {room}",
+            nick=member.nick.display,
+            room=self.name.display,
+        )
 
 
 class ChatServer:
@@ -342,19 +343,14 @@ class ChatServer:
             self._remember(room, nick, text, action=True)
 
     def _remember(self, room: Room, nick: str, text: str, *, action: bool) -> None:
-        from twisted_chat.history import StoredMessage
-
+        # On the hot path: StoredMessage is imported at module level (an
+        # import here costs as much as building the message) and built with
+        # positional arguments, in its field order.
         if self._store is None:
             return
+        name = room.name
         self._store.append(
-            StoredMessage(
-                room_key=room.name.key,
-                room=room.name.display,
-                sender=nick,
-                text=text,
-                action=action,
-                at=self._seconds(),
-            )
+            StoredMessage(name.key, name.display, nick, text, action, self._seconds())
         )
 
     def _set_nick(self, participant: Participant, name: str) -> None:
@@ -365,9 +361,13 @@ class ChatServer:
             return
         holder = self.participants.get(new.key)
         if holder is not None and holder is not participant:
+            held_as = (
+                f" (by {holder.nick.display})"
+                if holder.nick.display != new.display
+                else ""
+            )
             raise NickInUse(
-                f"{new.display} is taken (by {holder.nick.display}); "
-                f"choose another with /nick NAME."
+                f"{new.display} is taken{held_as}; choose another with /nick NAME."
             )
         del self.participants[old.key]
         participant.nick = new
@@ -546,8 +546,6 @@ class ChatServer:
             )
         )
         if self._store is not None:
-            from twisted_chat.history import StoredTopic
-
             topic = StoredTopic(
                 room_key=room.name.key,
                 room=room.name.display,
@@ -573,8 +571,6 @@ class ChatServer:
         if self._store is None or count <= 0:
             return 0
         from attrs import evolve
-
-        from twisted_chat.history import format_history_line
 
         messages = self._store.recent(room.name.key, min(count, HISTORY_LIMIT))
         now = self._seconds()
