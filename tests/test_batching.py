@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from attrs import define
 from twisted.internet.task import Clock
 
@@ -136,3 +138,31 @@ def test_the_same_bytes_object_goes_to_every_plain_member() -> None:
     room.turn()
     batches = [room.clients[nick].sent[0] for nick in ("bob", "carol", "dave")]
     assert batches[0] is batches[1] is batches[2]
+
+
+def test_the_store_gets_a_turns_lines_in_one_call() -> None:
+    """History is handed over once per turn, and before a join can read it."""
+    from twisted_chat.history import MemoryStore
+
+    calls: list[int] = []
+
+    class CountingStore(MemoryStore):
+        def append_rows(self, rows: list[Any]) -> None:
+            calls.append(len(rows))
+            super().append_rows(rows)
+
+    clock = Clock()
+    server = ChatServer(
+        Settings(),
+        clock.seconds,
+        CountingStore(),
+        defer=lambda f: clock.callLater(0, f),
+    )
+    alice = server.connect(RecordingClient(peer="test alice"))
+    for n in range(5):
+        server.receive(alice, f"line {n}")
+    assert calls == []
+    newcomer = RecordingClient(peer="test bob")
+    server.connect(newcomer)
+    assert calls == [5]
+    assert sum("line 4" in line for line in newcomer.lines()) == 1

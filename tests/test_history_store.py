@@ -189,6 +189,23 @@ async def test_recent_merges_committed_and_queued(make_store: MakeStore) -> None
     assert texts(store.recent("#a", 10)) == ["text 1", "text 2", "text 3", "text 4"]
 
 
+@ensure_deferred
+async def test_append_rows_keeps_order_across_rooms(make_store: MakeStore) -> None:
+    """A turn's rows, handed over at once, are kept in order, room by room."""
+    store = make_store()
+    store.recent("#a", 5)  # warm the tail cache of one room, not the other
+    rows = [
+        (m.room_key, m.room, m.sender, m.text, m.action, m.at)
+        for m in (msg("#a", 1), msg("#b", 2), msg("#a", 3, action=True))
+    ]
+    store.append_rows(rows)
+    expected_a = [msg("#a", 1), msg("#a", 3, action=True)]
+    assert store.recent("#a", 10) == expected_a
+    assert store.recent("#b", 10) == [msg("#b", 2)]
+    await store.flush()
+    assert store.recent("#a", 10) == expected_a
+
+
 def test_rooms_are_separate(make_store: MakeStore) -> None:
     """Messages of one room never show in another."""
     store = make_store()

@@ -34,7 +34,7 @@ from twisted_chat.errors import (
     TooManyRooms,
     UnknownCommand,
 )
-from twisted_chat.history import StoredMessage, StoredTopic, format_history_line
+from twisted_chat.history import MessageRow, StoredTopic, format_history_line
 from twisted_chat.names import Nick, RoomName, name_key
 from twisted_chat.settings import Settings
 
@@ -182,6 +182,8 @@ class ChatServer:
         self._store = store
         self._defer = defer
         self._dirty: dict[Room, None] = {}
+        #: Room lines said this turn, for the store (see :meth:`flush`).
+        self._unsaved: list[MessageRow] = []
         self.participants: dict[str, Participant] = {}
         self.rooms: dict[str, Room] = {}
         self._guest_numbers = itertools.count(1)
@@ -259,7 +261,11 @@ class ChatServer:
                 _log.failure("while telling {nick}", nick=participant.nick.display)
 
     def flush(self) -> None:
-        """Hand out every room's queued lines now."""
+        """Hand out every room's queued lines now, and give them to the store."""
+        if self._unsaved:
+            rows, self._unsaved = self._unsaved, []
+            if self._store is not None:
+                self._store.append_rows(rows)
         while self._dirty:
             dirty, self._dirty = self._dirty, {}
             for room in dirty:
@@ -343,15 +349,13 @@ class ChatServer:
             self._remember(room, nick, text, action=True)
 
     def _remember(self, room: Room, nick: str, text: str, *, action: bool) -> None:
-        # On the hot path: StoredMessage is imported at module level (an
-        # import here costs as much as building the message) and built with
-        # positional arguments, in its field order.
-        if self._store is None:
-            return
+        # On the hot path: a plain row, handed to the store once per turn.
         name = room.name
-        self._store.append(
-            StoredMessage(name.key, name.display, nick, text, action, self._seconds())
-        )
+        row = (name.key, name.display, nick, text, action, self._seconds())
+        if self._defer is not None:
+            self._unsaved.append(row)
+        elif self._store is not None:
+            self._store.append_rows([row])
 
     def _set_nick(self, participant: Participant, name: str) -> None:
         new = Nick.parse(name)
