@@ -195,3 +195,29 @@ def test_service_has_named_children() -> None:
     assert {"tcp", "udp", "history", "systemd"} <= names
     with pytest.raises(KeyError):
         service.getServiceNamed("nope")
+
+
+@pytest_twisted.ensureDeferred
+async def test_chat_over_a_unix_socket(tmp_path: Path) -> None:
+    """A unix: endpoint serves the same chat; its clients are not per-IP capped."""
+    from twisted.internet.endpoints import UNIXClientEndpoint
+
+    path = tmp_path / "chat.sock"
+    service = await running(
+        Settings(tcp=(f"unix:{path}",), history_db="off", max_per_ip=1)
+    )
+    try:
+        clients = []
+        for nick in ("alice", "bob"):
+            endpoint = UNIXClientEndpoint(reactor, str(path), timeout=TIMEOUT)
+            client = await connectProtocol(endpoint, AsyncClient())
+            await client.expect(r"^\* Welcome")
+            client.say(f"/nick {nick}")
+            await client.expect(r"^\* You are now known as")
+            clients.append(client)
+        alice, bob = clients
+        alice.say("over a unix socket")
+        assert await bob.expect(r"^\[#lobby\]") == "[#lobby] <alice> over a unix socket"
+        await hang_up(alice, bob)
+    finally:
+        await service.stopService()

@@ -105,3 +105,15 @@ def test_refusals_are_logged_in_one_greppable_format(
     assert [formatEvent(event) for event in log_events] == [
         "refused connection peer=udp 192.0.2.7:4000 reason=server-full"
     ]
+
+
+def test_unix_socket_clients_are_capped_only_in_all() -> None:
+    """Clients without an address (UNIX sockets) meet --max-clients only."""
+    admission = Admission(max_clients=3, max_per_ip=1)
+    assert address_group("") == ""
+    assert admission.admit("") is None
+    assert admission.admit("") is None
+    assert admission.admit("") is None
+    refusal = admission.admit("")
+    assert refusal is not None
+    assert refusal.code == "server-full"

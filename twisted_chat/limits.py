@@ -32,12 +32,14 @@ def log_refusal(peer: str, refusal: ChatError) -> None:
 
 def address_group(host: str) -> str:
     """
-    The key the per-address cap counts by.
+    The key the per-address cap counts by ("" for none: UNIX sockets).
 
     IPv6 hosts get a whole /64 each from their provider, so counting single
     addresses would let one of them open millions of connections: group by
     /64.  IPv4-mapped IPv6 addresses count as their IPv4 address.
     """
+    if not host:
+        return ""
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -65,7 +67,7 @@ class Admission:
                 f"The server is full ({self.max_clients} clients); try again later."
             )
         count = self.per_group.get(group, 0)
-        if self.max_per_ip and count >= self.max_per_ip:
+        if self.max_per_ip and group and count >= self.max_per_ip:
             return TooManyConnections(
                 f"Too many connections from your address ({self.max_per_ip} "
                 f"at most); close one and try again."

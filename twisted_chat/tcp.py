@@ -16,7 +16,9 @@ and terminal escapes are stripped before the core sees the text.  Server lines
 end in CRLF.  Every decision is the core's (:mod:`twisted_chat.chat`); this
 module owns the byte stream: framing, the line-length limit, flood control
 (reading pauses while the client's token bucket is empty) and the send queue
-limit (a client that stops reading is dropped at ``--max-sendq``).
+limit (a client that stops reading is dropped at ``--max-sendq``).  Output
+goes straight to the socket when nothing is queued for it, and through
+Twisted's buffered ``write`` otherwise.
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ def describe(address: IAddress) -> tuple[str, str]:
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
     if host is None:
-        # UNIX sockets have no host: they all count as one local address.
-        return f"unix {getattr(address, 'name', '') or 'socket'}", "unix"
+        # UNIX sockets have no host: local clients (or a proxy in front of
+        # us) are capped only by --max-clients.
+        return f"unix {getattr(address, 'name', '') or 'socket'}", ""
     if ":" in host:
         return f"tcp [{host}]:{port}", host
     return f"tcp {host}:{port}", host
