@@ -22,6 +22,7 @@ import pytest
 from attrs import define, field
 
 from twisted_chat.bench import RunConfig, get_workload, run
+from twisted_chat.bench import client as client_module
 from twisted_chat.bench.__main__ import main, parse_args
 from twisted_chat.bench.baseline_asyncio import BaselineServer, Member
 from twisted_chat.bench.report import (
@@ -647,6 +648,52 @@ def test_run_over_udp_does_the_hello_handshake(loop_thread: LoopThread) -> None:
         loop_thread.loop.call_soon_threadsafe(transport.close)
     assert report.errors == ()
     assert (report.expected, report.received) == (18, 18)
+    assert len(chat.sessions) == 4
+
+
+@define
+class SilentAtFirst(UdpChat):
+    """A UDP server that ignores the first address of every client host:port."""
+
+    ignored: set[Any] = field(factory=set)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if addr not in self.sessions and len(self.ignored) < 2:
+            self.ignored.add(addr)
+        if addr in self.ignored:
+            return  # as the server does past its challenge rate limits
+        super().datagram_received(data, addr)
+
+
+def test_udp_client_asks_again_from_a_new_port(loop_thread: LoopThread) -> None:
+    """A UDP client whose challenge never comes retries from another port."""
+    # The workers run in processes of their own: this takes HELLO_RETRY_NS.
+    assert client_module.HELLO_RETRY_NS <= 2_000_000_000
+    chat = SilentAtFirst()
+
+    async def listen() -> tuple[asyncio.DatagramTransport, int]:
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: chat, local_addr=("127.0.0.1", 0)
+        )
+        return transport, transport.get_extra_info("sockname")[1]
+
+    transport, udp_port = loop_thread.call(listen())
+    try:
+        report = run(
+            config(
+                1,
+                clients=4,
+                senders=2,
+                messages=3,
+                udp_port=udp_port,
+                udp_clients=4,
+            )
+        )
+    finally:
+        loop_thread.loop.call_soon_threadsafe(transport.close)
+    assert report.errors == ()
+    assert (report.expected, report.received) == (18, 18)
+    assert len(chat.ignored) == 2
     assert len(chat.sessions) == 4
 
 

@@ -34,6 +34,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+#: The listen backlog for a bare ``--tcp PORT``.
+BACKLOG = 1024
+
 #: How much of a MOTD file is shown: enough for a real message, not a novel.
 MOTD_MAX_LINES = 50
 MOTD_MAX_CHARS = 400
@@ -115,9 +118,11 @@ def tcp_description(value: str) -> str:
     value = value.strip()
     if value.isdigit():
         port = _PORT(value)
+        # Twisted's default backlog of 50 makes a burst of connections (a
+        # restart with many clients reconnecting) wait for retransmits.
         if _dual_stack():
-            return f"tcp6:{port}:interface=\\:\\:"
-        return f"tcp:{port}"
+            return f"tcp6:{port}:interface=\\:\\::backlog={BACKLOG}"
+        return f"tcp:{port}:backlog={BACKLOG}"
     if ":" not in value:
         raise ValueError(
             f"{value!r} is neither a port number nor an endpoint description "

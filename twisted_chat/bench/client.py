@@ -67,6 +67,8 @@ MAX_INFLIGHT = 64
 BATCH_BYTES = 64 * 1024
 #: How often a worker tells its parent how far it got.
 PROGRESS_EVERY_NS = 200_000_000
+#: A UDP client with no challenge after this long asks again from a new port.
+HELLO_RETRY_NS = 2_000_000_000
 #: The largest UDP payload the server accepts (PROTOCOL.md).
 MAX_DATAGRAM = 1200
 #: Datagrams read per readiness event before going back to the loop.
@@ -407,25 +409,50 @@ class UdpClient(_Client):
         self.mark = message_mark(plan.room)[1:]  # a datagram is one line
         self.seen = 0
         self.hello_done = False
-        address = worker.spec.udp_address
+        self.hello_sent_ns = 0
+        self.sock = self._open_socket()
+        self.stage = Stage.SETUP
+        self._ask_for_challenge()
+
+    def _open_socket(self) -> socket.socket:
+        address = self.worker.spec.udp_address
         if address is None:
             raise ValueError("no UDP address for a UDP client")
-        sock = socket.socket(worker.spec.family, socket.SOCK_DGRAM)
-        self.sock = sock
+        sock = socket.socket(self.worker.spec.family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-            if plan.source is not None:
-                sock.bind((plan.source, 0))
+            if self.plan.source is not None:
+                sock.bind((self.plan.source, 0))
             sock.connect(address)
         except OSError:
             sock.close()
             raise
-        worker.selector.register(sock, selectors.EVENT_READ, self)
-        self.stage = Stage.SETUP
+        self.worker.selector.register(sock, selectors.EVENT_READ, self)
+        return sock
+
+    def _ask_for_challenge(self) -> None:
         # Any first datagram from a new address is answered with the challenge.
+        self.hello_sent_ns = time.monotonic_ns()
         self.queue(PING)
+
+    def retry_hello(self, now: int) -> None:
+        """
+        Ask again from a new port when no challenge came.
+
+        The server answers an address at most once every 10 seconds and
+        challenges at most 100 new addresses a second in all; a port reused
+        from an earlier run, or a lost datagram, would otherwise leave this
+        client waiting for ever.
+        """
+        if self.hello_done or now - self.hello_sent_ns < HELLO_RETRY_NS:
+            return
+        self.worker.selector.unregister(self.sock)
+        self.sock.close()
+        self.out_datagrams.clear()
+        self.sock = self._open_socket()
+        self._ask_for_challenge()
 
     def on_readable(self, now: int) -> None:
         worker = self.worker
@@ -528,6 +555,7 @@ class Worker:
         self.read_bytes = 0
         self.cpu_at_go = 0.0
         self.next_progress = 0
+        self.next_hello_check = 0
         self.selector.register(control.fileno(), selectors.EVENT_READ, _CONTROL)
 
     # Plumbing.
@@ -746,9 +774,18 @@ class Worker:
             now = time.monotonic_ns()
             if self.rate_heap:
                 self.send_due(now)
+            if now >= self.next_hello_check:
+                self.retry_hellos(now)
             self.report_progress(now)
             self.coalesce()
         self.close()
+
+    def retry_hellos(self, now: int) -> None:
+        """Give UDP clients whose challenge did not come a new port."""
+        self.next_hello_check = now + HELLO_RETRY_NS // 4
+        for client in self.clients:
+            if isinstance(client, UdpClient):
+                client.retry_hello(now)
 
     def coalesce(self) -> None:
         """Pause after small reads while messages flow (see ``read_delay_ns``)."""
