@@ -223,6 +223,10 @@ class ChatServer:
         if participant.gone:
             return
         try:
+            if not text.startswith("/"):
+                # Plain text is most of the traffic: skip the command grammar.
+                self._say(participant, self._current(participant), text)
+                return
             command = commands.parse_line(text)
             if self._dirty and not isinstance(command, _QUEUED):
                 # Membership changes and direct replies must not overtake
