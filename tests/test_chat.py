@@ -604,12 +604,12 @@ def test_quit_tells_rooms_the_reason_and_closes(chat: ChatHarness) -> None:
 
 
 def test_quit_without_reason_still_gives_one(chat: ChatHarness) -> None:
-    """A bare ``/quit`` shows ``(quit)`` to the room."""
+    """A bare ``/quit`` shows ``(leaving)`` to the room."""
     _, alice_p = chat.connect("Alice")
     bob, _ = chat.connect("Bob")
     bob.clear()
     said(chat, alice_p, "/quit")
-    assert bob.lines() == ["* Alice quit (quit)"]
+    assert bob.lines() == ["* Alice quit (leaving)"]
 
 
 def test_quit_frees_the_nick(chat: ChatHarness) -> None:
@@ -629,7 +629,7 @@ def test_quit_notice_reaches_each_neighbour_once(chat: ChatHarness) -> None:
     said(chat, bob_p, "/join #dev")
     bob.clear()
     said(chat, alice_p, "/quit")
-    assert bob.lines() == ["* Alice quit (quit)"]
+    assert bob.lines() == ["* Alice quit (leaving)"]
 
 
 def test_quit_removes_rooms_left_empty(chat: ChatHarness) -> None:
@@ -797,7 +797,7 @@ def test_failing_client_does_not_stop_notices(
     broken.broken = True
     said(chat, alice_p, "/nick Alicia")
     said(chat, alice_p, "/quit")
-    assert bob.lines() == ["* Alice is now known as Alicia", "* Alicia quit (quit)"]
+    assert bob.lines() == ["* Alice is now known as Alicia", "* Alicia quit (leaving)"]
     assert len(failures(log_events)) == 2
 
 

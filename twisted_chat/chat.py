@@ -320,7 +320,7 @@ class ChatServer:
                 self._help(participant, topic)
             case commands.Quit(reason):
                 participant.client.send(lines.notice("Bye!"))
-                self.disconnect(participant, reason or "quit")
+                self.disconnect(participant, reason or "leaving")
                 participant.client.close()
             case commands.History(count):
                 self._history(participant, count)
