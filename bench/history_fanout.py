@@ -26,7 +26,8 @@ in the database, to prove that the history was really written.
 Besides deliveries per second, the table shows the daemon's CPU time per
 message sent, read from ``/proc`` for each thread: ``reactor`` is the
 reactor thread (everything the chat does, history's share included), and
-``writer`` the other threads (the SQLite writer). These include connecting
+``writer`` the other threads and the child processes (the SQLite writer,
+a thread or a process). These include connecting
 the clients, which costs the same in every setting.
 
 How to read it: the load generator runs on the same machine. When it is the
@@ -110,22 +111,39 @@ def wait_for_port(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
     raise SystemExit(f"twistd never opened port {port}:\n{log.read_text()}")
 
 
-def thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) of each thread of ``pid``, by thread id.
+def _stat_fields(stat: str) -> list[str]:
+    """The fields of a ``/proc/.../stat`` line after ``pid (comm)``."""
+    return stat.rsplit(")", 1)[1].split()
 
-    Read from ``/proc/PID/task/TID/stat``; the reactor thread's id is the
-    process id, any other thread is the history writer (or a helper).
+
+def _cpu_seconds(fields: list[str]) -> float:
+    # After "pid (comm)": state is field 3, utime 14 and stime 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of ``pid``, by thread id,
+    and of each of its child processes, by process id.
+
+    Read from ``/proc``; the reactor thread's id is the process id, any
+    other thread or child process is the history writer (or a helper).
     """
-    ticks = os.sysconf("SC_CLK_TCK")
     times = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             stat = (task / "stat").read_text()
         except OSError:
             continue  # the thread ended meanwhile
-        fields = stat.rsplit(")", 1)[1].split()
-        # After "pid (comm)": state is field 3, utime 14 and stime 15.
-        times[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+        times[int(task.name)] = _cpu_seconds(_stat_fields(stat))
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == pid:
+            continue
+        try:
+            fields = _stat_fields((proc / "stat").read_text())
+        except OSError:
+            continue  # not ours to read, or it ended meanwhile
+        if int(fields[1]) == pid:  # field 4, the parent's pid
+            times[int(proc.name)] = _cpu_seconds(fields)
     return times
 
 

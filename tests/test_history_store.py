@@ -1,15 +1,18 @@
 """Contract tests for `twisted_chat.history`: one suite, every store.
 
 The ``make_store`` fixture is parametrized over `MemoryStore` and
-`SqliteStore` (a file under ``tmp_path``), as txacme runs one suite over
-its stores. SQLite-only behaviour (files, start-up checks, backups) follows.
-Nothing here sleeps: the writer thread is waited for through the Deferreds
-of ``flush()`` and ``stop()``.
+`SqliteStore` (a file under ``tmp_path``) with each writer, a thread and a
+child process (`ProcessSqliteStore`), as txacme runs one suite over its
+stores. SQLite-only behaviour (files, start-up checks, backups) follows, run
+with both writers too, then the writer process's own behaviour. Nothing
+here sleeps: the writer is waited for through the Deferreds of ``flush()``
+and ``stop()``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -17,15 +20,18 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger, formatEvent
 from zope.interface.verify import verifyObject
 
+from twisted_chat import history_writer
 from twisted_chat.history import (
     MAX_RECENT,
     SCHEMA_VERSION,
     HistoryStoreError,
     IMessageStore,
     MemoryStore,
+    ProcessSqliteStore,
     SqliteStore,
     StoredMessage,
     StoredTopic,
@@ -95,11 +101,14 @@ async def cleanup() -> AsyncGenerator[list[IMessageStore], None]:
         await store.stop()
 
 
-@pytest.fixture
-def open_sqlite(tmp_path: Path, cleanup: list[IMessageStore]) -> OpenSqlite:
-    """Open (not start) an SqliteStore, by default at ``tmp_path/history.db``."""
+WRITERS = ["thread", "process"]
 
+
+def _sqlite_opener(
+    tmp_path: Path, cleanup: list[IMessageStore], writer: str
+) -> OpenSqlite:
     def open_(path: Path | None = None, **kwargs: Any) -> SqliteStore:
+        kwargs.setdefault("writer", writer)
         store = SqliteStore.open(
             str(path or tmp_path / "history.db"), reactor=_reactor(), **kwargs
         )
@@ -109,8 +118,19 @@ def open_sqlite(tmp_path: Path, cleanup: list[IMessageStore]) -> OpenSqlite:
     return open_
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def make_store(request: pytest.FixtureRequest, open_sqlite: OpenSqlite) -> MakeStore:
+@pytest.fixture(params=WRITERS)
+def open_sqlite(
+    request: pytest.FixtureRequest, tmp_path: Path, cleanup: list[IMessageStore]
+) -> OpenSqlite:
+    """Open (not start) an SqliteStore at ``tmp_path/history.db`` by default,
+    once with each writer (thread, process)."""
+    return _sqlite_opener(tmp_path, cleanup, request.param)
+
+
+@pytest.fixture(params=["memory", *WRITERS])
+def make_store(
+    request: pytest.FixtureRequest, tmp_path: Path, cleanup: list[IMessageStore]
+) -> MakeStore:
     """Make a started store of each kind with the given retention settings."""
 
     def make(
@@ -123,7 +143,7 @@ def make_store(request: pytest.FixtureRequest, open_sqlite: OpenSqlite) -> MakeS
         if request.param == "memory":
             store = MemoryStore(max_per_room=max_per_room, max_age_days=max_age_days)
         else:
-            store = open_sqlite(
+            store = _sqlite_opener(tmp_path, cleanup, request.param)(
                 max_per_room=max_per_room,
                 max_age_days=max_age_days,
                 flush_interval=flush_interval,
@@ -509,6 +529,113 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
         SqliteStore.open(str(tmp_path / "h.db"), reactor=_reactor(), max_age_days=-1)
     with pytest.raises(ValueError):
         SqliteStore.open(str(tmp_path / "h.db"), reactor=_reactor(), flush_interval=0)
+
+
+# -- the writer process ----------------------------------------------------------
+
+
+def test_open_with_process_writer_gives_process_store(tmp_path: Path) -> None:
+    """writer="process" gives a ProcessSqliteStore when the reactor can spawn."""
+    store = SqliteStore.open(
+        str(tmp_path / "h.db"), reactor=_reactor(), writer="process"
+    )
+    try:
+        assert isinstance(store, ProcessSqliteStore)
+    finally:
+        store._close_reader(None)
+
+
+def test_process_writer_falls_back_to_thread(tmp_path: Path) -> None:
+    """A reactor that cannot start processes gets the thread writer instead."""
+    fake = cast("IReactorFromThreads", MemoryReactor())
+    store = SqliteStore.open(str(tmp_path / "h.db"), reactor=fake, writer="process")
+    try:
+        assert type(store) is SqliteStore
+    finally:
+        store._close_reader(None)
+        store._close_writer()
+
+
+def test_unknown_writer_is_refused(tmp_path: Path) -> None:
+    """A writer other than thread or process raises ValueError."""
+    with pytest.raises(ValueError, match="writer"):
+        SqliteStore.open(
+            str(tmp_path / "h.db"), reactor=_reactor(), writer=cast("Any", "fork")
+        )
+
+
+@ensure_deferred
+async def test_process_writer_death_is_logged_and_chat_goes_on(
+    tmp_path: Path, cleanup: list[IMessageStore]
+) -> None:
+    """A killed writer process is logged; reads, flush and stop still work."""
+    store = _sqlite_opener(tmp_path, cleanup, "process")(flush_interval=NEVER)
+    assert isinstance(store, ProcessSqliteStore)
+    events = capture_log(store)
+    store.start()
+    store.append(msg("#a", 1))
+    await store.flush()
+    assert texts(store.recent("#a", 10)) == ["text 1"]  # cache #a's tail
+    assert store._process is not None
+    store._process.signalProcess("KILL")
+    store.append(msg("#a", 2))
+    await store.flush()  # fires once the death is noticed
+    assert [e for e in events if "ended" in e.get("log_format", "")]
+    store.append(msg("#a", 3))
+    store.set_topic(StoredTopic("#a", "#a", "t", "x", 1.0))
+    await store.flush()
+    assert texts(store.recent("#a", 10)) == ["text 1", "text 2", "text 3"]
+    assert not store._pending  # nothing waits for a writer that is gone
+    await store.stop()
+    assert texts(_sqlite_opener(tmp_path, cleanup, "thread")().recent("#a", 9)) == [
+        "text 1"
+    ]
+
+
+def test_frames_survive_any_split() -> None:
+    """Frames fed one byte at a time decode to the values sent, in order."""
+    values = [("m", [(1, "#a", "#A", "al", "hi ünï", 0, 1.5)]), ("f", 7), ("s", 8)]
+    stream = b"".join(history_writer.encode_frame(v) for v in values)
+    decoder = history_writer.FrameDecoder()
+    got: list[Any] = []
+    for n in range(len(stream)):
+        got.extend(decoder.feed(stream[n : n + 1]))
+    assert got == values
+
+
+def test_writer_commits_what_it_read_at_end_of_input(tmp_path: Path) -> None:
+    """At end of input (the daemon died) the writer commits all it received."""
+    path = tmp_path / "h.db"
+    with sqlite3.connect(path) as conn:
+        history_writer.prepare(conn)
+    conn.close()
+    entries = [(n, "#a", "#A", "al", f"m{n}", 0, 1.0 * n) for n in range(1, 4)]
+    topic = ("#a", "#A", "the topic", "al", 2.0)
+    read_in, write_in = os.pipe()
+    read_out, write_out = os.pipe()
+    with os.fdopen(write_in, "wb") as pipe:
+        pipe.write(history_writer.encode_frame([("m", entries)]))
+        pipe.write(history_writer.encode_frame([("t", topic)]))
+    status = history_writer.run(
+        str(path),
+        flush_interval=NEVER,
+        max_per_room=0,
+        max_age_days=0,
+        stdin=read_in,
+        stdout=write_out,
+    )
+    os.close(read_in)
+    os.close(write_out)
+    with os.fdopen(read_out, "rb") as pipe:
+        reports = history_writer.FrameDecoder().feed(pipe.read())
+    assert status == 0
+    assert reports == [("c", 3, -1)]
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT * FROM messages ORDER BY id").fetchall()
+        topics = conn.execute("SELECT * FROM topics").fetchall()
+    conn.close()
+    assert rows == entries
+    assert topics == [topic]
 
 
 # -- format_history_line -----------------------------------------------------------

@@ -10,20 +10,25 @@ test suite, ``tests/test_history_store.py``, runs against both):
 - `SqliteStore`: the default; one SQLite file in the state directory, in WAL
   mode.
 
-Every call is made from the reactor thread and none of them waits for the
-disk to be written: `IMessageStore.append` and `IMessageStore.set_topic` put
-the change on a queue, and ONE writer thread commits the queue in batches,
-at least every ``flush_interval`` seconds (0.1 by default). Reads
-(`IMessageStore.recent`) are answered from a small per-room tail cache
-that is filled from SQLite on first use and then kept up to date by
-``append``, so a read never waits for a write either.
+Every call is made from the reactor thread and none of them waits for
+the disk to be written: `IMessageStore.append` and `IMessageStore.set_topic`
+hand the change to ONE writer, which commits in batches, at least every
+``flush_interval`` seconds (0.1 by default). The writer is either a thread
+of the daemon (`SqliteStore`, ``writer="thread"``) or a child process
+(`ProcessSqliteStore`, ``writer="process"``, see
+`twisted_chat.history_writer`); the process keeps the writer's work off
+the reactor's GIL. Reads (`IMessageStore.recent`) are answered from a small
+per-room tail cache that is filled from SQLite on first use and then kept
+up to date by ``append``, so a read never waits for a write either.
 
 Crash bound: the writer commits what was queued at most ``flush_interval``
 seconds (plus the time a commit takes) after it was queued. After ``kill
 -9`` or a power cut, at most the messages of the last flush window are
 missing; ``synchronous=NORMAL`` in WAL mode never corrupts the database, it
-can only lose the last commits. A clean shutdown (`IMessageStore.stop`)
-loses nothing.
+can only lose the last commits. With the writer process, ``kill -9`` of
+the daemon alone loses even less: the child commits everything the daemon
+had already written to its pipe (all but the current reactor turn). A
+clean shutdown (`IMessageStore.stop`) loses nothing.
 
 Start-up checks: `SqliteStore.open` creates the directory if it is missing
 and fails with `HistoryStoreError` when the path cannot be written, the
@@ -42,25 +47,46 @@ backup API, safe while the daemon writes to it.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import itertools
+import os
 import queue
 import sqlite3
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from attrs import field, frozen
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ProcessDone
+from twisted.internet.interfaces import IReactorProcess, IReactorTime
+from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
+
+from twisted_chat.history_writer import (
+    ERROR_LOG_INTERVAL,
+    MAX_BATCH,
+    SCHEMA_VERSION,
+    FrameDecoder,
+    age_cutoff,
+    checkpoint_and_close,
+    commit,
+    encode_frame,
+    prepare,
+    prune,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from twisted.internet.interfaces import IReactorFromThreads
+    from twisted.internet.interfaces import (
+        IDelayedCall,
+        IProcessTransport,
+        IReactorFromThreads,
+    )
 
 __all__ = [
     "DEFAULT_FLUSH_INTERVAL",
@@ -71,6 +97,7 @@ __all__ = [
     "HistoryStoreError",
     "IMessageStore",
     "MemoryStore",
+    "ProcessSqliteStore",
     "SqliteStore",
     "StoredMessage",
     "StoredTopic",
@@ -85,22 +112,9 @@ DEFAULT_FLUSH_INTERVAL: Final = 0.1
 #: clamped. It is also the size of `SqliteStore`'s per-room tail cache.
 MAX_RECENT: Final = 200
 
-#: Stored in ``PRAGMA user_version``; bump it and add a migration step in
-#: `_migrate` when the schema changes.
-SCHEMA_VERSION: Final = 1
-
-_SECONDS_PER_DAY: Final = 86_400
-
 #: How many rooms' tails `SqliteStore` keeps in memory (least recently read
 #: rooms are dropped first and reloaded from disk when read again).
 _MAX_CACHED_ROOMS: Final = 512
-
-#: The most queued changes the writer commits in one transaction.
-_MAX_BATCH: Final = 50_000
-
-#: A failing disk fails every batch; log the first failure and then at most
-#: one summary every this many seconds, so the log stays readable.
-_ERROR_LOG_INTERVAL: Final = 60.0
 
 
 class HistoryStoreError(Exception):
@@ -165,7 +179,7 @@ class IMessageStore(Interface):
 
     # zope.interface methods are declared without ``self``.
     def start() -> None:
-        """Start writing queued changes (starts the writer thread, if any)."""
+        """Start writing queued changes (starts the writer, if any)."""
 
     def stop() -> Deferred[None]:
         """Commit everything queued, release the store; fires when done.
@@ -215,13 +229,6 @@ def _check_retention(max_per_room: int, max_age_days: float) -> None:
         raise ValueError(f"max_per_room must be 0 (no limit) or more: {max_per_room}")
     if max_age_days < 0:
         raise ValueError(f"max_age_days must be 0 (forever) or more: {max_age_days}")
-
-
-def _age_cutoff(now: float, max_age_days: float) -> float | None:
-    """The oldest ``at`` that retention keeps, or None to keep every age."""
-    if max_age_days <= 0:
-        return None
-    return now - max_age_days * _SECONDS_PER_DAY
 
 
 def _clamp_limit(limit: int, max_per_room: int) -> int:
@@ -294,7 +301,7 @@ class MemoryStore:
 
     def prune(self, now: float) -> None:
         """`IMessageStore` API: applied at once (there is no disk)."""
-        cutoff = _age_cutoff(now, self.max_age_days)
+        cutoff = age_cutoff(now, self.max_age_days)
         if cutoff is None:
             return  # the deques already enforce max_per_room
         for key in list(self._rooms):
@@ -307,60 +314,6 @@ class MemoryStore:
 
 # -- SQLite ----------------------------------------------------------------
 
-_SCHEMA_V1: Final = (
-    """
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY,
-        room_key TEXT NOT NULL,
-        room TEXT NOT NULL,
-        sender TEXT NOT NULL,
-        text TEXT NOT NULL,
-        action INTEGER NOT NULL,
-        at REAL NOT NULL
-    )
-    """,
-    "CREATE INDEX messages_room_id ON messages (room_key, id)",
-    """
-    CREATE TABLE topics (
-        room_key TEXT PRIMARY KEY,
-        room TEXT NOT NULL,
-        text TEXT NOT NULL,
-        set_by TEXT NOT NULL,
-        set_at REAL NOT NULL
-    )
-    """,
-)
-
-_INSERT_MESSAGE: Final = (
-    "INSERT INTO messages (id, room_key, room, sender, text, action, at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-#: Rows per multi-row INSERT: the writer binds a whole statement at once and
-#: lets SQLite run it with the GIL released, instead of taking the GIL back
-#: after every row (``executemany``), which made the reactor thread wait
-#: for the GIL and switch threads far more often. 128 rows x 7 columns stays
-#: under 999, the bound-parameter limit of SQLite before 3.32.
-#: Rows per INSERT statement. Each statement is one sqlite3_step, and the
-#: sqlite3 module hands the GIL back and forth around every step: with the
-#: reactor busy in the other thread, each handoff stalls it, so fewer,
-#: bigger statements keep history from slowing the fan-out. 1024 rows are
-#: 7168 parameters, within SQLite's limit of 32766 since 3.32 (999 before).
-_ROWS_PER_INSERT: Final = 1024 if sqlite3.sqlite_version_info >= (3, 32, 0) else 128
-
-
-@functools.cache
-def _insert_statement(rows: int) -> str:
-    """``INSERT … VALUES`` for ``rows`` messages (cached by size)."""
-    return (
-        "INSERT INTO messages (id, room_key, room, sender, text, action, at) "
-        "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
-    )
-
-
-_UPSERT_TOPIC: Final = (
-    "INSERT OR REPLACE INTO topics (room_key, room, text, set_by, set_at)"
-    " VALUES (?, ?, ?, ?, ?)"
-)
 _SELECT_TAIL: Final = (
     "SELECT id, room_key, room, sender, text, action, at FROM messages"
     " WHERE room_key = ? ORDER BY id DESC LIMIT ?"
@@ -392,66 +345,29 @@ class _Waiter:
 
 _Op = list[_Entry] | StoredTopic | _Prune | _Waiter
 
+#: How long `ProcessSqliteStore` gathers changes before it writes them to
+#: the writer's pipe, in seconds: after ``kill -9`` of the daemon, at most
+#: this much (plus the current turn) is lost, not a whole flush window.
+_PIPE_DELAY: Final = 0.01
+
+#: Environment variables for the daemon alone (systemd's socket activation
+#: and readiness protocol); the writer must not act on them.
+_DAEMON_ONLY_ENV: Final = (
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+)
+
+#: Who commits: a thread of the daemon, or a child process.
+WriterKind = Literal["thread", "process"]
+
 
 def _entry_message(entry: _Entry) -> StoredMessage:
     _, room_key, room, sender, text, action, at = entry
     return StoredMessage(room_key, room, sender, text, bool(action), at)
-
-
-def _insert_messages(conn: sqlite3.Connection, messages: list[_Entry]) -> None:
-    """Insert ``messages`` in order, `_ROWS_PER_INSERT` to a statement."""
-    flat = itertools.chain.from_iterable
-    for start in range(0, len(messages), _ROWS_PER_INSERT):
-        chunk = messages[start : start + _ROWS_PER_INSERT]
-        conn.execute(_insert_statement(len(chunk)), tuple(flat(chunk)))
-
-
-def _prepare(conn: sqlite3.Connection) -> None:
-    """Set the file up for the writer; raise ValueError if it is unusable."""
-    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-    if str(mode).lower() != "wal":
-        raise ValueError(f"cannot switch it to WAL mode (got {mode!r})")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    # Reads every page once: a damaged file is refused at start-up rather
-    # than failing commits in the middle of a chat.
-    (check,) = conn.execute("PRAGMA quick_check(1)").fetchone()
-    if check != "ok":
-        # quick_check reports on several lines; twistd shows one line.
-        found = " ".join(str(check).split())
-        raise ValueError(
-            f"it is damaged ({found}); move it away or restore it from a backup"
-        )
-    _migrate(conn)
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Create or upgrade the schema; raise ValueError for files not ours."""
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    if version > SCHEMA_VERSION:
-        raise ValueError(
-            f"it has schema version {version}, newer than this program's"
-            f" ({SCHEMA_VERSION}); upgrade twisted-chat or restore a backup"
-        )
-    if version == 0:
-        tables = conn.execute(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-        ).fetchone()[0]
-        if tables:
-            raise ValueError(
-                "it is an SQLite database of another program (it has tables"
-                " but no twisted-chat schema version)"
-            )
-        # An explicit transaction: the sqlite3 module runs DDL in autocommit,
-        # and a half-made schema would read as "another program's" next time.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _SCHEMA_V1:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
 
 
 @implementer(IMessageStore)
@@ -530,6 +446,7 @@ class SqliteStore:
         max_per_room: int = DEFAULT_MAX_PER_ROOM,
         max_age_days: float = DEFAULT_MAX_AGE_DAYS,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        writer: WriterKind = "thread",
     ) -> SqliteStore:
         """Open (or create) the history database at ``path`` and check it.
 
@@ -545,11 +462,17 @@ class SqliteStore:
         :param max_age_days: age limit applied by `prune`; 0 = forever.
         :param flush_interval: longest time, in seconds, a queued change
             waits before the writer commits it (the crash bound).
+        :param writer: ``"thread"`` commits on a thread of this process
+            (`SqliteStore`); ``"process"`` in a child process
+            (`ProcessSqliteStore`), or on a thread if ``reactor`` cannot
+            start processes.
         :raises HistoryStoreError: the path cannot be used; the message
             says why.
         :raises ValueError: a negative limit or a non-positive interval.
         """
         _check_retention(max_per_room, max_age_days)
+        if writer not in ("thread", "process"):
+            raise ValueError(f"writer must be 'thread' or 'process': {writer!r}")
         if flush_interval <= 0:
             raise ValueError(f"flush_interval must be positive: {flush_interval}")
         prefix = f"{path} is not a valid history database"
@@ -560,22 +483,22 @@ class SqliteStore:
             raise HistoryStoreError(
                 f"{prefix}: cannot create directory {directory}: {e}"
             ) from e
-        writer: sqlite3.Connection | None = None
+        write_conn: sqlite3.Connection | None = None
         reader: sqlite3.Connection | None = None
         try:
             # The writer connection is built here so that every problem shows
             # now, then handed to the writer thread, the only one that uses
             # it afterwards (hence check_same_thread=False).
-            writer = sqlite3.connect(path, check_same_thread=False)
-            _prepare(writer)
+            write_conn = sqlite3.connect(path, check_same_thread=False)
+            prepare(write_conn)
             # Prove the file is writable now, not at the first message.
-            writer.execute("BEGIN IMMEDIATE")
-            writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            writer.commit()
-            (max_id,) = writer.execute("SELECT max(id) FROM messages").fetchone()
+            write_conn.execute("BEGIN IMMEDIATE")
+            write_conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            write_conn.commit()
+            (max_id,) = write_conn.execute("SELECT max(id) FROM messages").fetchone()
             topics = {
                 row[0]: StoredTopic(*row)
-                for row in writer.execute(
+                for row in write_conn.execute(
                     "SELECT room_key, room, text, set_by, set_at FROM topics"
                 )
             }
@@ -584,14 +507,24 @@ class SqliteStore:
             reader = sqlite3.connect(path, timeout=1.0, isolation_level=None)
             reader.execute("PRAGMA query_only = ON")
         except (sqlite3.Error, ValueError, OSError) as e:
-            for conn in (reader, writer):
+            for conn in (reader, write_conn):
                 if conn is not None:
                     conn.close()
             raise HistoryStoreError(f"{prefix}: {e}") from e
-        return cls(
+        store_class: type[SqliteStore] = SqliteStore
+        if writer == "process":
+            if IReactorProcess.providedBy(reactor):
+                store_class = ProcessSqliteStore
+            else:
+                cls._log.info(
+                    "the reactor cannot start processes; history of {path} is"
+                    " written by a thread",
+                    path=path,
+                )
+        return store_class(
             path,
             reactor=reactor,
-            writer=writer,
+            writer=write_conn,
             reader=reader,
             topics=topics,
             next_id=(max_id or 0) + 1,
@@ -627,8 +560,7 @@ class SqliteStore:
             self._stopping = True
             self._stopped = Deferred()
             self._stopped.addCallback(self._close_reader)
-            self._queue.put(_Waiter(self._stopped, stop=True))
-            self._hurry.set()
+            self._put_waiter(_Waiter(self._stopped, stop=True))
         return d
 
     def flush(self) -> Deferred[None]:
@@ -636,8 +568,7 @@ class SqliteStore:
         if self._stopped is not None:
             return self.stop()
         d: Deferred[None] = Deferred()
-        self._queue.put(_Waiter(d, stop=False))
-        self._hurry.set()
+        self._put_waiter(_Waiter(d, stop=False))
         return d
 
     def append(self, message: StoredMessage) -> None:
@@ -680,7 +611,7 @@ class SqliteStore:
                     tail = tails.get(entry[1])
                     if tail is not None:
                         tail.append(entry)
-            self._queue.put(entries)
+            self._put(entries)
         except Exception:
             self._log.failure("while queueing messages for {path}", path=self.path)
 
@@ -712,7 +643,7 @@ class SqliteStore:
             )
             return
         self._topics[topic.room_key] = topic
-        self._queue.put(topic)
+        self._put(topic)
 
     def topics(self) -> dict[str, StoredTopic]:
         """`IMessageStore` API: read at `open`, kept current by `set_topic`."""
@@ -726,7 +657,7 @@ class SqliteStore:
         """
         if self._stopping:
             return
-        cutoff = _age_cutoff(now, self.max_age_days)
+        cutoff = age_cutoff(now, self.max_age_days)
         if cutoff is not None and (
             self._age_cutoff is None or cutoff > self._age_cutoff
         ):
@@ -737,7 +668,7 @@ class SqliteStore:
                 self._tails[key] = deque(kept, maxlen=MAX_RECENT)
             else:
                 del self._tails[key]
-        self._queue.put(_Prune(now))
+        self._put(_Prune(now))
 
     # -- backups --------------------------------------------------------------
 
@@ -772,6 +703,15 @@ class SqliteStore:
             ) from e
 
     # -- reactor-thread helpers -----------------------------------------------
+
+    def _put(self, op: list[_Entry] | StoredTopic | _Prune) -> None:
+        """Hand a change to the writer (here: the writer thread's queue)."""
+        self._queue.put(op)
+
+    def _put_waiter(self, waiter: _Waiter) -> None:
+        """Queue a flush or stop marker and cut the writer's window short."""
+        self._queue.put(waiter)
+        self._hurry.set()
 
     def _trim_pending(self) -> None:
         """Forget queued entries the writer has finished with."""
@@ -850,7 +790,7 @@ class SqliteStore:
             # Cleared before draining: a waiter queued before a later
             # _hurry.set() is either drained now or wakes the next window.
             get = self._queue.get_nowait
-            while len(batch) < _MAX_BATCH:
+            while len(batch) < MAX_BATCH:
                 try:
                     batch.append(get())
                 except queue.Empty:
@@ -902,17 +842,11 @@ class SqliteStore:
         try:
             if conn is None:
                 raise sqlite3.ProgrammingError("the writer connection is closed")
-            with conn:
-                if messages:
-                    _insert_messages(conn, messages)
-                if topics:
-                    conn.executemany(
-                        _UPSERT_TOPIC,
-                        [
-                            (t.room_key, t.room, t.text, t.set_by, t.set_at)
-                            for t in topics
-                        ],
-                    )
+            commit(
+                conn,
+                messages,
+                [(t.room_key, t.room, t.text, t.set_by, t.set_at) for t in topics],
+            )
         except sqlite3.Error:
             self._log_write_error(
                 "{count} messages and {topics} topics could not be saved to {path}",
@@ -927,23 +861,8 @@ class SqliteStore:
         conn = self._writer_conn
         if conn is None:
             return
-        cutoff = _age_cutoff(now, self.max_age_days)
         try:
-            with conn:
-                if cutoff is not None:
-                    conn.execute("DELETE FROM messages WHERE at < ?", (cutoff,))
-                if self.max_per_room > 0:
-                    rows = conn.execute("SELECT DISTINCT room_key FROM messages")
-                    keys = [key for (key,) in rows.fetchall()]
-                    for key in keys:
-                        # The index on (room_key, id) finds the oldest id to
-                        # keep without scanning the room.
-                        conn.execute(
-                            "DELETE FROM messages WHERE room_key = ?1 AND id < ("
-                            " SELECT id FROM messages WHERE room_key = ?1"
-                            " ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                            (key, self.max_per_room - 1),
-                        )
+            prune(conn, now, self.max_per_room, self.max_age_days)
         except sqlite3.Error:
             self._log_write_error("pruning {path} failed", count=0, topics=0)
 
@@ -954,17 +873,15 @@ class SqliteStore:
         try:
             # Fold the WAL back into the main file here, on this thread, so
             # the file is complete on its own (e.g. for copying) after stop.
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            checkpoint_and_close(conn)
         except sqlite3.Error:
             self._log_write_error("closing {path} failed", count=0, topics=0)
-        finally:
-            conn.close()
 
     def _log_write_error(self, fmt: str, *, count: int, topics: int) -> None:
         """Log a failed write (with its traceback), at most once a minute."""
         now = time.monotonic()
         last = self._last_error_logged
-        if last is not None and now - last < _ERROR_LOG_INTERVAL:
+        if last is not None and now - last < ERROR_LOG_INTERVAL:
             self._suppressed_errors += 1
             return
         self._last_error_logged = now
@@ -978,6 +895,269 @@ class SqliteStore:
             suppressed=self._suppressed_errors,
         )
         self._suppressed_errors = 0
+
+
+class _WriterFailed(Exception):
+    """A commit failed in the writer process; the text is its traceback."""
+
+
+class _WriterProtocol(ProcessProtocol):
+    """The daemon's end of the pipes to the writer process.
+
+    Decodes the writer's reports (stdout) and log lines (stderr) and hands
+    them to the store; see `twisted_chat.history_writer` for the frames.
+    """
+
+    def __init__(self, store: ProcessSqliteStore) -> None:
+        self._store = store
+        self._decoder = FrameDecoder()
+        self._stderr = b""
+
+    def childDataReceived(self, child_fd: int, data: bytes) -> None:
+        """`IProcessProtocol` API: a report (fd 1) or a log line (fd 2)."""
+        if child_fd == 1:
+            try:
+                values = self._decoder.feed(data)
+            except Exception:
+                self._store._log.failure(
+                    "garbled report from the history writer of {path}",
+                    path=self._store.path,
+                )
+                return
+            for value in values:
+                self._store._writer_said(value)
+            return
+        lines = (self._stderr + data).split(b"\n")
+        self._stderr = lines.pop()
+        for line in lines:
+            self._store._writer_stderr(line)
+
+    def processEnded(self, reason: Failure) -> None:
+        """`IProcessProtocol` API: the writer has exited."""
+        if self._stderr:
+            self._store._writer_stderr(self._stderr)
+            self._stderr = b""
+        self._store._writer_ended(reason)
+
+
+class ProcessSqliteStore(SqliteStore):
+    """`SqliteStore` whose writes are committed by a child process.
+
+    Build it with ``SqliteStore.open(path, reactor=..., writer="process")``.
+    Everything on the reactor thread is as in `SqliteStore` (the checks at
+    open, the reader connection, the tail caches); only the writer moves
+    to ``python -m twisted_chat.history_writer``, started by `start` with
+    ``reactor.spawnProcess``. The changes of up to ``_PIPE_DELAY`` (10 ms)
+    become one `marshal` frame on the child's stdin; `flush` and `stop`
+    send numbered markers at once, which the child acknowledges on stdout
+    after committing what came before them, and each acknowledgement
+    also says up to which message id the child is done, which is what lets
+    the reactor side forget queued copies. The writer thread of
+    `SqliteStore` took the GIL from the reactor for every statement; a
+    process never does.
+
+    Crash bound: after ``kill -9`` of the daemon the child reads to the end
+    of the pipe and commits it, so only changes the daemon had not yet
+    written to the pipe are lost (the daemon gathers them for at most
+    ``_PIPE_DELAY``, 10 ms, plus the current reactor turn); a power cut
+    loses at most the last flush window, as with the thread.
+
+    If the writer process dies on its own (killed, or the file vanished),
+    it is logged once and the chat goes on without saving history: later
+    changes are kept only in the tails of rooms already read (as the
+    messages of a failed commit are), and `flush` and `stop` fire at once.
+    It is not restarted: a writer that dies will most likely die again,
+    and the next daemon start checks the file and says why.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        reactor: IReactorFromThreads,
+        writer: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        topics: dict[str, StoredTopic],
+        next_id: int,
+        max_per_room: int,
+        max_age_days: float,
+        flush_interval: float,
+    ) -> None:
+        """Use `SqliteStore.open`; the checked writer connection is closed."""
+        super().__init__(
+            path,
+            reactor=reactor,
+            writer=writer,
+            reader=reader,
+            topics=topics,
+            next_id=next_id,
+            max_per_room=max_per_room,
+            max_age_days=max_age_days,
+            flush_interval=flush_interval,
+        )
+        # The child opens its own; this one only proved the file usable.
+        self._writer_conn = None
+        writer.close()
+        self._started = False
+        self._process: IProcessTransport | None = None
+        #: Ops gathered for the next frame (see `_send`).
+        self._outbox: list[tuple[Any, ...]] = []
+        self._drain_call: IDelayedCall | None = None
+        self._seq = 0
+        self._flush_waiters: dict[int, Deferred[None]] = {}
+        self._stop_marker: Deferred[None] | None = None
+        #: The child has exited (or could not be started): nothing is saved.
+        self._writer_gone = False
+
+    def start(self) -> None:
+        """`IMessageStore` API: spawn the writer process (once)."""
+        if self._started or self._stopping:
+            return
+        self._started = True
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = {k: v for k, v in os.environ.items() if k not in _DAEMON_ONLY_ENV}
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, env.get("PYTHONPATH", "")) if p
+        )
+        args = [
+            sys.executable,
+            "-m",
+            "twisted_chat.history_writer",
+            self.path,
+            *("--flush-interval", repr(self.flush_interval)),
+            *("--max-per-room", str(self.max_per_room)),
+            *("--max-age-days", repr(self.max_age_days)),
+        ]
+        try:
+            self._process = IReactorProcess(self._reactor).spawnProcess(
+                _WriterProtocol(self), sys.executable, args, env=env
+            )
+        except Exception:
+            self._log.failure(
+                "cannot start the history writer for {path}; history is not saved",
+                path=self.path,
+            )
+            self._writer_ended(None)
+            return
+        self._drain()
+
+    # -- the pipe to the writer -------------------------------------------------
+
+    def _put(self, op: list[_Entry] | StoredTopic | _Prune) -> None:
+        """Send a change to the writer process (or hold it until `start`)."""
+        if isinstance(op, list):
+            if not op:
+                return
+            if self._writer_gone:
+                self._committed_id = op[-1][0]
+                self._trim_pending()
+                return
+            self._send(("m", op))
+        elif isinstance(op, StoredTopic):
+            self._send(("t", (op.room_key, op.room, op.text, op.set_by, op.set_at)))
+        else:
+            self._send(("p", op.now))
+
+    def _put_waiter(self, waiter: _Waiter) -> None:
+        """Send a numbered marker; its acknowledgement fires the Deferred."""
+        if self._writer_gone:
+            waiter.deferred.callback(None)
+            return
+        self._seq += 1
+        if waiter.stop:
+            # Fired when the child has exited, i.e. the file is closed.
+            self._stop_marker = waiter.deferred
+            self._send(("s", self._seq))
+            self._drain()
+            if self._process is not None:
+                self._process.closeStdin()
+        else:
+            self._flush_waiters[self._seq] = waiter.deferred
+            self._send(("f", self._seq))
+            self._drain()
+
+    def _send(self, op: tuple[Any, ...]) -> None:
+        """Add ``op`` to the next frame; it leaves within `_PIPE_DELAY`.
+
+        Gathering ops for a few milliseconds costs the reactor one list
+        extend per turn instead of a `marshal` call, a pipe write and two
+        poller updates (start and stop writing) per turn.
+        """
+        if self._writer_gone:
+            return
+        outbox = self._outbox
+        if op[0] == "m":
+            if outbox and outbox[-1][0] == "m":
+                outbox[-1][1].extend(op[1])
+                return
+            op = ("m", list(op[1]))  # extended later: not the caller's list
+        outbox.append(op)
+        if self._drain_call is None and self._process is not None:
+            self._drain_call = IReactorTime(self._reactor).callLater(
+                _PIPE_DELAY, self._drain
+            )
+
+    def _drain(self) -> None:
+        """Write the gathered ops to the child as one frame."""
+        call, self._drain_call = self._drain_call, None
+        if call is not None and call.active():
+            call.cancel()
+        if self._process is None or not self._outbox:
+            return
+        ops, self._outbox = self._outbox, []
+        self._process.write(encode_frame(ops))
+
+    # -- reports from the writer ------------------------------------------------
+
+    def _writer_said(self, value: tuple[Any, ...]) -> None:
+        """Act on one frame from the writer (see `twisted_chat.history_writer`)."""
+        if value[0] == "c":
+            _, last_id, seq = value
+            self._committed_id = max(self._committed_id, last_id)
+            done = [s for s in self._flush_waiters if s <= seq]
+            for s in done:
+                self._flush_waiters.pop(s).callback(None)
+        elif value[0] == "e":
+            _, problem, details = value
+            self._log.failure(
+                "{problem}",
+                failure=Failure(_WriterFailed(details)),
+                problem=problem,
+                path=self.path,
+            )
+
+    def _writer_stderr(self, line: bytes) -> None:
+        text = line.decode("utf-8", "replace").rstrip()
+        if text:
+            self._log.warn(
+                "history writer for {path}: {line}", path=self.path, line=text
+            )
+
+    def _writer_ended(self, reason: Failure | None) -> None:
+        """The child exited: expected after `stop`, logged otherwise."""
+        self._writer_gone = True
+        self._process = None
+        self._outbox.clear()
+        call, self._drain_call = self._drain_call, None
+        if call is not None and call.active():
+            call.cancel()
+        clean = reason is not None and reason.check(ProcessDone) is not None
+        if not (self._stopping and clean):
+            self._log.error(
+                "the history writer for {path} ended ({why}); history is no"
+                " longer saved",
+                path=self.path,
+                why=reason.getErrorMessage() if reason is not None else "not started",
+            )
+        # Nothing queued will be committed now: stop waiting for it.
+        self._committed_id = self._next_id - 1
+        waiters = list(self._flush_waiters.values())
+        self._flush_waiters.clear()
+        for d in waiters:
+            d.callback(None)
+        marker, self._stop_marker = self._stop_marker, None
+        if marker is not None:
+            marker.callback(None)
 
 
 def format_history_line(

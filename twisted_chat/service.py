@@ -251,7 +251,12 @@ def open_store(settings: Settings, reactor: Any) -> IMessageStore | None:
     state_dir = settings.state_dir or default_state_dir(os.environ)
     path = Path(state_dir, choice)
     try:
-        return SqliteStore.open(str(path), reactor=reactor, **retention)  # type: ignore[arg-type]
+        return SqliteStore.open(
+            str(path),
+            reactor=reactor,
+            writer="process",
+            **retention,  # type: ignore[arg-type]
+        )
     except HistoryStoreError as problem:
         raise StartupError(str(problem)) from None
 

@@ -1,0 +1,515 @@
+"""The SQLite side of room history, and the writer child process (issue 6).
+
+`twisted_chat.history.SqliteStore` keeps the reactor thread off the disk: the
+changes it queues are committed by a writer. This module holds what every
+writer shares (the schema, the start-up checks, the batched INSERT, the
+retention DELETEs) and the writer that runs as a CHILD PROCESS::
+
+    python -m twisted_chat.history_writer PATH --flush-interval 0.1 \\
+        --max-per-room 10000 --max-age-days 30
+
+Why a process and not a thread: a writer thread in the daemon needs the
+GIL for every statement it binds and every row it converts, and each time
+it takes the GIL the reactor thread waits (``bench/history_fanout.py``
+measured fan-out about 22 % slower with a writer thread). A child process
+has its own interpreter, so the reactor only pays for serialising what it
+hands over (one `marshal` blob per reactor turn) and one pipe write.
+
+The protocol is private to this package and both ends ship together.
+Every frame, in both directions, is a 4-byte big-endian length followed by
+a `marshal` blob. From the daemon, a frame is a list of ops (the daemon
+gathers a few milliseconds of changes into one frame, so that the reactor
+pays one pipe write for many turns); from the writer, a frame is one
+report. Ops and reports are tuples whose first item says what they are.
+
+Daemon to writer (the child's stdin), the ops:
+
+- ``("m", [entry, ...])``: messages, each ``(id, room_key, room, sender,
+  text, action, at)`` with ids increasing;
+- ``("t", (room_key, room, text, set_by, set_at))``: a topic;
+- ``("p", now)``: apply retention as of ``now``;
+- ``("f", seq)``: a flush marker: commit everything before it now, then
+  acknowledge ``seq``;
+- ``("s", seq)``: like ``f``, and then close the database and exit.
+
+Writer to daemon (the child's stdout), the reports:
+
+- ``("c", last_id, seq)``: everything up to message ``last_id`` (or -1 if no
+  message was in the batch) is finished with, and so is every marker up to
+  ``seq`` (-1 if none); a failed batch is finished with too, as with the
+  thread writer;
+- ``("e", problem, details)``: a commit failed; ``problem`` is the sentence
+  to log, ``details`` the writer's traceback (at most one a minute, with a
+  count of the suppressed ones).
+
+End of file on stdin means the same as ``s``: the writer commits what it
+has received and exits. So after ``kill -9`` of the daemon the writer still
+commits every change the daemon had written to the pipe; only what the
+daemon had not yet handed to the kernel (at most the current reactor turn)
+and what the writer had not read yet when it was killed too is lost.
+
+The writer ignores SIGINT and SIGTERM: a Ctrl-C in a terminal or systemd's
+SIGTERM to the whole control group would otherwise end it before the
+daemon's clean shutdown has sent it the last messages. It exits when the
+daemon closes the pipe, which happens on every kind of daemon exit.
+
+This module imports neither Twisted nor `twisted_chat.history`, so that the
+child starts quickly and the daemon can import it without a cycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import marshal
+import os
+import select
+import signal
+import sqlite3
+import struct
+import sys
+import time
+import traceback
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FrameDecoder",
+    "WriterCore",
+    "encode_frame",
+    "main",
+]
+
+#: Stored in ``PRAGMA user_version``; bump it and add a migration step in
+#: `migrate` when the schema changes.
+SCHEMA_VERSION: Final = 1
+
+_SECONDS_PER_DAY: Final = 86_400
+
+#: A failing disk fails every batch; log the first failure and then at most
+#: one summary every this many seconds, so the log stays readable.
+ERROR_LOG_INTERVAL: Final = 60.0
+
+#: The most queued changes the writer commits in one transaction.
+MAX_BATCH: Final = 50_000
+
+_LENGTH: Final = struct.Struct(">I")
+
+#: One message as its row on disk: (id, room_key, room, sender, text,
+#: action, at). See ``_Entry`` in `twisted_chat.history` for why a tuple.
+Entry = tuple[int, str, str, str, str, int, float]
+#: One topic as its row on disk: (room_key, room, text, set_by, set_at).
+TopicRow = tuple[str, str, str, str, float]
+
+SCHEMA_V1: Final = (
+    """
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        room_key TEXT NOT NULL,
+        room TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        action INTEGER NOT NULL,
+        at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX messages_room_id ON messages (room_key, id)",
+    """
+    CREATE TABLE topics (
+        room_key TEXT PRIMARY KEY,
+        room TEXT NOT NULL,
+        text TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at REAL NOT NULL
+    )
+    """,
+)
+
+#: Rows per INSERT statement. Each statement is one sqlite3_step, and the
+#: sqlite3 module hands the GIL back and forth around every step: with the
+#: reactor busy in another thread of the same process (the thread writer),
+#: each handoff stalls it, so fewer, bigger statements keep history from
+#: slowing the fan-out. 1024 rows are 7168 parameters, within SQLite's
+#: limit of 32766 since 3.32 (999 before, hence 128 rows there).
+ROWS_PER_INSERT: Final = 1024 if sqlite3.sqlite_version_info >= (3, 32, 0) else 128
+
+UPSERT_TOPIC: Final = (
+    "INSERT OR REPLACE INTO topics (room_key, room, text, set_by, set_at)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+
+
+@functools.cache
+def insert_statement(rows: int) -> str:
+    """``INSERT … VALUES`` for ``rows`` messages (cached by size)."""
+    return (
+        "INSERT INTO messages (id, room_key, room, sender, text, action, at) "
+        "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+    )
+
+
+def age_cutoff(now: float, max_age_days: float) -> float | None:
+    """The oldest ``at`` that retention keeps, or None to keep every age."""
+    if max_age_days <= 0:
+        return None
+    return now - max_age_days * _SECONDS_PER_DAY
+
+
+def insert_messages(conn: sqlite3.Connection, messages: Sequence[Entry]) -> None:
+    """Insert ``messages`` in order, `ROWS_PER_INSERT` to a statement."""
+    flat = itertools.chain.from_iterable
+    for start in range(0, len(messages), ROWS_PER_INSERT):
+        chunk = messages[start : start + ROWS_PER_INSERT]
+        conn.execute(insert_statement(len(chunk)), tuple(flat(chunk)))
+
+
+def set_pragmas(conn: sqlite3.Connection) -> None:
+    """WAL mode and ``synchronous=NORMAL``; ValueError if WAL is refused."""
+    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    if str(mode).lower() != "wal":
+        raise ValueError(f"cannot switch it to WAL mode (got {mode!r})")
+    conn.execute("PRAGMA synchronous = NORMAL")
+
+
+def prepare(conn: sqlite3.Connection) -> None:
+    """Set the file up for the writer; raise ValueError if it is unusable."""
+    set_pragmas(conn)
+    # Reads every page once: a damaged file is refused at start-up rather
+    # than failing commits in the middle of a chat.
+    (check,) = conn.execute("PRAGMA quick_check(1)").fetchone()
+    if check != "ok":
+        # quick_check reports on several lines; twistd shows one line.
+        found = " ".join(str(check).split())
+        raise ValueError(
+            f"it is damaged ({found}); move it away or restore it from a backup"
+        )
+    migrate(conn)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create or upgrade the schema; raise ValueError for files not ours."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise ValueError(
+            f"it has schema version {version}, newer than this program's"
+            f" ({SCHEMA_VERSION}); upgrade twisted-chat or restore a backup"
+        )
+    if version == 0:
+        tables = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+        ).fetchone()[0]
+        if tables:
+            raise ValueError(
+                "it is an SQLite database of another program (it has tables"
+                " but no twisted-chat schema version)"
+            )
+        # An explicit transaction: the sqlite3 module runs DDL in autocommit,
+        # and a half-made schema would read as "another program's" next time.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in SCHEMA_V1:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+
+def commit(
+    conn: sqlite3.Connection, messages: Sequence[Entry], topics: Sequence[TopicRow]
+) -> None:
+    """Insert messages and upsert topics in one transaction (sqlite3.Error)."""
+    if not messages and not topics:
+        return
+    with conn:
+        if messages:
+            insert_messages(conn, messages)
+        if topics:
+            conn.executemany(UPSERT_TOPIC, topics)
+
+
+def prune(
+    conn: sqlite3.Connection, now: float, max_per_room: int, max_age_days: float
+) -> None:
+    """Delete what retention removes, in one transaction (sqlite3.Error)."""
+    cutoff = age_cutoff(now, max_age_days)
+    with conn:
+        if cutoff is not None:
+            conn.execute("DELETE FROM messages WHERE at < ?", (cutoff,))
+        if max_per_room > 0:
+            rows = conn.execute("SELECT DISTINCT room_key FROM messages")
+            keys = [key for (key,) in rows.fetchall()]
+            for key in keys:
+                # The index on (room_key, id) finds the oldest id to keep
+                # without scanning the room.
+                conn.execute(
+                    "DELETE FROM messages WHERE room_key = ?1 AND id < ("
+                    " SELECT id FROM messages WHERE room_key = ?1"
+                    " ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                    (key, max_per_room - 1),
+                )
+
+
+def checkpoint_and_close(conn: sqlite3.Connection) -> None:
+    """Fold the WAL into the main file, then close (sqlite3.Error).
+
+    After this the file is complete on its own, e.g. for copying.
+    """
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+# -- framing -------------------------------------------------------------------
+
+
+def encode_frame(value: Any) -> bytes:
+    """One frame: the length, then the `marshal` blob of ``value``."""
+    blob = marshal.dumps(value)
+    return _LENGTH.pack(len(blob)) + blob
+
+
+class FrameDecoder:
+    """Split a byte stream into the values of its frames."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        """Add ``data``; return the values of the frames it completed."""
+        buffer = self._buffer
+        buffer += data
+        values: list[Any] = []
+        start = 0
+        size = _LENGTH.size
+        while len(buffer) - start >= size:
+            (length,) = _LENGTH.unpack_from(buffer, start)
+            end = start + size + length
+            if end > len(buffer):
+                break
+            # Only our own end of the pipe writes these frames.
+            values.append(marshal.loads(buffer[start + size : end]))  # noqa: S302
+            start = end
+        if start:
+            del buffer[:start]
+        return values
+
+
+# -- the writer ----------------------------------------------------------------
+
+
+class WriterCore:
+    """Commits batches of ops (the frames above) to one connection.
+
+    Shared by nothing else: the child's loop feeds it ops and sends what it
+    returns. Kept apart from the loop so that it can be tested without a
+    process.
+
+    :param send: called with each frame's value to report to the daemon.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        path: str,
+        max_per_room: int,
+        max_age_days: float,
+        send: Callable[[tuple[Any, ...]], None],
+    ) -> None:
+        self.conn: sqlite3.Connection | None = conn
+        self.path = path
+        self.max_per_room = max_per_room
+        self.max_age_days = max_age_days
+        self._send = send
+        self._last_error_logged: float | None = None
+        self._suppressed_errors = 0
+
+    def write_batch(self, batch: Sequence[tuple[Any, ...]]) -> bool:
+        """Commit ``batch`` in order, report it; True if it asked to stop."""
+        messages: list[Entry] = []
+        topics: list[TopicRow] = []
+        last_id = -1
+        seq = -1
+        stop = False
+        for op in batch:
+            kind = op[0]
+            if kind == "m":
+                messages.extend(op[1])
+            elif kind == "t":
+                topics.append(op[1])
+            elif kind == "p":
+                # Retention applies to what was queued before it: commit
+                # that first, then prune in a transaction of its own.
+                last_id = self._commit(messages, topics, last_id)
+                messages, topics = [], []
+                self._prune(op[1])
+            else:  # "f" or "s"
+                seq = max(seq, op[1])
+                stop = stop or kind == "s"
+        last_id = self._commit(messages, topics, last_id)
+        if stop:
+            self.close()
+        if last_id >= 0 or seq >= 0:
+            self._send(("c", last_id, seq))
+        return stop
+
+    def close(self) -> None:
+        """Checkpoint and close the database (once)."""
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        try:
+            checkpoint_and_close(conn)
+        except sqlite3.Error:
+            self._report("closing {path} failed")
+
+    def _commit(
+        self, messages: list[Entry], topics: list[TopicRow], last_id: int
+    ) -> int:
+        if not messages and not topics:
+            return last_id
+        try:
+            if self.conn is None:
+                raise sqlite3.ProgrammingError("the writer connection is closed")
+            commit(self.conn, messages, topics)
+        except sqlite3.Error:
+            self._report(
+                f"{len(messages)} messages and {len(topics)} topics could not"
+                " be saved to {path}"
+            )
+        return messages[-1][0] if messages else last_id
+
+    def _prune(self, now: float) -> None:
+        if self.conn is None:
+            return
+        try:
+            prune(self.conn, now, self.max_per_room, self.max_age_days)
+        except sqlite3.Error:
+            self._report("pruning {path} failed")
+
+    def _report(self, text: str) -> None:
+        """Report the current exception, at most once a minute."""
+        now = time.monotonic()
+        last = self._last_error_logged
+        if last is not None and now - last < ERROR_LOG_INTERVAL:
+            self._suppressed_errors += 1
+            return
+        self._last_error_logged = now
+        text = text.replace("{path}", self.path)
+        if self._suppressed_errors:
+            text += f" ({self._suppressed_errors} similar errors since the last report)"
+        self._suppressed_errors = 0
+        self._send(("e", text, traceback.format_exc()))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def run(
+    path: str,
+    *,
+    flush_interval: float,
+    max_per_room: int,
+    max_age_days: float,
+    stdin: int = 0,
+    stdout: int = 1,
+) -> int:
+    """The child's loop: gather ops for ``flush_interval``, commit, repeat.
+
+    A batch is committed ``flush_interval`` seconds after its first op
+    arrived, at once when a flush or stop marker arrives, or when it holds
+    `MAX_BATCH` ops. Returns the exit status.
+    """
+    daemon_gone = False
+
+    def send(value: tuple[Any, ...]) -> None:
+        nonlocal daemon_gone
+        if daemon_gone:
+            return
+        try:
+            _write_all(stdout, encode_frame(value))
+        except OSError:
+            daemon_gone = True  # keep committing what was received
+
+    try:
+        conn = sqlite3.connect(path)
+        set_pragmas(conn)
+    except (sqlite3.Error, ValueError) as e:
+        sys.stderr.write(f"cannot open {path}: {e}\n")
+        return 1
+    core = WriterCore(
+        conn,
+        path=path,
+        max_per_room=max_per_room,
+        max_age_days=max_age_days,
+        send=send,
+    )
+    decoder = FrameDecoder()
+    batch: list[tuple[Any, ...]] = []
+    deadline: float | None = None
+    eof = False
+    while True:
+        urgent = False
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        readable, _, _ = select.select([stdin], [], [], timeout)
+        if readable:
+            data = os.read(stdin, 1 << 20)
+            if data:
+                for ops in decoder.feed(data):
+                    batch.extend(ops)
+                    urgent = urgent or any(op[0] in ("f", "s") for op in ops)
+                if batch and deadline is None:
+                    deadline = time.monotonic() + flush_interval
+            else:
+                eof = True
+        due = deadline is not None and time.monotonic() >= deadline
+        if batch and (eof or urgent or due or len(batch) >= MAX_BATCH):
+            if core.write_batch(batch):
+                return 0
+            batch = []
+            deadline = None
+        if eof:
+            core.close()
+            return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m twisted_chat.history_writer``."""
+    parser = argparse.ArgumentParser(
+        description="The history writer of twisted-chat (started by the daemon)."
+    )
+    parser.add_argument("path")
+    parser.add_argument("--flush-interval", type=float, default=0.1)
+    parser.add_argument("--max-per-room", type=int, default=0)
+    parser.add_argument("--max-age-days", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    # Reports go to the pipe that was our stdout; anything else printed
+    # (a warning, a stray print) goes to stderr, which the daemon logs,
+    # instead of garbling the reports.
+    reports = os.dup(1)
+    os.dup2(2, 1)
+    # The daemon ends us by closing the pipe, after its last messages.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return run(
+        args.path,
+        flush_interval=args.flush_interval,
+        max_per_room=args.max_per_room,
+        max_age_days=args.max_age_days,
+        stdout=reports,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
