@@ -197,3 +197,27 @@ def test_wheel_ships_the_dropin(tmp_path: Path) -> None:
     assert "twisted_chat/chat.py" in names
     assert not any(name.startswith("twisted/plugins/__init__") for name in names)
     assert "twisted/__init__.py" not in names
+
+
+def test_the_chat_core_imports_nothing_of_twisted_internet() -> None:
+    """The sans-IO core (rules, names, grammar, lines, limits) loads no reactor code."""
+    import subprocess
+    import sys
+
+    core = [
+        "chat", "names", "commands", "lines", "errors", "flood", "limits",
+        "cleaning", "handshake", "records", "settings", "interfaces",
+    ]  # fmt: skip
+    script = (
+        "import sys\n"
+        + "".join(f"import twisted_chat.{name}\n" for name in core)
+        + "print(sorted(m for m in sys.modules if m.startswith('twisted.internet')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "[]"

@@ -34,8 +34,8 @@ from twisted_chat.errors import (
     TooManyRooms,
     UnknownCommand,
 )
-from twisted_chat.history import MessageRow, StoredTopic, format_history_line
 from twisted_chat.names import Nick, RoomName, name_key
+from twisted_chat.records import MessageRow, StoredTopic, format_history_line
 from twisted_chat.settings import Settings
 
 if TYPE_CHECKING:

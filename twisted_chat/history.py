@@ -46,7 +46,6 @@ backup API, safe while the daemon writes to it.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import queue
 import sqlite3
@@ -78,6 +77,12 @@ from twisted_chat.history_writer import (
     prepare,
     prune,
 )
+from twisted_chat.records import (
+    MessageRow,
+    StoredMessage,
+    StoredTopic,
+    format_history_line,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -97,6 +102,7 @@ __all__ = [
     "HistoryStoreError",
     "IMessageStore",
     "MemoryStore",
+    "MessageRow",
     "ProcessSqliteStore",
     "SqliteStore",
     "StoredMessage",
@@ -123,51 +129,6 @@ class HistoryStoreError(Exception):
     The message names the path and the reason, so that whoever runs the
     daemon knows which file to fix, move away or restore from a backup.
     """
-
-
-@frozen
-class StoredMessage:
-    """One room message or action (``/me``), as kept in the history.
-
-    :param room_key: the normalised room key (NFKC + casefold), computed by
-        the caller; rooms are kept apart by it.
-    :param room: the room's display spelling, e.g. ``#Lobby``.
-    :param sender: the sender's nickname as displayed.
-    :param text: the message text, already cleaned by the core.
-    :param action: true for ``/me`` actions.
-    :param at: when it was said, in Unix seconds.
-    """
-
-    room_key: str
-    room: str
-    sender: str
-    text: str
-    action: bool
-    at: float
-
-
-#: One message as the core hands it over on the hot path: the fields of
-#: `StoredMessage`, in its order, as a plain tuple (building a tuple costs
-#: a twentieth of building the attrs value).
-MessageRow = tuple[str, str, str, str, bool, float]
-
-
-@frozen
-class StoredTopic:
-    """A room's topic, kept so that topics survive a restart.
-
-    :param room_key: the normalised room key, as for `StoredMessage`.
-    :param room: the room's display spelling.
-    :param text: the topic text.
-    :param set_by: the nickname that set it.
-    :param set_at: when it was set, in Unix seconds.
-    """
-
-    room_key: str
-    room: str
-    text: str
-    set_by: str
-    set_at: float
 
 
 class IMessageStore(Interface):
@@ -1158,24 +1119,3 @@ class ProcessSqliteStore(SqliteStore):
         marker, self._stop_marker = self._stop_marker, None
         if marker is not None:
             marker.callback(None)
-
-
-def format_history_line(
-    message: StoredMessage, now: float, tz: dt.tzinfo | None = None
-) -> str:
-    """Format a replayed message in PROTOCOL.md's shapes, with its time.
-
-    ``[#room HH:MM] <nick> text``, or ``[#room HH:MM] * nick text`` for an
-    action; a message from another day than ``now`` (in ``tz``, by default
-    the local time zone) gets the date too: ``[#room 2026-11-27 14:03] ...``.
-    A room spelled without its ``#`` gets one.
-
-    :param now: the current Unix time; decides what "today" is.
-    """
-    when = dt.datetime.fromtimestamp(message.at, tz)
-    today = dt.datetime.fromtimestamp(now, tz).date()
-    stamp = when.strftime("%H:%M" if when.date() == today else "%Y-%m-%d %H:%M")
-    room = message.room if message.room.startswith("#") else "#" + message.room
-    if message.action:
-        return f"[{room} {stamp}] * {message.sender} {message.text}"
-    return f"[{room} {stamp}] <{message.sender}> {message.text}"
