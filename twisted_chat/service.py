@@ -242,12 +242,10 @@ def open_store(settings: Settings, reactor: Any) -> IMessageStore | None:
     choice = settings.history_db.strip()
     if choice.lower() in ("", "off", "none"):
         return None
-    retention = {
-        "max_per_room": settings.history_max,
-        "max_age_days": settings.history_days,
-    }
     if choice == ":memory:":
-        return MemoryStore(**retention)  # type: ignore[arg-type]
+        return MemoryStore(
+            max_per_room=settings.history_max, max_age_days=settings.history_days
+        )
     state_dir = settings.state_dir or default_state_dir(os.environ)
     path = Path(state_dir, choice)
     try:
@@ -255,7 +253,8 @@ def open_store(settings: Settings, reactor: Any) -> IMessageStore | None:
             str(path),
             reactor=reactor,
             writer="process",
-            **retention,  # type: ignore[arg-type]
+            max_per_room=settings.history_max,
+            max_age_days=settings.history_days,
         )
     except HistoryStoreError as problem:
         raise StartupError(str(problem)) from None
