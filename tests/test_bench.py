@@ -622,9 +622,8 @@ class UdpChat(asyncio.DatagramProtocol):
                         self.send(b"[" + room + b"] <u> " + raw, other)
 
 
-def test_run_over_udp_does_the_hello_handshake(loop_thread: LoopThread) -> None:
-    """UDP clients answer the challenge, then count datagram deliveries exactly."""
-    chat = UdpChat()
+def run_udp_bench(loop_thread: LoopThread, chat: UdpChat) -> Report:
+    """Four UDP clients, two senders of three messages, against ``chat``."""
 
     async def listen() -> tuple[asyncio.DatagramTransport, int]:
         transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
@@ -634,7 +633,7 @@ def test_run_over_udp_does_the_hello_handshake(loop_thread: LoopThread) -> None:
 
     transport, udp_port = loop_thread.call(listen())
     try:
-        report = run(
+        return run(
             config(
                 1,
                 clients=4,
@@ -646,6 +645,12 @@ def test_run_over_udp_does_the_hello_handshake(loop_thread: LoopThread) -> None:
         )
     finally:
         loop_thread.loop.call_soon_threadsafe(transport.close)
+
+
+def test_run_over_udp_does_the_hello_handshake(loop_thread: LoopThread) -> None:
+    """UDP clients answer the challenge, then count datagram deliveries exactly."""
+    chat = UdpChat()
+    report = run_udp_bench(loop_thread, chat)
     assert report.errors == ()
     assert (report.expected, report.received) == (18, 18)
     assert len(chat.sessions) == 4
@@ -670,27 +675,7 @@ def test_udp_client_asks_again_from_a_new_port(loop_thread: LoopThread) -> None:
     # The workers run in processes of their own: this takes HELLO_RETRY_NS.
     assert client_module.HELLO_RETRY_NS <= 2_000_000_000
     chat = SilentAtFirst()
-
-    async def listen() -> tuple[asyncio.DatagramTransport, int]:
-        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: chat, local_addr=("127.0.0.1", 0)
-        )
-        return transport, transport.get_extra_info("sockname")[1]
-
-    transport, udp_port = loop_thread.call(listen())
-    try:
-        report = run(
-            config(
-                1,
-                clients=4,
-                senders=2,
-                messages=3,
-                udp_port=udp_port,
-                udp_clients=4,
-            )
-        )
-    finally:
-        loop_thread.loop.call_soon_threadsafe(transport.close)
+    report = run_udp_bench(loop_thread, chat)
     assert report.errors == ()
     assert (report.expected, report.received) == (18, 18)
     assert len(chat.ignored) == 2
