@@ -83,6 +83,7 @@ from twisted_chat.records import (
     StoredTopic,
     format_history_line,
 )
+from twisted_chat.throttle import LogThrottle
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -395,8 +396,7 @@ class SqliteStore:
         self._stop_waiters: list[Deferred[None]] = []
         self._dropped_after_stop = 0
         # Writer-thread state.
-        self._last_error_logged: float | None = None
-        self._suppressed_errors = 0
+        self._errors = LogThrottle(ERROR_LOG_INTERVAL)
 
     @classmethod
     def open(
@@ -840,22 +840,14 @@ class SqliteStore:
 
     def _log_write_error(self, fmt: str, *, count: int, topics: int) -> None:
         """Log a failed write (with its traceback), at most once a minute."""
-        now = time.monotonic()
-        last = self._last_error_logged
-        if last is not None and now - last < ERROR_LOG_INTERVAL:
-            self._suppressed_errors += 1
+        held = self._errors.report(time.monotonic())
+        if held is None:
             return
-        self._last_error_logged = now
-        if self._suppressed_errors:
+        if held:
             fmt += " ({suppressed} similar errors since the last report)"
         self._log.failure(
-            fmt,
-            path=self.path,
-            count=count,
-            topics=topics,
-            suppressed=self._suppressed_errors,
+            fmt, path=self.path, count=count, topics=topics, suppressed=held
         )
-        self._suppressed_errors = 0
 
 
 class _WriterFailed(Exception):

@@ -73,6 +73,8 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Final
 
+from twisted_chat.throttle import LogThrottle
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -333,8 +335,7 @@ class WriterCore:
         self.max_per_room = max_per_room
         self.max_age_days = max_age_days
         self._send = send
-        self._last_error_logged: float | None = None
-        self._suppressed_errors = 0
+        self._errors = LogThrottle(ERROR_LOG_INTERVAL)
 
     def write_batch(self, batch: Sequence[tuple[Any, ...]]) -> bool:
         """Commit ``batch`` in order, report it; True if it asked to stop."""
@@ -401,16 +402,12 @@ class WriterCore:
 
     def _report(self, text: str) -> None:
         """Report the current exception, at most once a minute."""
-        now = time.monotonic()
-        last = self._last_error_logged
-        if last is not None and now - last < ERROR_LOG_INTERVAL:
-            self._suppressed_errors += 1
+        held = self._errors.report(time.monotonic())
+        if held is None:
             return
-        self._last_error_logged = now
         text = text.replace("{path}", self.path)
-        if self._suppressed_errors:
-            text += f" ({self._suppressed_errors} similar errors since the last report)"
-        self._suppressed_errors = 0
+        if held:
+            text += f" ({held} similar errors since the last report)"
         self._send(("e", text, traceback.format_exc()))
 
 

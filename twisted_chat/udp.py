@@ -57,6 +57,7 @@ from twisted_chat.handshake import Address, ChallengeLimiter, TokenMint
 from twisted_chat.interfaces import IChatClient
 from twisted_chat.limits import Admission, address_group, log_refusal
 from twisted_chat.options import parse_udp
+from twisted_chat.throttle import LogThrottle
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort, IReactorTime
@@ -258,8 +259,7 @@ class ChatDatagramProtocol(DatagramProtocol):
         self.sessions: dict[Address, UdpSession] = {}
         self.stats = UdpStats()
         self._sweeper: LoopingCall | None = None
-        self._failures_unlogged = 0
-        self._failure_logged_at = -SEND_FAILURE_LOG_INTERVAL
+        self._send_failures = LogThrottle(SEND_FAILURE_LOG_INTERVAL)
         self._sendto: Callable[[bytes, Address], object] | None = None
 
     # -- port life ---------------------------------------------------------------
@@ -489,9 +489,8 @@ class ChatDatagramProtocol(DatagramProtocol):
 
     def _send_failed(self, problem: Exception, address: Address) -> None:
         self.stats.send_failures += 1
-        self._failures_unlogged += 1
-        now = self.clock.seconds()
-        if now - self._failure_logged_at < SEND_FAILURE_LOG_INTERVAL:
+        held = self._send_failures.report(self.clock.seconds())
+        if held is None:
             return
         code = getattr(problem, "errno", None)
         if isinstance(problem, OSError) and code not in _TRANSIENT:
@@ -502,12 +501,10 @@ class ChatDatagramProtocol(DatagramProtocol):
         else:
             _log.warn(
                 "could not send {count} UDP datagrams; last to {peer}: {problem}",
-                count=self._failures_unlogged,
+                count=held + 1,
                 peer=describe(address),
                 problem=problem,
             )
-        self._failure_logged_at = now
-        self._failures_unlogged = 0
 
 
 # -- assembly ------------------------------------------------------------------
