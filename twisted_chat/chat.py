@@ -74,11 +74,6 @@ class Participant:
     current: Room | None = None
     gone: bool = False
 
-    @property
-    def send(self) -> Send:
-        """The client's send method, as rooms keep it."""
-        return self.client.send
-
 
 @define(eq=False, slots=True)
 class Room:
