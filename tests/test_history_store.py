@@ -12,11 +12,13 @@ and ``stop()``.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import sqlite3
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import attrs
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -24,7 +26,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger, formatEvent
 from zope.interface.verify import verifyObject
 
-from twisted_chat import history_writer
+from twisted_chat import history_writer, lines
 from twisted_chat.history import (
     MAX_RECENT,
     SCHEMA_VERSION,
@@ -35,6 +37,7 @@ from twisted_chat.history import (
     SqliteStore,
     StoredMessage,
     StoredTopic,
+    _Tail,
     format_history_line,
 )
 
@@ -210,20 +213,34 @@ async def test_recent_merges_committed_and_queued(make_store: MakeStore) -> None
 
 
 @ensure_deferred
-async def test_append_rows_keeps_order_across_rooms(make_store: MakeStore) -> None:
-    """A turn's rows, handed over at once, are kept in order, room by room."""
+async def test_append_lines_takes_a_turn_apart(make_store: MakeStore) -> None:
+    """A turn's wire lines, handed over at once, read back as its messages."""
     store = make_store()
     store.recent("#a", 5)  # warm the tail cache of one room, not the other
-    rows = [
-        (m.room_key, m.room, m.sender, m.text, m.action, m.at)
-        for m in (msg("#a", 1), msg("#b", 2), msg("#a", 3, action=True))
-    ]
-    store.append_rows(rows)
-    expected_a = [msg("#a", 1), msg("#a", 3, action=True)]
+    said_a = [msg("#A", 1), msg("#A", 2, action=True), msg("#A", 3)]
+    data = b"".join(
+        (lines.room_action if m.action else lines.room_message)(
+            m.room, m.sender, m.text
+        )
+        for m in said_a
+    )
+    store.append_lines("#a", "#A", 1_500.0, data)
+    store.append_lines("#b", "#B", 1_600.0, lines.room_message("#B", "bo", "hi"))
+    expected_a = [attrs.evolve(m, at=1_500.0) for m in said_a]
+    expected_b = [StoredMessage("#b", "#B", "bo", "hi", False, 1_600.0)]
     assert store.recent("#a", 10) == expected_a
-    assert store.recent("#b", 10) == [msg("#b", 2)]
+    assert store.recent("#b", 10) == expected_b
+    assert store.recent("#a", 2) == expected_a[1:]
     await store.flush()
     assert store.recent("#a", 10) == expected_a
+    await store.stop()
+    if isinstance(store, SqliteStore):
+        reopened = SqliteStore.open(store.path, reactor=_reactor())
+        try:
+            assert reopened.recent("#a", 10) == expected_a
+            assert reopened.recent("#b", 10) == expected_b
+        finally:
+            await reopened.stop()
 
 
 def test_rooms_are_separate(make_store: MakeStore) -> None:
@@ -357,11 +374,13 @@ async def test_sqlite_commit_during_tail_load_shows_once(
     store = open_sqlite(flush_interval=NEVER)
     store.start()
     store.append(msg("#a", 1))
-    store.append(msg("#a", 2))
-    await store.flush()
-    # As if the writer committed them between the queue trim and the SELECT.
+    # As if the writer committed these before it reported so.
     monkeypatch.setattr(store, "_trim_pending", lambda: None)
-    assert texts(store.recent("#a", 10)) == ["text 1", "text 2"]
+    store.append(msg("#a", 2))
+    store.append(msg("#a", 3))
+    await store.flush()
+    assert len(store._pending) == 3
+    assert texts(store.recent("#a", 10)) == ["text 1", "text 2", "text 3"]
 
 
 @ensure_deferred
@@ -553,7 +572,8 @@ def test_process_writer_falls_back_to_thread(tmp_path: Path) -> None:
         assert type(store) is SqliteStore
     finally:
         store._close_reader(None)
-        store._close_writer()
+        assert store._writer_conn is not None
+        store._writer_conn.close()
 
 
 def test_unknown_writer_is_refused(tmp_path: Path) -> None:
@@ -592,9 +612,44 @@ async def test_process_writer_death_is_logged_and_chat_goes_on(
     ]
 
 
+@ensure_deferred
+async def test_process_writer_runs_nicer_with_a_big_pipe(
+    tmp_path: Path, cleanup: list[IMessageStore]
+) -> None:
+    """The writer yields the CPU to the daemon and its pipe holds 1 MiB."""
+    store = _sqlite_opener(tmp_path, cleanup, "process")()
+    assert isinstance(store, ProcessSqliteStore)
+    store.start()
+    await store.flush()  # the child has started and set itself up
+    assert store._process is not None
+    pid = store._process.pid
+    assert pid is not None
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    theirs = os.getpriority(os.PRIO_PROCESS, pid)
+    assert theirs == min(19, ours + history_writer.NICENESS)
+    pipe = cast("Any", store._process).pipes[0].fileno()
+    assert fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ) >= history_writer.PIPE_SIZE
+
+
+@ensure_deferred
+async def test_sqlite_writer_backlog_is_logged_once(open_sqlite: OpenSqlite) -> None:
+    """A writer far behind is logged with the backlog, not once per message."""
+    store = open_sqlite(flush_interval=NEVER)
+    store.backlog_warning = 3
+    events = capture_log(store)
+    store.start()
+    for n in range(1, 8):
+        store.append(msg("#a", n))
+    warnings = [e for e in events if "behind" in e.get("log_format", "")]
+    assert [e["backlog"] for e in warnings] == [4]
+    await store.flush()
+    assert texts(store.recent("#a", 10)) == [f"text {n}" for n in range(1, 8)]
+
+
 def test_frames_survive_any_split() -> None:
     """Frames fed one byte at a time decode to the values sent, in order."""
-    values = [("m", [(1, "#a", "#A", "al", "hi ünï", 0, 1.5)]), ("f", 7), ("s", 8)]
+    said = lines.room_message("#A", "al", "hi ünï")
+    values = [[("l", 1, "#a", "#A", 1.5, said)], [("f", 7)], [("s", 8)]]
     stream = b"".join(history_writer.encode_frame(v) for v in values)
     decoder = history_writer.FrameDecoder()
     got: list[Any] = []
@@ -609,12 +664,16 @@ def test_writer_commits_what_it_read_at_end_of_input(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         history_writer.prepare(conn)
     conn.close()
-    entries = [(n, "#a", "#A", "al", f"m{n}", 0, 1.0 * n) for n in range(1, 4)]
+    entries = [(n, "#a", "#A", "al", f"m{n}", n == 2, 7.0) for n in range(1, 4)]
+    said = b"".join(
+        (lines.room_action if action else lines.room_message)(room, nick, text)
+        for _, _, room, nick, text, action, _ in entries
+    )
     topic = ("#a", "#A", "the topic", "al", 2.0)
     read_in, write_in = os.pipe()
     read_out, write_out = os.pipe()
     with os.fdopen(write_in, "wb") as pipe:
-        pipe.write(history_writer.encode_frame([("m", entries)]))
+        pipe.write(history_writer.encode_frame([("l", 1, "#a", "#A", 7.0, said)]))
         pipe.write(history_writer.encode_frame([("t", topic)]))
     status = history_writer.run(
         str(path),
@@ -636,6 +695,39 @@ def test_writer_commits_what_it_read_at_end_of_input(tmp_path: Path) -> None:
     conn.close()
     assert rows == entries
     assert topics == [topic]
+
+
+# -- the tails ---------------------------------------------------------------
+
+
+def _turn(first_id: int, count: int, at: float = 1.0) -> Any:
+    data = b"".join(
+        lines.room_message("#a", "al", f"m{n}")
+        for n in range(first_id, first_id + count)
+    )
+    return (first_id, "#a", "#a", at, data, count)
+
+
+def test_tail_keeps_whole_turns_and_at_least_keep() -> None:
+    """Old turns go once the newer ones alone hold ``keep`` messages."""
+    tail = _Tail(5)
+    for first, count in [(1, 3), (4, 3), (7, 1), (8, 1)]:
+        tail.add(_turn(first, count))
+    # 4..8 are 5 messages: the turn 1..3 went, the turn 4..6 stays whole.
+    assert [said[0] for said in tail.turns] == [4, 7, 8]
+    assert tail.count == 5
+    assert texts(tail.newest(2)) == ["m7", "m8"]
+    assert texts(tail.newest(4)) == ["m5", "m6", "m7", "m8"]
+    assert texts(tail.newest(9)) == ["m4", "m5", "m6", "m7", "m8"]
+    assert tail.newest(0) == []
+
+
+def test_tail_age_cutoff_is_per_turn() -> None:
+    tail = _Tail(None, [_turn(1, 2, at=10.0), _turn(3, 2, at=20.0)])
+    assert texts(tail.newest(10, cutoff=15.0)) == ["m3", "m4"]
+    tail.drop_before(15.0)
+    assert tail.count == 2
+    assert texts(tail.newest(10)) == ["m3", "m4"]
 
 
 # -- format_history_line -----------------------------------------------------------

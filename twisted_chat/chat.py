@@ -35,7 +35,7 @@ from twisted_chat.errors import (
     UnknownCommand,
 )
 from twisted_chat.names import Nick, RoomName, name_key
-from twisted_chat.records import MessageRow, StoredTopic, format_history_line
+from twisted_chat.records import StoredTopic, format_history_line
 from twisted_chat.settings import Settings
 
 if TYPE_CHECKING:
@@ -118,16 +118,17 @@ class Room:
                 except Exception:
                     self._delivery_failed(member)
 
-    def flush(self) -> None:
+    def flush(self) -> bytes:
         """
         Hand out what was said this turn: one write per member for all of it.
 
         A member who said some of it gets the rest, without their own lines.
+        Returns all of it, for the history.
         """
         pending, self.pending = self.pending, []
         if len(pending) == 1:
             self.broadcast(*pending[0])
-            return
+            return pending[0][0]
         batch = b"".join([data for data, _ in pending])
         senders = {sender for _, sender in pending}
         for member, send in self.fanout:
@@ -142,6 +143,7 @@ class Room:
                 send(data)
             except Exception:
                 self._delivery_failed(member)
+        return batch
 
     def _delivery_failed(self, member: Participant) -> None:
         """Log the failure being handled; the others still get their lines."""
@@ -177,8 +179,6 @@ class ChatServer:
         self._store = store
         self._defer = defer
         self._dirty: dict[Room, None] = {}
-        #: Room lines said this turn, for the store (see :meth:`flush`).
-        self._unsaved: list[MessageRow] = []
         self.participants: dict[str, Participant] = {}
         self.rooms: dict[str, Room] = {}
         self._guest_numbers = itertools.count(1)
@@ -261,20 +261,17 @@ class ChatServer:
 
     def flush(self) -> None:
         """Hand out every room's queued lines now, and give them to the store."""
-        if self._unsaved:
-            rows, self._unsaved = self._unsaved, []
-            if self._store is not None:
-                self._store.append_rows(rows)
         while self._dirty:
             dirty, self._dirty = self._dirty, {}
             for room in dirty:
                 if room.pending:
-                    room.flush()
+                    self._remember(room, room.flush())
 
     def _say_in(self, room: Room, data: bytes, sender: Participant | None) -> None:
         """Queue a room line for the end of this turn, or send it now."""
         if self._defer is None:
             room.broadcast(data, sender)
+            self._remember(room, data)
             return
         room.pending.append((data, sender))
         if not self._dirty:
@@ -335,8 +332,6 @@ class ChatServer:
         self._say_in(
             room, lines.room_message(room.name.display, nick, text), participant
         )
-        if self._store is not None:
-            self._remember(room, nick, text, action=False)
 
     def _me(self, participant: Participant, text: str) -> None:
         room = self._current(participant)
@@ -344,17 +339,17 @@ class ChatServer:
         self._say_in(
             room, lines.room_action(room.name.display, nick, text), participant
         )
-        if self._store is not None:
-            self._remember(room, nick, text, action=True)
 
-    def _remember(self, room: Room, nick: str, text: str, *, action: bool) -> None:
-        # On the hot path: a plain row, handed to the store once per turn.
-        name = room.name
-        row = (name.key, name.display, nick, text, action, self._seconds())
-        if self._defer is not None:
-            self._unsaved.append(row)
-        elif self._store is not None:
-            self._store.append_rows([row])
+    def _remember(self, room: Room, said: bytes) -> None:
+        """Hand what ``room`` heard this turn to the store, as it was sent.
+
+        The store takes the wire lines apart itself (where it writes or
+        reads them), so history costs the fan-out one call per room and
+        turn, not a record per message.
+        """
+        if self._store is not None:
+            name = room.name
+            self._store.append_lines(name.key, name.display, self._seconds(), said)
 
     def _set_nick(self, participant: Participant, name: str) -> None:
         new = Nick.parse(name)

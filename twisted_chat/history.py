@@ -11,15 +11,22 @@ test suite, ``tests/test_history_store.py``, runs against both):
   mode.
 
 Every call is made from the reactor thread and none of them waits for
-the disk to be written: `IMessageStore.append` and `IMessageStore.set_topic`
-hand the change to ONE writer, which commits in batches, at least every
-``flush_interval`` seconds (0.1 by default). The writer is either a thread
-of the daemon (`SqliteStore`, ``writer="thread"``) or a child process
-(`ProcessSqliteStore`, ``writer="process"``, see
-`twisted_chat.history_writer`); the process keeps the writer's work off
-the reactor's GIL. Reads (`IMessageStore.recent`) are answered from a small
-per-room tail cache that is filled from SQLite on first use and then kept
-up to date by ``append``, so a read never waits for a write either.
+the disk to be written: `IMessageStore.append_lines` and
+`IMessageStore.set_topic` hand the change to ONE writer, which commits in
+batches, at least every ``flush_interval`` seconds (0.1 by default). The
+writer is either a thread of the daemon (`SqliteStore`,
+``writer="thread"``) or a child process (`ProcessSqliteStore`,
+``writer="process"``, see `twisted_chat.history_writer`); the process
+keeps the writer's work off the reactor's GIL. Reads
+(`IMessageStore.recent`) are answered from a small per-room tail cache
+that is filled from SQLite on first use and then kept up to date by
+``append_lines``, so a read never waits for a write either.
+
+What the core hands over per reactor turn and room is the bytes its
+members were sent, not a record per message: the fan-out made them
+already, so history adds no work per message on the reactor thread. The
+writer takes them apart into rows (sender, text, action), and so does a
+read, for the few turns it shows.
 
 Crash bound: the writer commits what was queued at most ``flush_interval``
 seconds (plus the time a commit takes) after it was queued. After ``kill
@@ -27,8 +34,12 @@ seconds (plus the time a commit takes) after it was queued. After ``kill
 missing; ``synchronous=NORMAL`` in WAL mode never corrupts the database, it
 can only lose the last commits. With the writer process, ``kill -9`` of
 the daemon alone loses even less: the child commits everything the daemon
-had already written to its pipe (all but the current reactor turn). A
-clean shutdown (`IMessageStore.stop`) loses nothing.
+had already written to its pipe (all but the current reactor turn). The
+writer process runs at a lower CPU priority, so while every core is busy
+it can fall behind (by about half a second after a flat-out burst on two
+cores, ``bench/history_fanout.py``); what it has not read by then is lost
+with the daemon too, and past `SqliteStore.backlog_warning` messages the
+lag is logged. A clean shutdown (`IMessageStore.stop`) loses nothing.
 
 Start-up checks: `SqliteStore.open` creates the directory if it is missing
 and fails with `HistoryStoreError` when the path cannot be written, the
@@ -56,7 +67,6 @@ from collections import OrderedDict, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from attrs import field, frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessDone
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
@@ -65,24 +75,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from twisted_chat import lines
 from twisted_chat.history_writer import (
     ERROR_LOG_INTERVAL,
     MAX_BATCH,
     SCHEMA_VERSION,
     FrameDecoder,
+    WriterCore,
     age_cutoff,
-    checkpoint_and_close,
-    commit,
     encode_frame,
     prepare,
-    prune,
 )
-from twisted_chat.records import (
-    MessageRow,
-    StoredMessage,
-    StoredTopic,
-    format_history_line,
-)
+from twisted_chat.records import StoredMessage, StoredTopic, format_history_line
 from twisted_chat.throttle import LogThrottle
 
 if TYPE_CHECKING:
@@ -103,7 +107,6 @@ __all__ = [
     "HistoryStoreError",
     "IMessageStore",
     "MemoryStore",
-    "MessageRow",
     "ProcessSqliteStore",
     "SqliteStore",
     "StoredMessage",
@@ -136,7 +139,7 @@ class IMessageStore(Interface):
     """Where room history and topics are kept.
 
     Every method is called from the reactor thread. None of them waits for
-    a disk write, and `append`/`set_topic` never raise.
+    a disk write, and `append`/`append_lines`/`set_topic` never raise.
     """
 
     # zope.interface methods are declared without ``self``.
@@ -154,14 +157,22 @@ class IMessageStore(Interface):
         """Fire once everything queued before this call is committed."""
 
     def append(message: StoredMessage) -> None:
-        """Queue a message; never blocks, never raises."""
+        """Queue one message; never blocks, never raises.
 
-    def append_rows(rows: list[MessageRow]) -> None:
+        The sender must be a valid nickname and the text a cleaned line, as
+        the chat core makes them (see `append_lines`).
         """
-        Queue many messages, in order; never blocks, never raises.
 
-        The chat core calls this once per reactor turn with what was said
-        in it, so the cost of history is paid per turn, not per message.
+    def append_lines(room_key: str, room: str, at: float, data: bytes) -> None:
+        """
+        Queue what was said in a room in one reactor turn; never raises.
+
+        ``data`` is the room's lines exactly as its members were sent them
+        (`twisted_chat.lines.room_message` and ``room_action``, one after
+        the other), all said at ``at``. The chat core already made these
+        bytes for the fan-out, so history costs it one call per room and
+        turn and nothing per message; the lines are taken apart into
+        sender and text only where they are written or read back.
         """
 
     def recent(room_key: str, limit: int) -> list[StoredMessage]:
@@ -200,12 +211,87 @@ def _clamp_limit(limit: int, max_per_room: int) -> int:
     return max(limit, 0)
 
 
+def _message_lines(message: StoredMessage) -> bytes:
+    """``message`` as the line its room's members were sent."""
+    shape = lines.room_action if message.action else lines.room_message
+    return shape(message.room, message.sender, message.text)
+
+
+# What a room said in one reactor turn: (first_id, room_key, room, at, data,
+# count), with ``data`` as `IMessageStore.append_lines` takes it and its
+# ``count`` lines numbered first_id, first_id + 1, ... A plain tuple, as
+# thousands of them can be alive at a time (queued, in the tails): the
+# garbage collector stops tracking a tuple of strings and numbers at its
+# first pass, so they do not make the reactor's collections longer.
+_Said = tuple[int, str, str, float, bytes, int]
+
+
+def _said(first_id: int, room_key: str, room: str, at: float, data: bytes) -> _Said:
+    return (first_id, room_key, room, at, data, data.count(b"\n"))
+
+
+class _Tail:
+    """The newest messages of one room, kept as the turns they were said in.
+
+    Adding a turn costs the same for one message as for a thousand; lines
+    are taken apart only when somebody reads them (`newest`). Whole turns
+    are kept: at least ``keep`` messages once that many were said, and
+    fewer than ``keep`` plus one turn.
+    """
+
+    __slots__ = ("count", "keep", "turns")
+
+    def __init__(self, keep: int | None, turns: Iterable[_Said] = ()) -> None:
+        self.keep = keep
+        self.turns: deque[_Said] = deque()
+        self.count = 0
+        for said in turns:
+            self.add(said)
+
+    def add(self, said: _Said) -> None:
+        """Keep ``said``, forgetting the oldest turns no longer needed."""
+        turns = self.turns
+        turns.append(said)
+        self.count += said[5]
+        keep = self.keep
+        if keep is not None:
+            while self.count - turns[0][5] >= keep:
+                self.count -= turns.popleft()[5]
+
+    def newest(self, limit: int, cutoff: float | None = None) -> list[StoredMessage]:
+        """The last ``limit`` messages said at or after ``cutoff``, oldest first."""
+        if limit <= 0:
+            return []
+        found: list[list[StoredMessage]] = []
+        total = 0
+        for _, room_key, room, at, data, _ in reversed(self.turns):
+            if cutoff is not None and at < cutoff:
+                continue
+            found.append(
+                [
+                    StoredMessage(room_key, room, nick, text, action, at)
+                    for nick, text, action in lines.parse_room_lines(room, data)
+                ]
+            )
+            total += len(found[-1])
+            if total >= limit:
+                break
+        messages = [m for turn in reversed(found) for m in turn]
+        return messages[-limit:]
+
+    def drop_before(self, cutoff: float) -> None:
+        """Forget the turns said before ``cutoff``."""
+        kept = [said for said in self.turns if said[3] >= cutoff]
+        self.turns = deque(kept)
+        self.count = sum(said[5] for said in kept)
+
+
 @implementer(IMessageStore)
 class MemoryStore:
     """`IMessageStore` in memory: for tests and ``--history-db :memory:``.
 
-    Each room keeps at most ``max_per_room`` messages at all times (a
-    bounded deque), so memory stays bounded between prunes too.
+    Each room keeps at most ``max_per_room`` messages (plus the rest of
+    the oldest turn) at all times, so memory stays bounded between prunes.
     """
 
     def __init__(
@@ -217,7 +303,7 @@ class MemoryStore:
         _check_retention(max_per_room, max_age_days)
         self.max_per_room = max_per_room
         self.max_age_days = max_age_days
-        self._rooms: dict[str, deque[StoredMessage]] = {}
+        self._rooms: dict[str, _Tail] = {}
         self._topics: dict[str, StoredTopic] = {}
 
     def start(self) -> None:
@@ -231,27 +317,25 @@ class MemoryStore:
         """`IMessageStore` API: everything is already "committed"."""
         return succeed(None)
 
-    def append_rows(self, rows: list[MessageRow]) -> None:
-        """`IMessageStore` API."""
-        for row in rows:
-            self.append(StoredMessage(*row))
-
     def append(self, message: StoredMessage) -> None:
         """`IMessageStore` API."""
-        room = self._rooms.get(message.room_key)
-        if room is None:
-            room = self._rooms[message.room_key] = deque(
-                maxlen=self.max_per_room or None
-            )
-        room.append(message)
+        self.append_lines(
+            message.room_key, message.room, message.at, _message_lines(message)
+        )
+
+    def append_lines(self, room_key: str, room: str, at: float, data: bytes) -> None:
+        """`IMessageStore` API."""
+        tail = self._rooms.get(room_key)
+        if tail is None:
+            tail = self._rooms[room_key] = _Tail(self.max_per_room or None)
+        tail.add(_said(0, room_key, room, at, data))
 
     def recent(self, room_key: str, limit: int) -> list[StoredMessage]:
         """`IMessageStore` API."""
-        limit = _clamp_limit(limit, self.max_per_room)
-        room = self._rooms.get(room_key)
-        if not room or limit == 0:
+        tail = self._rooms.get(room_key)
+        if tail is None:
             return []
-        return list(room)[-limit:]
+        return tail.newest(_clamp_limit(limit, self.max_per_room))
 
     def set_topic(self, topic: StoredTopic) -> None:
         """`IMessageStore` API."""
@@ -265,12 +349,10 @@ class MemoryStore:
         """`IMessageStore` API: applied at once (there is no disk)."""
         cutoff = age_cutoff(now, self.max_age_days)
         if cutoff is None:
-            return  # the deques already enforce max_per_room
-        for key in list(self._rooms):
-            kept = [m for m in self._rooms[key] if m.at >= cutoff]
-            if kept:
-                self._rooms[key] = deque(kept, maxlen=self.max_per_room or None)
-            else:
+            return  # the tails already enforce max_per_room
+        for key, tail in list(self._rooms.items()):
+            tail.drop_before(cutoff)
+            if not tail.count:
                 del self._rooms[key]
 
 
@@ -280,32 +362,6 @@ _SELECT_TAIL: Final = (
     "SELECT id, room_key, room, sender, text, action, at FROM messages"
     " WHERE room_key = ? ORDER BY id DESC LIMIT ?"
 )
-
-# An entry is a message as its row on disk: (id, room_key, room, sender,
-# text, action, at). Ids are handed out on the reactor thread in append
-# order, so the writer commits them in increasing order and a read can tell
-# queued copies from committed ones. A plain tuple of strings and numbers,
-# not a StoredMessage, because thousands of them are alive at a time (the
-# queue, the tails): the garbage collector stops tracking such tuples at
-# its first pass, while every StoredMessage kept would make each collection
-# longer, on the reactor thread; and the writer inserts the tuple as it is.
-_Entry = tuple[int, str, str, str, str, int, float]
-
-
-@frozen
-class _Prune:
-    now: float
-
-
-@frozen
-class _Waiter:
-    """Fire ``deferred`` (on the reactor thread) once the batch is done."""
-
-    deferred: Deferred[None] = field(eq=False)
-    stop: bool
-
-
-_Op = list[_Entry] | StoredTopic | _Prune | _Waiter
 
 #: How long `ProcessSqliteStore` gathers changes before it writes them to
 #: the writer's pipe, in seconds: after ``kill -9`` of the daemon, at most
@@ -326,10 +382,12 @@ _DAEMON_ONLY_ENV: Final = (
 #: Who commits: a thread of the daemon, or a child process.
 WriterKind = Literal["thread", "process"]
 
+#: A change for the writer: an op of `twisted_chat.history_writer`.
+_Op = tuple[Any, ...]
 
-def _entry_message(entry: _Entry) -> StoredMessage:
-    _, room_key, room, sender, text, action, at = entry
-    return StoredMessage(room_key, room, sender, text, bool(action), at)
+
+class _WriterFailed(Exception):
+    """A commit failed in the writer; the text is the writer's traceback."""
 
 
 @implementer(IMessageStore)
@@ -337,6 +395,12 @@ class SqliteStore:
     """`IMessageStore` in an SQLite file, written by one writer thread.
 
     Build it with `SqliteStore.open`, which checks the file at start-up.
+
+    The reactor side (this class) and the writer speak the ops and reports
+    of `twisted_chat.history_writer`, and the writer is the same
+    `~twisted_chat.history_writer.WriterCore` whether it runs on a thread
+    (here) or in a child process (`ProcessSqliteStore`, the daemon's
+    choice); only how the ops travel differs.
 
     Why a dedicated ``threading.Thread`` and not the reactor's threadpool
     (``deferToThread``): SQLite wants one writer and the batches must be
@@ -351,12 +415,16 @@ class SqliteStore:
 
     Reads run on the reactor thread on a second connection (WAL lets it
     read while the writer commits): once per room, to fill that room's
-    tail cache, which `append` then keeps current. That connection belongs
-    to the thread that called `open`, so call `open` on the reactor thread
-    (``makeService`` runs there).
+    tail cache, which `append_lines` then keeps current. That connection
+    belongs to the thread that called `open`, so call `open` on the
+    reactor thread (``makeService`` runs there).
     """
 
     _log = Logger()
+
+    #: Messages the writer may be behind before it is logged (at most once
+    #: a minute): they wait in memory, and a crash would lose them.
+    backlog_warning = 100_000
 
     def __init__(
         self,
@@ -381,22 +449,25 @@ class SqliteStore:
         self._reader: sqlite3.Connection | None = reader
         self._topics = topics
         self._next_id = next_id
-        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
-        #: Set by `flush` and `stop` to end the writer's wait for a batch.
-        self._hurry = threading.Event()
-        self._thread: threading.Thread | None = None
-        # Reactor-thread state (only the writer writes _committed_id; an
-        # int assignment is atomic, and readers only compare with it).
+        #: Everything up to this message id is committed (or failed).
         self._committed_id = next_id - 1
-        self._pending: deque[_Entry] = deque()
-        self._tails: OrderedDict[str, deque[_Entry]] = OrderedDict()
+        #: Turns handed to the writer and not yet reported committed.
+        self._pending: deque[_Said] = deque()
+        self._tails: OrderedDict[str, _Tail] = OrderedDict()
         self._age_cutoff: float | None = None
+        self._seq = 0
+        self._flush_waiters: dict[int, Deferred[None]] = {}
         self._stopping = False
         self._stopped: Deferred[None] | None = None
         self._stop_waiters: list[Deferred[None]] = []
         self._dropped_after_stop = 0
-        # Writer-thread state.
-        self._errors = LogThrottle(ERROR_LOG_INTERVAL)
+        self._backlog_log = LogThrottle(ERROR_LOG_INTERVAL)
+        # The writer thread's.
+        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        #: Set when a flush or stop marker is queued, to end the writer's
+        #: wait for more of the batch.
+        self._hurry = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @classmethod
     def open(
@@ -521,7 +592,8 @@ class SqliteStore:
             self._stopping = True
             self._stopped = Deferred()
             self._stopped.addCallback(self._close_reader)
-            self._put_waiter(_Waiter(self._stopped, stop=True))
+            self._seq += 1
+            self._send_stop(self._seq, self._stopped)
         return d
 
     def flush(self) -> Deferred[None]:
@@ -529,50 +601,38 @@ class SqliteStore:
         if self._stopped is not None:
             return self.stop()
         d: Deferred[None] = Deferred()
-        self._put_waiter(_Waiter(d, stop=False))
+        self._seq += 1
+        self._flush_waiters[self._seq] = d
+        self._send_marker(("f", self._seq))
         return d
 
     def append(self, message: StoredMessage) -> None:
-        """`IMessageStore` API: see `append_rows`."""
-        self.append_rows(
-            [
-                (
-                    message.room_key,
-                    message.room,
-                    message.sender,
-                    message.text,
-                    message.action,
-                    message.at,
-                )
-            ]
+        """`IMessageStore` API: see `append_lines`."""
+        self.append_lines(
+            message.room_key, message.room, message.at, _message_lines(message)
         )
 
-    def append_rows(self, rows: list[MessageRow]) -> None:
-        """`IMessageStore` API: one queue put, plus the tail cache updates."""
+    def append_lines(self, room_key: str, room: str, at: float, data: bytes) -> None:
+        """`IMessageStore` API: numbers the turn, queues it, updates the tail."""
         if self._stopping:
-            self._dropped_after_stop += len(rows)
-            if self._dropped_after_stop == len(rows):
+            self._dropped_after_stop += 1
+            if self._dropped_after_stop == 1:
                 self._log.warn(
                     "history store {path} is stopped; messages are not kept",
                     path=self.path,
                 )
             return
         try:
-            first = self._next_id
-            entries: list[_Entry] = [
-                (first + offset, key, room, sender, text, int(action), at)
-                for offset, (key, room, sender, text, action, at) in enumerate(rows)
-            ]
-            self._next_id = first + len(entries)
+            said = _said(self._next_id, room_key, room, at, data)
+            self._next_id += said[5]
             self._trim_pending()
-            self._pending.extend(entries)
-            tails = self._tails
-            if tails:
-                for entry in entries:
-                    tail = tails.get(entry[1])
-                    if tail is not None:
-                        tail.append(entry)
-            self._put(entries)
+            self._pending.append(said)
+            tail = self._tails.get(room_key)
+            if tail is not None:
+                tail.add(said)
+            self._send(("l", *said[:5]))
+            if self._next_id - 1 - self._committed_id > self.backlog_warning:
+                self._warn_backlog()
         except Exception:
             self._log.failure("while queueing messages for {path}", path=self.path)
 
@@ -589,10 +649,11 @@ class SqliteStore:
         if tail is None:
             tail = self._load_tail(room_key)
             if tail is None:  # the read failed; show what is queued
-                tail = deque(e for e in self._pending if e[1] == room_key)
+                queued = (said for said in self._pending if said[1] == room_key)
+                tail = _Tail(MAX_RECENT, queued)
         else:
             self._tails.move_to_end(room_key)
-        return [_entry_message(e) for e in list(tail)[-limit:]]
+        return tail.newest(limit, self._age_cutoff)
 
     def set_topic(self, topic: StoredTopic) -> None:
         """`IMessageStore` API."""
@@ -604,17 +665,19 @@ class SqliteStore:
             )
             return
         self._topics[topic.room_key] = topic
-        self._put(topic)
+        self._send(
+            ("t", (topic.room_key, topic.room, topic.text, topic.set_by, topic.set_at))
+        )
 
     def topics(self) -> dict[str, StoredTopic]:
         """`IMessageStore` API: read at `open`, kept current by `set_topic`."""
         return dict(self._topics)
 
     def prune(self, now: float) -> None:
-        """`IMessageStore` API: the deletes run on the writer thread.
+        """`IMessageStore` API: the deletes are the writer's.
 
-        The tail caches are pruned at once with the same rules, so `recent`
-        agrees with what the file will hold.
+        The tail caches are pruned at once by age (`recent` clamps to
+        ``max_per_room``), so `recent` agrees with what the file will hold.
         """
         if self._stopping:
             return
@@ -623,13 +686,12 @@ class SqliteStore:
             self._age_cutoff is None or cutoff > self._age_cutoff
         ):
             self._age_cutoff = cutoff
-        for key, tail in list(self._tails.items()):
-            kept = self._retained(tail)
-            if kept:
-                self._tails[key] = deque(kept, maxlen=MAX_RECENT)
-            else:
-                del self._tails[key]
-        self._put(_Prune(now))
+        if self._age_cutoff is not None:
+            for key, tail in list(self._tails.items()):
+                tail.drop_before(self._age_cutoff)
+                if not tail.count:
+                    del self._tails[key]
+        self._send(("p", now))
 
     # -- backups --------------------------------------------------------------
 
@@ -665,38 +727,27 @@ class SqliteStore:
 
     # -- reactor-thread helpers -----------------------------------------------
 
-    def _put(self, op: list[_Entry] | StoredTopic | _Prune) -> None:
-        """Hand a change to the writer (here: the writer thread's queue)."""
-        self._queue.put(op)
-
-    def _put_waiter(self, waiter: _Waiter) -> None:
-        """Queue a flush or stop marker and cut the writer's window short."""
-        self._queue.put(waiter)
-        self._hurry.set()
-
     def _trim_pending(self) -> None:
-        """Forget queued entries the writer has finished with."""
+        """Forget queued turns the writer has finished with."""
         committed = self._committed_id
         pending = self._pending
-        while pending and pending[0][0] <= committed:
+        while pending and pending[0][0] + pending[0][5] - 1 <= committed:
             pending.popleft()
 
-    def _retained(self, entries: Iterable[_Entry]) -> list[_Entry]:
-        """``entries`` (in id order) without what retention removes."""
-        cutoff = self._age_cutoff
-        kept = [e for e in entries if cutoff is None or e[6] >= cutoff]
-        if self.max_per_room > 0:
-            kept = kept[-self.max_per_room :]
-        return kept
+    def _warn_backlog(self) -> None:
+        held = self._backlog_log.report(time.monotonic())
+        if held is not None:
+            self._log.warn(
+                "the history writer for {path} is {backlog} messages behind;"
+                " they wait in memory until it catches up",
+                path=self.path,
+                backlog=self._next_id - 1 - self._committed_id,
+            )
 
-    def _load_tail(self, room_key: str) -> deque[_Entry] | None:
+    def _load_tail(self, room_key: str) -> _Tail | None:
         """Fill a room's tail cache from disk plus the queue; None on error."""
         if self._reader is None:
             return None
-        # Trim BEFORE reading: an entry dropped from _pending is committed,
-        # so the SELECT below sees it. Entries committed between the SELECT
-        # and the merge stay in _pending, and the merge removes duplicates.
-        self._trim_pending()
         try:
             rows = self._reader.execute(_SELECT_TAIL, (room_key, MAX_RECENT)).fetchall()
         except sqlite3.Error:
@@ -706,10 +757,19 @@ class SqliteStore:
                 path=self.path,
             )
             return None
-        merged: dict[int, _Entry] = {row[0]: row for row in rows}
-        merged.update((e[0], e) for e in self._pending if e[1] == room_key)
-        ordered = [merged[mid] for mid in sorted(merged)]
-        tail = deque(self._retained(ordered), maxlen=MAX_RECENT)
+        # A queued turn may have been committed since the writer last
+        # reported: its rows are on disk and in the queue, so take the
+        # disk's only up to the first queued id.
+        queued = [said for said in self._pending if said[1] == room_key]
+        first_queued = queued[0][0] if queued else self._next_id
+        committed: list[_Said] = []
+        for mid, key, room, sender, text, action, at in reversed(rows):
+            if mid < first_queued:
+                message = StoredMessage(key, room, sender, text, bool(action), at)
+                committed.append((mid, key, room, at, _message_lines(message), 1))
+        tail = _Tail(MAX_RECENT, [*committed, *queued])
+        if self._age_cutoff is not None:
+            tail.drop_before(self._age_cutoff)
         self._tails[room_key] = tail
         if len(self._tails) > _MAX_CACHED_ROOMS:
             self._tails.popitem(last=False)
@@ -731,24 +791,70 @@ class SqliteStore:
                 d.callback(None)
         return result
 
-    # -- writer thread --------------------------------------------------------
+    def _writer_said(self, report: tuple[Any, ...]) -> None:
+        """Act on a report of the writer (see `twisted_chat.history_writer`)."""
+        if report[0] == "c":
+            _, last_id, seq = report
+            self._committed_id = max(self._committed_id, last_id)
+            self._trim_pending()
+            for s in [s for s in self._flush_waiters if s <= seq]:
+                self._flush_waiters.pop(s).callback(None)
+        elif report[0] == "e":
+            _, problem, details = report
+            self._log.failure(
+                "{problem}",
+                failure=Failure(_WriterFailed(details)),
+                problem=problem,
+                path=self.path,
+            )
+
+    # -- how ops reach the writer: a queue to the writer thread ----------------
+
+    def _send(self, op: _Op) -> None:
+        """Hand a change to the writer."""
+        self._queue.put(op)
+
+    def _send_marker(self, op: _Op) -> None:
+        """Queue a flush marker and cut the writer's window short."""
+        self._queue.put(op)
+        self._hurry.set()
+
+    def _send_stop(self, seq: int, done: Deferred[None]) -> None:
+        """Queue the stop marker; ``done`` fires once the file is closed."""
+        self._flush_waiters[seq] = done
+        self._send_marker(("s", seq))
+
+    # -- the writer thread --------------------------------------------------------
 
     def _run(self) -> None:
         """The writer loop: gather a batch for flush_interval, commit it.
 
         It sleeps through the window and then takes everything queued at
-        once, instead of waking up for every message: one wake-up per
-        window means the writer takes the GIL from the reactor thread a few
-        times a second, not once per message, which kept fan-out measurably
-        slower with history on (``bench/history_fanout.py``). `flush` and
-        `stop` cut the window short through ``_hurry``.
+        once, instead of waking up for every change: one wake-up per window
+        means the writer takes the GIL from the reactor thread a few times
+        a second. `flush` and `stop` cut the window short through
+        ``_hurry``.
         """
+        conn, self._writer_conn = self._writer_conn, None
+        if conn is None:
+            return
+
+        def report(value: tuple[Any, ...]) -> None:
+            self._reactor.callFromThread(self._writer_said, value)
+
+        core = WriterCore(
+            conn,
+            path=self.path,
+            max_per_room=self.max_per_room,
+            max_age_days=self.max_age_days,
+            send=report,
+        )
         while True:
             batch = [self._queue.get()]
-            if not isinstance(batch[0], _Waiter):
+            if batch[0][0] not in ("f", "s"):
                 self._hurry.wait(self.flush_interval)
             self._hurry.clear()
-            # Cleared before draining: a waiter queued before a later
+            # Cleared before draining: a marker queued before a later
             # _hurry.set() is either drained now or wakes the next window.
             get = self._queue.get_nowait
             while len(batch) < MAX_BATCH:
@@ -759,99 +865,19 @@ class SqliteStore:
             else:
                 self._hurry.set()  # more is waiting: do not sleep next time
             try:
-                stop = self._write_batch(batch)
+                if core.write_batch(batch):
+                    return
             except Exception:
-                # A bug, not a disk error: keep the thread alive, or stop()
-                # would never fire.
+                # A bug, not a disk error (the core reports those): log it
+                # and answer the markers anyway, or flush() and stop() would
+                # never fire.
                 self._log.failure("in the history writer for {path}", path=self.path)
-                stop = any(isinstance(op, _Waiter) and op.stop for op in batch)
-                if stop:
-                    self._close_writer()
-            for op in batch:
-                if isinstance(op, _Waiter):
-                    self._reactor.callFromThread(op.deferred.callback, None)
-            if stop:
-                return
-
-    def _write_batch(self, batch: list[_Op]) -> bool:
-        """Commit one batch in order; True when it asked the writer to stop."""
-        messages: list[_Entry] = []
-        topics: list[StoredTopic] = []
-        stop = False
-        for op in batch:
-            if isinstance(op, list):
-                messages.extend(op)
-            elif isinstance(op, StoredTopic):
-                topics.append(op)
-            elif isinstance(op, _Prune):
-                # Retention applies to what was queued before it: commit that
-                # first, then prune in a transaction of its own.
-                self._commit(messages, topics)
-                messages, topics = [], []
-                self._prune_now(op.now)
-            else:
-                stop = stop or op.stop
-        self._commit(messages, topics)
-        if stop:
-            self._close_writer()
-        return stop
-
-    def _commit(self, messages: list[_Entry], topics: list[StoredTopic]) -> None:
-        conn = self._writer_conn
-        if not messages and not topics:
-            return
-        try:
-            if conn is None:
-                raise sqlite3.ProgrammingError("the writer connection is closed")
-            commit(
-                conn,
-                messages,
-                [(t.room_key, t.room, t.text, t.set_by, t.set_at) for t in topics],
-            )
-        except sqlite3.Error:
-            self._log_write_error(
-                "{count} messages and {topics} topics could not be saved to {path}",
-                count=len(messages),
-                topics=len(topics),
-            )
-        finally:
-            if messages:
-                self._committed_id = messages[-1][0]
-
-    def _prune_now(self, now: float) -> None:
-        conn = self._writer_conn
-        if conn is None:
-            return
-        try:
-            prune(conn, now, self.max_per_room, self.max_age_days)
-        except sqlite3.Error:
-            self._log_write_error("pruning {path} failed", count=0, topics=0)
-
-    def _close_writer(self) -> None:
-        conn, self._writer_conn = self._writer_conn, None
-        if conn is None:
-            return
-        try:
-            # Fold the WAL back into the main file here, on this thread, so
-            # the file is complete on its own (e.g. for copying) after stop.
-            checkpoint_and_close(conn)
-        except sqlite3.Error:
-            self._log_write_error("closing {path} failed", count=0, topics=0)
-
-    def _log_write_error(self, fmt: str, *, count: int, topics: int) -> None:
-        """Log a failed write (with its traceback), at most once a minute."""
-        held = self._errors.report(time.monotonic())
-        if held is None:
-            return
-        if held:
-            fmt += " ({suppressed} similar errors since the last report)"
-        self._log.failure(
-            fmt, path=self.path, count=count, topics=topics, suppressed=held
-        )
-
-
-class _WriterFailed(Exception):
-    """A commit failed in the writer process; the text is its traceback."""
+                markers = [op for op in batch if op[0] in ("f", "s")]
+                if markers:
+                    report(("c", -1, max(op[1] for op in markers)))
+                if any(op[0] == "s" for op in markers):
+                    core.close()
+                    return
 
 
 class _WriterProtocol(ProcessProtocol):
@@ -954,10 +980,8 @@ class ProcessSqliteStore(SqliteStore):
         self._started = False
         self._process: IProcessTransport | None = None
         #: Ops gathered for the next frame (see `_send`).
-        self._outbox: list[tuple[Any, ...]] = []
+        self._outbox: list[_Op] = []
         self._drain_call: IDelayedCall | None = None
-        self._seq = 0
-        self._flush_waiters: dict[int, Deferred[None]] = {}
         self._stop_marker: Deferred[None] | None = None
         #: The child has exited (or could not be started): nothing is saved.
         self._writer_gone = False
@@ -996,59 +1020,42 @@ class ProcessSqliteStore(SqliteStore):
 
     # -- the pipe to the writer -------------------------------------------------
 
-    def _put(self, op: list[_Entry] | StoredTopic | _Prune) -> None:
-        """Send a change to the writer process (or hold it until `start`)."""
-        if isinstance(op, list):
-            if not op:
-                return
-            if self._writer_gone:
-                self._committed_id = op[-1][0]
-                self._trim_pending()
-                return
-            self._send(("m", op))
-        elif isinstance(op, StoredTopic):
-            self._send(("t", (op.room_key, op.room, op.text, op.set_by, op.set_at)))
-        else:
-            self._send(("p", op.now))
-
-    def _put_waiter(self, waiter: _Waiter) -> None:
-        """Send a numbered marker; its acknowledgement fires the Deferred."""
-        if self._writer_gone:
-            waiter.deferred.callback(None)
-            return
-        self._seq += 1
-        if waiter.stop:
-            # Fired when the child has exited, i.e. the file is closed.
-            self._stop_marker = waiter.deferred
-            self._send(("s", self._seq))
-            self._drain()
-            if self._process is not None:
-                self._process.closeStdin()
-        else:
-            self._flush_waiters[self._seq] = waiter.deferred
-            self._send(("f", self._seq))
-            self._drain()
-
-    def _send(self, op: tuple[Any, ...]) -> None:
+    def _send(self, op: _Op) -> None:
         """Add ``op`` to the next frame; it leaves within `_PIPE_DELAY`.
 
         Gathering ops for a few milliseconds costs the reactor one list
-        extend per turn instead of a `marshal` call, a pipe write and two
+        append per turn instead of a `marshal` call, a pipe write and two
         poller updates (start and stop writing) per turn.
         """
         if self._writer_gone:
+            if op[0] == "l":  # nobody will commit it: do not keep it queued
+                self._committed_id = self._next_id - 1
+                self._trim_pending()
             return
-        outbox = self._outbox
-        if op[0] == "m":
-            if outbox and outbox[-1][0] == "m":
-                outbox[-1][1].extend(op[1])
-                return
-            op = ("m", list(op[1]))  # extended later: not the caller's list
-        outbox.append(op)
+        self._outbox.append(op)
         if self._drain_call is None and self._process is not None:
             self._drain_call = IReactorTime(self._reactor).callLater(
                 _PIPE_DELAY, self._drain
             )
+
+    def _send_marker(self, op: _Op) -> None:
+        """Send a numbered marker now; its acknowledgement fires the waiter."""
+        if self._writer_gone:
+            self._writer_said(("c", -1, op[1]))
+            return
+        self._outbox.append(op)
+        self._drain()
+
+    def _send_stop(self, seq: int, done: Deferred[None]) -> None:
+        """Send the stop marker and end of file; ``done`` fires at the exit."""
+        if self._writer_gone:
+            done.callback(None)
+            return
+        # Fired when the child has exited, i.e. the file is closed.
+        self._stop_marker = done
+        self._send_marker(("s", seq))
+        if self._process is not None:
+            self._process.closeStdin()
 
     def _drain(self) -> None:
         """Write the gathered ops to the child as one frame."""
@@ -1061,23 +1068,6 @@ class ProcessSqliteStore(SqliteStore):
         self._process.write(encode_frame(ops))
 
     # -- reports from the writer ------------------------------------------------
-
-    def _writer_said(self, value: tuple[Any, ...]) -> None:
-        """Act on one frame from the writer (see `twisted_chat.history_writer`)."""
-        if value[0] == "c":
-            _, last_id, seq = value
-            self._committed_id = max(self._committed_id, last_id)
-            done = [s for s in self._flush_waiters if s <= seq]
-            for s in done:
-                self._flush_waiters.pop(s).callback(None)
-        elif value[0] == "e":
-            _, problem, details = value
-            self._log.failure(
-                "{problem}",
-                failure=Failure(_WriterFailed(details)),
-                problem=problem,
-                path=self.path,
-            )
 
     def _writer_stderr(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace").rstrip()

@@ -41,3 +41,25 @@ def notice(text: str) -> bytes:
 def error(problem: ChatError) -> bytes:
     """``! code: text``: what went wrong and what to do instead."""
     return encode(f"! {problem.code}: {problem.text}")
+
+
+def parse_room_lines(room: str, data: bytes) -> list[tuple[str, str, bool]]:
+    """Undo `room_message` and `room_action`: ``(nick, text, action)`` each.
+
+    ``data`` is one or more lines of ``room``, each ending in CRLF, exactly
+    as the room's members were sent them. Room history keeps these bytes
+    rather than a second record of every message, so that remembering a
+    message costs the fan-out nothing; the history writer takes them apart
+    here. That is unambiguous because a nickname holds no space and no
+    ``>``, and the cleaned text no CR or LF.
+    """
+    skip = len(room) + 3  # "[" room "] "
+    said: list[tuple[str, str, bool]] = []
+    for line in data.decode("utf-8", "replace").split("\r\n")[:-1]:
+        if line.startswith("* ", skip):
+            nick, _, text = line[skip + 2 :].partition(" ")
+            said.append((nick, text, True))
+        else:
+            nick, _, text = line[skip + 1 :].partition("> ")
+            said.append((nick, text, False))
+    return said

@@ -12,7 +12,7 @@ import datetime as dt
 
 from attrs import frozen
 
-__all__ = ["MessageRow", "StoredMessage", "StoredTopic", "format_history_line"]
+__all__ = ["StoredMessage", "StoredTopic", "format_history_line"]
 
 
 @frozen
@@ -34,12 +34,6 @@ class StoredMessage:
     text: str
     action: bool
     at: float
-
-
-#: One message as the core hands it over on the hot path: the fields of
-#: `StoredMessage`, in its order, as a plain tuple (building a tuple costs
-#: a twentieth of building the attrs value).
-MessageRow = tuple[str, str, str, str, bool, float]
 
 
 @frozen
