@@ -39,6 +39,7 @@ from twisted.internet.protocol import DatagramProtocol
 
 from twisted_chat.chat import ChatServer
 from twisted_chat.history import IMessageStore, SqliteStore, StoredMessage
+from twisted_chat.lines import parse_room_lines
 from twisted_chat.service import ChatService, StoreService, make_chat_service
 from twisted_chat.settings import Settings
 
@@ -185,7 +186,12 @@ class Chat:
 def stored_texts(path: Path) -> list[str]:
     """Every message text in a history file, read-only."""
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        return [text for (text,) in conn.execute("SELECT text FROM messages")]
+        turns = conn.execute("SELECT room, lines FROM turns ORDER BY first_id")
+        return [
+            text
+            for room, said in turns
+            for _, text, _ in parse_room_lines(room, said.encode())
+        ]
 
 
 # -- in this process: replay, /history, UDP, private messages ----------------
@@ -383,7 +389,7 @@ async def test_history_off_keeps_nothing_and_says_so(tmp_path: Path) -> None:
 async def test_a_large_batch_reaches_the_file_whole_and_in_order(
     tmp_path: Path,
 ) -> None:
-    """300 messages queued at once (several multi-row INSERTs) all reach the file."""
+    """300 messages queued at once all reach the file, in order."""
     path = tmp_path / "history.sqlite3"
     store = SqliteStore.open(str(path), reactor=reactor)
     store.start()
@@ -392,11 +398,14 @@ async def test_a_large_batch_reaches_the_file_whole_and_in_order(
     await store.stop()
     with sqlite3.connect(path) as conn:
         rows = conn.execute(
-            "SELECT id, room, text, action, at FROM messages ORDER BY id"
+            "SELECT first_id, room, at, count, lines FROM turns ORDER BY first_id"
         ).fetchall()
     conn.close()
-    assert rows == [
-        (n + 1, "#A", f"m{n}", int(n % 3 == 0), 1e9 + n) for n in range(300)
+    assert [(first_id, room, at, count) for first_id, room, at, count, _ in rows] == [
+        (n + 1, "#A", 1e9 + n, 1) for n in range(300)
+    ]
+    assert [parse_room_lines("#A", row[4].encode()) for row in rows] == [
+        [("al", f"m{n}", n % 3 == 0)] for n in range(300)
     ]
 
     reopened = SqliteStore.open(str(path), reactor=reactor)

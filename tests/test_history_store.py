@@ -352,7 +352,7 @@ async def test_sqlite_stop_commits_everything_queued(
         store.append(msg(f"#r{n % 3}", n))
     await store.stop()
     with sqlite3.connect(tmp_path / "history.db") as conn:
-        (count,) = conn.execute("SELECT count(*) FROM messages").fetchone()
+        (count,) = conn.execute("SELECT sum(count) FROM turns").fetchone()
     conn.close()
     assert count == 500
 
@@ -401,18 +401,97 @@ async def test_sqlite_prune_on_disk(open_sqlite: OpenSqlite) -> None:
     assert texts(again.recent("#b", 10)) == ["text 2", "text 3"]
 
 
+def _turn_of(room: str, start: int, count: int) -> bytes:
+    return b"".join(
+        lines.room_message(room, f"nick{n}", f"text {n}")
+        for n in range(start, start + count)
+    )
+
+
+@ensure_deferred
+async def test_sqlite_prune_trims_a_turn_to_the_limit(
+    open_sqlite: OpenSqlite, tmp_path: Path
+) -> None:
+    """The oldest turn kept loses just the lines past ``max_per_room``."""
+    store = open_sqlite(max_per_room=3, max_age_days=0)
+    store.start()
+    store.append_lines("#a", "#a", 1.0, _turn_of("#a", 1, 5))
+    store.append_lines("#b", "#b", 1.0, _turn_of("#b", 6, 1))
+    store.append_lines("#a", "#a", 2.0, _turn_of("#a", 7, 2))
+    store.prune(now=10.0)
+    await store.stop()
+    with sqlite3.connect(tmp_path / "history.db") as conn:
+        rows = conn.execute(
+            "SELECT first_id, count FROM turns WHERE room_key = '#a' ORDER BY 1"
+        ).fetchall()
+    conn.close()
+    assert rows == [(5, 1), (7, 2)]
+
+    again = open_sqlite(max_per_room=3, max_age_days=0)
+    assert texts(again.recent("#a", 10)) == ["text 5", "text 7", "text 8"]
+    again.start()
+    again.append(msg("#a", 9))  # numbered after everything on disk
+    await again.stop()
+    assert texts(open_sqlite().recent("#a", 10)) == [
+        "text 5",
+        "text 7",
+        "text 8",
+        "text 9",
+    ]
+
+
+def test_sqlite_upgrades_a_version_1_file(tmp_path: Path) -> None:
+    """A file of the first release (a row per message) is converted at open."""
+    path = tmp_path / "history.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE messages (id INTEGER PRIMARY KEY, room_key TEXT NOT NULL,
+            room TEXT NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL,
+            action INTEGER NOT NULL, at REAL NOT NULL);
+        CREATE INDEX messages_room_id ON messages (room_key, id);
+        CREATE TABLE topics (room_key TEXT PRIMARY KEY, room TEXT NOT NULL,
+            text TEXT NOT NULL, set_by TEXT NOT NULL, set_at REAL NOT NULL);
+        INSERT INTO messages VALUES (1, '#a', '#A', 'al', 'hi > there', 0, 5.0);
+        INSERT INTO messages VALUES (2, '#b', '#B', 'bo', 'waves', 1, 6.0);
+        INSERT INTO messages VALUES (4, '#a', '#A', '小明', '', 0, 7.0);
+        INSERT INTO topics VALUES ('#a', '#A', 'the topic', 'al', 3.0);
+        PRAGMA user_version = 1;
+        """
+    )
+    conn.close()
+    store = SqliteStore.open(str(path), reactor=_reactor())
+    try:
+        assert store.recent("#a", 10) == [
+            StoredMessage("#a", "#A", "al", "hi > there", False, 5.0),
+            StoredMessage("#a", "#A", "小明", "", False, 7.0),
+        ]
+        assert store.recent("#b", 10) == [
+            StoredMessage("#b", "#B", "bo", "waves", True, 6.0)
+        ]
+        assert store.topics()["#a"].text == "the topic"
+        assert store._next_id == 5
+    finally:
+        store._close_reader(None)
+        assert store._writer_conn is not None
+        store._writer_conn.close()
+    conn = sqlite3.connect(path)
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    conn.close()
+    assert "messages" not in tables
+
+
 @ensure_deferred
 async def test_sqlite_file_settings(open_sqlite: OpenSqlite, tmp_path: Path) -> None:
-    """The file is in WAL mode, versioned, and indexed by (room_key, id)."""
+    """The file is in WAL mode, versioned, and indexed by (room_key, first_id)."""
     await open_sqlite().stop()
     conn = sqlite3.connect(tmp_path / "history.db")
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-        columns = [
-            row[2] for row in conn.execute("PRAGMA index_info(messages_room_id)")
-        ]
-        assert columns == ["room_key", "id"]
+        columns = [row[2] for row in conn.execute("PRAGMA index_info(turns_room)")]
+        assert columns == ["room_key", "first_id"]
     finally:
         conn.close()
 
@@ -485,7 +564,7 @@ async def test_sqlite_write_error_is_logged_not_raised(
     assert texts(store.recent("#a", 10)) == ["text 1"]  # cache #a's tail
     # Break the file under the running store: its next insert fails.
     conn = sqlite3.connect(tmp_path / "history.db")
-    conn.execute("DROP TABLE messages")
+    conn.execute("DROP TABLE turns")
     conn.commit()
     conn.close()
 
@@ -664,10 +743,9 @@ def test_writer_commits_what_it_read_at_end_of_input(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         history_writer.prepare(conn)
     conn.close()
-    entries = [(n, "#a", "#A", "al", f"m{n}", n == 2, 7.0) for n in range(1, 4)]
     said = b"".join(
-        (lines.room_action if action else lines.room_message)(room, nick, text)
-        for _, _, room, nick, text, action, _ in entries
+        (lines.room_action if n == 2 else lines.room_message)("#A", "al", f"m{n}")
+        for n in range(1, 4)
     )
     topic = ("#a", "#A", "the topic", "al", 2.0)
     read_in, write_in = os.pipe()
@@ -690,10 +768,10 @@ def test_writer_commits_what_it_read_at_end_of_input(tmp_path: Path) -> None:
     assert status == 0
     assert reports == [("c", 3, -1)]
     with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT * FROM messages ORDER BY id").fetchall()
+        rows = conn.execute("SELECT * FROM turns").fetchall()
         topics = conn.execute("SELECT * FROM topics").fetchall()
     conn.close()
-    assert rows == entries
+    assert rows == [(1, "#a", "#A", 7.0, 3, said.decode())]
     assert topics == [topic]
 
 

@@ -358,9 +358,11 @@ class MemoryStore:
 
 # -- SQLite ----------------------------------------------------------------
 
+#: A room's newest turns, newest first; MAX_RECENT of them always hold at
+#: least MAX_RECENT messages.
 _SELECT_TAIL: Final = (
-    "SELECT id, room_key, room, sender, text, action, at FROM messages"
-    " WHERE room_key = ? ORDER BY id DESC LIMIT ?"
+    "SELECT first_id, room_key, room, at, lines, count FROM turns"
+    " WHERE room_key = ? ORDER BY first_id DESC LIMIT ?"
 )
 
 #: How long `ProcessSqliteStore` gathers changes before it writes them to
@@ -527,7 +529,9 @@ class SqliteStore:
             write_conn.execute("BEGIN IMMEDIATE")
             write_conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             write_conn.commit()
-            (max_id,) = write_conn.execute("SELECT max(id) FROM messages").fetchone()
+            (next_id,) = write_conn.execute(
+                "SELECT coalesce(max(first_id + count), 1) FROM turns"
+            ).fetchone()
             topics = {
                 row[0]: StoredTopic(*row)
                 for row in write_conn.execute(
@@ -559,7 +563,7 @@ class SqliteStore:
             writer=write_conn,
             reader=reader,
             topics=topics,
-            next_id=(max_id or 0) + 1,
+            next_id=next_id,
             max_per_room=max_per_room,
             max_age_days=max_age_days,
             flush_interval=flush_interval,
@@ -758,15 +762,15 @@ class SqliteStore:
             )
             return None
         # A queued turn may have been committed since the writer last
-        # reported: its rows are on disk and in the queue, so take the
-        # disk's only up to the first queued id.
+        # reported: it is on disk and in the queue, so take the disk's
+        # turns only up to the first queued one.
         queued = [said for said in self._pending if said[1] == room_key]
         first_queued = queued[0][0] if queued else self._next_id
-        committed: list[_Said] = []
-        for mid, key, room, sender, text, action, at in reversed(rows):
-            if mid < first_queued:
-                message = StoredMessage(key, room, sender, text, bool(action), at)
-                committed.append((mid, key, room, at, _message_lines(message), 1))
+        committed = [
+            (first_id, key, room, at, text.encode(), count)
+            for first_id, key, room, at, text, count in reversed(rows)
+            if first_id < first_queued
+        ]
         tail = _Tail(MAX_RECENT, [*committed, *queued])
         if self._age_cutoff is not None:
             tail.drop_before(self._age_cutoff)

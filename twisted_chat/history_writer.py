@@ -33,8 +33,9 @@ Daemon to writer (the child's stdin), the ops:
   in one reactor turn: ``data`` holds the lines exactly as the room's
   members were sent them (``[#room] <nick> text`` CRLF, see
   `twisted_chat.lines`), numbered from ``first_id`` on, all said at
-  ``at``. The writer takes them apart into rows (`said_entries`), so that
-  the daemon's reactor does no per-message work for history at all;
+  ``at``. The writer stores them as they are, one row a turn (see
+  `SCHEMA_V2`), so neither the daemon's reactor nor the writer does
+  work per message;
 - ``("t", (room_key, room, text, set_by, set_at))``: a topic;
 - ``("p", now)``: apply retention as of ``now``;
 - ``("f", seq)``: a flush marker: commit everything before it now, then
@@ -71,8 +72,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import functools
-import itertools
 import marshal
 import os
 import select
@@ -84,7 +83,6 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Final
 
-from twisted_chat.lines import parse_room_lines
 from twisted_chat.throttle import LogThrottle
 
 if TYPE_CHECKING:
@@ -97,12 +95,12 @@ __all__ = [
     "encode_frame",
     "grow_pipe",
     "main",
-    "said_entries",
+    "turn_row",
 ]
 
 #: Stored in ``PRAGMA user_version``; bump it and add a migration step in
 #: `migrate` when the schema changes.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _SECONDS_PER_DAY: Final = 86_400
 
@@ -127,27 +125,35 @@ NICENESS: Final = 10
 #: Linux's default limit for an unprivileged process, 1 MiB.
 PIPE_SIZE: Final = 1 << 20
 
-#: One message as its row on disk: (id, room_key, room, sender, text,
-#: action, at).
-Entry = tuple[int, str, str, str, str, int, float]
+#: What a room said in one reactor turn, as its row on disk: (first_id,
+#: room_key, room, at, count, lines).
+Turn = tuple[int, str, str, float, int, str]
 #: One topic as its row on disk: (room_key, room, text, set_by, set_at).
 TopicRow = tuple[str, str, str, str, float]
 
-SCHEMA_V1: Final = (
+#: Why a row per turn and not per message: SQLite costs about a
+#: microsecond per row inserted (binding, the table and its index), which
+#: on a busy two-core machine came straight off the fan-out; a turn of a
+#: busy room holds tens of messages for the price of one row. The lines
+#: are kept as sent, ``[#room] <nick> text`` CRLF, so the file reads like
+#: the chat (``SELECT datetime(at, 'unixepoch'), lines FROM turns``); the
+#: daemon takes them apart when it replays them
+#: (`twisted_chat.lines.parse_room_lines`). Message ids run on across
+#: turns: a turn's messages are ``first_id`` .. ``first_id + count - 1``.
+SCHEMA_V2: Final = (
     """
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY,
+    CREATE TABLE turns (
+        first_id INTEGER PRIMARY KEY,
         room_key TEXT NOT NULL,
         room TEXT NOT NULL,
-        sender TEXT NOT NULL,
-        text TEXT NOT NULL,
-        action INTEGER NOT NULL,
-        at REAL NOT NULL
+        at REAL NOT NULL,
+        count INTEGER NOT NULL,
+        lines TEXT NOT NULL
     )
     """,
-    "CREATE INDEX messages_room_id ON messages (room_key, id)",
+    "CREATE INDEX turns_room ON turns (room_key, first_id)",
     """
-    CREATE TABLE topics (
+    CREATE TABLE IF NOT EXISTS topics (
         room_key TEXT PRIMARY KEY,
         room TEXT NOT NULL,
         text TEXT NOT NULL,
@@ -157,39 +163,45 @@ SCHEMA_V1: Final = (
     """,
 )
 
-#: Rows per INSERT statement. Each statement is one sqlite3_step, and the
-#: sqlite3 module hands the GIL back and forth around every step: with the
-#: reactor busy in another thread of the same process (the thread writer),
-#: each handoff stalls it, so fewer, bigger statements keep history from
-#: slowing the fan-out. 1024 rows are 7168 parameters, within SQLite's
-#: limit of 32766 since 3.32 (999 before, hence 128 rows there).
-ROWS_PER_INSERT: Final = 1024 if sqlite3.sqlite_version_info >= (3, 32, 0) else 128
+#: Version 1 kept a row per message; each becomes a turn of one line.
+MIGRATE_V1: Final = (
+    *SCHEMA_V2,
+    """
+    INSERT INTO turns (first_id, room_key, room, at, count, lines)
+    SELECT id, room_key, room, at, 1,
+        '[' || room || '] '
+        || CASE WHEN action THEN '* ' || sender || ' ' ELSE '<' || sender || '> ' END
+        || text || char(13, 10)
+    FROM messages ORDER BY id
+    """,
+    "DROP TABLE messages",
+)
+
+INSERT_TURN: Final = (
+    "INSERT INTO turns (first_id, room_key, room, at, count, lines)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 UPSERT_TOPIC: Final = (
     "INSERT OR REPLACE INTO topics (room_key, room, text, set_by, set_at)"
     " VALUES (?, ?, ?, ?, ?)"
 )
 
+#: The oldest turn of a room that retention keeps whole or in part: the
+#: newest turn at which the room's newest ``?2`` messages are reached.
+_BOUNDARY_TURN: Final = """
+    SELECT first_id, count, newer FROM (
+        SELECT first_id, count,
+            sum(count) OVER (ORDER BY first_id DESC ROWS UNBOUNDED PRECEDING)
+                AS newer
+        FROM turns WHERE room_key = ?1
+    ) WHERE newer >= ?2 ORDER BY first_id DESC LIMIT 1
+"""
 
-@functools.cache
-def insert_statement(rows: int) -> str:
-    """``INSERT … VALUES`` for ``rows`` messages (cached by size)."""
-    return (
-        "INSERT INTO messages (id, room_key, room, sender, text, action, at) "
-        "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
-    )
 
-
-def said_entries(
-    first_id: int, room_key: str, room: str, at: float, data: bytes
-) -> list[Entry]:
-    """The rows of an ``"l"`` op: one per line of ``data``, ids from ``first_id``."""
-    return [
-        (number, room_key, room, nick, text, action, at)
-        for number, (nick, text, action) in enumerate(
-            parse_room_lines(room, data), first_id
-        )
-    ]
+def turn_row(first_id: int, room_key: str, room: str, at: float, data: bytes) -> Turn:
+    """The row of an ``"l"`` op."""
+    return (first_id, room_key, room, at, data.count(b"\n"), data.decode())
 
 
 def age_cutoff(now: float, max_age_days: float) -> float | None:
@@ -197,14 +209,6 @@ def age_cutoff(now: float, max_age_days: float) -> float | None:
     if max_age_days <= 0:
         return None
     return now - max_age_days * _SECONDS_PER_DAY
-
-
-def insert_messages(conn: sqlite3.Connection, messages: Sequence[Entry]) -> None:
-    """Insert ``messages`` in order, `ROWS_PER_INSERT` to a statement."""
-    flat = itertools.chain.from_iterable
-    for start in range(0, len(messages), ROWS_PER_INSERT):
-        chunk = messages[start : start + ROWS_PER_INSERT]
-        conn.execute(insert_statement(len(chunk)), tuple(flat(chunk)))
 
 
 def set_pragmas(conn: sqlite3.Connection) -> None:
@@ -243,6 +247,8 @@ def migrate(conn: sqlite3.Connection) -> None:
             f"it has schema version {version}, newer than this program's"
             f" ({SCHEMA_VERSION}); upgrade twisted-chat or restore a backup"
         )
+    if version == SCHEMA_VERSION:
+        return
     if version == 0:
         tables = conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
@@ -252,28 +258,29 @@ def migrate(conn: sqlite3.Connection) -> None:
                 "it is an SQLite database of another program (it has tables"
                 " but no twisted-chat schema version)"
             )
-        # An explicit transaction: the sqlite3 module runs DDL in autocommit,
-        # and a half-made schema would read as "another program's" next time.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in SCHEMA_V1:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+    steps = SCHEMA_V2 if version == 0 else MIGRATE_V1
+    # An explicit transaction: the sqlite3 module runs DDL in autocommit,
+    # and a half-made schema would read as "another program's" next time.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in steps:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
 
 
 def commit(
-    conn: sqlite3.Connection, messages: Sequence[Entry], topics: Sequence[TopicRow]
+    conn: sqlite3.Connection, turns: Sequence[Turn], topics: Sequence[TopicRow]
 ) -> None:
-    """Insert messages and upsert topics in one transaction (sqlite3.Error)."""
-    if not messages and not topics:
+    """Insert turns and upsert topics in one transaction (sqlite3.Error)."""
+    if not turns and not topics:
         return
     with conn:
-        if messages:
-            insert_messages(conn, messages)
+        if turns:
+            conn.executemany(INSERT_TURN, turns)
         if topics:
             conn.executemany(UPSERT_TOPIC, topics)
 
@@ -281,22 +288,37 @@ def commit(
 def prune(
     conn: sqlite3.Connection, now: float, max_per_room: int, max_age_days: float
 ) -> None:
-    """Delete what retention removes, in one transaction (sqlite3.Error)."""
+    """Delete what retention removes, in one transaction (sqlite3.Error).
+
+    A room keeps exactly its newest ``max_per_room`` messages: the oldest
+    turn kept loses the lines before them.
+    """
     cutoff = age_cutoff(now, max_age_days)
     with conn:
         if cutoff is not None:
-            conn.execute("DELETE FROM messages WHERE at < ?", (cutoff,))
-        if max_per_room > 0:
-            rows = conn.execute("SELECT DISTINCT room_key FROM messages")
-            keys = [key for (key,) in rows.fetchall()]
-            for key in keys:
-                # The index on (room_key, id) finds the oldest id to keep
-                # without scanning the room.
+            conn.execute("DELETE FROM turns WHERE at < ?", (cutoff,))
+        if max_per_room <= 0:
+            return
+        rooms = conn.execute("SELECT DISTINCT room_key FROM turns").fetchall()
+        for (key,) in rooms:
+            found = conn.execute(_BOUNDARY_TURN, (key, max_per_room)).fetchone()
+            if found is None:
+                continue  # fewer messages than the limit
+            first_id, count, newer = found
+            conn.execute(
+                "DELETE FROM turns WHERE room_key = ? AND first_id < ?",
+                (key, first_id),
+            )
+            extra = newer - max_per_room
+            if extra:
+                (lines,) = conn.execute(
+                    "SELECT lines FROM turns WHERE first_id = ?", (first_id,)
+                ).fetchone()
+                kept = "\r\n".join(lines.split("\r\n")[extra:])
                 conn.execute(
-                    "DELETE FROM messages WHERE room_key = ?1 AND id < ("
-                    " SELECT id FROM messages WHERE room_key = ?1"
-                    " ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                    (key, max_per_room - 1),
+                    "UPDATE turns SET first_id = ?, count = ?, lines = ?"
+                    " WHERE first_id = ?",
+                    (first_id + extra, count - extra, kept, first_id),
                 )
 
 
@@ -377,7 +399,7 @@ class WriterCore:
 
     def write_batch(self, batch: Sequence[tuple[Any, ...]]) -> bool:
         """Commit ``batch`` in order, report it; True if it asked to stop."""
-        messages: list[Entry] = []
+        turns: list[Turn] = []
         topics: list[TopicRow] = []
         last_id = -1
         seq = -1
@@ -385,19 +407,19 @@ class WriterCore:
         for op in batch:
             kind = op[0]
             if kind == "l":
-                messages.extend(said_entries(*op[1:]))
+                turns.append(turn_row(*op[1:]))
             elif kind == "t":
                 topics.append(op[1])
             elif kind == "p":
                 # Retention applies to what was queued before it: commit
                 # that first, then prune in a transaction of its own.
-                last_id = self._commit(messages, topics, last_id)
-                messages, topics = [], []
+                last_id = self._commit(turns, topics, last_id)
+                turns, topics = [], []
                 self._prune(op[1])
             else:  # "f" or "s"
                 seq = max(seq, op[1])
                 stop = stop or kind == "s"
-        last_id = self._commit(messages, topics, last_id)
+        last_id = self._commit(turns, topics, last_id)
         if stop:
             self.close()
         if last_id >= 0 or seq >= 0:
@@ -414,21 +436,23 @@ class WriterCore:
         except sqlite3.Error:
             self._report("closing {path} failed")
 
-    def _commit(
-        self, messages: list[Entry], topics: list[TopicRow], last_id: int
-    ) -> int:
-        if not messages and not topics:
+    def _commit(self, turns: list[Turn], topics: list[TopicRow], last_id: int) -> int:
+        if not turns and not topics:
             return last_id
         try:
             if self.conn is None:
                 raise sqlite3.ProgrammingError("the writer connection is closed")
-            commit(self.conn, messages, topics)
+            commit(self.conn, turns, topics)
         except sqlite3.Error:
+            count = sum(turn[4] for turn in turns)
             self._report(
-                f"{len(messages)} messages and {len(topics)} topics could not"
+                f"{count} messages and {len(topics)} topics could not"
                 " be saved to {path}"
             )
-        return messages[-1][0] if messages else last_id
+        if not turns:
+            return last_id
+        first_id, *_, count, _ = turns[-1]
+        return first_id + count - 1
 
     def _prune(self, now: float) -> None:
         if self.conn is None:
