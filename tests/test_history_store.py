@@ -582,6 +582,27 @@ async def test_sqlite_write_error_is_logged_not_raised(
 
 
 @ensure_deferred
+async def test_thread_writer_bug_is_logged_and_markers_still_fire(
+    tmp_path: Path, cleanup: list[IMessageStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the writer thread is logged; flush() and stop() still fire."""
+    store = _sqlite_opener(tmp_path, cleanup, "thread")(flush_interval=NEVER)
+    events = capture_log(store)
+
+    def broken(self: history_writer.WriterCore, batch: Any) -> bool:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(history_writer.WriterCore, "write_batch", broken)
+    store.start()
+    store.append(msg("#a", 1))
+    await store.flush()
+    failures = [e for e in events if "log_failure" in e]
+    assert "in the history writer" in formatEvent(failures[0])
+    assert failures[0]["log_failure"].check(RuntimeError)
+    await store.stop()
+
+
+@ensure_deferred
 async def test_sqlite_append_after_stop_is_ignored(open_sqlite: OpenSqlite) -> None:
     """append() and set_topic() after stop() neither raise nor write."""
     store = open_sqlite()

@@ -343,9 +343,9 @@ class ChatServer:
     def _remember(self, room: Room, said: bytes) -> None:
         """Hand what ``room`` heard this turn to the store, as it was sent.
 
-        The store takes the wire lines apart itself (where it writes or
-        reads them), so history costs the fan-out one call per room and
-        turn, not a record per message.
+        The store keeps the wire lines as they are and takes them apart
+        only when they are read back, so history costs the fan-out one
+        call per room and turn, not a record per message.
         """
         if self._store is not None:
             name = room.name

@@ -25,8 +25,8 @@ that is filled from SQLite on first use and then kept up to date by
 What the core hands over per reactor turn and room is the bytes its
 members were sent, not a record per message: the fan-out made them
 already, so history adds no work per message on the reactor thread. The
-writer takes them apart into rows (sender, text, action), and so does a
-read, for the few turns it shows.
+writer stores them as they are, a row per turn, and a read takes apart
+the few turns it shows (`twisted_chat.lines.parse_room_lines`).
 
 Crash bound: the writer commits what was queued at most ``flush_interval``
 seconds (plus the time a commit takes) after it was queued. After ``kill
@@ -172,7 +172,7 @@ class IMessageStore(Interface):
         the other), all said at ``at``. The chat core already made these
         bytes for the fan-out, so history costs it one call per room and
         turn and nothing per message; the lines are taken apart into
-        sender and text only where they are written or read back.
+        sender and text only where they are read back.
         """
 
     def recent(room_key: str, limit: int) -> list[StoredMessage]:

@@ -118,7 +118,8 @@ _LENGTH: Final = struct.Struct(">I")
 #: machine, the kernel gives the reactor the CPU first and the writer
 #: catches up as soon as the burst is over. At chat rates below the
 #: machine's limit it changes nothing. ``bench/history_fanout.py``
-#: measured fan-out 18 % slower with history at niceness 0, 4 % at 10.
+#: measured fan-out 18 % slower with history at niceness 0 and 4 % at 10,
+#: when the file still had a row per message (schema version 1).
 NICENESS: Final = 10
 
 #: The bytes the daemon's pipe to the writer may hold (see `grow_pipe`):
