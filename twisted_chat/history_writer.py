@@ -118,8 +118,10 @@ _LENGTH: Final = struct.Struct(">I")
 #: machine, the kernel gives the reactor the CPU first and the writer
 #: catches up as soon as the burst is over. At chat rates below the
 #: machine's limit it changes nothing. ``bench/history_fanout.py``
-#: measured fan-out 18 % slower with history at niceness 0 and 4 % at 10,
-#: when the file still had a row per message (schema version 1).
+#: measured fan-out 17.5 % slower with history at niceness 0 and 2.9 % at
+#: 10 (medians of 5 runs each), although the writer spends only ~0.5 us of
+#: CPU per message; most likely because at niceness 0 the kernel lets the
+#: writer, woken by each pipe write, preempt the reactor or its clients.
 NICENESS: Final = 10
 
 #: The bytes the daemon's pipe to the writer may hold (see `grow_pipe`):
