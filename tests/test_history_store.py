@@ -758,6 +758,22 @@ def test_frames_survive_any_split() -> None:
     assert got == values
 
 
+def test_writer_core_stores_bad_utf8_replaced(tmp_path: Path) -> None:
+    """A turn that is not UTF-8 is stored with U+FFFD, not dropped."""
+    conn = sqlite3.connect(tmp_path / "h.db")
+    history_writer.prepare(conn)
+    reports: list[tuple[Any, ...]] = []
+    core = history_writer.WriterCore(
+        conn, path="h.db", max_per_room=0, max_age_days=0, send=reports.append
+    )
+    assert not core.write_batch([("l", 1, "#a", "#a", 1.0, b"[#a] <al> \xff\r\n")])
+    assert reports == [("c", 1, -1)]
+    assert conn.execute("SELECT lines FROM turns").fetchall() == [
+        ("[#a] <al> \ufffd\r\n",)
+    ]
+    core.close()
+
+
 def test_writer_commits_what_it_read_at_end_of_input(tmp_path: Path) -> None:
     """At end of input (the daemon died) the writer commits all it received."""
     path = tmp_path / "h.db"

@@ -203,8 +203,13 @@ _BOUNDARY_TURN: Final = """
 
 
 def turn_row(first_id: int, room_key: str, room: str, at: float, data: bytes) -> Turn:
-    """The row of an ``"l"`` op."""
-    return (first_id, room_key, room, at, data.count(b"\n"), data.decode())
+    """The row of an ``"l"`` op.
+
+    The core's lines are always valid UTF-8; "replace" makes sure a bug
+    there costs a few characters, not the writer.
+    """
+    lines = data.decode("utf-8", "replace")
+    return (first_id, room_key, room, at, data.count(b"\n"), lines)
 
 
 def age_cutoff(now: float, max_age_days: float) -> float | None:
