@@ -464,7 +464,10 @@ class SqliteStore:
         self._stop_waiters: list[Deferred[None]] = []
         self._dropped_after_stop = 0
         self._backlog_log = LogThrottle(ERROR_LOG_INTERVAL)
-        # The writer thread's.
+        self._init_writer()
+
+    def _init_writer(self) -> None:
+        """Set up the way to the writer: here, the writer thread's queue."""
         self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         #: Set when a flush or stop marker is queued, to end the writer's
         #: wait for more of the batch.
@@ -953,34 +956,12 @@ class ProcessSqliteStore(SqliteStore):
     and the next daemon start checks the file and says why.
     """
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        reactor: IReactorFromThreads,
-        writer: sqlite3.Connection,
-        reader: sqlite3.Connection,
-        topics: dict[str, StoredTopic],
-        next_id: int,
-        max_per_room: int,
-        max_age_days: float,
-        flush_interval: float,
-    ) -> None:
-        """Use `SqliteStore.open`; the checked writer connection is closed."""
-        super().__init__(
-            path,
-            reactor=reactor,
-            writer=writer,
-            reader=reader,
-            topics=topics,
-            next_id=next_id,
-            max_per_room=max_per_room,
-            max_age_days=max_age_days,
-            flush_interval=flush_interval,
-        )
+    def _init_writer(self) -> None:
+        """Set up the pipe's state; the checked writer connection is closed."""
         # The child opens its own; this one only proved the file usable.
-        self._writer_conn = None
-        writer.close()
+        writer, self._writer_conn = self._writer_conn, None
+        if writer is not None:
+            writer.close()
         self._started = False
         self._process: IProcessTransport | None = None
         #: Ops gathered for the next frame (see `_send`).
