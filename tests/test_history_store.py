@@ -482,6 +482,34 @@ def test_sqlite_upgrades_a_version_1_file(tmp_path: Path) -> None:
     assert "messages" not in tables
 
 
+def test_sqlite_failed_upgrade_leaves_the_version_1_file_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """An upgrade that fails half-way (here: the copy) leaves the file as it was."""
+    path = tmp_path / "history.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE messages (id INTEGER PRIMARY KEY, room_key TEXT NOT NULL,
+            room TEXT NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL,
+            at REAL NOT NULL);
+        INSERT INTO messages VALUES (1, '#a', '#A', 'al', 'kept', 5.0);
+        PRAGMA user_version = 1;
+        """
+    )
+    conn.close()
+    with pytest.raises(HistoryStoreError, match="not a valid history database"):
+        SqliteStore.open(str(path), reactor=_reactor())
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("SELECT text FROM messages").fetchall() == [("kept",)]
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert tables == {"messages"}  # no half-made turns, index or topics
+    finally:
+        conn.close()
+
+
 @ensure_deferred
 async def test_sqlite_file_settings(open_sqlite: OpenSqlite, tmp_path: Path) -> None:
     """The file is in WAL mode, versioned, and indexed by (room_key, first_id)."""
