@@ -685,6 +685,27 @@ def test_broadcast_notice_reaches_everybody(chat: ChatHarness) -> None:
     assert alice.lines() == bob.lines() == ["* Server shutting down"]
 
 
+def test_shut_down_tells_nobody_of_the_others_leaving(chat: ChatHarness) -> None:
+    """After ``shut_down`` each client hears the notice and no quit lines."""
+    alice, alice_p = chat.connect("Alice")
+    bob, bob_p = chat.connect("Bob")
+    chat.clear_all()
+    chat.server.shut_down("Server shutting down")
+    chat.server.disconnect(alice_p, "connection lost")
+    chat.server.disconnect(bob_p, "connection lost")
+    assert alice.lines() == bob.lines() == ["* Server shutting down"]
+    assert chat.server.participants == {}
+    assert chat.server.rooms == {}
+
+
+def test_connect_keeps_the_address_group(chat: ChatHarness) -> None:
+    """The transport's address group is kept on the participant ("" by default)."""
+    assert chat.server.connect(RecordingClient(), group="192.0.2.7").group == (
+        "192.0.2.7"
+    )
+    assert chat.server.connect(RecordingClient()).group == ""
+
+
 # -- nicknames ----------------------------------------------------------------
 
 

@@ -73,6 +73,9 @@ class Participant:
     rooms: dict[str, Room] = field(factory=dict)
     current: Room | None = None
     gone: bool = False
+    #: The client's address group (:func:`twisted_chat.limits.address_group`),
+    #: what per-address caps count by; "" (UNIX sockets, tests) is uncapped.
+    group: str = ""
 
 
 @define(eq=False, slots=True)
@@ -182,14 +185,20 @@ class ChatServer:
         self.participants: dict[str, Participant] = {}
         self.rooms: dict[str, Room] = {}
         self._guest_numbers = itertools.count(1)
+        self._shutting_down = False
         self._saved_topics = store.topics() if store is not None else {}
 
     # -- the transports' API -------------------------------------------------
 
-    def connect(self, client: IChatClient) -> Participant:
-        """Welcome a new participant: guest nickname, MOTD, default room."""
+    def connect(self, client: IChatClient, group: str = "") -> Participant:
+        """
+        Welcome a new participant: guest nickname, MOTD, default room.
+
+        :param group: the client's address group
+            (:func:`twisted_chat.limits.address_group`), "" for none.
+        """
         self.flush()
-        participant = Participant(client=client, nick=self._guest_nick())
+        participant = Participant(client=client, nick=self._guest_nick(), group=group)
         self.participants[participant.nick.key] = participant
         nick = participant.nick.display
         client.send(
@@ -243,7 +252,8 @@ class ChatServer:
         self.flush()
         participant.gone = True
         nick = participant.nick.display
-        self._tell_neighbours(participant, lines.notice(f"{nick} quit ({reason})"))
+        if not self._shutting_down:
+            self._tell_neighbours(participant, lines.notice(f"{nick} quit ({reason})"))
         for room in list(participant.rooms.values()):
             self._leave(participant, room)
         del self.participants[participant.nick.key]
@@ -258,6 +268,17 @@ class ChatServer:
                 participant.client.send(data)
             except Exception:
                 _log.failure("while telling {nick}", nick=participant.nick.display)
+
+    def shut_down(self, text: str) -> None:
+        """
+        Tell everybody ``text`` and stop telling anyone about departures.
+
+        The transports close every client after this; without it each one
+        would hear a ``quit (connection lost)`` line for every other user
+        before its own connection closes.
+        """
+        self.broadcast_notice(text)
+        self._shutting_down = True
 
     def flush(self) -> None:
         """Hand out every room's queued lines now, and give them to the store."""

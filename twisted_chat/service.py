@@ -112,7 +112,7 @@ class ChatService(MultiService):
             self._uninstall_sighup()
             self._uninstall_sighup = None
         _log.info("shutting down: {status}", status=self.server.status())
-        self.server.broadcast_notice("Server shutting down")
+        self.server.shut_down("Server shutting down")
         closing = self.tcp_factory.wait_until_empty()
         for protocol in list(self.tcp_factory.protocols):
             protocol.close()
