@@ -37,9 +37,9 @@ from twisted_chat.history import (
     SqliteStore,
     StoredMessage,
     StoredTopic,
-    _Tail,
     format_history_line,
 )
+from twisted_chat.history_store import _Tail
 
 if TYPE_CHECKING:
     from pathlib import Path

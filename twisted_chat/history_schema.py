@@ -1,0 +1,247 @@
+"""The history file's schema and the SQL every writer runs (issue 6).
+
+Shared by the writer process (`twisted_chat.history_writer`), the writer
+thread and the start-up checks of `twisted_chat.history_sqlite.SqliteStore`:
+the tables, the checks a file must pass, the batched INSERT and the
+retention DELETEs. Standard library only, so the writer child starts fast.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TopicRow",
+    "Turn",
+    "age_cutoff",
+    "checkpoint_and_close",
+    "commit",
+    "migrate",
+    "prepare",
+    "prune",
+    "set_pragmas",
+    "turn_row",
+]
+
+#: Stored in ``PRAGMA user_version``; bump it and add a migration step in
+#: `migrate` when the schema changes.
+SCHEMA_VERSION: Final = 2
+
+_SECONDS_PER_DAY: Final = 86_400
+
+#: What a room said in one reactor turn, as its row on disk: (first_id,
+#: room_key, room, at, count, lines).
+Turn = tuple[int, str, str, float, int, str]
+#: One topic as its row on disk: (room_key, room, text, set_by, set_at).
+TopicRow = tuple[str, str, str, str, float]
+
+#: Why a row per turn and not per message: SQLite costs about a
+#: microsecond per row inserted (binding, the table and its index), which
+#: on a busy two-core machine came straight off the fan-out; a turn of a
+#: busy room holds tens of messages for the price of one row. The lines
+#: are kept as sent, ``[#room] <nick> text`` CRLF, so the file reads like
+#: the chat (``SELECT datetime(at, 'unixepoch'), lines FROM turns``); the
+#: daemon takes them apart when it replays them
+#: (`twisted_chat.lines.parse_room_lines`). Message ids run on across
+#: turns: a turn's messages are ``first_id`` .. ``first_id + count - 1``.
+SCHEMA_V2: Final = (
+    """
+    CREATE TABLE turns (
+        first_id INTEGER PRIMARY KEY,
+        room_key TEXT NOT NULL,
+        room TEXT NOT NULL,
+        at REAL NOT NULL,
+        count INTEGER NOT NULL,
+        lines TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX turns_room ON turns (room_key, first_id)",
+    """
+    CREATE TABLE IF NOT EXISTS topics (
+        room_key TEXT PRIMARY KEY,
+        room TEXT NOT NULL,
+        text TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at REAL NOT NULL
+    )
+    """,
+)
+
+#: Version 1 kept a row per message; each becomes a turn of one line.
+MIGRATE_V1: Final = (
+    *SCHEMA_V2,
+    """
+    INSERT INTO turns (first_id, room_key, room, at, count, lines)
+    SELECT id, room_key, room, at, 1,
+        '[' || room || '] '
+        || CASE WHEN action THEN '* ' || sender || ' ' ELSE '<' || sender || '> ' END
+        || text || char(13, 10)
+    FROM messages ORDER BY id
+    """,
+    "DROP TABLE messages",
+)
+
+INSERT_TURN: Final = (
+    "INSERT INTO turns (first_id, room_key, room, at, count, lines)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+UPSERT_TOPIC: Final = (
+    "INSERT OR REPLACE INTO topics (room_key, room, text, set_by, set_at)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+
+#: The oldest turn of a room that retention keeps whole or in part: the
+#: newest turn at which the room's newest ``?2`` messages are reached.
+_BOUNDARY_TURN: Final = """
+    SELECT first_id, count, newer FROM (
+        SELECT first_id, count,
+            sum(count) OVER (ORDER BY first_id DESC ROWS UNBOUNDED PRECEDING)
+                AS newer
+        FROM turns WHERE room_key = ?1
+    ) WHERE newer >= ?2 ORDER BY first_id DESC LIMIT 1
+"""
+
+
+def turn_row(first_id: int, room_key: str, room: str, at: float, data: bytes) -> Turn:
+    """The row of an ``"l"`` op.
+
+    The core's lines are always valid UTF-8; "replace" makes sure a bug
+    there costs a few characters, not the writer.
+    """
+    lines = data.decode("utf-8", "replace")
+    return (first_id, room_key, room, at, data.count(b"\n"), lines)
+
+
+def age_cutoff(now: float, max_age_days: float) -> float | None:
+    """The oldest ``at`` that retention keeps, or None to keep every age."""
+    if max_age_days <= 0:
+        return None
+    return now - max_age_days * _SECONDS_PER_DAY
+
+
+def set_pragmas(conn: sqlite3.Connection) -> None:
+    """WAL mode and ``synchronous=NORMAL``; ValueError if WAL is refused."""
+    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    if str(mode).lower() != "wal":
+        raise ValueError(f"cannot switch it to WAL mode (got {mode!r})")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    # The newest pages of the table and its index are written again and
+    # again; a larger WAL (checkpointed every 4,096 pages, ~16 MiB, not
+    # 1,000) and page cache let them reach the main file far less often.
+    conn.execute("PRAGMA wal_autocheckpoint = 4096")
+    conn.execute("PRAGMA cache_size = -16384")
+
+
+def prepare(conn: sqlite3.Connection) -> None:
+    """Set the file up for the writer; raise ValueError if it is unusable."""
+    set_pragmas(conn)
+    # Reads every page once: a damaged file is refused at start-up rather
+    # than failing commits in the middle of a chat.
+    (check,) = conn.execute("PRAGMA quick_check(1)").fetchone()
+    if check != "ok":
+        # quick_check reports on several lines; twistd shows one line.
+        found = " ".join(str(check).split())
+        raise ValueError(
+            f"it is damaged ({found}); move it away or restore it from a backup"
+        )
+    migrate(conn)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create or upgrade the schema; raise ValueError for files not ours."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise ValueError(
+            f"it has schema version {version}, newer than this program's"
+            f" ({SCHEMA_VERSION}); upgrade twisted-chat or restore a backup"
+        )
+    if version == SCHEMA_VERSION:
+        return
+    if version == 0:
+        tables = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+        ).fetchone()[0]
+        if tables:
+            raise ValueError(
+                "it is an SQLite database of another program (it has tables"
+                " but no twisted-chat schema version)"
+            )
+    steps = SCHEMA_V2 if version == 0 else MIGRATE_V1
+    # An explicit transaction: the sqlite3 module runs DDL in autocommit,
+    # and a half-made schema would read as "another program's" next time.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in steps:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def commit(
+    conn: sqlite3.Connection, turns: Sequence[Turn], topics: Sequence[TopicRow]
+) -> None:
+    """Insert turns and upsert topics in one transaction (sqlite3.Error)."""
+    if not turns and not topics:
+        return
+    with conn:
+        if turns:
+            conn.executemany(INSERT_TURN, turns)
+        if topics:
+            conn.executemany(UPSERT_TOPIC, topics)
+
+
+def prune(
+    conn: sqlite3.Connection, now: float, max_per_room: int, max_age_days: float
+) -> None:
+    """Delete what retention removes, in one transaction (sqlite3.Error).
+
+    A room keeps exactly its newest ``max_per_room`` messages: the oldest
+    turn kept loses the lines before them.
+    """
+    cutoff = age_cutoff(now, max_age_days)
+    with conn:
+        if cutoff is not None:
+            conn.execute("DELETE FROM turns WHERE at < ?", (cutoff,))
+        if max_per_room <= 0:
+            return
+        rooms = conn.execute("SELECT DISTINCT room_key FROM turns").fetchall()
+        for (key,) in rooms:
+            found = conn.execute(_BOUNDARY_TURN, (key, max_per_room)).fetchone()
+            if found is None:
+                continue  # fewer messages than the limit
+            first_id, count, newer = found
+            conn.execute(
+                "DELETE FROM turns WHERE room_key = ? AND first_id < ?",
+                (key, first_id),
+            )
+            extra = newer - max_per_room
+            if extra:
+                (lines,) = conn.execute(
+                    "SELECT lines FROM turns WHERE first_id = ?", (first_id,)
+                ).fetchone()
+                kept = "\r\n".join(lines.split("\r\n")[extra:])
+                conn.execute(
+                    "UPDATE turns SET first_id = ?, count = ?, lines = ?"
+                    " WHERE first_id = ?",
+                    (first_id + extra, count - extra, kept, first_id),
+                )
+
+
+def checkpoint_and_close(conn: sqlite3.Connection) -> None:
+    """Fold the WAL into the main file, then close (sqlite3.Error).
+
+    After this the file is complete on its own, e.g. for copying.
+    """
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
