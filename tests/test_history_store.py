@@ -14,7 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
+import signal
 import sqlite3
+import time
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -22,11 +24,13 @@ import attrs
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger, formatEvent
 from zope.interface.verify import verifyObject
 
-from twisted_chat import history_writer, lines
+from twisted_chat import history_schema, history_store, history_writer, lines
+from twisted_chat.chat import ChatServer
 from twisted_chat.history import (
     MAX_RECENT,
     SCHEMA_VERSION,
@@ -39,7 +43,10 @@ from twisted_chat.history import (
     StoredTopic,
     format_history_line,
 )
+from twisted_chat.history_sqlite import STOP_TIMEOUT
 from twisted_chat.history_store import _Tail
+from twisted_chat.settings import Settings
+from twisted_chat.testing import RecordingClient
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -293,18 +300,23 @@ def test_prune_age_zero_keeps_everything(make_store: MakeStore) -> None:
 
 @ensure_deferred
 async def test_topics_round_trip(make_store: MakeStore) -> None:
-    """topics() returns the last topic set in each room."""
+    """topic() returns the last topic set in a room, None for others."""
     store = make_store()
-    assert store.topics() == {}
+    assert store.topic("#a") is None
     first = StoredTopic("#a", "#A", "hello", "alice", 1.0)
     second = StoredTopic("#a", "#A", "bye", "bob", 2.0)
     other = StoredTopic("#b", "#b", "b's topic", "carol", 3.0)
     store.set_topic(first)
     store.set_topic(other)
     store.set_topic(second)
-    assert store.topics() == {"#a": second, "#b": other}
+    assert (store.topic("#a"), store.topic("#b"), store.topic("#c")) == (
+        second,
+        other,
+        None,
+    )
     await store.flush()
-    assert store.topics() == {"#a": second, "#b": other}
+    assert (store.topic("#a"), store.topic("#b")) == (second, other)
+    assert store.trouble() is None
 
 
 @ensure_deferred
@@ -335,7 +347,8 @@ async def test_sqlite_survives_reopen(open_sqlite: OpenSqlite) -> None:
     again.start()
     assert again.recent("#a", 10) == [msg("#a", 1), msg("#a", 3)]
     assert again.recent("#b", 10) == [msg("#b", 2, action=True)]
-    assert again.topics() == {"#a": topic}
+    assert again.topic("#a") == topic
+    assert again.topic("#b") is None
     again.append(msg("#a", 4))
     await again.stop()
     assert texts(open_sqlite().recent("#a", 10)) == ["text 1", "text 3", "text 4"]
@@ -469,12 +482,13 @@ def test_sqlite_upgrades_a_version_1_file(tmp_path: Path) -> None:
         assert store.recent("#b", 10) == [
             StoredMessage("#b", "#B", "bo", "waves", True, 6.0)
         ]
-        assert store.topics()["#a"].text == "the topic"
+        topic = store.topic("#a")
+        assert topic is not None
+        assert topic.text == "the topic"
         assert store._next_id == 5
     finally:
         store._close_reader(None)
-        assert store._writer_conn is not None
-        store._writer_conn.close()
+        store._link.core.close()
     conn = sqlite3.connect(path)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
@@ -656,7 +670,7 @@ async def test_sqlite_backup_is_readable(
     store.backup(str(dest))
     copy = open_sqlite(dest)
     assert copy.recent("#a", 10) == [msg("#a", 1)]
-    assert set(copy.topics()) == {"#a"}
+    assert copy.topic("#a") is not None
 
 
 def test_sqlite_backup_to_bad_path_raises(
@@ -700,8 +714,7 @@ def test_process_writer_falls_back_to_thread(tmp_path: Path) -> None:
         assert type(store) is SqliteStore
     finally:
         store._close_reader(None)
-        assert store._writer_conn is not None
-        store._writer_conn.close()
+        store._link.core.close()
 
 
 def test_unknown_writer_is_refused(tmp_path: Path) -> None:
@@ -712,11 +725,20 @@ def test_unknown_writer_is_refused(tmp_path: Path) -> None:
         )
 
 
+async def wait_until(check: Callable[[], bool], what: str) -> None:
+    """Let the reactor run until ``check()`` holds (bounded by a deadline)."""
+    deadline = time.monotonic() + 20
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await deferLater(reactor, 0.02, lambda: None)
+
+
 @ensure_deferred
-async def test_process_writer_death_is_logged_and_chat_goes_on(
+async def test_process_writer_death_is_loud_and_it_is_restarted(
     tmp_path: Path, cleanup: list[IMessageStore]
 ) -> None:
-    """A killed writer process is logged; reads, flush and stop still work."""
+    """A killed writer is logged, shown by trouble(), and started again."""
     store = _sqlite_opener(tmp_path, cleanup, "process")(flush_interval=NEVER)
     assert isinstance(store, ProcessSqliteStore)
     events = capture_log(store)
@@ -724,20 +746,235 @@ async def test_process_writer_death_is_logged_and_chat_goes_on(
     store.append(msg("#a", 1))
     await store.flush()
     assert texts(store.recent("#a", 10)) == ["text 1"]  # cache #a's tail
+    assert store.trouble() is None
     assert store._process is not None
     store._process.signalProcess("KILL")
-    store.append(msg("#a", 2))
-    await store.flush()  # fires once the death is noticed
-    assert [e for e in events if "ended" in e.get("log_format", "")]
+    await wait_until(lambda: store._process is None, "the death is noticed")
+    trouble = store.trouble()
+    assert trouble is not None
+    assert "history writer was killed (signal 9); history is not saved" in trouble
+    assert [e for e in events if e["log_level"].name == "error"]
+    store.append(msg("#a", 2))  # dropped: nobody to write it
+    await store.flush()
+    assert not store._pending  # nothing waits for a writer that is gone
+    await wait_until(lambda: store._process is not None, "the writer restarts")
+    assert store.trouble() is None
     store.append(msg("#a", 3))
-    store.set_topic(StoredTopic("#a", "#a", "t", "x", 1.0))
     await store.flush()
     assert texts(store.recent("#a", 10)) == ["text 1", "text 2", "text 3"]
-    assert not store._pending  # nothing waits for a writer that is gone
     await store.stop()
-    assert texts(_sqlite_opener(tmp_path, cleanup, "thread")().recent("#a", 9)) == [
-        "text 1"
-    ]
+    on_disk = _sqlite_opener(tmp_path, cleanup, "thread")().recent("#a", 9)
+    assert texts(on_disk) == ["text 1", "text 3"]
+
+
+@ensure_deferred
+async def test_stop_kills_a_stopped_writer_within_the_deadline(
+    tmp_path: Path, cleanup: list[IMessageStore]
+) -> None:
+    """A SIGSTOPped writer cannot hold stop(): it is killed after STOP_TIMEOUT."""
+    store = _sqlite_opener(tmp_path, cleanup, "process")()
+    assert isinstance(store, ProcessSqliteStore)
+    events = capture_log(store)
+    store.start()
+    await store.flush()
+    assert store._process is not None
+    store._process.signalProcess(signal.SIGSTOP)
+    for n in range(100):
+        store.append(msg("#a", n))
+    began = time.monotonic()
+    await store.stop()
+    took = time.monotonic() - began
+    assert STOP_TIMEOUT <= took < STOP_TIMEOUT + 2
+    said = [formatEvent(e) for e in events]
+    assert any("did not finish within 1.5 s" in line for line in said), said
+
+
+@ensure_deferred
+async def test_stop_gives_up_on_a_locked_file_within_the_deadline(
+    open_sqlite: OpenSqlite, tmp_path: Path
+) -> None:
+    """A file locked by another program (BEGIN EXCLUSIVE) cannot hold stop()."""
+    store = open_sqlite()
+    store.start()
+    await store.flush()
+    other = sqlite3.connect(tmp_path / "history.db", isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        store.append(msg("#a", 1))
+        began = time.monotonic()
+        await store.stop()
+        assert time.monotonic() - began < STOP_TIMEOUT + 2
+    finally:
+        other.close()
+
+
+@ensure_deferred
+async def test_a_writer_behind_drops_rows_past_the_byte_bound(
+    open_sqlite: OpenSqlite,
+) -> None:
+    """Past max_waiting_bytes rows are dropped, counted and logged once."""
+    store = open_sqlite(flush_interval=NEVER)
+    store.max_waiting_bytes = 2_000
+    events = capture_log(store)
+    store.start()
+    if isinstance(store, ProcessSqliteStore):
+        await store.flush()
+        assert store._process is not None
+        store._process.signalProcess(signal.SIGSTOP)  # behind for real
+    else:
+        store._link._hurry.set = lambda: None  # type: ignore[method-assign]
+    for n in range(1, 41):
+        store.append(msg("#a", n))
+    assert store._waiting <= store.max_waiting_bytes
+    dropped = store._dropped
+    assert dropped > 20
+    trouble = store.trouble()
+    assert trouble is not None
+    assert f"{dropped} messages dropped" in trouble
+    errors = [formatEvent(e) for e in events if "behind" in e.get("log_format", "")]
+    assert len(errors) == 1, errors
+    if isinstance(store, ProcessSqliteStore):
+        assert store._process is not None
+        store._process.signalProcess(signal.SIGCONT)
+    else:
+        del store._link._hurry.set
+        store._link._hurry.set()
+    await store.flush()
+    assert store.trouble() is None
+    assert [e for e in events if "caught up" in e.get("log_format", "")]
+    store.append(msg("#b", 1))
+    await store.stop()
+
+
+@ensure_deferred
+async def test_a_removed_file_is_noticed_and_made_again(
+    open_sqlite: OpenSqlite, tmp_path: Path
+) -> None:
+    """rm of the history file is logged, shown, and history goes to a new file."""
+    path = tmp_path / "history.db"
+    store = open_sqlite()
+    events = capture_log(store)
+    store.start()
+    store.append(msg("#a", 1))
+    store.set_topic(StoredTopic("#a", "#a", "kept topic", "x", 1.0))
+    await store.flush()
+    for name in ("history.db", "history.db-wal", "history.db-shm"):
+        if (tmp_path / name).exists():
+            (tmp_path / name).unlink()
+            break  # only the main file, as `rm history.db` does
+    await wait_until(
+        lambda: any("started a new" in formatEvent(e) for e in events),
+        "a new file is made",
+    )
+    said = [formatEvent(e) for e in events if e["log_level"].name == "error"]
+    assert any("was removed while the daemon ran" in line for line in said), said
+    trouble = store.trouble()
+    assert trouble is not None
+    assert "history" in trouble
+    store.append(msg("#a", 2))
+    await store.stop()
+    again = open_sqlite(path)
+    assert texts(again.recent("#a", 10)) == ["text 2"]
+    topic = again.topic("#a")
+    assert topic is not None
+    assert topic.text == "kept topic"
+
+
+@ensure_deferred
+async def test_topics_are_capped_oldest_first(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most MAX_TOPICS topics are kept; the oldest set go first."""
+    monkeypatch.setattr(history_store, "MAX_TOPICS", 3)
+    monkeypatch.setattr(history_schema, "MAX_TOPICS", 3)
+    store = make_store()
+    for n in range(5):
+        store.set_topic(StoredTopic(f"#r{n}", f"#r{n}", "t", "x", float(n)))
+    await store.flush()
+    if isinstance(store, ProcessSqliteStore):
+        return  # the child has its own MAX_TOPICS; the SQL is the thread's
+    if isinstance(store, SqliteStore):
+        store._topics.clear()  # read from the file
+    kept = [n for n in range(5) if store.topic(f"#r{n}") is not None]
+    assert kept == [2, 3, 4]
+
+
+@ensure_deferred
+async def test_prune_forgets_topics_of_rooms_whose_history_is_gone(
+    make_store: MakeStore,
+) -> None:
+    """An old topic goes with its room's history; one of a room with turns stays."""
+    store = make_store(max_age_days=1)
+    day = 86_400.0
+    store.append(msg("#busy", 1, at=10 * day))
+    store.set_topic(StoredTopic("#busy", "#busy", "old", "x", 1.0))
+    store.set_topic(StoredTopic("#gone", "#gone", "old", "x", 1.0))
+    store.set_topic(StoredTopic("#new", "#new", "recent", "x", 10 * day))
+    store.prune(now=10.5 * day)
+    await store.flush()
+    if isinstance(store, SqliteStore):
+        store._topics.clear()  # read from the file
+    assert store.topic("#busy") is not None
+    assert store.topic("#gone") is None
+    assert store.topic("#new") is not None
+
+
+def test_a_refused_niceness_is_said_and_the_writer_goes_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """EPERM from os.nice (a sandbox) is one stderr line, not the writer's end."""
+
+    def refuse(_: int) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "nice", refuse)
+    history_writer.lower_priority(10)
+    assert "cannot lower its priority to niceness 10" in capsys.readouterr().err
+
+
+def test_status_counts_with_plurals_and_shows_history_trouble() -> None:
+    """STATUS= says "1 client in 1 room" and HISTORY NOT SAVED when in trouble."""
+
+    class Troubled(MemoryStore):
+        reason: str | None = None
+
+        def trouble(self) -> str | None:
+            return self.reason
+
+    store = Troubled()
+    server = ChatServer(Settings(), lambda: 1_000.0, store)
+    assert server.status() == "0 clients in 0 rooms"
+    server.connect(RecordingClient())
+    assert server.status() == "1 client in 1 room"
+    server.connect(RecordingClient())
+    store.reason = "history writer ended (exit code 1)"
+    assert server.status() == (
+        "2 clients in 1 room; HISTORY NOT SAVED: history writer ended (exit code 1)"
+    )
+
+
+def test_chat_keeps_topics_only_on_live_rooms() -> None:
+    """A room's topic is read from the store when the room is made again."""
+    store = MemoryStore()
+    server = ChatServer(Settings(), lambda: 1_000.0, store)
+    alice = server.connect(RecordingClient())
+    server.receive(alice, "/join #x")
+    server.receive(alice, "/topic hello")
+    server.receive(alice, "/part #x")
+    assert "#x" not in server.rooms
+    assert not hasattr(server, "_saved_topics")
+    asked: list[str] = []
+    real = store.topic
+
+    def topic(key: str) -> StoredTopic | None:
+        asked.append(key)
+        return real(key)
+
+    store.topic = topic  # type: ignore[method-assign,assignment]
+    bob = server.connect(RecordingClient())
+    server.receive(bob, "/join #x")
+    assert "#x" in asked
+    assert server.rooms["#x"].topic == "hello"
 
 
 @ensure_deferred
@@ -757,21 +994,6 @@ async def test_process_writer_runs_nicer_with_a_big_pipe(
     assert theirs == min(19, ours + history_writer.NICENESS)
     pipe = cast("Any", store._process).pipes[0].fileno()
     assert fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ) >= history_writer.PIPE_SIZE
-
-
-@ensure_deferred
-async def test_sqlite_writer_backlog_is_logged_once(open_sqlite: OpenSqlite) -> None:
-    """A writer far behind is logged with the backlog, not once per message."""
-    store = open_sqlite(flush_interval=NEVER)
-    store.backlog_warning = 3
-    events = capture_log(store)
-    store.start()
-    for n in range(1, 8):
-        store.append(msg("#a", n))
-    warnings = [e for e in events if "behind" in e.get("log_format", "")]
-    assert [e["backlog"] for e in warnings] == [4]
-    await store.flush()
-    assert texts(store.recent("#a", 10)) == [f"text {n}" for n in range(1, 8)]
 
 
 def test_frames_survive_any_split() -> None:

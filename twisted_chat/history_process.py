@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -20,6 +21,8 @@ from twisted_chat.history_sqlite import SqliteStore, _Op
 from twisted_chat.history_writer import FrameDecoder, encode_frame
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from twisted.internet.defer import Deferred
     from twisted.internet.interfaces import IDelayedCall, IProcessTransport
     from twisted.python.failure import Failure
@@ -30,6 +33,9 @@ __all__ = ["ProcessSqliteStore"]
 #: the writer's pipe, in seconds: after ``kill -9`` of the daemon, at most
 #: this much (plus the current turn) is lost, not a whole flush window.
 _PIPE_DELAY: Final = 0.01
+
+#: The longest wait before a dead writer is started again, in seconds.
+MAX_BACKOFF: Final = 60.0
 
 #: Environment variables for the daemon alone (systemd's socket activation
 #: and readiness protocol); the writer must not act on them.
@@ -104,34 +110,37 @@ class ProcessSqliteStore(SqliteStore):
     ``_PIPE_DELAY``, 10 ms, plus the current reactor turn); a power cut
     loses at most the last flush window, as with the thread.
 
-    If the writer process dies on its own (killed, or the file vanished),
-    it is logged once and the chat goes on without saving history: later
-    changes are kept only in the tails of rooms already read (as the
-    messages of a failed commit are), and `flush` and `stop` fire at once.
-    It is not restarted: a writer that dies will most likely die again,
-    and the next daemon start checks the file and says why.
+    If the writer process cannot start or dies on its own (killed by the
+    OOM killer, a bug), it is logged as an error, `trouble` says so (and
+    so ``STATUS=``), the log repeats it once a minute, and the writer is
+    started again after a back-off (1 s, doubling up to `MAX_BACKOFF`;
+    back to 1 s once a writer ran for `MAX_BACKOFF`). Meanwhile history
+    rows are dropped (counted), and `flush` and `stop` fire at once.
     """
 
-    def _init_writer(self) -> None:
+    def _init_writer(self, conn: sqlite3.Connection) -> None:
         """Set up the pipe's state; the checked writer connection is closed."""
         # The child opens its own; this one only proved the file usable.
-        writer, self._writer_conn = self._writer_conn, None
-        if writer is not None:
-            writer.close()
+        conn.close()
         self._started = False
         self._process: IProcessTransport | None = None
         #: Ops gathered for the next frame (see `_send`).
         self._outbox: list[_Op] = []
         self._drain_call: IDelayedCall | None = None
         self._stop_marker: Deferred[None] | None = None
-        #: The child has exited (or could not be started): nothing is saved.
-        self._writer_gone = False
+        #: Writers that ended in a row, for the back-off; when to restart.
+        self._failures = 0
+        self._restart_call: IDelayedCall | None = None
+        self._spawned_at = 0.0
 
-    def start(self) -> None:
-        """`IMessageStore` API: spawn the writer process (once)."""
-        if self._started or self._stopping:
+    def _start_writer(self) -> None:
+        """Spawn the writer process (once; again only after it died)."""
+        if self._started:
             return
         self._started = True
+        self._spawn()
+
+    def _spawn(self) -> None:
         package_root = str(Path(__file__).resolve().parent.parent)
         env = {k: v for k, v in os.environ.items() if k not in _DAEMON_ONLY_ENV}
         env["PYTHONPATH"] = os.pathsep.join(
@@ -146,6 +155,7 @@ class ProcessSqliteStore(SqliteStore):
             *("--max-per-room", str(self.max_per_room)),
             *("--max-age-days", repr(self.max_age_days)),
         ]
+        self._spawned_at = time.monotonic()
         try:
             self._process = IReactorProcess(self._reactor).spawnProcess(
                 _WriterProtocol(self), sys.executable, args, env=env
@@ -157,6 +167,7 @@ class ProcessSqliteStore(SqliteStore):
             )
             self._writer_ended(None)
             return
+        self._writer_down = None
         self._drain()
 
     # -- the pipe to the writer -------------------------------------------------
@@ -168,11 +179,8 @@ class ProcessSqliteStore(SqliteStore):
         append per turn instead of a `marshal` call, a pipe write and two
         poller updates (start and stop writing) per turn.
         """
-        if self._writer_gone:
-            if op[0] == "l":  # nobody will commit it: do not keep it queued
-                self._committed_id = self._next_id - 1
-                self._trim_pending()
-            return
+        if self._writer_down:
+            return  # the writer is gone; rows are not queued meanwhile
         self._outbox.append(op)
         if self._drain_call is None and self._process is not None:
             self._drain_call = IReactorTime(self._reactor).callLater(
@@ -181,7 +189,7 @@ class ProcessSqliteStore(SqliteStore):
 
     def _send_marker(self, op: _Op) -> None:
         """Send a numbered marker now; its acknowledgement fires the waiter."""
-        if self._writer_gone:
+        if self._writer_down:
             self._writer_said(("c", -1, op[1]))
             return
         self._outbox.append(op)
@@ -189,7 +197,7 @@ class ProcessSqliteStore(SqliteStore):
 
     def _send_stop(self, seq: int, done: Deferred[None]) -> None:
         """Send the stop marker and end of file; ``done`` fires at the exit."""
-        if self._writer_gone:
+        if self._writer_down:
             done.callback(None)
             return
         # Fired when the child has exited, i.e. the file is closed.
@@ -208,6 +216,25 @@ class ProcessSqliteStore(SqliteStore):
         ops, self._outbox = self._outbox, []
         self._process.write(encode_frame(ops))
 
+    def _abandon_writer(self) -> None:
+        """`stop` is overdue: kill the writer; its exit fires the stop."""
+        process = self._process
+        if process is None:
+            super()._abandon_writer()
+            return
+        try:
+            process.signalProcess("KILL")
+        except Exception:  # already gone, or cannot be signalled
+            self._writer_ended(None)
+
+    def _restart(self) -> None:
+        """The back-off is over: start the writer again."""
+        self._restart_call = None
+        if self._stopping or self._process is not None:
+            return
+        self._log.info("starting the history writer for {path} again", path=self.path)
+        self._spawn()
+
     # -- reports from the writer ------------------------------------------------
 
     def _writer_stderr(self, line: bytes) -> None:
@@ -218,23 +245,37 @@ class ProcessSqliteStore(SqliteStore):
             )
 
     def _writer_ended(self, reason: Failure | None) -> None:
-        """The child exited: expected after `stop`, logged otherwise."""
-        self._writer_gone = True
+        """The child exited: expected after `stop`; else loud, and restarted."""
         self._process = None
         self._outbox.clear()
         call, self._drain_call = self._drain_call, None
         if call is not None and call.active():
             call.cancel()
         clean = reason is not None and reason.check(ProcessDone) is not None
+        lost = self._forget_queue()
         if not (self._stopping and clean):
+            why = _exit_reason(reason)
+            if time.monotonic() - self._spawned_at >= MAX_BACKOFF:
+                self._failures = 0
+            delay = min(MAX_BACKOFF, 2.0**self._failures)
+            self._failures += 1
+            if self._stopping:
+                self._writer_down = f"history writer {why}"
+            else:
+                self._restart_call = IReactorTime(self._reactor).callLater(
+                    delay, self._restart
+                )
+                self._writer_down = (
+                    f"history writer {why}; history is not saved;"
+                    f" restarting it in {delay:.0f} s"
+                )
             self._log.error(
-                "the history writer for {path} ended ({why}); history is no"
-                " longer saved",
+                "the history writer for {path} {why}; {lost} messages it had not"
+                " committed are lost, and history is not saved until it runs again",
                 path=self.path,
-                why=reason.getErrorMessage() if reason is not None else "not started",
+                why=why,
+                lost=lost,
             )
-        # Nothing queued will be committed now: stop waiting for it.
-        self._committed_id = self._next_id - 1
         waiters = list(self._flush_waiters.values())
         self._flush_waiters.clear()
         for d in waiters:
@@ -242,3 +283,17 @@ class ProcessSqliteStore(SqliteStore):
         marker, self._stop_marker = self._stop_marker, None
         if marker is not None:
             marker.callback(None)
+
+
+def _exit_reason(reason: Failure | None) -> str:
+    """How the writer ended, in a few words: "ended (exit code 1)"."""
+    if reason is None:
+        return "could not be started"
+    value = reason.value
+    code = getattr(value, "exitCode", None)
+    sig = getattr(value, "signal", None)
+    if sig is not None:
+        return f"was killed (signal {sig})"
+    if code is not None:
+        return f"ended (exit code {code})"
+    return f"ended ({reason.getErrorMessage()})"

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
+    "MAX_TOPICS",
     "SCHEMA_VERSION",
     "TopicRow",
     "Turn",
@@ -33,6 +34,13 @@ __all__ = [
 SCHEMA_VERSION: Final = 2
 
 _SECONDS_PER_DAY: Final = 86_400
+
+#: The most topics kept, on disk and in the daemon's memory; past it the
+#: oldest ones go first. Topics of rooms nobody is in are the only state a
+#: client can leave behind by itself (connect, /join #new, /topic, close),
+#: so their number must be bounded; `prune` also forgets the topics of rooms
+#: whose history is gone.
+MAX_TOPICS: Final = 10_000
 
 #: What a room said in one reactor turn, as its row on disk: (first_id,
 #: room_key, room, at, count, lines).
@@ -71,6 +79,25 @@ SCHEMA_V2: Final = (
     )
     """,
 )
+
+#: Run on every file at start-up, whatever its version: what version 2
+#: gained later without changing its meaning (a version-2 program that
+#: knows nothing of it reads the file as before).
+ENSURE_INDEXES: Final = ("CREATE INDEX IF NOT EXISTS topics_set_at ON topics (set_at)",)
+
+#: Keeps the newest `MAX_TOPICS` topics (by ``set_at``).
+TRIM_TOPICS: Final = """
+    DELETE FROM topics WHERE room_key IN (
+        SELECT room_key FROM topics ORDER BY set_at DESC LIMIT -1 OFFSET ?
+    )
+"""
+
+#: Topics older than the cutoff of rooms with no history left.
+PRUNE_TOPICS: Final = """
+    DELETE FROM topics WHERE set_at < ? AND NOT EXISTS (
+        SELECT 1 FROM turns WHERE turns.room_key = topics.room_key
+    )
+"""
 
 #: Version 1 kept a row per message; each becomes a turn of one line.
 MIGRATE_V1: Final = (
@@ -162,6 +189,7 @@ def migrate(conn: sqlite3.Connection) -> None:
             f" ({SCHEMA_VERSION}); upgrade twisted-chat or restore a backup"
         )
     if version == SCHEMA_VERSION:
+        ensure_indexes(conn)
         return
     if version == 0:
         tables = conn.execute(
@@ -177,13 +205,20 @@ def migrate(conn: sqlite3.Connection) -> None:
     # and a half-made schema would read as "another program's" next time.
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in steps:
+        for statement in (*steps, *ENSURE_INDEXES):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         conn.rollback()
         raise
     conn.commit()
+
+
+def ensure_indexes(conn: sqlite3.Connection) -> None:
+    """Add the indexes of `ENSURE_INDEXES` a file lacks (sqlite3.Error)."""
+    with conn:
+        for statement in ENSURE_INDEXES:
+            conn.execute(statement)
 
 
 def commit(
@@ -197,6 +232,9 @@ def commit(
             conn.executemany(INSERT_TURN, turns)
         if topics:
             conn.executemany(UPSERT_TOPIC, topics)
+            # Walks the set_at index past MAX_TOPICS rows: about a
+            # millisecond, and only for a batch that set a topic.
+            conn.execute(TRIM_TOPICS, (MAX_TOPICS,))
 
 
 def prune(
@@ -205,12 +243,17 @@ def prune(
     """Delete what retention removes, in one transaction (sqlite3.Error).
 
     A room keeps exactly its newest ``max_per_room`` messages: the oldest
-    turn kept loses the lines before them.
+    turn kept loses the lines before them. A topic set before the age
+    cutoff goes once its room has no history left, so the topic of a room
+    nobody used for ``max_age_days`` goes with its history; the newest
+    `MAX_TOPICS` are kept in any case.
     """
     cutoff = age_cutoff(now, max_age_days)
     with conn:
         if cutoff is not None:
             conn.execute("DELETE FROM turns WHERE at < ?", (cutoff,))
+            conn.execute(PRUNE_TOPICS, (cutoff,))
+        conn.execute(TRIM_TOPICS, (MAX_TOPICS,))
         if max_per_room <= 0:
             return
         rooms = conn.execute("SELECT DISTINCT room_key FROM turns").fetchall()

@@ -1,63 +1,99 @@
-"""Room history in an SQLite file: the reactor side, and the writer thread.
+"""Room history in an SQLite file: the reactor side of the writer.
 
-See `twisted_chat.history` for the whole design; `SqliteStore` checks the
-file at start-up, answers reads from per-room tail caches and hands every
-change to one writer: a thread of the daemon here, a child process in
-`twisted_chat.history_process`.
+See `twisted_chat.history` for the whole design. `SqliteStore` checks the
+file at start-up (`twisted_chat.history_files`), answers reads from
+per-room tail caches and hands every change to one writer: a thread of the
+daemon here (`twisted_chat.history_thread`), a child process in
+`twisted_chat.history_process` (the daemon's choice).
+
+What waits for the writer is bounded in bytes (`MAX_WAITING_BYTES`): the
+turns and topics handed over and not yet acknowledged, which is also a
+bound on what the pipe's transport and the outbox hold, since they only
+hold those. Past it, history rows are dropped, counted and logged at most
+once a minute, and the chat goes on; `trouble` says so while it lasts.
+The cost on the reactor is an add and a compare per turn.
 """
 
 from __future__ import annotations
 
-import queue
 import sqlite3
-import threading
 import time
 from collections import OrderedDict, deque
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorProcess
+from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_chat.history_schema import SCHEMA_VERSION, age_cutoff, prepare
+from twisted_chat.history_core import ERROR_LOG_INTERVAL
+from twisted_chat.history_files import (
+    backup_database,
+    connect_reader,
+    open_database,
+)
+from twisted_chat.history_health import NAG_INTERVAL, TROUBLE_HOLD, Troubles
+from twisted_chat.history_schema import age_cutoff
 from twisted_chat.history_store import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_AGE_DAYS,
     DEFAULT_MAX_PER_ROOM,
     MAX_RECENT,
-    HistoryStoreError,
     IMessageStore,
     _check_retention,
     _clamp_limit,
     _message_lines,
     _Said,
-    _said,
     _Tail,
 )
-from twisted_chat.history_writer import ERROR_LOG_INTERVAL, MAX_BATCH, WriterCore
+from twisted_chat.history_thread import ThreadLink
 from twisted_chat.records import StoredMessage, StoredTopic
 from twisted_chat.throttle import LogThrottle
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IReactorFromThreads
+    from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads
 
-__all__ = ["SqliteStore", "WriterKind"]
+__all__ = ["MAX_WAITING_BYTES", "STOP_TIMEOUT", "SqliteStore", "WriterKind"]
 
 #: How many rooms' tails `SqliteStore` keeps in memory (least recently read
 #: rooms are dropped first and reloaded from disk when read again).
 _MAX_CACHED_ROOMS: Final = 512
 
+#: How many topics set by this process are kept in memory for `topic`
+#: (the rest are read from the file when a room is made).
+_MAX_CACHED_TOPICS: Final = 1024
 
-# -- SQLite ----------------------------------------------------------------
+#: The most bytes that may wait for the writer (see the module docstring).
+#: A flat-out burst on two cores leaves the writer about half a second
+#: behind, a few MiB; the slow-reader test of issue 11 allows 12 MiB of
+#: daemon growth in all, and what waits is held about twice (the queued
+#: turns and their frame in the pipe's buffer).
+MAX_WAITING_BYTES: Final = 4 << 20
+
+#: What a queued turn or topic costs beyond its text: the tuple, the bytes
+#: object, the deque slot and its part of a frame.
+_ITEM_COST: Final = 200
+
+#: How long `stop` waits for the writer to commit and close, in seconds;
+#: then it gives up (the process writer is killed) and logs what was lost,
+#: so SIGTERM still ends the daemon within its 5 s (after up to 3 s of
+#: letting clients go, ``service.SHUTDOWN_GRACE``).
+STOP_TIMEOUT: Final = 1.5
+
+#: How often the store looks at its health (logs lasting trouble again,
+#: restarts a dead writer when due), in seconds.
+HEALTH_INTERVAL: Final = 5.0
 
 #: A room's newest turns, newest first; MAX_RECENT of them always hold at
 #: least MAX_RECENT messages.
 _SELECT_TAIL: Final = (
     "SELECT first_id, room_key, room, at, lines, count FROM turns"
     " WHERE room_key = ? ORDER BY first_id DESC LIMIT ?"
+)
+
+_SELECT_TOPIC: Final = (
+    "SELECT room_key, room, text, set_by, set_at FROM topics WHERE room_key = ?"
 )
 
 #: Who commits: a thread of the daemon, or a child process.
@@ -79,33 +115,19 @@ class SqliteStore:
 
     The reactor side (this class) and the writer speak the ops and reports
     of `twisted_chat.history_writer`, and the writer is the same
-    `~twisted_chat.history_writer.WriterCore` whether it runs on a thread
-    (here) or in a child process (`ProcessSqliteStore`, the daemon's
-    choice); only how the ops travel differs.
-
-    Why a dedicated ``threading.Thread`` and not the reactor's threadpool
-    (``deferToThread``): SQLite wants one writer and the batches must be
-    committed in the order they were queued, which one thread gives for
-    free; the reactor's pool has several threads, is shared with name
-    resolution and other blocking work (a slow commit would delay them and
-    vice versa), and is stopped early during reactor shutdown, while
-    `stop` still has to commit. The thread owns the write connection; it
-    is a daemon thread, so a process that exits without calling `stop`
-    loses at most the last flush window, as after a crash, instead of
-    hanging.
+    `~twisted_chat.history_core.WriterCore` whether it runs on a thread
+    (here) or in a child process (`ProcessSqliteStore`); only how the ops
+    travel differs.
 
     Reads run on the reactor thread on a second connection (WAL lets it
     read while the writer commits): once per room, to fill that room's
-    tail cache, which `append_lines` then keeps current. That connection
-    belongs to the thread that called `open`, so call `open` on the
-    reactor thread (``makeService`` runs there).
+    tail cache, which `append_lines` then keeps current, and once per room
+    made, for its topic. That connection belongs to the thread that called
+    `open`, so call `open` on the reactor thread (``makeService`` runs
+    there).
     """
 
     _log = Logger()
-
-    #: Messages the writer may be behind before it is logged (at most once
-    #: a minute): they wait in memory, and a crash would lose them.
-    backlog_warning = 100_000
 
     def __init__(
         self,
@@ -114,7 +136,6 @@ class SqliteStore:
         reactor: IReactorFromThreads,
         writer: sqlite3.Connection,
         reader: sqlite3.Connection,
-        topics: dict[str, StoredTopic],
         next_id: int,
         max_per_room: int,
         max_age_days: float,
@@ -125,33 +146,52 @@ class SqliteStore:
         self.max_per_room = max_per_room
         self.max_age_days = max_age_days
         self.flush_interval = flush_interval
+        #: See `MAX_WAITING_BYTES`; an attribute so tests can lower it.
+        self.max_waiting_bytes = MAX_WAITING_BYTES
         self._reactor = reactor
-        self._writer_conn: sqlite3.Connection | None = writer
         self._reader: sqlite3.Connection | None = reader
-        self._topics = topics
         self._next_id = next_id
-        #: Everything up to this message id is committed (or failed).
+        #: Everything up to this id is committed (or failed).
         self._committed_id = next_id - 1
         #: Turns handed to the writer and not yet reported committed.
         self._pending: deque[_Said] = deque()
+        #: Topics handed to the writer: (id, cost), not yet reported.
+        self._pending_topics: deque[tuple[int, int]] = deque()
+        #: Bytes of what waits for the writer (see `MAX_WAITING_BYTES`).
+        self._waiting = 0
+        #: Rows are being dropped; how many messages so far.
+        self._dropping = False
+        self._dropped = 0
+        self._drop_log = LogThrottle(ERROR_LOG_INTERVAL)
+        #: Set while the writer is known to be gone: rows are dropped.
+        self._writer_down: str | None = None
+        self._troubles = Troubles()
+        self._health_call: IDelayedCall | None = None
         self._tails: OrderedDict[str, _Tail] = OrderedDict()
+        self._topics: OrderedDict[str, StoredTopic] = OrderedDict()
         self._age_cutoff: float | None = None
         self._seq = 0
         self._flush_waiters: dict[int, Deferred[None]] = {}
         self._stopping = False
         self._stopped: Deferred[None] | None = None
         self._stop_waiters: list[Deferred[None]] = []
+        self._stop_timer: IDelayedCall | None = None
         self._dropped_after_stop = 0
-        self._backlog_log = LogThrottle(ERROR_LOG_INTERVAL)
-        self._init_writer()
+        self._init_writer(writer)
 
-    def _init_writer(self) -> None:
-        """Set up the way to the writer: here, the writer thread's queue."""
-        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
-        #: Set when a flush or stop marker is queued, to end the writer's
-        #: wait for more of the batch.
-        self._hurry = threading.Event()
-        self._thread: threading.Thread | None = None
+    def _init_writer(self, conn: sqlite3.Connection) -> None:
+        """Set up the way to the writer: here, a writer thread."""
+        self._link = ThreadLink(
+            conn,
+            path=self.path,
+            flush_interval=self.flush_interval,
+            max_per_room=self.max_per_room,
+            max_age_days=self.max_age_days,
+            report=lambda value: self._reactor.callFromThread(self._writer_said, value),
+            bug=lambda: self._log.failure(
+                "in the history writer for {path}", path=self.path
+            ),
+        )
 
     @classmethod
     def open(
@@ -166,14 +206,11 @@ class SqliteStore:
     ) -> SqliteStore:
         """Open (or create) the history database at ``path`` and check it.
 
-        Creates the parent directory if it is missing, sets WAL mode and
-        ``synchronous=NORMAL``, creates or checks the schema (``PRAGMA
-        user_version``) and runs ``PRAGMA quick_check``, so a damaged file
-        is found now and not in the middle of a chat. Reads the topics.
+        See `twisted_chat.history_files.open_database` for the checks.
         Call `start` before the reactor runs, or soon after.
 
         :param reactor: used to fire `stop`'s and `flush`'s Deferreds on the
-            reactor thread (``callFromThread``).
+            reactor thread (``callFromThread``), and for timers.
         :param max_per_room: messages kept per room by `prune`; 0 = no limit.
         :param max_age_days: age limit applied by `prune`; 0 = forever.
         :param flush_interval: longest time, in seconds, a queued change
@@ -191,44 +228,7 @@ class SqliteStore:
             raise ValueError(f"writer must be 'thread' or 'process': {writer!r}")
         if flush_interval <= 0:
             raise ValueError(f"flush_interval must be positive: {flush_interval}")
-        prefix = f"{path} is not a valid history database"
-        directory = Path(path).absolute().parent
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise HistoryStoreError(
-                f"{prefix}: cannot create directory {directory}: {e}"
-            ) from e
-        write_conn: sqlite3.Connection | None = None
-        reader: sqlite3.Connection | None = None
-        try:
-            # The writer connection is built here so that every problem shows
-            # now, then handed to the writer thread, the only one that uses
-            # it afterwards (hence check_same_thread=False).
-            write_conn = sqlite3.connect(path, check_same_thread=False)
-            prepare(write_conn)
-            # Prove the file is writable now, not at the first message.
-            write_conn.execute("BEGIN IMMEDIATE")
-            write_conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            write_conn.commit()
-            (next_id,) = write_conn.execute(
-                "SELECT coalesce(max(first_id + count), 1) FROM turns"
-            ).fetchone()
-            topics = {
-                row[0]: StoredTopic(*row)
-                for row in write_conn.execute(
-                    "SELECT room_key, room, text, set_by, set_at FROM topics"
-                )
-            }
-            # Autocommit reads: each SELECT sees the latest commit. A short
-            # timeout, because this connection is used on the reactor thread.
-            reader = sqlite3.connect(path, timeout=1.0, isolation_level=None)
-            reader.execute("PRAGMA query_only = ON")
-        except (sqlite3.Error, ValueError, OSError) as e:
-            for conn in (reader, write_conn):
-                if conn is not None:
-                    conn.close()
-            raise HistoryStoreError(f"{prefix}: {e}") from e
+        write_conn, reader, next_id = open_database(path)
         store_class: type[SqliteStore] = SqliteStore
         if writer == "process":
             if IReactorProcess.providedBy(reactor):
@@ -247,7 +247,6 @@ class SqliteStore:
             reactor=reactor,
             writer=write_conn,
             reader=reader,
-            topics=topics,
             next_id=next_id,
             max_per_room=max_per_room,
             max_age_days=max_age_days,
@@ -257,19 +256,24 @@ class SqliteStore:
     # -- IMessageStore, reactor thread --------------------------------------
 
     def start(self) -> None:
-        """`IMessageStore` API: start the writer thread (once)."""
-        if self._thread is not None or self._stopping:
+        """`IMessageStore` API: start the writer (once), and the health timer."""
+        if self._stopping:
             return
-        self._thread = threading.Thread(
-            target=self._run, name=f"history-writer {self.path}", daemon=True
-        )
-        self._thread.start()
+        self._start_writer()
+        if self._health_call is None and IReactorTime.providedBy(self._reactor):
+            self._health_call = IReactorTime(self._reactor).callLater(
+                HEALTH_INTERVAL, self._health
+            )
+
+    def _start_writer(self) -> None:
+        self._link.start()
 
     def stop(self) -> Deferred[None]:
         """`IMessageStore` API: commit the queue, close the database.
 
         If the store was never started, the writer is started just to
-        commit what was queued.
+        commit what was queued. After `STOP_TIMEOUT` seconds it stops
+        waiting for the writer and logs what may be lost.
         """
         d: Deferred[None] = Deferred()
         if self._stopped is not None and self._stopped.called:
@@ -279,9 +283,14 @@ class SqliteStore:
         if not self._stopping:
             self.start()
             self._stopping = True
+            self._cancel_health()
             self._stopped = Deferred()
             self._stopped.addCallback(self._close_reader)
             self._seq += 1
+            if IReactorTime.providedBy(self._reactor):
+                self._stop_timer = IReactorTime(self._reactor).callLater(
+                    STOP_TIMEOUT, self._stop_overdue
+                )
             self._send_stop(self._seq, self._stopped)
         return d
 
@@ -302,7 +311,10 @@ class SqliteStore:
         )
 
     def append_lines(self, room_key: str, room: str, at: float, data: bytes) -> None:
-        """`IMessageStore` API: numbers the turn, queues it, updates the tail."""
+        """`IMessageStore` API: numbers the turn, queues it, updates the tail.
+
+        The bound on what waits for the writer costs an add and a compare.
+        """
         if self._stopping:
             self._dropped_after_stop += 1
             if self._dropped_after_stop == 1:
@@ -312,16 +324,22 @@ class SqliteStore:
                 )
             return
         try:
-            said = _said(self._next_id, room_key, room, at, data)
-            self._next_id += said[5]
-            self._trim_pending()
-            self._pending.append(said)
+            count = data.count(b"\n")
+            if not count:
+                return  # no line: nothing to keep, and no id to give
+            said = (self._next_id, room_key, room, at, data, count)
+            self._next_id += count
             tail = self._tails.get(room_key)
             if tail is not None:
                 tail.add(said)
+            self._trim_pending()
+            cost = len(data) + _ITEM_COST
+            if self._waiting + cost > self.max_waiting_bytes or self._writer_down:
+                self._drop(count)
+                return
+            self._waiting += cost
+            self._pending.append(said)
             self._send(("l", *said[:5]))
-            if self._next_id - 1 - self._committed_id > self.backlog_warning:
-                self._warn_backlog()
         except Exception:
             self._log.failure("while queueing messages for {path}", path=self.path)
 
@@ -345,7 +363,7 @@ class SqliteStore:
         return tail.newest(limit, self._age_cutoff)
 
     def set_topic(self, topic: StoredTopic) -> None:
-        """`IMessageStore` API."""
+        """`IMessageStore` API: kept in a bounded cache, and queued."""
         if self._stopping:
             self._log.warn(
                 "history store {path} is stopped; topic of {room} not kept",
@@ -353,20 +371,46 @@ class SqliteStore:
                 room=topic.room,
             )
             return
-        self._topics[topic.room_key] = topic
-        self._send(
-            ("t", (topic.room_key, topic.room, topic.text, topic.set_by, topic.set_at))
-        )
+        topics = self._topics
+        topics[topic.room_key] = topic
+        topics.move_to_end(topic.room_key)
+        if len(topics) > _MAX_CACHED_TOPICS:
+            topics.popitem(last=False)
+        self._trim_pending()
+        cost = len(topic.text) + len(topic.room) + _ITEM_COST
+        if self._waiting + cost > self.max_waiting_bytes or self._writer_down:
+            self._drop(0)
+            return
+        topic_id = self._next_id
+        self._next_id += 1
+        self._waiting += cost
+        self._pending_topics.append((topic_id, cost))
+        row = (topic.room_key, topic.room, topic.text, topic.set_by, topic.set_at)
+        self._send(("t", row, topic_id))
 
-    def topics(self) -> dict[str, StoredTopic]:
-        """`IMessageStore` API: read at `open`, kept current by `set_topic`."""
-        return dict(self._topics)
+    def topic(self, room_key: str) -> StoredTopic | None:
+        """`IMessageStore` API: one indexed read, unless set here lately."""
+        found = self._topics.get(room_key)
+        if found is not None or self._reader is None:
+            return found
+        try:
+            row = self._reader.execute(_SELECT_TOPIC, (room_key,)).fetchone()
+        except sqlite3.Error:
+            self._log.failure(
+                "while reading the topic of {room_key} from {path}",
+                room_key=room_key,
+                path=self.path,
+            )
+            return None
+        return None if row is None else StoredTopic(*row)
 
     def prune(self, now: float) -> None:
         """`IMessageStore` API: the deletes are the writer's.
 
         The tail caches are pruned at once by age (`recent` clamps to
-        ``max_per_room``), so `recent` agrees with what the file will hold.
+        ``max_per_room``), so `recent` agrees with what the file will hold;
+        cached topics older than the cutoff are forgotten (the file decides
+        about them).
         """
         if self._stopping:
             return
@@ -380,9 +424,20 @@ class SqliteStore:
                 tail.drop_before(self._age_cutoff)
                 if not tail.count:
                     del self._tails[key]
+            for key, topic in list(self._topics.items()):
+                if topic.set_at < self._age_cutoff:
+                    del self._topics[key]
         self._send(("p", now))
 
-    # -- backups --------------------------------------------------------------
+    def trouble(self) -> str | None:
+        """`IMessageStore` API: why history is not (all) being saved now."""
+        behind = None
+        if self._dropping:
+            behind = (
+                f"the writer is {self._waiting / (1 << 20):.1f} MiB behind;"
+                f" {self._dropped} messages dropped"
+            )
+        return self._troubles.text(time.monotonic(), self._writer_down, behind)
 
     def backup(self, dest_path: str) -> None:
         """Copy the committed history to ``dest_path`` (SQLite online backup).
@@ -397,22 +452,7 @@ class SqliteStore:
 
         :raises HistoryStoreError: the copy could not be made.
         """
-        try:
-            Path(dest_path).absolute().parent.mkdir(parents=True, exist_ok=True)
-            source = sqlite3.connect(self.path)
-            try:
-                dest = sqlite3.connect(dest_path)
-                try:
-                    # Copy in steps so the writer is not locked out meanwhile.
-                    source.backup(dest, pages=256)
-                finally:
-                    dest.close()
-            finally:
-                source.close()
-        except (sqlite3.Error, OSError) as e:
-            raise HistoryStoreError(
-                f"cannot back up {self.path} to {dest_path}: {e}"
-            ) from e
+        backup_database(self.path, dest_path)
 
     # -- reactor-thread helpers -----------------------------------------------
 
@@ -421,17 +461,39 @@ class SqliteStore:
         committed = self._committed_id
         pending = self._pending
         while pending and pending[0][0] + pending[0][5] - 1 <= committed:
-            pending.popleft()
+            self._waiting -= len(pending.popleft()[4]) + _ITEM_COST
 
-    def _warn_backlog(self) -> None:
-        held = self._backlog_log.report(time.monotonic())
-        if held is not None:
-            self._log.warn(
-                "the history writer for {path} is {backlog} messages behind;"
-                " they wait in memory until it catches up",
+    def _trim_topics(self) -> None:
+        committed = self._committed_id
+        topics = self._pending_topics
+        while topics and topics[0][0] <= committed:
+            self._waiting -= topics.popleft()[1]
+
+    def _drop(self, count: int) -> None:
+        """Do not keep a turn (``count`` messages) or a topic (0): too much waits."""
+        self._dropped += count
+        if self._writer_down:
+            return  # said by the writer's own trouble
+        self._dropping = True
+        if self._drop_log.report(time.monotonic()) is not None:
+            self._log.error(
+                "the history writer for {path} is {waiting} bytes behind (at most"
+                " {limit} may wait); {dropped} messages were not saved so far;"
+                " the chat goes on",
                 path=self.path,
-                backlog=self._next_id - 1 - self._committed_id,
+                waiting=self._waiting,
+                limit=self.max_waiting_bytes,
+                dropped=self._dropped,
             )
+
+    def _forget_queue(self) -> int:
+        """Nobody will commit what is queued: forget it; the messages lost."""
+        lost = sum(said[5] for said in self._pending)
+        self._pending.clear()
+        self._pending_topics.clear()
+        self._waiting = 0
+        self._committed_id = self._next_id - 1
+        return lost
 
     def _load_tail(self, room_key: str) -> _Tail | None:
         """Fill a room's tail cache from disk plus the queue; None on error."""
@@ -469,6 +531,11 @@ class SqliteStore:
         reader, self._reader = self._reader, None
         self._tails.clear()
         self._pending.clear()
+        self._pending_topics.clear()
+        self._waiting = 0
+        timer, self._stop_timer = self._stop_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         try:
             if reader is not None:
                 reader.close()
@@ -480,90 +547,117 @@ class SqliteStore:
                 d.callback(None)
         return result
 
+    def _stop_overdue(self) -> None:
+        """`stop` waited `STOP_TIMEOUT`: give up on the writer, say what is lost."""
+        self._stop_timer = None
+        if self._stopped is None or self._stopped.called:
+            return
+        self._log.error(
+            "the history writer for {path} did not finish within {timeout} s;"
+            " up to {lost} messages are not saved",
+            path=self.path,
+            timeout=STOP_TIMEOUT,
+            lost=sum(said[5] for said in self._pending),
+        )
+        self._abandon_writer()
+
+    def _abandon_writer(self) -> None:
+        """Stop waiting for the writer thread (a daemon thread: it dies with us)."""
+        if self._stopped is not None and not self._stopped.called:
+            self._stopped.callback(None)
+
+    def _health(self) -> None:
+        """Every `HEALTH_INTERVAL`: repeat lasting trouble in the log."""
+        self._health_call = None
+        if self._stopping:
+            return
+        try:
+            self._check_health()
+        except Exception:
+            self._log.failure("while checking the history of {path}", path=self.path)
+        self._health_call = IReactorTime(self._reactor).callLater(
+            HEALTH_INTERVAL, self._health
+        )
+
+    def _check_health(self) -> None:
+        trouble = self.trouble()
+        if self._troubles.nag(time.monotonic(), trouble):
+            self._log.error(
+                "history of {path} is not being saved: {trouble} (said again"
+                " every {interval:.0f} s while it lasts)",
+                path=self.path,
+                trouble=trouble,
+                interval=NAG_INTERVAL,
+            )
+
+    def _cancel_health(self) -> None:
+        call, self._health_call = self._health_call, None
+        if call is not None and call.active():
+            call.cancel()
+
     def _writer_said(self, report: tuple[Any, ...]) -> None:
         """Act on a report of the writer (see `twisted_chat.history_writer`)."""
         if report[0] == "c":
             _, last_id, seq = report
             self._committed_id = max(self._committed_id, last_id)
             self._trim_pending()
+            self._trim_topics()
+            if self._dropping and self._waiting <= self.max_waiting_bytes // 2:
+                self._dropping = False
+                self._log.warn(
+                    "the history writer for {path} caught up; {dropped} messages"
+                    " were not saved while it was behind",
+                    path=self.path,
+                    dropped=self._dropped,
+                )
             for s in [s for s in self._flush_waiters if s <= seq]:
                 self._flush_waiters.pop(s).callback(None)
         elif report[0] == "e":
             _, problem, details = report
+            self._troubles.set("commit", problem, time.monotonic() + TROUBLE_HOLD)
             self._log.failure(
                 "{problem}",
                 failure=Failure(_WriterFailed(details)),
                 problem=problem,
                 path=self.path,
             )
+        elif report[0] == "w":
+            self._file_changed(report[1], report[2])
+
+    def _file_changed(self, text: str, step: int) -> None:
+        """The writer's file went away (1), or a new one is ready (2)."""
+        self._troubles.set("file", text, time.monotonic() + TROUBLE_HOLD)
+        if step == 2:
+            self._log.warn("{text}", text=text)
+        else:
+            self._log.error("{text}", text=text)
+        if step in {1, 2}:
+            # Closed before the writer makes the new file (see WriterCore).
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                try:
+                    reader.close()
+                except sqlite3.Error:
+                    self._log.failure("while closing {path}", path=self.path)
+        if step == 1:
+            self._send_marker(("r", -1))
+        elif step == 2:
+            try:
+                self._reader = connect_reader(self.path)
+            except sqlite3.Error:
+                self._log.failure("while opening {path} again", path=self.path)
 
     # -- how ops reach the writer: a queue to the writer thread ----------------
 
     def _send(self, op: _Op) -> None:
         """Hand a change to the writer."""
-        self._queue.put(op)
+        self._link.send(op)
 
     def _send_marker(self, op: _Op) -> None:
-        """Queue a flush marker and cut the writer's window short."""
-        self._queue.put(op)
-        self._hurry.set()
+        """Queue a marker and cut the writer's window short."""
+        self._link.send_marker(op)
 
     def _send_stop(self, seq: int, done: Deferred[None]) -> None:
         """Queue the stop marker; ``done`` fires once the file is closed."""
         self._flush_waiters[seq] = done
         self._send_marker(("s", seq))
-
-    # -- the writer thread --------------------------------------------------------
-
-    def _run(self) -> None:
-        """The writer loop: gather a batch for flush_interval, commit it.
-
-        It sleeps through the window and then takes everything queued at
-        once, instead of waking up for every change: one wake-up per window
-        means the writer takes the GIL from the reactor thread a few times
-        a second. `flush` and `stop` cut the window short through
-        ``_hurry``.
-        """
-        conn, self._writer_conn = self._writer_conn, None
-        if conn is None:
-            return
-
-        def report(value: tuple[Any, ...]) -> None:
-            self._reactor.callFromThread(self._writer_said, value)
-
-        core = WriterCore(
-            conn,
-            path=self.path,
-            max_per_room=self.max_per_room,
-            max_age_days=self.max_age_days,
-            send=report,
-        )
-        while True:
-            batch = [self._queue.get()]
-            if batch[0][0] not in ("f", "s"):
-                self._hurry.wait(self.flush_interval)
-            self._hurry.clear()
-            # Cleared before draining: a marker queued before a later
-            # _hurry.set() is either drained now or wakes the next window.
-            get = self._queue.get_nowait
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(get())
-                except queue.Empty:
-                    break
-            else:
-                self._hurry.set()  # more is waiting: do not sleep next time
-            try:
-                if core.write_batch(batch):
-                    return
-            except Exception:
-                # A bug, not a disk error (the core reports those): log it
-                # and answer the markers anyway, or flush() and stop() would
-                # never fire.
-                self._log.failure("in the history writer for {path}", path=self.path)
-                markers = [op for op in batch if op[0] in ("f", "s")]
-                if markers:
-                    report(("c", -1, max(op[1] for op in markers)))
-                if any(op[0] == "s" for op in markers):
-                    core.close()
-                    return

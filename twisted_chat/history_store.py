@@ -8,14 +8,14 @@ in `twisted_chat.history_sqlite` and `twisted_chat.history_process`.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Final
 
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import Interface, implementer
 
 from twisted_chat import lines
-from twisted_chat.history_schema import age_cutoff
+from twisted_chat.history_schema import MAX_TOPICS, age_cutoff
 from twisted_chat.records import StoredMessage, StoredTopic
 
 if TYPE_CHECKING:
@@ -98,8 +98,21 @@ class IMessageStore(Interface):
     def set_topic(topic: StoredTopic) -> None:
         """Queue a room's topic, replacing the stored one; never raises."""
 
-    def topics() -> dict[str, StoredTopic]:
-        """All stored topics by room key (read at start-up)."""
+    def topic(room_key: str) -> StoredTopic | None:
+        """The stored topic of a room, or None; read when a room is made.
+
+        Never raises (a failed read is logged and gives None). Only
+        `MAX_TOPICS` topics are kept, the newest; a topic older than
+        ``max_age_days`` goes with its room's history (`prune`).
+        """
+
+    def trouble() -> str | None:
+        """Why history is not (all) being saved right now, or None.
+
+        A short reason for people, e.g. ``history writer ended (exit code
+        1); history is not saved; restarting it in 2 s``; the daemon shows
+        it in ``STATUS=``.
+        """
 
     def prune(now: float) -> None:
         """Apply retention: at most ``max_per_room`` messages per room, none
@@ -217,7 +230,8 @@ class MemoryStore:
         self.max_per_room = max_per_room
         self.max_age_days = max_age_days
         self._rooms: dict[str, _Tail] = {}
-        self._topics: dict[str, StoredTopic] = {}
+        #: Oldest set first; at most MAX_TOPICS.
+        self._topics: OrderedDict[str, StoredTopic] = OrderedDict()
 
     def start(self) -> None:
         """`IMessageStore` API: nothing to start."""
@@ -252,11 +266,19 @@ class MemoryStore:
 
     def set_topic(self, topic: StoredTopic) -> None:
         """`IMessageStore` API."""
-        self._topics[topic.room_key] = topic
+        topics = self._topics
+        topics[topic.room_key] = topic
+        topics.move_to_end(topic.room_key)
+        if len(topics) > MAX_TOPICS:
+            topics.popitem(last=False)
 
-    def topics(self) -> dict[str, StoredTopic]:
+    def topic(self, room_key: str) -> StoredTopic | None:
         """`IMessageStore` API."""
-        return dict(self._topics)
+        return self._topics.get(room_key)
+
+    def trouble(self) -> str | None:
+        """`IMessageStore` API: memory never fails to keep history."""
+        return None
 
     def prune(self, now: float) -> None:
         """`IMessageStore` API: applied at once (there is no disk)."""
@@ -267,3 +289,6 @@ class MemoryStore:
             tail.drop_before(cutoff)
             if not tail.count:
                 del self._rooms[key]
+        for key, topic in list(self._topics.items()):
+            if topic.set_at < cutoff and key not in self._rooms:
+                del self._topics[key]

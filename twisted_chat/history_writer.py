@@ -70,7 +70,6 @@ child starts quickly and the daemon can import it without a cycle.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import marshal
 import os
@@ -80,44 +79,32 @@ import sqlite3
 import struct
 import sys
 import time
-import traceback
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from twisted_chat.history_core import ERROR_LOG_INTERVAL, MAX_BATCH, WriterCore
 from twisted_chat.history_schema import (
     SCHEMA_VERSION,
-    TopicRow,
-    Turn,
     age_cutoff,
-    checkpoint_and_close,
-    commit,
     prepare,
-    prune,
     set_pragmas,
     turn_row,
 )
-from twisted_chat.throttle import LogThrottle
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+from twisted_chat.history_watch import CHECK_INTERVAL, FileWatch
 
 __all__ = [
+    "ERROR_LOG_INTERVAL",
+    "MAX_BATCH",
     "SCHEMA_VERSION",
     "FrameDecoder",
     "WriterCore",
     "age_cutoff",
     "encode_frame",
     "grow_pipe",
+    "lower_priority",
     "main",
     "prepare",
     "turn_row",
 ]
-
-#: A failing disk fails every batch; log the first failure and then at most
-#: one summary every this many seconds, so the log stays readable.
-ERROR_LOG_INTERVAL: Final = 60.0
-
-#: The most queued changes the writer commits in one transaction.
-MAX_BATCH: Final = 50_000
 
 _LENGTH: Final = struct.Struct(">I")
 
@@ -172,109 +159,7 @@ class FrameDecoder:
         return values
 
 
-# -- the writer ----------------------------------------------------------------
-
-
-class WriterCore:
-    """Commits batches of ops (the frames above) to one connection.
-
-    Shared by nothing else: the child's loop feeds it ops and sends what it
-    returns. Kept apart from the loop so that it can be tested without a
-    process.
-
-    :param send: called with each frame's value to report to the daemon.
-    """
-
-    def __init__(
-        self,
-        conn: sqlite3.Connection,
-        *,
-        path: str,
-        max_per_room: int,
-        max_age_days: float,
-        send: Callable[[tuple[Any, ...]], None],
-    ) -> None:
-        self.conn: sqlite3.Connection | None = conn
-        self.path = path
-        self.max_per_room = max_per_room
-        self.max_age_days = max_age_days
-        self._send = send
-        self._errors = LogThrottle(ERROR_LOG_INTERVAL)
-
-    def write_batch(self, batch: Sequence[tuple[Any, ...]]) -> bool:
-        """Commit ``batch`` in order, report it; True if it asked to stop."""
-        turns: list[Turn] = []
-        topics: list[TopicRow] = []
-        last_id = -1
-        seq = -1
-        stop = False
-        for op in batch:
-            kind = op[0]
-            if kind == "l":
-                turns.append(turn_row(*op[1:]))
-            elif kind == "t":
-                topics.append(op[1])
-            elif kind == "p":
-                # Retention applies to what was queued before it: commit
-                # that first, then prune in a transaction of its own.
-                last_id = self._commit(turns, topics, last_id)
-                turns, topics = [], []
-                self._prune(op[1])
-            else:  # "f" or "s"
-                seq = max(seq, op[1])
-                stop = stop or kind == "s"
-        last_id = self._commit(turns, topics, last_id)
-        if stop:
-            self.close()
-        if last_id >= 0 or seq >= 0:
-            self._send(("c", last_id, seq))
-        return stop
-
-    def close(self) -> None:
-        """Checkpoint and close the database (once)."""
-        conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        try:
-            checkpoint_and_close(conn)
-        except sqlite3.Error:
-            self._report("closing {path} failed")
-
-    def _commit(self, turns: list[Turn], topics: list[TopicRow], last_id: int) -> int:
-        if not turns and not topics:
-            return last_id
-        try:
-            if self.conn is None:
-                raise sqlite3.ProgrammingError("the writer connection is closed")
-            commit(self.conn, turns, topics)
-        except sqlite3.Error:
-            count = sum(turn[4] for turn in turns)
-            self._report(
-                f"{count} messages and {len(topics)} topics could not"
-                " be saved to {path}"
-            )
-        if not turns:
-            return last_id
-        first_id, *_, count, _ = turns[-1]
-        return first_id + count - 1
-
-    def _prune(self, now: float) -> None:
-        if self.conn is None:
-            return
-        try:
-            prune(self.conn, now, self.max_per_room, self.max_age_days)
-        except sqlite3.Error:
-            self._report("pruning {path} failed")
-
-    def _report(self, text: str) -> None:
-        """Report the current exception, at most once a minute."""
-        held = self._errors.report(time.monotonic())
-        if held is None:
-            return
-        text = text.replace("{path}", self.path)
-        if held:
-            text += f" ({held} similar errors since the last report)"
-        self._send(("e", text, traceback.format_exc()))
+# -- the writer process ---------------------------------------------------------
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -322,6 +207,7 @@ def run(
         max_per_room=max_per_room,
         max_age_days=max_age_days,
         send=send,
+        watch=FileWatch(path, time.monotonic() + CHECK_INTERVAL),
     )
     decoder = FrameDecoder()
     batch: list[tuple[Any, ...]] = []
@@ -329,19 +215,24 @@ def run(
     eof = False
     while True:
         urgent = False
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        readable, _, _ = select.select([stdin], [], [], timeout)
+        now = time.monotonic()
+        wake = core.watch.next_check if core.watch is not None else now + 60
+        if deadline is not None:
+            wake = min(wake, deadline)
+        readable, _, _ = select.select([stdin], [], [], max(0.0, wake - now))
         if readable:
             data = os.read(stdin, 1 << 20)
             if data:
                 for ops in decoder.feed(data):
                     batch.extend(ops)
-                    urgent = urgent or any(op[0] in ("f", "s") for op in ops)
+                    urgent = urgent or any(op[0] in ("f", "s", "r") for op in ops)
                 if batch and deadline is None:
                     deadline = time.monotonic() + flush_interval
             else:
                 eof = True
-        due = deadline is not None and time.monotonic() >= deadline
+        now = time.monotonic()
+        core.check_file(now)
+        due = deadline is not None and now >= deadline
         if batch and (eof or urgent or due or len(batch) >= MAX_BATCH):
             if core.write_batch(batch):
                 return 0
@@ -358,10 +249,34 @@ def grow_pipe(fd: int) -> None:
     At `NICENESS` the writer can fall behind while the machine is busy;
     what waits in the kernel's pipe still reaches the file if the daemon
     is killed, while what waits in the daemon's own buffer is lost.
+    Refused (above ``/proc/sys/fs/pipe-max-size``, or by a sandbox): said
+    once on stderr, which the daemon logs, and the default size is kept.
     """
-    # Not Linux, or above /proc/sys/fs/pipe-max-size: keep the default.
-    with contextlib.suppress(AttributeError, OSError):
+    if not hasattr(fcntl, "F_SETPIPE_SZ"):
+        return  # not Linux
+    try:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError as e:
+        sys.stderr.write(
+            f"cannot enlarge its pipe to {PIPE_SIZE} bytes ({e}); keeping the"
+            " default size\n"
+        )
+
+
+def lower_priority(niceness: int) -> None:
+    """Run at `NICENESS`, or say once why not and go on at the daemon's.
+
+    A sandbox may refuse it: systemd's ``SystemCallFilter=~@resources``
+    makes ``setpriority`` fail with EPERM. The writer then competes with
+    the reactor for the CPU, which costs fan-out speed, not history.
+    """
+    try:
+        os.nice(niceness)
+    except OSError as e:
+        sys.stderr.write(
+            f"cannot lower its priority to niceness {niceness} ({e}); writing"
+            " at the daemon's priority\n"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     # The daemon ends us by closing the pipe, after its last messages.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    os.nice(args.niceness)
+    lower_priority(args.niceness)
     grow_pipe(0)
     return run(
         args.path,
