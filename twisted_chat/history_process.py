@@ -17,7 +17,8 @@ from twisted.internet.error import ProcessDone
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 
-from twisted_chat.history_sqlite import SqliteStore, _Op
+from twisted_chat.history_side import _Op
+from twisted_chat.history_sqlite import SqliteStore
 from twisted_chat.history_writer import FrameDecoder, encode_frame
 
 if TYPE_CHECKING:

@@ -17,24 +17,26 @@ The cost on the reactor is an add and a compare per turn.
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_chat.history_core import ERROR_LOG_INTERVAL
 from twisted_chat.history_files import (
     backup_database,
-    connect_reader,
     open_database,
 )
-from twisted_chat.history_health import NAG_INTERVAL, TROUBLE_HOLD, Troubles
 from twisted_chat.history_schema import age_cutoff
+from twisted_chat.history_side import (
+    _ITEM_COST,
+    HEALTH_INTERVAL,
+    MAX_WAITING_BYTES,
+    STOP_TIMEOUT,
+    WriterSide,
+    _Op,
+)
 from twisted_chat.history_store import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_AGE_DAYS,
@@ -44,53 +46,19 @@ from twisted_chat.history_store import (
     _check_retention,
     _clamp_limit,
     _message_lines,
-    _Said,
     _Tail,
 )
 from twisted_chat.history_thread import ThreadLink
 from twisted_chat.records import StoredMessage, StoredTopic
-from twisted_chat.throttle import LogThrottle
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads
+    from twisted.internet.interfaces import IReactorFromThreads
 
 __all__ = ["MAX_WAITING_BYTES", "STOP_TIMEOUT", "SqliteStore", "WriterKind"]
-
-#: How many rooms' tails `SqliteStore` keeps in memory (least recently read
-#: rooms are dropped first and reloaded from disk when read again).
-_MAX_CACHED_ROOMS: Final = 512
 
 #: How many topics set by this process are kept in memory for `topic`
 #: (the rest are read from the file when a room is made).
 _MAX_CACHED_TOPICS: Final = 1024
-
-#: The most bytes that may wait for the writer (see the module docstring).
-#: A flat-out burst on two cores leaves the writer about half a second
-#: behind, a few MiB; the slow-reader test of issue 11 allows 12 MiB of
-#: daemon growth in all, and what waits is held about twice (the queued
-#: turns and their frame in the pipe's buffer).
-MAX_WAITING_BYTES: Final = 4 << 20
-
-#: What a queued turn or topic costs beyond its text: the tuple, the bytes
-#: object, the deque slot and its part of a frame.
-_ITEM_COST: Final = 200
-
-#: How long `stop` waits for the writer to commit and close, in seconds;
-#: then it gives up (the process writer is killed) and logs what was lost,
-#: so SIGTERM still ends the daemon within its 5 s (after up to 3 s of
-#: letting clients go, ``service.SHUTDOWN_GRACE``).
-STOP_TIMEOUT: Final = 1.5
-
-#: How often the store looks at its health (logs lasting trouble again,
-#: restarts a dead writer when due), in seconds.
-HEALTH_INTERVAL: Final = 5.0
-
-#: A room's newest turns, newest first; MAX_RECENT of them always hold at
-#: least MAX_RECENT messages.
-_SELECT_TAIL: Final = (
-    "SELECT first_id, room_key, room, at, lines, count FROM turns"
-    " WHERE room_key = ? ORDER BY first_id DESC LIMIT ?"
-)
 
 _SELECT_TOPIC: Final = (
     "SELECT room_key, room, text, set_by, set_at FROM topics WHERE room_key = ?"
@@ -99,16 +67,9 @@ _SELECT_TOPIC: Final = (
 #: Who commits: a thread of the daemon, or a child process.
 WriterKind = Literal["thread", "process"]
 
-#: A change for the writer: an op of `twisted_chat.history_writer`.
-_Op = tuple[Any, ...]
-
-
-class _WriterFailed(Exception):
-    """A commit failed in the writer; the text is the writer's traceback."""
-
 
 @implementer(IMessageStore)
-class SqliteStore:
+class SqliteStore(WriterSide):
     """`IMessageStore` in an SQLite file, written by one writer thread.
 
     Build it with `SqliteStore.open`, which checks the file at start-up.
@@ -129,55 +90,7 @@ class SqliteStore:
 
     _log = Logger()
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        reactor: IReactorFromThreads,
-        writer: sqlite3.Connection,
-        reader: sqlite3.Connection,
-        next_id: int,
-        max_per_room: int,
-        max_age_days: float,
-        flush_interval: float,
-    ) -> None:
-        """Use `SqliteStore.open`; this only assembles checked parts."""
-        self.path = path
-        self.max_per_room = max_per_room
-        self.max_age_days = max_age_days
-        self.flush_interval = flush_interval
-        #: See `MAX_WAITING_BYTES`; an attribute so tests can lower it.
-        self.max_waiting_bytes = MAX_WAITING_BYTES
-        self._reactor = reactor
-        self._reader: sqlite3.Connection | None = reader
-        self._next_id = next_id
-        #: Everything up to this id is committed (or failed).
-        self._committed_id = next_id - 1
-        #: Turns handed to the writer and not yet reported committed.
-        self._pending: deque[_Said] = deque()
-        #: Topics handed to the writer: (id, cost), not yet reported.
-        self._pending_topics: deque[tuple[int, int]] = deque()
-        #: Bytes of what waits for the writer (see `MAX_WAITING_BYTES`).
-        self._waiting = 0
-        #: Rows are being dropped; how many messages so far.
-        self._dropping = False
-        self._dropped = 0
-        self._drop_log = LogThrottle(ERROR_LOG_INTERVAL)
-        #: Set while the writer is known to be gone: rows are dropped.
-        self._writer_down: str | None = None
-        self._troubles = Troubles()
-        self._health_call: IDelayedCall | None = None
-        self._tails: OrderedDict[str, _Tail] = OrderedDict()
-        self._topics: OrderedDict[str, StoredTopic] = OrderedDict()
-        self._age_cutoff: float | None = None
-        self._seq = 0
-        self._flush_waiters: dict[int, Deferred[None]] = {}
-        self._stopping = False
-        self._stopped: Deferred[None] | None = None
-        self._stop_waiters: list[Deferred[None]] = []
-        self._stop_timer: IDelayedCall | None = None
-        self._dropped_after_stop = 0
-        self._init_writer(writer)
+    # __init__ (the state): `WriterSide`.
 
     def _init_writer(self, conn: sqlite3.Connection) -> None:
         """Set up the way to the writer: here, a writer thread."""
@@ -429,16 +342,6 @@ class SqliteStore:
                     del self._topics[key]
         self._send(("p", now))
 
-    def trouble(self) -> str | None:
-        """`IMessageStore` API: why history is not (all) being saved now."""
-        behind = None
-        if self._dropping:
-            behind = (
-                f"the writer is {self._waiting / (1 << 20):.1f} MiB behind;"
-                f" {self._dropped} messages dropped"
-            )
-        return self._troubles.text(time.monotonic(), self._writer_down, behind)
-
     def backup(self, dest_path: str) -> None:
         """Copy the committed history to ``dest_path`` (SQLite online backup).
 
@@ -453,199 +356,6 @@ class SqliteStore:
         :raises HistoryStoreError: the copy could not be made.
         """
         backup_database(self.path, dest_path)
-
-    # -- reactor-thread helpers -----------------------------------------------
-
-    def _trim_pending(self) -> None:
-        """Forget queued turns the writer has finished with."""
-        committed = self._committed_id
-        pending = self._pending
-        while pending and pending[0][0] + pending[0][5] - 1 <= committed:
-            self._waiting -= len(pending.popleft()[4]) + _ITEM_COST
-
-    def _trim_topics(self) -> None:
-        committed = self._committed_id
-        topics = self._pending_topics
-        while topics and topics[0][0] <= committed:
-            self._waiting -= topics.popleft()[1]
-
-    def _drop(self, count: int) -> None:
-        """Do not keep a turn (``count`` messages) or a topic (0): too much waits."""
-        self._dropped += count
-        if self._writer_down:
-            return  # said by the writer's own trouble
-        self._dropping = True
-        if self._drop_log.report(time.monotonic()) is not None:
-            self._log.error(
-                "the history writer for {path} is {waiting} bytes behind (at most"
-                " {limit} may wait); {dropped} messages were not saved so far;"
-                " the chat goes on",
-                path=self.path,
-                waiting=self._waiting,
-                limit=self.max_waiting_bytes,
-                dropped=self._dropped,
-            )
-
-    def _forget_queue(self) -> int:
-        """Nobody will commit what is queued: forget it; the messages lost."""
-        lost = sum(said[5] for said in self._pending)
-        self._pending.clear()
-        self._pending_topics.clear()
-        self._waiting = 0
-        self._committed_id = self._next_id - 1
-        return lost
-
-    def _load_tail(self, room_key: str) -> _Tail | None:
-        """Fill a room's tail cache from disk plus the queue; None on error."""
-        if self._reader is None:
-            return None
-        try:
-            rows = self._reader.execute(_SELECT_TAIL, (room_key, MAX_RECENT)).fetchall()
-        except sqlite3.Error:
-            self._log.failure(
-                "while reading history of {room_key} from {path}",
-                room_key=room_key,
-                path=self.path,
-            )
-            return None
-        # A queued turn may have been committed since the writer last
-        # reported: it is on disk and in the queue, so take the disk's
-        # turns only up to the first queued one.
-        queued = [said for said in self._pending if said[1] == room_key]
-        first_queued = queued[0][0] if queued else self._next_id
-        committed = [
-            (first_id, key, room, at, text.encode(), count)
-            for first_id, key, room, at, text, count in reversed(rows)
-            if first_id < first_queued
-        ]
-        tail = _Tail(MAX_RECENT, [*committed, *queued])
-        if self._age_cutoff is not None:
-            tail.drop_before(self._age_cutoff)
-        self._tails[room_key] = tail
-        if len(self._tails) > _MAX_CACHED_ROOMS:
-            self._tails.popitem(last=False)
-        return tail
-
-    def _close_reader(self, result: None) -> None:
-        """Last step of `stop`, on the reactor thread: release, then fire."""
-        reader, self._reader = self._reader, None
-        self._tails.clear()
-        self._pending.clear()
-        self._pending_topics.clear()
-        self._waiting = 0
-        timer, self._stop_timer = self._stop_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-        try:
-            if reader is not None:
-                reader.close()
-        except sqlite3.Error:
-            self._log.failure("while closing {path}", path=self.path)
-        finally:
-            waiters, self._stop_waiters = self._stop_waiters, []
-            for d in waiters:
-                d.callback(None)
-        return result
-
-    def _stop_overdue(self) -> None:
-        """`stop` waited `STOP_TIMEOUT`: give up on the writer, say what is lost."""
-        self._stop_timer = None
-        if self._stopped is None or self._stopped.called:
-            return
-        self._log.error(
-            "the history writer for {path} did not finish within {timeout} s;"
-            " up to {lost} messages are not saved",
-            path=self.path,
-            timeout=STOP_TIMEOUT,
-            lost=sum(said[5] for said in self._pending),
-        )
-        self._abandon_writer()
-
-    def _abandon_writer(self) -> None:
-        """Stop waiting for the writer thread (a daemon thread: it dies with us)."""
-        if self._stopped is not None and not self._stopped.called:
-            self._stopped.callback(None)
-
-    def _health(self) -> None:
-        """Every `HEALTH_INTERVAL`: repeat lasting trouble in the log."""
-        self._health_call = None
-        if self._stopping:
-            return
-        try:
-            self._check_health()
-        except Exception:
-            self._log.failure("while checking the history of {path}", path=self.path)
-        self._health_call = IReactorTime(self._reactor).callLater(
-            HEALTH_INTERVAL, self._health
-        )
-
-    def _check_health(self) -> None:
-        trouble = self.trouble()
-        if self._troubles.nag(time.monotonic(), trouble):
-            self._log.error(
-                "history of {path} is not being saved: {trouble} (said again"
-                " every {interval:.0f} s while it lasts)",
-                path=self.path,
-                trouble=trouble,
-                interval=NAG_INTERVAL,
-            )
-
-    def _cancel_health(self) -> None:
-        call, self._health_call = self._health_call, None
-        if call is not None and call.active():
-            call.cancel()
-
-    def _writer_said(self, report: tuple[Any, ...]) -> None:
-        """Act on a report of the writer (see `twisted_chat.history_writer`)."""
-        if report[0] == "c":
-            _, last_id, seq = report
-            self._committed_id = max(self._committed_id, last_id)
-            self._trim_pending()
-            self._trim_topics()
-            if self._dropping and self._waiting <= self.max_waiting_bytes // 2:
-                self._dropping = False
-                self._log.warn(
-                    "the history writer for {path} caught up; {dropped} messages"
-                    " were not saved while it was behind",
-                    path=self.path,
-                    dropped=self._dropped,
-                )
-            for s in [s for s in self._flush_waiters if s <= seq]:
-                self._flush_waiters.pop(s).callback(None)
-        elif report[0] == "e":
-            _, problem, details = report
-            self._troubles.set("commit", problem, time.monotonic() + TROUBLE_HOLD)
-            self._log.failure(
-                "{problem}",
-                failure=Failure(_WriterFailed(details)),
-                problem=problem,
-                path=self.path,
-            )
-        elif report[0] == "w":
-            self._file_changed(report[1], report[2])
-
-    def _file_changed(self, text: str, step: int) -> None:
-        """The writer's file went away (1), or a new one is ready (2)."""
-        self._troubles.set("file", text, time.monotonic() + TROUBLE_HOLD)
-        if step == 2:
-            self._log.warn("{text}", text=text)
-        else:
-            self._log.error("{text}", text=text)
-        if step in {1, 2}:
-            # Closed before the writer makes the new file (see WriterCore).
-            reader, self._reader = self._reader, None
-            if reader is not None:
-                try:
-                    reader.close()
-                except sqlite3.Error:
-                    self._log.failure("while closing {path}", path=self.path)
-        if step == 1:
-            self._send_marker(("r", -1))
-        elif step == 2:
-            try:
-                self._reader = connect_reader(self.path)
-            except sqlite3.Error:
-                self._log.failure("while opening {path} again", path=self.path)
 
     # -- how ops reach the writer: a queue to the writer thread ----------------
 
