@@ -104,7 +104,7 @@ class Daemon:
         ]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(  # noqa: S603 - our own twistd
-                args, stdout=out, stderr=subprocess.STDOUT
+                args, cwd=state, stdout=out, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

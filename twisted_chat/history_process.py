@@ -151,15 +151,18 @@ class ProcessSqliteStore(SqliteStore):
             sys.executable,
             "-m",
             "twisted_chat.history_writer",
-            self.path,
+            str(Path(self.path).absolute()),
             *("--flush-interval", repr(self.flush_interval)),
             *("--max-per-room", str(self.max_per_room)),
             *("--max-age-days", repr(self.max_age_days)),
         ]
         self._spawned_at = time.monotonic()
         try:
+            # In the package's own directory: ``-m`` looks in the working
+            # directory first, and a twisted_chat there (a checkout, the
+            # state directory) must not be the one that runs.
             self._process = IReactorProcess(self._reactor).spawnProcess(
-                _WriterProtocol(self), sys.executable, args, env=env
+                _WriterProtocol(self), sys.executable, args, env=env, path=package_root
             )
         except Exception:
             self._log.failure(
