@@ -75,17 +75,25 @@ def test_a_lone_speaker_gets_nothing_back() -> None:
     assert len(room.clients["bob"].lines()) == 2
 
 
-def test_commands_flush_queued_lines_first() -> None:
+def test_commands_keep_the_order_of_queued_lines() -> None:
     """A part after a message is seen after the message, as it happened."""
     room = Room("alice", "bob", "carol")
     room.say("alice", "bye bob")
     room.say("bob", "/part")
+    # bob gets the line said before he left, then the reply to /part, at once.
+    assert room.clients["bob"].lines() == [
+        "[#lobby] <alice> bye bob",
+        "* You left #lobby; you are in no room now; /join one to chat.",
+    ]
+    room.say("alice", "he's gone")
+    room.turn()
     assert room.clients["carol"].lines() == [
         "[#lobby] <alice> bye bob",
         "* bob left #lobby",
+        "[#lobby] <alice> he's gone",
     ]
-    room.turn()
-    assert "[#lobby] <alice> bye bob" in room.clients["bob"].lines()
+    assert len(room.clients["carol"].sent) == 1
+    assert "he's gone" not in "".join(room.clients["bob"].lines())
 
 
 def test_a_newcomer_does_not_get_lines_said_before_joining() -> None:
@@ -164,3 +172,6 @@ def test_the_store_gets_a_turns_lines_in_one_call() -> None:
     server.connect(newcomer)
     assert calls == [5]
     assert sum("line 4" in line for line in newcomer.lines()) == 1
+    # The rest of the turn was the join notice: not history, no empty row.
+    clock.advance(0)
+    assert calls == [5]

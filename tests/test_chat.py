@@ -305,14 +305,14 @@ def test_max_rooms_per_user_is_enforced() -> None:
 
 
 def test_rooms_lists_member_counts_and_topics(chat: ChatHarness) -> None:
-    """``/rooms`` (and ``/list``) give a count line, then each room sorted."""
+    """``/rooms`` (and ``/list``) give a count line, then the busiest rooms first."""
     alice, alice_p = chat.connect("Alice")
     _, bob_p = chat.connect("Bob")
     said(chat, bob_p, "/join #Dev")
     said(chat, bob_p, "/topic Rust talk")
     alice.clear()
     said(chat, alice_p, "/rooms")
-    expected = ["* 2 rooms:", "* #Dev (1 person): Rust talk", "* #lobby (2 people)"]
+    expected = ["* 2 rooms:", "* #lobby (2 people)", "* #Dev (1 person): Rust talk"]
     assert alice.lines() == expected
     alice.clear()
     said(chat, alice_p, "/list")
@@ -529,7 +529,7 @@ def test_help_lists_every_command(chat: ChatHarness) -> None:
         "/nick NAME",
         "/join ROOM",
         "/part [ROOM] [reason]",
-        "/rooms",
+        "/rooms [PATTERN]",
         "/who [ROOM]",
         "/msg NICK text",
         "/me text",
@@ -543,10 +543,53 @@ def test_help_lists_every_command(chat: ChatHarness) -> None:
 
 
 def test_help_explains_one_command(chat: ChatHarness) -> None:
-    """``/help nick`` gives one line: usage and what it does."""
+    """``/help nick``: the summary line, then arguments, limits and an example."""
     alice, alice_p = chat.connect("Alice")
     said(chat, alice_p, "/help NICK")
-    assert alice.lines() == ["* /nick NAME: change your nickname"]
+    [summary, *details] = alice.lines()
+    assert summary == "* /nick NAME: change your nickname"
+    assert len(details) >= 2
+    text = "\n".join(details)
+    assert "24" in text
+    assert "* " + "  Example: /nick " in text
+
+
+@pytest.mark.parametrize(
+    ("alias", "command"),
+    [
+        ("leave", "/part"),
+        ("names", "/who"),
+        ("query", "/msg"),
+        ("tell", "/msg"),
+        ("exit", "/quit"),
+        ("bye", "/quit"),
+        ("list", "/rooms"),
+    ],
+)
+def test_help_explains_an_alias_as_its_command(
+    chat: ChatHarness, alias: str, command: str
+) -> None:
+    """``/help leave`` says it is an alias of /part and gives /part's help."""
+    alice, alice_p = chat.connect("Alice")
+    said(chat, alice_p, f"/help {alias}")
+    reply = alice.lines()
+    assert reply[0] == f"* /{alias} is an alias of {command}."
+    assert reply[1].startswith(f"* {command}")
+    assert any("Example:" in line for line in reply)
+
+
+def test_help_lists_each_command_once_with_its_aliases(chat: ChatHarness) -> None:
+    """``/help`` stays one line per command, naming the aliases that work."""
+    alice, alice_p = chat.connect("Alice")
+    said(chat, alice_p, "/help")
+    reply = alice.lines()
+    assert sum(line.startswith("* /part ") for line in reply) == 1
+    assert not any(line.startswith("* /leave") for line in reply)
+    [part] = [line for line in reply if line.startswith("* /part ")]
+    assert "/leave" in part
+    [quit_line] = [line for line in reply if line.startswith("* /quit ")]
+    assert "/exit" in quit_line
+    assert "/bye" in quit_line
 
 
 def test_help_for_an_unknown_command_is_an_error(chat: ChatHarness) -> None:

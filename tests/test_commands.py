@@ -56,6 +56,7 @@ def test_text_and_double_slash_are_messages(line: str, command: Command) -> None
         ("/part #dev see you later", Part("#dev see you later")),
         ("/part bye all", Part("bye all")),
         ("/rooms", ListRooms()),
+        ("/rooms  ", ListRooms(None)),
         ("/who", Who(None)),
         ("/who #dev", Who("#dev")),
         ("/msg Bob hi there", Msg("Bob", "hi there")),
@@ -135,10 +136,46 @@ def test_extra_spaces_between_arguments_are_ignored() -> None:
 )
 def test_missing_arguments_give_a_usage_error(line: str, usage: str) -> None:
     """A command without its required arguments raises BadUsage showing the usage."""
-    with pytest.raises(BadUsage, match="Usage") as raised:
+    with pytest.raises(BadUsage) as raised:
         parse_line(line)
     assert raised.value.code == "usage"
-    assert usage in raised.value.text
+    assert raised.value.text.startswith(usage + " (")
+    assert "/help " in raised.value.text
+
+
+@pytest.mark.parametrize("line", ["/nick", "/msg bob", "/history x", "/history 0"])
+def test_usage_errors_do_not_say_usage_twice(line: str) -> None:
+    """``! usage: Usage: ...`` repeated itself; the text now starts with the usage."""
+    with pytest.raises(BadUsage) as raised:
+        parse_line(line)
+    assert not raised.value.text.lower().startswith("usage")
+    assert "Usage:" not in str(raised.value)
+
+
+@pytest.mark.parametrize("line", ["/history 0", "/history 000"])
+def test_history_zero_is_a_usage_error_naming_the_range(line: str) -> None:
+    """``/history 0`` used to replay the default; it is refused with the range."""
+    with pytest.raises(BadUsage) as raised:
+        parse_line(line)
+    assert "1 to 200" in raised.value.text
+
+
+def test_history_count_may_have_leading_zeros() -> None:
+    """``/history 007`` is seven."""
+    assert parse_line("/history 007") == History(7)
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [
+        ("/rooms dev", ListRooms("dev")),
+        ("/list #dev", ListRooms("#dev")),
+        ("/rooms " + "x" * 500, ListRooms("x" * 33)),
+    ],
+)
+def test_rooms_takes_a_pattern(line: str, command: Command) -> None:
+    """``/rooms PATTERN`` (alias ``/list``) searches; the pattern is cut short."""
+    assert parse_line(line) == command
 
 
 @pytest.mark.parametrize(

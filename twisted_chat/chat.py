@@ -7,51 +7,63 @@ tests), participants are reached only through
 :class:`~twisted_chat.interfaces.IChatClient`, and history through an optional
 :class:`~twisted_chat.history.IMessageStore`.
 
-Fan-out is the hot path: a room keeps a ready-made tuple of its members'
-``send`` methods, and a message is formatted and encoded once, then the same
-``bytes`` go to every member.
+Rooms, membership and the fan-out are in :mod:`twisted_chat.room` (imported
+here, so ``from twisted_chat.chat import Participant, Room`` works); the
+bounded listings in :mod:`twisted_chat.listing`, the help texts in
+:mod:`twisted_chat.help` and every bound in :mod:`twisted_chat.bounds`.
+
+Order: what a room hears in one reactor turn goes out at the end of the
+turn, one write per member.  A direct reply to somebody (an error, a
+listing, "You joined") must not overtake a room line said before it, so
+before one the recipient is handed their pending room lines early
+(:meth:`Room.catch_up`) instead of flushing every room.  Join, part, quit,
+nick and topic notices go through the same queue, so a joiner never gets a
+line from before they joined and one who left none from after.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from attrs import define, field
 from twisted.logger import Logger
 
-from twisted_chat import commands, lines
-from twisted_chat.errors import (
-    BadUsage,
-    ChatError,
-    InvalidName,
-    NickInUse,
-    NoCurrentRoom,
-    NoSuchNick,
-    NoSuchRoom,
-    NotInRoom,
-    TooManyRooms,
-    UnknownCommand,
+from twisted_chat import commands, lines, listing
+from twisted_chat import help as helptext
+from twisted_chat.bounds import (
+    HISTORY_DEFAULT,
+    HISTORY_LIMIT,
+    MAX_ROOMS_PER_GROUP,
+    MAX_ROOMS_PER_USER,
+    WHO_NAMES_PER_LINE,
 )
-from twisted_chat.names import Nick, RoomName, name_key
-from twisted_chat.records import StoredTopic, format_history_line
+from twisted_chat.budget import ReplyBudgets
+from twisted_chat.errors import BadUsage, ChatError, NotInRoom
+from twisted_chat.membership import Membership, current_room
+from twisted_chat.names import RoomName
+from twisted_chat.outbox import Outbox
+from twisted_chat.people import Directory
+from twisted_chat.records import StoredTopic
+from twisted_chat.replay import Replay
+from twisted_chat.room import Participant, Room, Send
 from twisted_chat.settings import Settings
 
 if TYPE_CHECKING:
     from twisted_chat.history import IMessageStore
     from twisted_chat.interfaces import IChatClient
 
-_log = Logger()
+__all__ = [
+    "HISTORY_LIMIT",
+    "MAX_ROOMS_PER_GROUP",
+    "MAX_ROOMS_PER_USER",
+    "WHO_NAMES_PER_LINE",
+    "ChatServer",
+    "Participant",
+    "Room",
+    "Send",
+]
 
-#: How many rooms one person may be in at once, so that nobody can make the
-#: server hold an unbounded number of rooms.
-MAX_ROOMS_PER_USER = 50
-#: How many messages ``/history`` replays at most.
-HISTORY_LIMIT = 200
-#: Names per line in ``/who`` replies, so a big room does not make one
-#: enormous line (a UDP datagram is cut at 1200 bytes).
-WHO_NAMES_PER_LINE = 20
+_log = Logger()
 
 _INTERNAL_ERROR = lines.encode(
     "! internal-error: Something went wrong on the server; it has been logged."
@@ -59,102 +71,6 @@ _INTERNAL_ERROR = lines.encode(
 _PONG = lines.notice("pong")
 #: Commands whose room lines may wait for the end of the reactor turn.
 _QUEUED = (commands.Say, commands.Me)
-
-Send = Callable[[bytes], None]
-
-
-@define(eq=False, slots=True)
-class Participant:
-    """One person: their nickname, their rooms and how to reach them."""
-
-    client: IChatClient
-    nick: Nick
-    #: Rooms by key, in the order they were joined (the last is the newest).
-    rooms: dict[str, Room] = field(factory=dict)
-    current: Room | None = None
-    gone: bool = False
-    #: The client's address group (:func:`twisted_chat.limits.address_group`),
-    #: what per-address caps count by; "" (UNIX sockets, tests) is uncapped.
-    group: str = ""
-
-
-@define(eq=False, slots=True)
-class Room:
-    """A room exists while somebody is in it (its topic may be stored)."""
-
-    name: RoomName
-    topic: str = ""
-    topic_by: str = ""
-    topic_at: float = 0.0
-    members: dict[Participant, None] = field(factory=dict)
-    #: ``(participant, send)`` pairs, rebuilt when membership changes so the
-    #: fan-out loop iterates a ready tuple and does no lookups.
-    fanout: tuple[tuple[Participant, Send], ...] = ()
-    #: Lines said this reactor turn and not yet handed out, with their sender.
-    pending: list[tuple[bytes, Participant | None]] = field(factory=list)
-
-    def add(self, participant: Participant) -> None:
-        """Make ``participant`` a member."""
-        self.members[participant] = None
-        self._rebuild()
-
-    def remove(self, participant: Participant) -> None:
-        """Drop ``participant``; nothing happens if they were not here."""
-        if participant in self.members:
-            del self.members[participant]
-            self._rebuild()
-
-    def _rebuild(self) -> None:
-        self.fanout = tuple((member, member.client.send) for member in self.members)
-
-    def broadcast(self, data: bytes, exclude: Participant | None = None) -> None:
-        """
-        Hand the same bytes to every member but ``exclude``, now.
-
-        One member's failure is logged and does not stop the others, as in
-        ``twisted.words``' ``Group.receive``.
-        """
-        for member, send in self.fanout:
-            if member is not exclude:
-                try:
-                    send(data)
-                except Exception:
-                    self._delivery_failed(member)
-
-    def flush(self) -> bytes:
-        """
-        Hand out what was said this turn: one write per member for all of it.
-
-        A member who said some of it gets the rest, without their own lines.
-        Returns all of it, for the history.
-        """
-        pending, self.pending = self.pending, []
-        if len(pending) == 1:
-            self.broadcast(*pending[0])
-            return pending[0][0]
-        batch = b"".join([data for data, _ in pending])
-        senders = {sender for _, sender in pending}
-        for member, send in self.fanout:
-            data = batch
-            if member in senders:
-                data = b"".join(
-                    [line for line, sender in pending if sender is not member]
-                )
-                if not data:
-                    continue
-            try:
-                send(data)
-            except Exception:
-                self._delivery_failed(member)
-        return batch
-
-    def _delivery_failed(self, member: Participant) -> None:
-        """Log the failure being handled; the others still get their lines."""
-        _log.failure(
-            "while delivering to {nick} in {room}",
-            nick=member.nick.display,
-            room=self.name.display,
-        )
 
 
 class ChatServer:
@@ -168,6 +84,10 @@ class ChatServer:
         (``lambda f: reactor.callLater(0, f)``).  With it, what a room hears
         in one turn goes out as one write per member instead of one per line
         per member; without it, every line goes out at once.
+    :param call_later: runs a callable after a delay
+        (``reactor.callLater``).  With it (and ``defer``), a busy room's
+        membership notices wait up to ``NOTICE_DELAY`` seconds and go out
+        together; without it, at the end of the turn.
     """
 
     def __init__(
@@ -176,17 +96,25 @@ class ChatServer:
         seconds: Callable[[], float],
         store: IMessageStore | None = None,
         defer: Callable[[Callable[[], None]], object] | None = None,
+        call_later: Callable[[float, Callable[[], None]], object] | None = None,
     ) -> None:
         self.settings = settings
         self._seconds = seconds
         self._store = store
-        self._defer = defer
-        self._dirty: dict[Room, None] = {}
+        self._outbox = Outbox(self._remember, defer, call_later)
+        # Bound once: the fan-out path calls it for every line.
+        self._say_in = self._outbox.say_in
+        self._budgets = ReplyBudgets(seconds)
+        self._replay = (
+            Replay(store, self._budgets, seconds, self._remember)
+            if store is not None
+            else None
+        )
         self.participants: dict[str, Participant] = {}
         self.rooms: dict[str, Room] = {}
-        self._guest_numbers = itertools.count(1)
         self._shutting_down = False
-        self._saved_topics = store.topics() if store is not None else {}
+        self._membership = Membership(self.rooms, self._create_room, self._outbox)
+        self._people = Directory(self.participants, self._membership.tell_neighbours)
 
     # -- the transports' API -------------------------------------------------
 
@@ -197,9 +125,11 @@ class ChatServer:
         :param group: the client's address group
             (:func:`twisted_chat.limits.address_group`), "" for none.
         """
-        self.flush()
-        participant = Participant(client=client, nick=self._guest_nick(), group=group)
+        participant = Participant(
+            client=client, nick=self._people.guest_nick(), group=group
+        )
         self.participants[participant.nick.key] = participant
+        self._budgets.hold(participant)
         nick = participant.nick.display
         client.send(
             lines.notice(
@@ -229,13 +159,13 @@ class ChatServer:
         try:
             if not text.startswith("/"):
                 # Plain text is most of the traffic: skip the command grammar.
-                self._say(participant, self._current(participant), text)
+                self._say(participant, current_room(participant), text)
                 return
             command = commands.parse_line(text)
-            if self._dirty and not isinstance(command, _QUEUED):
-                # Membership changes and direct replies must not overtake
-                # room lines queued earlier in this turn.
-                self.flush()
+            if self._outbox.busy and not isinstance(command, _QUEUED):
+                # Direct replies must not overtake room lines queued
+                # earlier in this turn.
+                self._outbox.catch_up(participant)
             self._dispatch(participant, command)
         except ChatError as problem:
             participant.client.send(lines.error(problem))
@@ -249,14 +179,16 @@ class ChatServer:
         """The participant is gone (quit, lost, expired); tell their rooms."""
         if participant.gone:
             return
-        self.flush()
         participant.gone = True
         nick = participant.nick.display
         if not self._shutting_down:
-            self._tell_neighbours(participant, lines.notice(f"{nick} quit ({reason})"))
+            self._membership.tell_neighbours(
+                participant, lines.notice(f"{nick} quit ({reason})")
+            )
         for room in list(participant.rooms.values()):
-            self._leave(participant, room)
+            self._membership.leave(participant, room)
         del self.participants[participant.nick.key]
+        self._budgets.release(participant)
         _log.info("{nick} quit: {reason}", nick=nick, reason=reason)
 
     def broadcast_notice(self, text: str) -> None:
@@ -282,41 +214,31 @@ class ChatServer:
 
     def flush(self) -> None:
         """Hand out every room's queued lines now, and give them to the store."""
-        while self._dirty:
-            dirty, self._dirty = self._dirty, {}
-            for room in dirty:
-                if room.pending:
-                    self._remember(room, room.flush())
-
-    def _say_in(self, room: Room, data: bytes, sender: Participant | None) -> None:
-        """Queue a room line for the end of this turn, or send it now."""
-        if self._defer is None:
-            room.broadcast(data, sender)
-            self._remember(room, data)
-            return
-        room.pending.append((data, sender))
-        if not self._dirty:
-            self._defer(self.flush)
-        self._dirty[room] = None
+        self._outbox.flush()
 
     def status(self) -> str:
-        """A one-line summary for ``STATUS=`` and logs."""
-        return f"{len(self.participants)} clients in {len(self.rooms)} rooms"
+        """A one-line summary for ``STATUS=`` and logs, with history trouble."""
+        clients = _people(len(self.participants), "client", "clients")
+        text = f"{clients} in {_people(len(self.rooms), 'room', 'rooms')}"
+        trouble = self._store.trouble() if self._store is not None else None
+        if trouble:
+            text += f"; HISTORY NOT SAVED: {trouble}"
+        return text
 
     # -- commands --------------------------------------------------------------
 
     def _dispatch(self, participant: Participant, command: commands.Command) -> None:
         match command:
             case commands.Say(text):
-                self._say(participant, self._current(participant), text)
+                self._say(participant, current_room(participant), text)
             case commands.SetNick(name):
-                self._set_nick(participant, name)
+                self._people.rename(participant, name)
             case commands.Join(room):
                 self._join(participant, room)
             case commands.Part(args):
-                self._part(participant, args)
-            case commands.ListRooms():
-                self._list_rooms(participant)
+                self._membership.part(participant, args)
+            case commands.ListRooms(pattern):
+                self._list_rooms(participant, pattern)
             case commands.Who(room):
                 self._who(participant, room)
             case commands.Msg(target, text):
@@ -340,14 +262,6 @@ class ChatServer:
             case commands.Hello():
                 raise BadUsage("/hello is the UDP handshake; you are already in.")
 
-    def _current(self, participant: Participant) -> Room:
-        room = participant.current
-        if room is None:
-            raise NoCurrentRoom(
-                "You are not in a room; /join ROOM first (for example /join #lobby)."
-            )
-        return room
-
     def _say(self, participant: Participant, room: Room, text: str) -> None:
         nick = participant.nick.display
         self._say_in(
@@ -355,7 +269,7 @@ class ChatServer:
         )
 
     def _me(self, participant: Participant, text: str) -> None:
-        room = self._current(participant)
+        room = current_room(participant)
         nick = participant.nick.display
         self._say_in(
             room, lines.room_action(room.name.display, nick, text), participant
@@ -368,71 +282,19 @@ class ChatServer:
         only when they are read back, so history costs the fan-out one
         call per room and turn, not a record per message.
         """
-        if self._store is not None:
+        if self._store is not None and said:
             name = room.name
             self._store.append_lines(name.key, name.display, self._seconds(), said)
 
-    def _set_nick(self, participant: Participant, name: str) -> None:
-        new = Nick.parse(name)
-        old = participant.nick
-        if new == old:
-            participant.client.send(lines.notice(f"You are already {new.display}."))
-            return
-        holder = self.participants.get(new.key)
-        if holder is not None and holder is not participant:
-            held_as = (
-                f" (by {holder.nick.display})"
-                if holder.nick.display != new.display
-                else ""
-            )
-            raise NickInUse(
-                f"{new.display} is taken{held_as}; choose another with /nick NAME."
-            )
-        del self.participants[old.key]
-        participant.nick = new
-        self.participants[new.key] = participant
-        participant.client.send(lines.notice(f"You are now known as {new.display}."))
-        self._tell_neighbours(
-            participant, lines.notice(f"{old.display} is now known as {new.display}")
-        )
-        _log.info("{old} is now {new}", old=old.display, new=new.display)
-
     def _join(self, participant: Participant, text: str) -> None:
-        name = RoomName.parse(text)
-        room = participant.rooms.get(name.key)
-        if room is not None:
-            participant.current = room
-            participant.client.send(
-                lines.notice(f"{room.name.display} is now your current room.")
-            )
-            return
-        if len(participant.rooms) >= MAX_ROOMS_PER_USER:
-            raise TooManyRooms(
-                f"You are in {MAX_ROOMS_PER_USER} rooms already; /part one first."
-            )
-        room = self.rooms.get(name.key)
-        if room is None:
-            room = self._create_room(name)
-        nick = participant.nick.display
-        room.broadcast(lines.notice(f"{nick} joined {room.name.display}"))
-        room.add(participant)
-        participant.rooms[name.key] = room
-        participant.current = room
-        others = len(room.members) - 1
-        client = participant.client
-        company = (
-            f"{_people(others, 'other person', 'other people')} here (/who lists them)"
-            if others
-            else "nobody else is here yet"
-        )
-        client.send(lines.notice(f"You joined {room.name.display}; {company}."))
-        if room.topic:
-            client.send(lines.notice(f"Topic of {room.name.display}: {room.topic}"))
-        self._replay(participant, room, self.settings.history_on_join)
+        room = self._membership.join(participant, text)
+        if room is not None and self._replay is not None:
+            self._replay.on_join(participant, room, self.settings.history_on_join)
 
     def _create_room(self, name: RoomName) -> Room:
         room = Room(name=name)
-        saved = self._saved_topics.get(name.key)
+        # Read on demand: only live rooms hold a topic in memory.
+        saved = self._store.topic(name.key) if self._store is not None else None
         if saved is not None:
             room.topic, room.topic_by, room.topic_at = (
                 saved.text,
@@ -442,82 +304,17 @@ class ChatServer:
         self.rooms[name.key] = room
         return room
 
-    def _part(self, participant: Participant, args: str) -> None:
-        room, reason = self._part_target(participant, args)
-        nick = participant.nick.display
-        suffix = f" ({reason})" if reason else ""
-        self._leave(participant, room)
-        room.broadcast(lines.notice(f"{nick} left {room.name.display}{suffix}"))
-        current = participant.current
-        where = (
-            f"your current room is now {current.name.display}."
-            if current is not None
-            else "you are in no room now; /join one to chat."
+    def _list_rooms(self, participant: Participant, pattern: str | None) -> None:
+        self._budgets.refuse_if_over(participant)
+        rooms = self.rooms
+        self._reply(
+            participant, listing.rooms_reply(rooms.values(), len(rooms), pattern)
         )
-        participant.client.send(lines.notice(f"You left {room.name.display}; {where}"))
-
-    def _part_target(self, participant: Participant, args: str) -> tuple[Room, str]:
-        """
-        Split ``/part`` arguments into a room and a reason.
-
-        The first word is the room when it starts with ``#`` or names a room
-        the user is in; otherwise everything is the reason for leaving the
-        current room (``/part bye all``).
-        """
-        first, _, rest = args.partition(" ")
-        if first:
-            try:
-                name = RoomName.parse(first)
-            except InvalidName:
-                if first.startswith("#"):
-                    raise
-            else:
-                room = participant.rooms.get(name.key)
-                if room is not None:
-                    return room, rest.strip()
-                if first.startswith("#"):
-                    raise NotInRoom(f"You are not in {name.display}.")
-        return self._current(participant), args.strip()
-
-    def _leave(self, participant: Participant, room: Room) -> None:
-        room.remove(participant)
-        participant.rooms.pop(room.name.key, None)
-        if participant.current is room:
-            participant.current = (
-                next(reversed(participant.rooms.values()))
-                if participant.rooms
-                else None
-            )
-        if not room.members:
-            del self.rooms[room.name.key]
-
-    def _list_rooms(self, participant: Participant) -> None:
-        send = participant.client.send
-        rooms = sorted(self.rooms.values(), key=lambda room: room.name.key)
-        send(lines.notice(f"{_people(len(rooms), 'room', 'rooms')}:"))
-        for room in rooms:
-            topic = f": {room.topic}" if room.topic else ""
-            count = _people(len(room.members), "person", "people")
-            send(lines.notice(f"{room.name.display} ({count}){topic}"))
 
     def _who(self, participant: Participant, text: str | None) -> None:
-        if text is None:
-            room = self._current(participant)
-        else:
-            name = RoomName.parse(text)
-            found = self.rooms.get(name.key)
-            if found is None:
-                raise NoSuchRoom(f"There is no room {name.display}; /rooms lists them.")
-            room = found
-        nicks = sorted(member.nick.display for member in room.members)
-        send = participant.client.send
-        send(
-            lines.notice(
-                f"{_people(len(nicks), 'person', 'people')} in {room.name.display}:"
-            )
-        )
-        for start in range(0, len(nicks), WHO_NAMES_PER_LINE):
-            send(lines.notice(", ".join(nicks[start : start + WHO_NAMES_PER_LINE])))
+        room = self._membership.find(participant, text)
+        self._budgets.refuse_if_over(participant)
+        self._reply(participant, listing.who_reply(room))
 
     def _msg(self, participant: Participant, target: str, text: str) -> None:
         if target.startswith("#"):
@@ -529,17 +326,13 @@ class ChatServer:
                 )
             self._say(participant, room, text)
             return
-        try:
-            key = Nick.parse(target).key
-        except InvalidName:
-            key = name_key(target)
-        recipient = self.participants.get(key)
-        if recipient is None:
-            raise NoSuchNick(f"Nobody called {target} is here; /who lists people.")
+        recipient = self._people.find(target)
+        if self._outbox.busy:
+            self._outbox.catch_up(recipient)
         recipient.client.send(lines.private_message(participant.nick.display, text))
 
     def _topic(self, participant: Participant, text: str | None) -> None:
-        room = self._current(participant)
+        room = current_room(participant)
         send = participant.client.send
         if text is None:
             if room.topic:
@@ -559,10 +352,13 @@ class ChatServer:
         room.topic = text
         room.topic_by = participant.nick.display
         room.topic_at = self._seconds()
-        room.broadcast(
+        self._say_in(
+            room,
             lines.notice(
                 f"{room.topic_by} set the topic of {room.name.display} to: {text}"
-            )
+            ),
+            None,
+            notice=True,
         )
         if self._store is not None:
             topic = StoredTopic(
@@ -572,78 +368,27 @@ class ChatServer:
                 set_by=room.topic_by,
                 set_at=room.topic_at,
             )
-            self._saved_topics[room.name.key] = topic
             self._store.set_topic(topic)
 
     def _history(self, participant: Participant, count: int | None) -> None:
-        room = self._current(participant)
-        if self._store is None:
+        room = current_room(participant)
+        if self._replay is None:
             participant.client.send(lines.notice("History is turned off here."))
             return
-        wanted = min(HISTORY_LIMIT, count or self.settings.history_on_join or 20)
-        if not self._replay(participant, room, wanted):
-            participant.client.send(
-                lines.notice(f"No history yet in {room.name.display}.")
-            )
-
-    def _replay(self, participant: Participant, room: Room, count: int) -> int:
-        if self._store is None or count <= 0:
-            return 0
-        from attrs import evolve
-
-        messages = self._store.recent(room.name.key, min(count, HISTORY_LIMIT))
-        now = self._seconds()
-        send = participant.client.send
-        # Show the room as it is spelled now (a room re-created after it
-        # emptied, or after a restart, may be spelled #Dev instead of #dev),
-        # so replayed and live lines name it alike.
-        display = room.name.display
-        for message in messages:
-            if message.room != display:
-                message = evolve(message, room=display)  # noqa: PLW2901
-            send(lines.encode(format_history_line(message, now)))
-        return len(messages)
+        default = self.settings.history_on_join or HISTORY_DEFAULT
+        self._replay.history(participant, room, count or default)
 
     def _help(self, participant: Participant, topic: str | None) -> None:
-        send = participant.client.send
-        if topic is None:
-            send(lines.notice("Commands (type /help COMMAND for more):"))
-            for name, (usage, what) in commands.HELP.items():
-                if name != "list":
-                    send(lines.notice(f"{usage}: {what}"))
-            send(
-                lines.notice(
-                    "Any other line is a message to your current room; "
-                    "//text sends /text."
-                )
-            )
-            return
-        entry = commands.HELP.get(topic)
-        if entry is None:
-            raise UnknownCommand(
-                f"There is no command /{topic[:32]}; /help lists them."
-            )
-        send(lines.notice(f"{entry[0]}: {entry[1]}"))
+        self._budgets.refuse_if_over(participant)
+        self._reply(
+            participant,
+            helptext.overview() if topic is None else helptext.explain(topic),
+        )
 
-    # -- helpers ---------------------------------------------------------------
-
-    def _guest_nick(self) -> Nick:
-        while True:
-            nick = Nick.parse(f"guest{next(self._guest_numbers)}")
-            if nick.key not in self.participants:
-                return nick
-
-    def _tell_neighbours(self, participant: Participant, data: bytes) -> None:
-        """Send ``data`` once to everybody who shares a room with ``participant``."""
-        told: set[Participant] = {participant}
-        for room in participant.rooms.values():
-            for member, send in room.fanout:
-                if member not in told:
-                    told.add(member)
-                    try:
-                        send(data)
-                    except Exception:
-                        _log.failure("while telling {nick}", nick=member.nick.display)
+    def _reply(self, participant: Participant, reply: list[bytes]) -> None:
+        """Send a listing as one write, and charge it to the budget."""
+        participant.client.send(b"".join(reply))
+        self._budgets.charge(participant, len(reply))
 
 
 def _people(count: int, one: str, many: str) -> str:

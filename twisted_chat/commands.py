@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from attrs import frozen
 
+from twisted_chat.bounds import HISTORY_LIMIT, ROOMS_PATTERN_MAX
 from twisted_chat.errors import BadUsage, UnknownCommand
 
 
@@ -44,7 +45,9 @@ class Part:
 
 @frozen
 class ListRooms:
-    """``/rooms`` or ``/list``."""
+    """``/rooms [PATTERN]`` or ``/list [PATTERN]``: None lists the busiest."""
+
+    pattern: str | None = None
 
 
 @frozen
@@ -128,7 +131,8 @@ Command = (
     | Hello
 )
 
-#: ``(usage, one-line explanation)`` for each command, in ``/help`` order.
+#: ``(usage, one-line explanation)`` for each command, in ``/help`` order
+#: (:mod:`twisted_chat.help` has the longer explanations).
 HELP: dict[str, tuple[str, str]] = {
     "nick": ("/nick NAME", "change your nickname"),
     "join": ("/join ROOM", "join a room (created on first join) and make it current"),
@@ -136,8 +140,10 @@ HELP: dict[str, tuple[str, str]] = {
         "/part [ROOM] [reason]",
         "leave a room, the current one by default",
     ),
-    "rooms": ("/rooms", "list rooms with member counts and topics (alias /list)"),
-    "list": ("/list", "list rooms with member counts and topics (alias /rooms)"),
+    "rooms": (
+        "/rooms [PATTERN]",
+        "list the busiest rooms with member counts and topics, or search them",
+    ),
     "who": ("/who [ROOM]", "list the people in a room, the current one by default"),
     "msg": (
         "/msg NICK text",
@@ -145,11 +151,31 @@ HELP: dict[str, tuple[str, str]] = {
     ),
     "me": ("/me text", "an action in the current room: [#room] * you text"),
     "topic": ("/topic [text]", "show or set the current room's topic"),
-    "history": ("/history [N]", "replay the last N messages of the current room"),
+    "history": (
+        "/history [N]",
+        f"replay the last N messages of the current room (1 to {HISTORY_LIMIT})",
+    ),
     "ping": ("/ping", "the server answers * pong (keeps a UDP session alive)"),
     "help": ("/help [command]", "list commands, or explain one"),
     "quit": ("/quit [reason]", "leave; others in your rooms see the reason"),
 }
+
+#: Other names that work for a command, and the command they stand for.
+ALIASES: dict[str, str] = {
+    "leave": "part",
+    "list": "rooms",
+    "names": "who",
+    "query": "msg",
+    "tell": "msg",
+    "exit": "quit",
+    "bye": "quit",
+}
+
+#: What ``/history N`` takes, for its usage error.
+HISTORY_USAGE = (
+    f"/history [N], where N is a number from 1 to {HISTORY_LIMIT}; "
+    f"without N it replays as many as a /join does."
+)
 
 
 def _split(rest: str) -> tuple[str, str]:
@@ -159,8 +185,10 @@ def _split(rest: str) -> tuple[str, str]:
 
 def _require(value: str, name: str) -> str:
     if not value:
-        usage = HELP[name][0]
-        raise BadUsage(f"Usage: {usage} ({HELP[name][1]}).")
+        usage, what = HELP[name]
+        # The error code already says "usage": the text starts with the
+        # usage itself ("! usage: /msg NICK text (...)").
+        raise BadUsage(f"{usage} ({what}); /help {name} explains more.")
     return value
 
 
@@ -177,6 +205,7 @@ def parse_line(text: str) -> Command:
         return Say(text[1:])
     word, rest = _split(text[1:])
     name = word.lower()
+    name = ALIASES.get(name, name)
     match name:
         case "nick":
             nick, extra = _split(_require(rest, "nick"))
@@ -188,13 +217,13 @@ def parse_line(text: str) -> Command:
             if extra:
                 raise BadUsage("Join one room at a time: /join ROOM.")
             return Join(room)
-        case "part" | "leave":
+        case "part":
             return Part(rest)
-        case "rooms" | "list":
-            return ListRooms()
-        case "who" | "names":
+        case "rooms":
+            return ListRooms(rest.split(" ", 1)[0][:ROOMS_PATTERN_MAX] or None)
+        case "who":
             return Who(rest.split(" ", 1)[0] or None)
-        case "msg" | "query" | "tell":
+        case "msg":
             target, body = _split(_require(rest, "msg"))
             return Msg(target, _require(body, "msg"))
         case "me":
@@ -205,14 +234,14 @@ def parse_line(text: str) -> Command:
             return Ping(rest)
         case "help":
             return Help(rest.lstrip("/").split(" ", 1)[0].lower() or None)
-        case "quit" | "exit" | "bye":
+        case "quit":
             return Quit(rest or None)
         case "history":
             if not rest:
                 return History(None)
-            if not rest.isdigit() or not rest.isascii():
-                raise BadUsage("Usage: /history [N], where N is a number.")
-            return History(int(rest[:6]))
+            if not rest.isdigit() or not rest.isascii() or not rest.strip("0"):
+                raise BadUsage(HISTORY_USAGE)
+            return History(int(rest.lstrip("0")[:6]))
         case "hello":
             return Hello(rest)
         case _:

@@ -279,7 +279,11 @@ def make_chat_service(
     """
     store = open_store(settings, reactor)
     server = ChatServer(
-        settings, reactor.seconds, store, defer=lambda f: reactor.callLater(0, f)
+        settings,
+        reactor.seconds,
+        store,
+        defer=lambda f: reactor.callLater(0, f),
+        call_later=reactor.callLater,
     )
     admission = Admission(
         max_clients=settings.max_clients, max_per_ip=settings.max_per_ip
