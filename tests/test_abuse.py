@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import TIMEOUT, Daemon, LineClient, free_port
+import pytest
+import pytest_twisted
+from conftest import TIMEOUT, Daemon, LineClient, connect_client, free_port
+from test_tcp import tls_pem
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+
+from twisted_chat import tcp
+from twisted_chat.limits import CONNECT_BURST
+from twisted_chat.service import make_chat_service
+from twisted_chat.settings import Settings
+from twisted_chat.stream_output import unsent_bytes
 
 
 def rss_kib(pid: int) -> int:
@@ -29,8 +44,19 @@ def start(daemons: Callable[..., Daemon], *extra: str) -> tuple[Daemon, int]:
     return daemon, port
 
 
-def joined(port: int, nick: str) -> LineClient:
-    client = LineClient(port)
+class SourcedClient(LineClient):
+    """A LineClient connecting from another loopback address (another group)."""
+
+    def __init__(self, port: int, source: str) -> None:
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=TIMEOUT, source_address=(source, 0)
+        )
+        self.buffer = b""
+        self.lines = []
+
+
+def joined(port: int, nick: str, source: str = "") -> LineClient:
+    client = SourcedClient(port, source) if source else LineClient(port)
     client.expect(r"^\* You joined #lobby")
     client.say(f"/nick {nick}")
     client.expect(rf"^\* You are now known as {nick}\.")
@@ -186,3 +212,120 @@ def test_sigterm_with_200_clients_tells_each_and_exits_promptly(
     stuck.close()
     assert told == 200
     assert elapsed < 5.0, f"took {elapsed:.1f} s to exit"
+
+
+def test_reconnect_loop_is_refused_with_one_line(
+    daemons: Callable[..., Daemon],
+) -> None:
+    """One address connecting in a loop is refused past the rate, with one line."""
+    daemon, port = start(daemons, "--max-per-ip", "3")
+    observer = joined(port, "observer", source="127.0.0.2")
+    # wait_for_port's probe was the first connection of this address.
+    for _ in range(CONNECT_BURST - 1):
+        client = LineClient(port)
+        client.expect(r"^\* Welcome")
+        client.close()
+        observer.expect(r"^\* guest\d+ quit")  # so the cap of 3 is never reached
+    refused = LineClient(port)
+    lines = refused.read_until_closed()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("! too-many-connections: Too many new connections")
+    assert "try again" in lines[0]
+    assert lines[1] == ""
+    daemon.wait_for_log(r"refused connection peer=tcp 127\.0\.0\.1:\d+ reason=too-many")
+    joined(port, "other", source="127.0.0.3")  # another address is not slowed
+
+
+# -- TLS clients that never finish their handshake --------------------------------
+
+
+@pytest.fixture
+def quick_handshake(monkeypatch: pytest.MonkeyPatch) -> float:
+    """A short handshake deadline, so a real-socket test need not wait 10 s."""
+    monkeypatch.setattr(tcp, "HANDSHAKE_TIMEOUT", 0.5)
+    return 0.5
+
+
+class Stalled(Protocol):
+    """A TCP client that sends ``first`` and then nothing, and notes the close."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+        self.received = b""
+        self.lost: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.first)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: object = None) -> None:  # noqa: ARG002
+        self.lost.callback(None)
+
+
+def client_hello() -> bytes:
+    """A real TLS client's first flight, made in memory."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("sends", ["nothing", "half a ClientHello"])
+async def test_stalled_tls_client_is_dropped_and_queues_nothing(
+    tmp_path: Path, quick_handshake: float, sends: str
+) -> None:
+    """A TLS client that never finishes its handshake gets nothing, then is cut off."""
+    pem = tmp_path / "server.pem"
+    pem.write_bytes(tls_pem())
+    service = make_chat_service(
+        Settings(
+            tcp=(
+                "tcp:0:interface=127.0.0.1",
+                f"ssl:0:interface=127.0.0.1:privateKey={pem}:certKey={pem}",
+            ),
+            history_db="off",
+            flood_burst=0,
+        ),
+        reactor,
+    )
+    service.startService()
+    try:
+        plain, secure = [
+            (await listener._waitingForPort).getHost().port
+            for listener in service.getServiceNamed("tcp")
+        ]
+        hello = client_hello()
+        first = b"" if sends == "nothing" else hello[: len(hello) // 2]
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", secure, timeout=TIMEOUT)
+        stalled = await connectProtocol(endpoint, Stalled(first))
+        started = reactor.seconds()
+        alice = await connect_client(plain, "alice")
+        for n in range(200):
+            alice.say(f"{n} " + "x" * 1000)
+        alice.say("/ping")
+        await alice.expect(r"^\* pong$")
+        (pending,) = [
+            protocol
+            for protocol in service.tcp_factory.protocols
+            if protocol.participant is None
+        ]
+        assert unsent_bytes(pending.transport) == 0
+        assert len(service.server.participants) == 1
+        await stalled.lost.addTimeout(TIMEOUT, reactor)
+        waited = reactor.seconds() - started
+        assert quick_handshake - 0.1 <= waited < quick_handshake + TIMEOUT / 2
+        assert stalled.received == b""
+        assert service.admission.total == 1
+        assert alice.transport is not None
+        alice.transport.loseConnection()
+        await alice.lost
+    finally:
+        await service.stopService()

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import tracemalloc
 from typing import cast
 
 import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import ssl
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from twisted_chat.chat import ChatServer
-from twisted_chat.limits import Admission
+from twisted_chat.limits import CONNECT_BURST, Admission
 from twisted_chat.settings import Settings
-from twisted_chat.tcp import ChatLineProtocol, ChatServerFactory, unsent_bytes
+from twisted_chat.stream_output import tls_held
+from twisted_chat.tcp import (
+    HANDSHAKE_TIMEOUT,
+    ChatLineProtocol,
+    ChatServerFactory,
+    unsent_bytes,
+)
 
 _ports = itertools.count(40000)
 
@@ -174,7 +189,7 @@ def test_unterminated_flood_is_discarded_without_buffering() -> None:
     chunk = b"z" * 65536
     for _ in range(128):  # 8 MiB with no newline
         alice.dataReceived(chunk)
-        assert len(alice._pending) <= 1024
+        assert alice._intake.held <= 1024
     alice.dataReceived(b"tail of the long line\nnext\n")
     assert lines_of(alice_out) == [
         "! line-too-long: Lines are at most 1024 bytes; that one was not sent."
@@ -393,3 +408,292 @@ def test_ordinary_telnet_negotiation_costs_nothing_noticeable() -> None:
     alice.dataReceived(b"\xff\xfd\x03\xff\xfb\x18\xff\xfb\x1f\xff\xfb\x20hi\r\n")
     assert alice_out.producerState == "producing"
     assert lines_of(bob) == ["[#lobby] <alice> hi"]
+
+
+# -- TLS: nobody chats, or is sent anything, before the handshake -------------
+
+
+def tls_pem() -> bytes:
+    """A throwaway self-signed key and certificate for localhost, in one PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ) + certificate.public_bytes(serialization.Encoding.PEM)
+
+
+class TcpStringTransport(StringTransport):
+    """A StringTransport with the TCP option TLS passes through."""
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        """Nothing to do in memory."""
+
+
+class TlsHarness(Harness):
+    """The chat factory behind Twisted's TLS wrapper, over memory transports."""
+
+    def __init__(self, **settings: object) -> None:
+        super().__init__(**settings)
+        self.pem = tls_pem()
+        server_options = ssl.PrivateCertificate.loadPEM(self.pem).options()
+        self.tls_factory = TLSMemoryBIOFactory(
+            server_options, False, self.factory, clock=self.clock
+        )
+
+    def connect_tls(
+        self, host: str = "127.0.0.1"
+    ) -> tuple[ChatLineProtocol, TLSMemoryBIOProtocol, StringTransport]:
+        """A TLS connection whose client has sent nothing yet."""
+        address = IPv4Address("TCP", host, next(_ports))
+        wrapper = self.tls_factory.buildProtocol(address)
+        transport = TcpStringTransport(peerAddress=address)
+        wrapper.makeConnection(transport)
+        return cast("ChatLineProtocol", wrapper.wrappedProtocol), wrapper, transport
+
+    def tls_client(self) -> tuple[TLSMemoryBIOProtocol, StringTransport, list[bytes]]:
+        """A TLS client protocol that trusts our certificate; records cleartext."""
+        received: list[bytes] = []
+
+        class Collect(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                received.append(data)
+
+        authority = ssl.Certificate.loadPEM(self.pem)
+        options = ssl.optionsForClientTLS("localhost", trustRoot=authority)
+        factory = TLSMemoryBIOFactory(
+            options, True, Factory.forProtocol(Collect), clock=self.clock
+        )
+        client = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 9000))
+        transport = StringTransport()
+        client.makeConnection(transport)
+        return client, transport, received
+
+
+def pump(
+    client: TLSMemoryBIOProtocol,
+    client_out: StringTransport,
+    server: TLSMemoryBIOProtocol,
+    server_out: StringTransport,
+) -> None:
+    """Move bytes both ways until neither side has anything more to say."""
+    for _ in range(20):
+        to_server, to_client = client_out.value(), server_out.value()
+        if not to_server and not to_client:
+            return
+        client_out.clear()
+        server_out.clear()
+        if to_server:
+            server.dataReceived(to_server)
+        if to_client:
+            client.dataReceived(to_client)
+
+
+def test_tls_client_joins_the_chat_only_once_its_handshake_is_done() -> None:
+    """Over TLS the welcome, and a place in #lobby, wait for the handshake."""
+    chat = TlsHarness()
+    protocol, wrapper, server_out = chat.connect_tls()
+    assert protocol.participant is None
+    assert len(chat.server.participants) == 0
+    client, client_out, received = chat.tls_client()
+    pump(client, client_out, wrapper, server_out)
+    assert [p.client for p in chat.server.participants.values()] == [protocol]
+    chat.clock.advance(0)  # TLS sends small writes at the end of the turn
+    pump(client, client_out, wrapper, server_out)
+    assert b"".join(received).startswith(b"* Welcome to twisted-chat, guest1!")
+    chat.clock.advance(HANDSHAKE_TIMEOUT * 2)
+    assert not server_out.disconnecting
+
+
+def test_tls_client_that_never_finishes_its_handshake_is_cut_off() -> None:
+    """Half a ClientHello, then nothing: the connection is aborted at the deadline."""
+    chat = TlsHarness()
+    protocol, wrapper, server_out = chat.connect_tls()
+    _, client_out, _ = chat.tls_client()
+    hello = client_out.value()
+    wrapper.dataReceived(hello[: len(hello) // 2])
+    chat.clock.advance(HANDSHAKE_TIMEOUT - 0.1)
+    assert (server_out.disconnecting, server_out.disconnected) == (False, False)
+    chat.clock.advance(0.2)
+    # Aborted, not waiting for a close alert.
+    assert (server_out.disconnecting, server_out.disconnected) == (True, True)
+    protocol.connectionLost(Failure(ConnectionError("aborted")))
+    assert chat.admission.total == 0
+    assert not chat.clock.getDelayedCalls()
+
+
+def test_nothing_is_queued_for_a_tls_client_in_its_handshake() -> None:
+    """Room traffic never reaches, or piles up for, a client that has not handshaken."""
+    chat = TlsHarness(flood_burst=0)
+    alice, _ = chat.connect(nick="alice")
+    _, wrapper, server_out = chat.connect_tls()
+    server_out.clear()
+    for _ in range(1000):
+        alice.dataReceived(b"x" * 500 + b"\n")
+    chat.clock.advance(0)
+    assert wrapper._appSendBuffer == []
+    assert tls_held(wrapper) == 0
+    assert server_out.value() == b""
+
+
+def test_unsent_bytes_counts_what_tls_holds() -> None:
+    """Cleartext waiting in the TLS layer counts towards --max-sendq."""
+    chat = TlsHarness()
+    _, wrapper, under = chat.connect_tls()
+    under.dataBuffer = b"c" * 10  # type: ignore[attr-defined]
+    under.offset = 0  # type: ignore[attr-defined]
+    under._tempDataLen = 5  # type: ignore[attr-defined]
+    wrapper.write(b"a" * 3000)  # aggregated for the end of the turn
+    assert unsent_bytes(wrapper) == 3015
+    chat.clock.advance(0)  # handed to OpenSSL, which waits for the handshake
+    assert sum(map(len, wrapper._appSendBuffer)) == 3000
+    assert unsent_bytes(wrapper) == 3015
+
+
+# -- per address: connection rate and flood credit ---------------------------
+
+
+def test_reconnecting_does_not_refill_the_flood_burst() -> None:
+    """A new connection from the same address starts from what the last one left."""
+    chat = Harness(flood_burst=10, flood_rate=5)
+    _, bob = chat.connect(nick="bob")
+    alice, _ = chat.connect()
+    bob.clear()
+    alice.dataReceived(b"".join(b"a%d\n" % n for n in range(10)))
+    assert len(lines_of(bob)) == 10
+    alice.connectionLost(Failure(ConnectionError("closed")))
+    again, again_out = chat.connect()
+    bob.clear()
+    again_out.clear()
+    again.dataReceived(b"b0\nb1\n")
+    assert lines_of(bob) == []
+    assert again_out.producerState == "paused"
+    chat.clock.advance(0.2)
+    assert lines_of(bob) == ["[#lobby] <guest3> b0"]
+
+
+def test_another_address_keeps_its_own_flood_credit() -> None:
+    """Credit is per address: one address's flood does not slow another."""
+    chat = Harness(flood_burst=10, flood_rate=5)
+    _, bob = chat.connect(host="192.0.2.1", nick="bob")
+    alice, _ = chat.connect()
+    alice.dataReceived(b"".join(b"a%d\n" % n for n in range(10)))
+    alice.connectionLost(Failure(ConnectionError("closed")))
+    other, _ = chat.connect(host="192.0.2.9")
+    bob.clear()
+    other.dataReceived(b"".join(b"c%d\n" % n for n in range(10)))
+    assert len(lines_of(bob)) == 10
+
+
+def test_reconnect_loop_is_refused_with_one_line() -> None:
+    """Past the connection rate a new connection gets one ! line and is closed."""
+    chat = Harness(max_per_ip=4)
+    for _ in range(CONNECT_BURST):
+        protocol, transport = chat.connect()
+        assert not transport.disconnecting
+        protocol.connectionLost(Failure(ConnectionError("closed")))
+    protocol, transport = chat.connect(keep=True)
+    assert transport.disconnecting
+    (line,) = lines_of(transport)
+    assert line.startswith("! too-many-connections: Too many new connections")
+    assert "wait 6 seconds" in line
+    chat.clock.advance(60 / CONNECT_BURST)
+    _, transport = chat.connect()
+    assert not transport.disconnecting
+
+
+# -- input held by flood control costs O(1) a line ------------------------------
+
+
+def test_waking_up_for_one_line_of_a_held_paste_copies_no_more_than_that_line() -> None:
+    """Each wake-up lets a line through without re-splitting what still waits."""
+    chat = Harness(flood_burst=10, flood_rate=5)
+    alice, _ = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice.dataReceived(b"x\n" * 32768)
+    bob.clear()
+    tracemalloc.start()
+    try:
+        peaks = []
+        for _ in range(20):
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            chat.clock.advance(0.2)
+            peaks.append(tracemalloc.get_traced_memory()[1] - base)
+    finally:
+        tracemalloc.stop()
+    assert len(lines_of(bob)) == 20
+    assert max(peaks) < 16 * 1024, peaks  # the paste is 64 KiB
+
+
+def test_blank_lines_cost_no_token_and_no_wake_up() -> None:
+    """A paste of empty lines is skipped whole; the line after it is not held up."""
+    chat = Harness(flood_burst=10, flood_rate=5)
+    alice, alice_out = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice.dataReceived(b"\r\n" * 32768 + b"\n" * 32768 + b"\r" * 10 + b"hi\n")
+    assert lines_of(bob) == ["[#lobby] <alice> hi"]
+    assert alice_out.producerState == "producing"
+    assert alice._intake.held == 0
+
+
+def test_lines_of_spaces_take_a_token_each() -> None:
+    """A line of blanks is a line: it is charged, so it is no free CPU burner."""
+    chat = Harness(flood_burst=10, flood_rate=5)
+    alice, alice_out = chat.connect(nick="alice")
+    _, bob = chat.connect(nick="bob")
+    alice.dataReceived(b" \n" * 9 + b"hi\n")
+    assert alice_out.producerState == "paused"
+    assert lines_of(bob) == []
+    chat.clock.advance(0.2)
+    assert lines_of(bob) == ["[#lobby] <alice> hi"]
+
+
+def test_overlong_line_in_a_held_paste_is_refused_in_turn() -> None:
+    """The --max-line rule holds for lines waiting behind flood control."""
+    chat = Harness(flood_burst=2, flood_rate=5, max_line=10)
+    alice, alice_out = chat.connect()
+    _, bob = chat.connect(nick="bob")
+    alice_out.clear()
+    alice.dataReceived(b"a\nb\nc\n" + b"z" * 11 + b"\nd\n" + b"y" * 20)
+    assert lines_of(bob) == ["[#lobby] <guest1> a", "[#lobby] <guest1> b"]
+    for _ in range(5):
+        chat.clock.advance(0.2)
+    assert lines_of(bob)[2:] == ["[#lobby] <guest1> c", "[#lobby] <guest1> d"]
+    assert (
+        lines_of(alice_out)
+        == ["! line-too-long: Lines are at most 10 bytes; that one was not sent."] * 2
+    )
+    alice.dataReceived(b"yyy\ne\n")
+    chat.clock.advance(0.2)
+    assert lines_of(bob)[-1] == "[#lobby] <guest1> e"
+
+
+def test_refused_tls_client_that_never_handshakes_is_cut_off_too() -> None:
+    """TLS holds a refusal line until the handshake; the deadline still applies."""
+    chat = TlsHarness(max_clients=1)
+    chat.connect()
+    protocol, wrapper, server_out = chat.connect_tls()
+    assert chat.admission.total == 1
+    assert wrapper.disconnecting  # closing, but waiting to send the refusal
+    chat.clock.advance(HANDSHAKE_TIMEOUT - 0.1)
+    assert not server_out.disconnecting
+    chat.clock.advance(0.1)
+    assert (server_out.disconnecting, server_out.disconnected) == (True, True)
+    protocol.connectionLost(Failure(ConnectionError("aborted")))
+    assert chat.admission.total == 1

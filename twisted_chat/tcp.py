@@ -14,33 +14,50 @@ Wire protocol (the whole contract is ``PROTOCOL.md``)::
 Client lines are UTF-8 ending in LF, CRLF or a bare CR; telnet negotiation
 and terminal escapes are stripped before the core sees the text.  Server lines
 end in CRLF.  Every decision is the core's (:mod:`twisted_chat.chat`); this
-module owns the byte stream: framing, the line-length limit, flood control
-(reading pauses while the client's token bucket is empty) and the send queue
-limit (a client that stops reading is dropped at ``--max-sendq``).  Output
-goes straight to the socket when nothing is queued for it, and through
-Twisted's buffered ``write`` otherwise.
+module owns the byte stream: framing, the line-length limit and flood
+control (:mod:`twisted_chat.intake`; reading pauses while the client's token
+bucket is empty) and the send queue limit (:mod:`twisted_chat.stream_output`;
+a client that stops reading is dropped at ``--max-sendq``).  Output goes
+straight to the socket when nothing is queued for it, and through Twisted's
+buffered ``write`` otherwise.
+
+Over TLS a connection joins the chat only once its handshake has completed
+(Twisted tells an :class:`~twisted.internet.interfaces.IHandshakeListener`),
+so nothing is ever queued for a client that never finishes it; one that has
+not finished within :data:`HANDSHAKE_TIMEOUT` seconds is cut off.  A plain
+connection that says nothing has no such deadline: it is a chat participant
+from its first byte, lurking is normal in a talker, and what it can cost is
+bounded by ``--max-sendq``, ``--max-per-ip`` and ``--max-clients``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import interfaces, tcp
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_chat import lines
-from twisted_chat.cleaning import TelnetFilter, clean_text
+from twisted_chat.cleaning import clean_text
 from twisted_chat.errors import LineTooLong
 from twisted_chat.flood import TokenBucket
+from twisted_chat.intake import TELNET_BYTES_PER_LINE, LineIntake
 from twisted_chat.interfaces import IChatClient
 from twisted_chat.limits import Admission, address_group, log_refusal
+from twisted_chat.stream_output import (
+    TRANSPORT_BUFFER,
+    OutputWatch,
+    StreamTransport,
+    unsent_bytes,
+)
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
@@ -48,14 +65,22 @@ if TYPE_CHECKING:
     from twisted_chat.chat import ChatServer, Participant
     from twisted_chat.settings import Settings
 
+__all__ = [
+    "HANDSHAKE_TIMEOUT",
+    "TELNET_BYTES_PER_LINE",
+    "ChatLineProtocol",
+    "ChatServerFactory",
+    "describe",
+    "unsent_bytes",
+]
+
 _log = Logger()
 
-#: Flood control charges this many bytes of telnet negotiation as one line.
-TELNET_BYTES_PER_LINE = 64
-
-#: Twisted's transports call ``pauseProducing`` once this much output is
-#: buffered (``FileDescriptor.bufferSize``); the send queue count starts there.
-_TRANSPORT_BUFFER = 2**16
+#: Seconds a TLS client has to complete its handshake before it is cut off.
+#: A real client needs one or two round trips; ten seconds covers a slow
+#: mobile link, and bounds what a client that stalls mid-handshake holds
+#: (a connection slot and a TLS object, never chat output).
+HANDSHAKE_TIMEOUT = 10.0
 
 
 def describe(address: IAddress) -> tuple[str, str]:
@@ -71,70 +96,7 @@ def describe(address: IAddress) -> tuple[str, str]:
     return f"tcp {host}:{port}", host
 
 
-def unsent_bytes(transport: object) -> int | None:
-    """
-    How much output a transport holds that the peer has not taken yet.
-
-    Twisted's socket transports (``FileDescriptor``) keep it in
-    ``dataBuffer`` and ``_tempDataBuffer``; TLS writes through to the socket
-    transport beneath it.  These are private attributes, so when they are
-    not there (another reactor, a test fake) this returns None and the
-    caller counts what it wrote since the transport paused it instead.
-    """
-    for _ in range(3):
-        try:
-            return int(
-                len(transport.dataBuffer)  # type: ignore[attr-defined]
-                - transport.offset  # type: ignore[attr-defined]
-                + transport._tempDataLen  # type: ignore[attr-defined]
-            )
-        except AttributeError:
-            transport = getattr(transport, "transport", None)
-            if transport is None:
-                return None
-    return None
-
-
-class StreamTransport(Protocol):
-    """What this adapter uses of a stream transport (TCP, TLS and UNIX have it)."""
-
-    disconnecting: bool
-
-    def write(self, data: bytes) -> None: ...
-    def loseConnection(self) -> None: ...
-    def abortConnection(self) -> None: ...
-    def pauseProducing(self) -> None: ...
-    def resumeProducing(self) -> None: ...
-    def registerProducer(self, producer: object, streaming: bool) -> None: ...
-    def getPeer(self) -> IAddress: ...
-    def setTcpNoDelay(self, enabled: bool) -> None: ...
-    def getHandle(self) -> Any: ...
-
-
-@implementer(interfaces.IPushProducer)
-class _OutputWatch:
-    """
-    Registered on each transport so the daemon learns when a client stops
-    reading: Twisted pauses a streaming producer once the transport's buffer
-    passes 64 KiB and resumes it when the buffer drains.
-    """
-
-    __slots__ = ("_protocol",)
-
-    def __init__(self, protocol: ChatLineProtocol) -> None:
-        self._protocol = protocol
-
-    def pauseProducing(self) -> None:
-        self._protocol.output_stalled()
-
-    def resumeProducing(self) -> None:
-        self._protocol.output_drained()
-
-    def stopProducing(self) -> None:
-        """Nothing to stop: the connection is going away."""
-
-
-@implementer(IChatClient)
+@implementer(IChatClient, interfaces.IHandshakeListener)
 class ChatLineProtocol(LineReceiver):
     """Speaks the chat line protocol over one stream connection."""
 
@@ -145,15 +107,13 @@ class ChatLineProtocol(LineReceiver):
     # connection's footprint counts (the base classes keep their __dict__).
     __slots__ = (
         "_admitted",
-        "_bucket",
-        "_discarding",
         "_dropped",
         "_flood_wait",
         "_group",
-        "_pending",
+        "_handshake",
+        "_intake",
         "_socket",
         "_stalled",
-        "_telnet",
         "_unsent",
         "participant",
         "peer",
@@ -164,23 +124,34 @@ class ChatLineProtocol(LineReceiver):
         self._group = ""
         self._admitted = False
         self.participant: Participant | None = None
-        self._telnet = TelnetFilter()
-        self._pending = b""
-        self._discarding = False
-        self._bucket: TokenBucket | None = None
+        self._intake = LineIntake(None)
         self._flood_wait: IDelayedCall | None = None
+        self._handshake: IDelayedCall | None = None
         self._stalled = False
         self._unsent = 0
         self._dropped = False
         self._socket: socket.socket | None = None
 
+    @property
+    def _bucket(self) -> TokenBucket | None:
+        """The connection's flood-control bucket (None when it is off)."""
+        return self._intake.bucket
+
     # -- connection life -------------------------------------------------------
 
     def connectionMade(self) -> None:
         factory = self.factory
+        now = factory.reactor.seconds()
         self.peer, host = describe(self.transport.getPeer())
         self._group = address_group(host)
-        refusal = factory.admission.admit(self._group)
+        transport: object = self.transport
+        if isinstance(transport, TLSMemoryBIOProtocol):
+            # Even a refused client must finish its handshake in time: TLS
+            # holds the refusal line, and the connection, until it does.
+            self._handshake = factory.reactor.callLater(
+                HANDSHAKE_TIMEOUT, self._handshake_expired
+            )
+        refusal = factory.admission.admit(self._group, now)
         if refusal is not None:
             log_refusal(self.peer, refusal)
             self.transport.write(lines.error(refusal))
@@ -192,38 +163,67 @@ class ChatLineProtocol(LineReceiver):
             # Chat lines are small and interactive: never wait for Nagle.
             with contextlib.suppress(OSError):
                 self.transport.setTcpNoDelay(True)
-        self.transport.registerProducer(_OutputWatch(self), True)
-        transport: object = self.transport
+        self.transport.registerProducer(OutputWatch(self), True)
         if type(transport) is tcp.Server:
             # Plain TCP only: under TLS the socket carries ciphertext.
             self._socket = transport.getHandle()
         settings = factory.server.settings
         if settings.flood_control:
-            self._bucket = TokenBucket(settings.flood_burst, settings.flood_rate)
-        self.participant = factory.server.connect(self)
+            self._intake.bucket = factory.admission.credit.bucket(
+                self._group, settings.flood_burst, settings.flood_rate, now
+            )
+        if self._handshake is None:
+            self.participant = factory.server.connect(self, self._group)
+
+    def handshakeCompleted(self) -> None:
+        """``IHandshakeListener`` API: the TLS client is in; it may chat now."""
+        waiting, self._handshake = self._handshake, None
+        if waiting is None or not waiting.active():
+            return
+        waiting.cancel()
+        if not self.transport.disconnecting:
+            self.participant = self.factory.server.connect(self, self._group)
+
+    def _handshake_expired(self) -> None:
+        self._handshake = None
+        _log.info(
+            "TLS handshake not finished in {timeout:g} s, closing peer={peer}",
+            timeout=HANDSHAKE_TIMEOUT,
+            peer=self.peer,
+        )
+        self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: ARG002
-        if self._flood_wait is not None and self._flood_wait.active():
-            self._flood_wait.cancel()
+        for delayed in (self._flood_wait, self._handshake):
+            if delayed is not None and delayed.active():
+                delayed.cancel()
+        self._flood_wait = self._handshake = None
         if not self._admitted:
             return
         self._admitted = False
-        self.factory.forget(self)
-        self.factory.admission.release(self._group)
+        factory = self.factory
+        factory.forget(self)
+        factory.admission.release(self._group)
+        bucket = self._intake.bucket
+        if bucket is not None:
+            factory.admission.credit.remember(
+                self._group, bucket, factory.reactor.seconds()
+            )
         if self.participant is not None:
-            self.factory.server.disconnect(
-                self.participant, self.factory.quit_reasons.pop(self, "connection lost")
+            factory.server.disconnect(
+                self.participant, factory.quit_reasons.pop(self, "connection lost")
             )
 
     def apply_settings(self, settings: Settings) -> None:
         """Take new flood-control settings after a reload, keeping the tokens."""
+        intake = self._intake
         if not settings.flood_control:
-            self._bucket = None
-        elif self._bucket is None:
-            self._bucket = TokenBucket(settings.flood_burst, settings.flood_rate)
+            intake.bucket = None
+        elif intake.bucket is None:
+            intake.bucket = TokenBucket(settings.flood_burst, settings.flood_rate)
         else:
-            self._bucket.burst = settings.flood_burst
-            self._bucket.rate = settings.flood_rate
+            intake.bucket.burst = settings.flood_burst
+            intake.bucket.rate = settings.flood_rate
 
     # -- IChatClient -----------------------------------------------------------
 
@@ -275,7 +275,7 @@ class ChatLineProtocol(LineReceiver):
         """The transport holds 64 KiB the client has not read yet."""
         if not self._stalled:
             self._stalled = True
-            self._unsent = _TRANSPORT_BUFFER
+            self._unsent = TRANSPORT_BUFFER
 
     def output_drained(self) -> None:
         """The client caught up."""
@@ -301,66 +301,30 @@ class ChatLineProtocol(LineReceiver):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Frame lines ourselves: ``LineReceiver`` knows one delimiter only, and
-        on an overlong line it throws away the good lines that follow it.
+        Frame lines ourselves (:class:`LineIntake`): ``LineReceiver`` knows
+        one delimiter only, and on an overlong line it throws away the good
+        lines that follow it.
         """
-        received = len(data)
-        data = self._telnet.feed(data)
-        if len(data) < received:
-            self._charge_telnet(received - len(data))
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if self._discarding:
-            end = data.find(b"\n")
-            if end < 0:
-                return
-            self._discarding = False
-            data = data[end + 1 :]
-        self._pending += data
+        delay = self._intake.feed(data, self.factory.reactor.seconds())
+        if delay and self._flood_wait is None:
+            self._pause_for_flood(delay)
         self._process()
 
-    def _charge_telnet(self, stripped: int) -> None:
-        """
-        Make telnet negotiation count against flood control.
-
-        A real client negotiates a few dozen bytes at connect; a stream of
-        telnet commands makes no lines, so the line bucket alone would let
-        it burn the server's CPU for ever.
-        """
-        bucket = self._bucket
-        if bucket is None:
-            return
-        delay = bucket.spend(
-            self.factory.reactor.seconds(), stripped / TELNET_BYTES_PER_LINE
-        )
-        if delay and self._flood_wait is None:
-            self._pause_for_flood(delay, self._pending)
-
     def _process(self) -> None:
-        if self._flood_wait is not None or not self._pending:
+        if self._flood_wait is not None:
             return
+        intake = self._intake
+        transport = self.transport
         limit = self.factory.server.settings.max_line
-        *complete, rest = self._pending.split(b"\n")
-        self._pending = b""
-        for index, line in enumerate(complete):
-            if self.transport.disconnecting:
+        for line in intake.lines(self.factory.reactor.seconds(), limit):
+            if transport.disconnecting:
                 return
-            if len(line) > limit:
+            if line is None:
                 self._refuse_long_line(limit)
-                continue
-            if not line:
-                continue
-            if self._bucket is not None:
-                delay = self._bucket.take(self.factory.reactor.seconds())
-                if delay:
-                    self._pause_for_flood(delay, b"\n".join([*complete[index:], rest]))
-                    return
-            self.lineReceived(line)
-        if len(rest) > limit:
-            self._refuse_long_line(limit)
-            self._discarding = True
-            rest = b""
-        self._pending = rest
+            else:
+                self.lineReceived(line)
+        if intake.wait:
+            self._pause_for_flood(intake.wait)
 
     def lineReceived(self, line: bytes) -> None:
         """One complete line: decode, clean, hand to the core."""
@@ -378,9 +342,8 @@ class ChatLineProtocol(LineReceiver):
             )
         )
 
-    def _pause_for_flood(self, delay: float, unprocessed: bytes) -> None:
+    def _pause_for_flood(self, delay: float) -> None:
         """Stop reading until the bucket has a token: the client slows itself."""
-        self._pending = unprocessed
         self.transport.pauseProducing()
         self._flood_wait = self.factory.reactor.callLater(delay, self._flood_over)
 

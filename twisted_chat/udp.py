@@ -400,7 +400,7 @@ class ChatDatagramProtocol(DatagramProtocol):
 
     def _start_session(self, address: Address, rest: list[bytes], now: float) -> None:
         group = address_group(address[0])
-        refusal = self.admission.admit(group)
+        refusal = self.admission.admit(group, now)
         if refusal is not None:
             # The address is proven, so one line of explanation is safe.
             self.stats.refused += 1
