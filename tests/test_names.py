@@ -436,3 +436,23 @@ def test_guest_numbers_skip_a_look_alike_of_a_held_nick() -> None:
     chat.connect("guestlO")  # was guest1
     nicks = [chat.connect()[1].nick.display for _ in range(9)]
     assert nicks == [f"guest{n}" for n in range(2, 10)] + ["guest11"]
+
+
+def _reference_key(text: str) -> str:
+    """name_key without its ASCII shortcut: fold, then skeleton-and-fold."""
+
+    def fold(part: str) -> str:
+        nfkc = unicodedata.normalize("NFKC", part)
+        return unicodedata.normalize("NFKC", nfkc.casefold())
+
+    key = fold(text)
+    while (again := fold(skeleton(key))) != key:
+        key = again
+    return key
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(), st.text(st.characters(max_codepoint=127))))
+def test_ascii_shortcut_gives_the_general_key(text: str) -> None:
+    """The ASCII fast path of name_key agrees with the general computation."""
+    assert name_key(text) == _reference_key(text)

@@ -23,7 +23,7 @@ from typing import Final
 
 from attrs import frozen
 
-from twisted_chat.confusables import DATA_VERSION, skeleton
+from twisted_chat.confusables import DATA_VERSION, PROTOTYPES, skeleton
 from twisted_chat.errors import InvalidName
 
 __all__ = ["KEY_VERSION", "NICK_MAX", "ROOM_MAX", "Nick", "RoomName", "name_key"]
@@ -51,6 +51,14 @@ _DEFAULT_IGNORABLE: Final = re.compile(
     "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
     "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
 )
+
+_ASCII_PROTOTYPES: Final = {
+    code: prototype for code, prototype in PROTOTYPES.items() if code < 128
+}
+
+# Valid ASCII names, so that they skip the per-character checks below.
+_ASCII_NICK: Final = re.compile("[A-Za-z][A-Za-z0-9_-]*")
+_ASCII_ROOM: Final = re.compile("[A-Za-z0-9_.-]+")
 
 # The most iterations of skeleton-then-fold before a key is stable. Every
 # code point is stable after two (tests/test_names.py checks them all).
@@ -80,6 +88,11 @@ def name_key(text: str) -> str:
     Keys are opaque (``guest10`` has the key ``guestlo``): compare them, never
     show them.
     """
+    if text.isascii() and "%" not in text:
+        # The same result, without the normalisations: ASCII is its own
+        # NFKC and NFD, folds by lower(), and its prototypes are ASCII
+        # (all but that of '%'), and stable once lowered.
+        return text.lower().translate(_ASCII_PROTOTYPES).lower()
     key = _fold(text)
     for _ in range(_KEY_ROUNDS):
         again = _fold(skeleton(key))
@@ -144,6 +157,8 @@ class Nick:
                 f"A nickname is at most {NICK_MAX} characters; {text[:40]!r} "
                 f"has {len(text)}."
             )
+        if _ASCII_NICK.fullmatch(text):  # the common case, in one C call
+            return cls(display=text, key=name_key(text))
         _refuse_invisible(text, "A nickname")
         if not unicodedata.category(text[0]).startswith("L"):
             raise InvalidName(
@@ -171,6 +186,8 @@ class RoomName:
                 f"A room name is at most {ROOM_MAX} characters after '#'; "
                 f"{bare[:40]!r} has {len(bare)}."
             )
+        if _ASCII_ROOM.fullmatch(bare):
+            return cls(display="#" + bare, key=name_key("#" + bare))
         _refuse_invisible(bare, "A room name")
         if unicodedata.category(bare[0]).startswith("M"):
             raise InvalidName("A room name cannot start with a combining mark.")
