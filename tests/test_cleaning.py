@@ -254,6 +254,27 @@ CLEAN_CASES = [
     ),
     pytest.param("e\u0301 n\u0303", "e\u0301 n\u0303", id="combining-marks"),
     pytest.param(f"{ESC}[1m小明{ESC}[0m 👋", "小明 👋", id="escapes-around-unicode"),
+    # Invisible layout characters (finding 10 of issue 11).
+    pytest.param(
+        "hi\u2028* Alice is now known as admin",
+        "hi* Alice is now known as admin",
+        id="line-separator-forged-line",
+    ),
+    pytest.param("a\u2029b", "ab", id="paragraph-separator"),
+    pytest.param("look \u202eevil\u202c here", "look evil here", id="rlo-pdf"),
+    pytest.param("a\u202ab\u202bc\u202dd", "abcd", id="embeddings-lro"),
+    pytest.param("a\u2066b\u2067c\u2068d\u2069e", "abcde", id="isolates"),
+    pytest.param("pay\u200bpal", "paypal", id="zero-width-space"),
+    pytest.param("a\u2060b\u2062c", "abc", id="word-joiner-invisible-times"),
+    pytest.param("\ufeffhello\ufeff", "hello", id="bom"),
+    pytest.param("pay\u200dpal \u200cx", "paypal x", id="joiners-in-latin"),
+    pytest.param("\u200d👩 👩\u200d", "👩 👩", id="joiners-at-edges"),
+    pytest.param("👩\u200d\u200d👩", "👩👩", id="doubled-zwj"),
+    pytest.param("می\u200cخواهم", "می\u200cخواهم", id="persian-zwnj-kept"),
+    pytest.param("क\u200dष", "क\u200dष", id="devanagari-zwj-kept"),
+    pytest.param("❤\ufe0f\u200d🔥", "❤\ufe0f\u200d🔥", id="vs16-zwj-emoji-kept"),
+    pytest.param("שלום\u200f!", "שלום\u200f!", id="rlm-kept"),
+    pytest.param(f"{ESC}[31m\u202ex\u2028", "x", id="escape-and-invisible"),
 ]
 
 
@@ -263,9 +284,18 @@ def test_clean_text_removes_controls(raw: str, expected: str) -> None:
     assert clean_text(raw) == expected
 
 
-def test_clean_text_fast_path_returns_same_object() -> None:
-    """A line without control characters comes back as the very same object."""
-    line = "hello 小明 👋\tand more"
+@pytest.mark.parametrize(
+    "line",
+    [
+        "hello 小明 👋\tand more",
+        "plain ascii",
+        "Ça va\u00a0?",
+        "👩\u200d👩\u200d👧",
+        "می\u200cخواهم",
+    ],
+)
+def test_clean_text_fast_path_returns_same_object(line: str) -> None:
+    """A line with nothing to remove comes back as the very same object."""
     assert clean_text(line) is line
 
 
@@ -309,8 +339,76 @@ _ESCAPEISH = st.lists(
 ).map("".join)
 
 
+# Always removed: separators, bidi embeddings/overrides/isolates, ZWSP, word
+# joiner and invisible operators, deprecated format controls, BOM.
+INVISIBLE = re.compile(
+    "[\u2028\u2029\u202a-\u202e\u2066-\u2069\u200b\u2060-\u2064\u206a-\u206f\ufeff]"
+)
+JOINERS = "\u200c\u200d"
+# Where PROTOCOL.md's exception keeps a joiner: between two letters of a
+# script that uses them (Arabic to Sinhala, Myanmar, Khmer, Mongolian, ...),
+# and a ZWJ between two emoji.
+JOINING_SCRIPTS = [
+    (0x0600, 0x08FF),
+    (0x0900, 0x0DFF),
+    (0x1000, 0x109F),
+    (0x1780, 0x18AF),
+    (0xA8E0, 0xA8FF),
+    (0xFB50, 0xFDFF),
+    (0xFE70, 0xFEFE),
+]
+EMOJI = [(0x2190, 0x21FF), (0x2300, 0x23FF), (0x2600, 0x27BF), (0x2B00, 0x2BFF)]
+EMOJI += [(0x1F000, 0x1FAFF)]
+
+# Text built around the joiners and the invisible characters, next to letters
+# of joining scripts, Latin letters, emoji and spaces.
+_INVISIBLEISH = st.lists(
+    st.sampled_from(
+        [
+            *("\u200c", "\u200d", "\u200b", "\u2028", "\u202e", "\u2066", "\ufeff"),
+            *("\u200e", "\ufe0f", "a", " ", "\t", "ب", "क", "्", "👩", "❤", "🔥"),
+            *(ESC, "[", "m", "\x07"),
+        ]
+    ),
+    max_size=40,
+).map("".join)
+
+
+def _joiner_context_ok(text: str, at: int) -> bool:
+    """Whether the joiner at ``at`` sits where clean_text promises to keep one."""
+    before = text[at - 1] if at else ""
+    after = text[at + 1] if at + 1 < len(text) else ""
+
+    def within(char: str, ranges: list[tuple[int, int]]) -> bool:
+        return char != "" and any(low <= ord(char) <= high for low, high in ranges)
+
+    def joining(char: str) -> bool:
+        return within(char, JOINING_SCRIPTS)
+
+    def emoji(char: str) -> bool:
+        return within(char, EMOJI)
+
+    if joining(before) and joining(after):
+        return True
+    return (
+        text[at] == "\u200d" and (emoji(before) or before == "\ufe0f") and emoji(after)
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(), _INVISIBLEISH))
+def test_clean_text_output_has_no_layout_characters(text: str) -> None:
+    """No separator, bidi control, ZWSP or BOM survives; joiners only in context."""
+    cleaned = clean_text(text)
+    assert INVISIBLE.search(cleaned) is None
+    assert CONTROL.search(cleaned) is None
+    for at, char in enumerate(cleaned):
+        if char in JOINERS:
+            assert _joiner_context_ok(cleaned, at), (cleaned, at)
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.text(), _ESCAPEISH))
+@given(st.one_of(st.text(), _ESCAPEISH, _INVISIBLEISH))
 def test_clean_text_is_idempotent(text: str) -> None:
     """Cleaning a cleaned line changes nothing."""
     once = clean_text(text)
@@ -319,7 +417,7 @@ def test_clean_text_is_idempotent(text: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(st.characters(exclude_categories=["Cc", "Cs"])))
+@given(st.text(st.characters(exclude_categories=["Cc", "Cs", "Cf", "Zl", "Zp"])))
 def test_clean_text_keeps_printable_text(text: str) -> None:
-    """Text without control characters survives unchanged."""
+    """Text without control, format or separator characters survives unchanged."""
     assert clean_text(text) == text

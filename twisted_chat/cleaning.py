@@ -14,6 +14,10 @@ their screen or ring their bell". Two layers keep that promise:
   sequences whole (so ``ESC [31m`` does not leave a stray ``[31m``), then
   every remaining C0 control except TAB, DEL and every C1 control. What is
   left cannot start a terminal control sequence, whatever the input was.
+  It also removes the invisible characters that change layout or direction
+  (line and paragraph separators, bidi embeddings, overrides and isolates,
+  zero-width characters, the BOM), so that no line can pass for two or
+  show its text in another order than it was sent.
 
 Both have a fast path for ordinary input that does one C-speed scan and
 returns the argument itself, because they run on every chunk and every line.
@@ -277,27 +281,88 @@ _ESCAPE_SEQUENCE: Final = re.compile(
     "|\x1b[\x20-\x2f]*[\x30-\x7e]?"
 )
 
-# C0 except TAB, DEL, C1: also the fast-path test, since every escape
-# sequence starts with ESC or a C1 control.
-_CONTROL: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# C0 except TAB, DEL, C1: every escape sequence starts with ESC or a C1
+# control, so without one of these there is no sequence to parse.
+_CONTROL_CHARS: Final = "\x00-\x08\x0a-\x1f\x7f-\x9f"
+_CONTROL: Final = re.compile(f"[{_CONTROL_CHARS}]")
+
+# Invisible characters that change layout or direction, always removed:
+# LINE SEPARATOR and PARAGRAPH SEPARATOR (a client that splits lines on them
+# shows the rest as a new line, say a forged server notice); the bidi
+# embeddings and overrides U+202A-U+202E and isolates U+2066-U+2069 (they
+# reorder what follows, "Trojan Source" style); ZERO WIDTH SPACE, WORD
+# JOINER and the invisible operators U+2060-U+2064, the deprecated format
+# controls U+206A-U+206F, and the BOM / ZERO WIDTH NO-BREAK SPACE U+FEFF.
+# The bidi *marks* (LRM, RLM, ALM) stay: they only settle the direction of
+# neighbouring punctuation, which mixed Hebrew or Arabic text needs, and
+# cannot reorder a run of text.
+_INVISIBLE_CHARS: Final = (
+    "\u2028\u2029\u202a-\u202e\u2066-\u2069\u200b\u2060-\u2064\u206a-\u206f\ufeff"
+)
+_JOINERS: Final = "\u200c\u200d"  # ZERO WIDTH NON-JOINER, ZERO WIDTH JOINER
+_REMOVED: Final = re.compile(f"[{_CONTROL_CHARS}{_INVISIBLE_CHARS}]")
+
+# The joiners are zero-width too, but they carry meaning in two places, and
+# there they stay: between two letters of a script whose letters join or
+# form conjuncts (ZWNJ is part of Persian spelling, ZWJ and ZWNJ choose
+# Indic conjunct forms), and ZWJ between two emoji (a family, a profession,
+# a flag: without it one picture falls apart into several). Anywhere else
+# (between Latin letters, at either end, next to a space, doubled) a joiner
+# does nothing visible but hide a word from a filter or a search, so it
+# goes. The script list covers the scripts that use them in practice.
+_JOINING_SCRIPTS: Final = (
+    "\u0600-\u08ff"  # Arabic, Syriac, Thaana, NKo, Samaritan, Mandaic, ...
+    "\u0900-\u0dff"  # Devanagari, Bengali, ..., Malayalam, Sinhala
+    "\u1000-\u109f"  # Myanmar
+    "\u1780-\u18af"  # Khmer, Mongolian
+    "\ua8e0-\ua8ff"  # Devanagari Extended
+    "\ufb50-\ufdff\ufe70-\ufefe"  # Arabic presentation forms
+)
+_EMOJI: Final = (
+    "\u2190-\u21ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff"
+)
+_STRAY_JOINER: Final = re.compile(
+    # A joiner, unless a joining-script letter is on both sides of it ...
+    f"[{_JOINERS}](?:(?<![{_JOINING_SCRIPTS}].)|(?![{_JOINING_SCRIPTS}]))"
+    # ... or it is a ZWJ with an emoji (or emoji presentation) before it and
+    # an emoji after it. Written so that the pattern starts with the joiner,
+    # which lets the regex engine skip straight to the candidates.
+    f"(?!(?<=[{_EMOJI}\ufe0f]\u200d)(?=[{_EMOJI}]))"
+)
 
 
 def clean_text(text: str) -> str:
-    """Return one decoded line without terminal controls.
+    """Return one decoded line without terminal controls or layout tricks.
 
     Removes ANSI/VT escape sequences (7-bit and 8-bit forms), then every
-    C0 control except TAB, DEL and every C1 control. Everything else,
-    including emoji sequences, CJK, combining marks and U+FFFD, is kept
-    exactly. The result contains no control character but TAB, and
+    C0 control except TAB, DEL and every C1 control, then the invisible
+    characters that change layout or direction (U+2028, U+2029, bidi
+    embeddings, overrides and isolates, zero-width space, word joiner, BOM),
+    and the zero-width joiners except where a script or an emoji sequence
+    needs them (see ``_STRAY_JOINER``). Everything else, including emoji
+    sequences, CJK, combining marks and U+FFFD, is kept exactly. The result
+    contains no control character but TAB, and
     ``clean_text(clean_text(s)) == clean_text(s)``.
 
     :param text: one line, already decoded (invalid UTF-8 replaced).
-    :return: the cleaned line; ``text`` itself when it has no control
-        characters, which is the common case.
+    :return: the cleaned line; ``text`` itself when it has nothing to
+        remove, which is the common case.
     """
-    if _CONTROL.search(text) is None:
+    # str.isprintable is false for every character removed here (they are
+    # all in categories Cc, Cf, Zl or Zp) and is twice as fast as a regex
+    # scan, so most lines cost one C loop. Lines with a TAB, a non-ASCII
+    # space or an emoji ZWJ sequence take the scans below and usually come
+    # back unchanged from them.
+    if text.isprintable():
         return text
-    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
+    first = _REMOVED.search(text)
+    if first is not None:
+        if _CONTROL.search(text, first.start()) is not None:
+            text = _ESCAPE_SEQUENCE.sub("", text)
+        text = _REMOVED.sub("", text)
+    if "\u200d" in text or "\u200c" in text:
+        text = _STRAY_JOINER.sub("", text)
+    return text
 
 
 def is_blank(text: str) -> bool:
