@@ -10,6 +10,7 @@ from attrs import define
 from twisted.logger import LogEvent
 
 from twisted_chat.chat import MAX_ROOMS_PER_USER, ChatServer, Participant
+from twisted_chat.names import name_key
 from twisted_chat.settings import Settings
 from twisted_chat.testing import ChatHarness, RecordingClient, make_chat
 
@@ -296,9 +297,9 @@ def test_max_rooms_per_user_is_enforced() -> None:
     [line] = alice.lines()
     assert line.startswith("! ")
     assert str(MAX_ROOMS_PER_USER) in line
-    assert "#onemore" not in chat.server.rooms
+    assert name_key("#onemore") not in chat.server.rooms
     said(chat, alice_p, "/join #r0")
-    assert alice_p.current is chat.server.rooms["#r0"]
+    assert alice_p.current is chat.server.rooms[name_key("#r0")]
 
 
 # -- rooms and who ------------------------------------------------------------
