@@ -13,6 +13,8 @@ rows are committed.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
 import sqlite3
@@ -570,3 +572,62 @@ def test_corrupt_database_is_a_clear_startup_error(
     assert "Traceback" not in output
     assert len(output.strip().splitlines()) == 1, output
     assert db.read_bytes() == before
+
+
+# -- issue 11: the writer stopped, killed, or its file removed -----------------
+
+
+def writer_pid(daemon: Daemon) -> int:
+    """The pid of the daemon's history writer child (bounded wait)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        kids = [
+            int(pid)
+            for task in Path(f"/proc/{daemon.proc.pid}/task").iterdir()
+            for pid in (task / "children").read_text().split()
+        ]
+        if kids:
+            return kids[0]
+        time.sleep(0.05)  # polling a condition, bounded by the deadline
+    raise AssertionError(f"no writer process:\n{daemon.log}")
+
+
+@pytest.mark.slow
+def test_sigterm_exits_in_time_with_the_writer_stopped(
+    daemons: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """A SIGSTOPped writer cannot hold the daemon: SIGTERM ends it within 5 s."""
+    first, port = start_daemon(daemons, "--state-dir", str(tmp_path / "state"))
+    alice = line_client(port, "alice")
+    writer = writer_pid(first)
+    os.kill(writer, signal.SIGSTOP)
+    try:
+        for n in range(5):  # within flood control's burst
+            alice.say(f"while the writer sleeps {n}")
+        blocking_settle(alice, 0)
+        began = time.monotonic()
+        assert first.stop(signal.SIGTERM) == -signal.SIGTERM
+        assert time.monotonic() - began < 5.0, first.log
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(writer, signal.SIGCONT)
+    alice.close()
+    assert "did not finish within 1.5 s" in first.log
+
+
+@pytest.mark.slow
+def test_a_killed_writer_is_started_again_and_history_is_saved(
+    daemons: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """The OOM killer's SIGKILL of the writer is logged and the writer comes back."""
+    state = tmp_path / "state"
+    first, port = start_daemon(daemons, "--state-dir", str(state))
+    alice = line_client(port, "alice")
+    os.kill(writer_pid(first), signal.SIGKILL)
+    first.wait_for_log(r"history writer for \S+ was killed \(signal 9\)")
+    first.wait_for_log(r"starting the history writer for \S+ again")
+    alice.say("after the restart")
+    blocking_settle(alice, 0)
+    wait_for_rows(state / "history.sqlite3", ["after the restart"])
+    alice.close()
+    assert first.stop(signal.SIGTERM) == -signal.SIGTERM

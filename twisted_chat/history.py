@@ -38,8 +38,33 @@ had already written to its pipe (all but the current reactor turn). The
 writer process runs at a lower CPU priority, so while every core is busy
 it can fall behind (by about half a second after a flat-out burst on two
 cores, ``bench/history_fanout.py``); what it has not read by then is lost
-with the daemon too, and past `SqliteStore.backlog_warning` messages the
-lag is logged. A clean shutdown (`IMessageStore.stop`) loses nothing.
+with the daemon too. A clean shutdown (`IMessageStore.stop`) loses
+nothing, unless the writer cannot finish within ``STOP_TIMEOUT`` (1.5 s:
+stopped, or its file locked by another program); then it is killed and
+what was lost is logged, so SIGTERM still ends the daemon in time.
+
+Bounds (issue 11): what waits for the writer is bounded in bytes
+(``MAX_WAITING_BYTES``, 4 MiB); past it, history rows are dropped, counted
+and logged at most once a minute, and the chat goes on. Topics are read
+one at a time when a room is made (`IMessageStore.topic`), never all at
+once; at most ``MAX_TOPICS`` (10,000, the newest) are kept, and `prune`
+forgets the topic of a room whose history is gone once it is older than
+the age limit.
+
+Health: `IMessageStore.trouble` says why history is not being saved (the
+writer could not start or died, it is behind and rows are dropped, a
+commit failed, the file was removed); the daemon shows it in ``STATUS=``
+and the store repeats it in the log once a minute while it lasts. A dead
+writer process is started again after a back-off. A history file removed
+or replaced while the daemon runs is noticed within seconds
+(`twisted_chat.history_watch`): said loudly, and a new file is started at
+the path, with the topics, so that history from then on is saved.
+
+The modules: `twisted_chat.history_store` (the interface, `MemoryStore`),
+``history_sqlite`` and ``history_side`` (the reactor side), ``history_thread``
+and ``history_process`` (the two ways to the writer), ``history_files``
+(opening and checking), and for the writer ``history_writer`` (the child and
+its frames), ``history_core``, ``history_schema`` and ``history_watch``.
 
 Start-up checks: `SqliteStore.open` creates the directory if it is missing
 and fails with `HistoryStoreError` when the path cannot be written, the

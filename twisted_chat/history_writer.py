@@ -1,9 +1,10 @@
 """The SQLite side of room history, and the writer child process (issue 6).
 
 `twisted_chat.history.SqliteStore` keeps the reactor thread off the disk: the
-changes it queues are committed by a writer. This module holds what every
-writer shares (the schema, the start-up checks, the batched INSERT, the
-retention DELETEs) and the writer that runs as a CHILD PROCESS::
+changes it queues are committed by a writer. This module holds the frames
+both ends speak and the writer that runs as a CHILD PROCESS (what every
+writer shares is in `twisted_chat.history_core` and
+`twisted_chat.history_schema`)::
 
     python -m twisted_chat.history_writer PATH --flush-interval 0.1 \\
         --max-per-room 10000 --max-age-days 30
@@ -14,7 +15,8 @@ it takes the GIL the reactor thread waits (``bench/history_fanout.py``
 measured fan-out about 22 % slower with a writer thread). A child process
 has its own interpreter, so the reactor only pays for serialising what it
 hands over (one `marshal` blob every few milliseconds) and one pipe write.
-The writer also runs at a lower priority (`NICENESS`): on a machine whose
+The writer also runs at a lower priority (`NICENESS`, where a sandbox lets
+it: `lower_priority`): on a machine whose
 cores are all busy, the kernel gives them to the reactor (and its
 clients) first, and the writer catches up after the burst. Meanwhile what
 it has not read waits in a pipe enlarged to 1 MiB (`grow_pipe`), which
@@ -36,11 +38,15 @@ Daemon to writer (the child's stdin), the ops:
   ``at``. The writer stores them as they are, one row a turn (see
   `SCHEMA_V2`), so neither the daemon's reactor nor the writer does
   work per message;
-- ``("t", (room_key, room, text, set_by, set_at))``: a topic;
+- ``("t", (room_key, room, text, set_by, set_at), id)``: a topic; ``id``
+  is taken from the message ids, so that its acknowledgement (below) lets
+  the daemon count it off what waits for the writer;
 - ``("p", now)``: apply retention as of ``now``;
 - ``("f", seq)``: a flush marker: commit everything before it now, then
   acknowledge ``seq``;
-- ``("s", seq)``: like ``f``, and then close the database and exit.
+- ``("s", seq)``: like ``f``, and then close the database and exit;
+- ``("r", -1)``: the daemon has closed its reader of a lost file (see
+  ``"w"``): make the new one now.
 
 Writer to daemon (the child's stdout), the reports:
 
@@ -50,7 +56,11 @@ Writer to daemon (the child's stdout), the reports:
   thread writer;
 - ``("e", problem, details)``: a commit failed; ``problem`` is the sentence
   to log, ``details`` the writer's traceback (at most one a minute, with a
-  count of the suppressed ones).
+  count of the suppressed ones);
+- ``("w", text, step)``: the history file was removed or replaced (step 1:
+  the writer closed it; the daemon closes its reader and answers ``"r"``),
+  a new one is ready (step 2: the daemon opens its reader again), or it
+  cannot be made (step 0); see `twisted_chat.history_watch`.
 
 End of file on stdin means the same as ``s``: the writer commits what it
 has received and exits. So after ``kill -9`` of the daemon the writer still
