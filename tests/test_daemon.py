@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -9,7 +10,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import TIMEOUT, TWISTD, Daemon, LineClient, free_port
+
+from twisted_chat import __version__
 
 
 def test_twistd_chat_serves_clients_and_exits_on_sigterm(
@@ -58,31 +62,111 @@ def test_bad_option_is_a_usage_error_before_binding(tmp_path: Path) -> None:
     assert "Traceback" not in output
 
 
-def test_port_in_use_makes_twistd_exit_nonzero(tmp_path: Path) -> None:
-    """A taken port is a clear start-up failure, not a daemon without a listener."""
+def run_twistd(
+    tmp_path: Path, *args: str, nodaemon: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``twistd chat ARGS`` to its end, without inherited sockets or systemd."""
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("LISTEN_", "NOTIFY_SOCKET"))
+    }
+    mode = ["--nodaemon"] if nodaemon else ["--logfile", str(tmp_path / "daemon.log")]
+    return subprocess.run(
+        [TWISTD, *mode, "--pidfile=", "chat", *args, "--history-db", "off"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env=environ,
+    )
+
+
+def assert_one_line_failure(
+    result: subprocess.CompletedProcess[str], line: str, log: str = ""
+) -> None:
+    """A non-zero exit, the line (after twistd's prefix), and no traceback."""
+    output = result.stdout + result.stderr + log
+    assert result.returncode != 0, output
+    assert f"twistd chat: {line}" in output
+    assert "Traceback" not in output
+    assert len(output.splitlines()) <= 12, output
+
+
+@pytest.mark.slow
+def test_port_in_use_is_one_line_and_a_nonzero_exit(tmp_path: Path) -> None:
+    """A TCP port another process holds: one line saying what to do."""
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = subprocess.run(
-            [
-                TWISTD,
-                "--nodaemon",
-                "--pidfile=",
-                "chat",
-                "--tcp",
-                f"tcp:{port}:interface=127.0.0.1",
-                "--history-db",
-                "off",
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
+        result = run_twistd(tmp_path, "--tcp", f"tcp:{port}:interface=127.0.0.1")
+    assert_one_line_failure(
+        result,
+        f"cannot listen on TCP port {port} on 127.0.0.1: address already in use; "
+        "stop whatever uses it or choose another with --tcp",
+    )
+
+
+@pytest.mark.slow
+def test_same_port_twice_is_one_line(tmp_path: Path) -> None:
+    """--tcp PORT twice: the second listener fails, with the same one line."""
+    listen = f"tcp:{free_port()}:interface=127.0.0.1"
+    result = run_twistd(tmp_path, "--tcp", listen, "--tcp", listen)
+    assert_one_line_failure(result, "cannot listen on TCP port")
+
+
+@pytest.mark.slow
+def test_udp_port_in_use_is_one_line(tmp_path: Path) -> None:
+    """A UDP port another process holds: one line naming --udp."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        result = run_twistd(tmp_path, "--udp", f"127.0.0.1:{port}")
+    assert_one_line_failure(
+        result,
+        f"cannot listen on UDP port {port} on 127.0.0.1: address already in use; "
+        "stop whatever uses it or choose another with --udp",
+    )
+
+
+@pytest.mark.slow
+def test_missing_systemd_udp_socket_is_one_line(tmp_path: Path) -> None:
+    """--udp systemd:name=chat-udp without socket activation: one line, exit 1."""
+    result = run_twistd(tmp_path, "--udp", "systemd:name=chat-udp")
+    assert_one_line_failure(
+        result, "--udp systemd:name=chat-udp: systemd passed no socket named"
+    )
+
+
+@pytest.mark.slow
+def test_port_in_use_without_nodaemon_ends_the_parent_too(tmp_path: Path) -> None:
+    """Daemonizing, the parent reports the failure and exits instead of waiting."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_twistd(
+            tmp_path, "--tcp", f"tcp:{port}:interface=127.0.0.1", nodaemon=False
         )
-    assert result.returncode != 0
-    assert "Address already in use" in result.stdout + result.stderr
+    log = (tmp_path / "daemon.log").read_text("utf-8")
+    assert_one_line_failure(result, "cannot listen on TCP port", log)
+    assert "An error has occurred" in result.stderr
+
+
+def test_version_is_twisted_chats(tmp_path: Path) -> None:
+    """``twistd chat --version`` names twisted-chat's version, then Twisted's."""
+    result = subprocess.run(
+        [TWISTD, "chat", "--version"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"twisted-chat {__version__} (Twisted ")
 
 
 def test_sigint_also_shuts_down_cleanly(daemons: Callable[..., Daemon]) -> None:

@@ -32,7 +32,16 @@ def ipv4_only(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_listen_on_9000_and_9001(ipv4_only: None) -> None:
     """With no --tcp and no --udp, TCP 9000 and UDP 9001 on every address."""
     settings = parse()
-    assert settings == Settings(tcp=("tcp:9000:backlog=1024",), udp=("0.0.0.0:9001",))
+    assert settings == Settings(
+        tcp=("tcp:9000:backlog=1024",), udp=("0.0.0.0:9001",), listeners_defaulted=True
+    )
+
+
+def test_listeners_set_explicitly_are_not_defaulted(ipv4_only: None) -> None:
+    """Socket activation may replace the defaults, never what was asked for."""
+    assert not parse("--tcp", "9000").listeners_defaulted
+    assert parse("--tcp", "9000").udp == ()
+    assert not parse("--udp", "9001").listeners_defaulted
 
 
 def test_bare_port_is_dual_stack_where_the_host_has_ipv6(
@@ -175,7 +184,24 @@ def test_example_config_is_every_default(ipv4_only: None) -> None:
     example = Path(__file__).parent.parent / "deploy" / "chat.toml"
     settings = parse("--config", str(example))
     assert settings == Settings(
-        tcp=("tcp:9000:backlog=1024",), udp=("0.0.0.0:9001",), config=str(example)
+        tcp=("tcp:9000:backlog=1024",),
+        udp=("0.0.0.0:9001",),
+        listeners_defaulted=True,
+        config=str(example),
+    )
+
+
+def test_version_names_twisted_chat(capsys: pytest.CaptureFixture[str]) -> None:
+    """``twistd chat --version`` is about us, not only about Twisted."""
+    import twisted
+
+    from twisted_chat import __version__
+
+    with pytest.raises(SystemExit) as exit:
+        Options().parseOptions(["--version"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out.startswith(
+        f"twisted-chat {__version__} (Twisted {twisted.__version__}"
     )
 
 

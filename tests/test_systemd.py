@@ -602,8 +602,6 @@ def test_service_unit_exposure_is_low(units: Path) -> None:
 
 
 DEFAULTS = {
-    "tcp": ["9000"],
-    "udp": ["9001"],
     "default-room": "#lobby",
     "max-line": 1024,
     "motd": "",
@@ -625,3 +623,12 @@ def test_example_config_lists_every_option_at_its_default() -> None:
     """deploy/chat.toml is valid TOML and sets every option to its default."""
     with (DEPLOY / "chat.toml").open("rb") as file:
         assert tomllib.load(file) == DEFAULTS
+
+
+def test_example_config_leaves_the_listeners_to_socket_activation() -> None:
+    """tcp and udp are commented out, at their defaults, so shipped sockets adopt."""
+    text = (DEPLOY / "chat.toml").read_text("utf-8")
+    lines = text.splitlines()
+    assert '# tcp = ["9000"]' in lines
+    assert '# udp = ["9001"]' in lines
+    assert not [line for line in lines if line.startswith(("tcp ", "udp "))]

@@ -264,6 +264,46 @@ def test_socket_activated_daemon_serves_tcp_and_udp(
     assert "Traceback" not in daemon.log
 
 
+@pytest.mark.slow
+def test_shipped_config_adopts_the_shipped_sockets(
+    activated: Callable[..., ActivatedDaemon],
+) -> None:
+    """deploy/chat.toml as shipped, chat-tcp and chat-udp passed: both adopted."""
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    datagram = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    datagram.bind(("127.0.0.1", 0))
+    tcp_port = listening.getsockname()[1]
+    udp_port = datagram.getsockname()[1]
+    shipped = Path(__file__).parent.parent / "deploy" / "chat.toml"
+    with listening, datagram:
+        daemon = activated(
+            "--config",
+            str(shipped),
+            "--history-db",
+            "off",
+            sockets={"chat-tcp": listening, "chat-udp": datagram},
+        )
+    alice = LineClient(tcp_port)
+    carol = UdpClient(udp_port)
+    try:
+        alice.expect(r"^\* Welcome to twisted-chat, guest\d+!")
+        carol.hello()
+        carol.say("/ping")
+        carol.expect(r"^\* pong$")
+        daemon.wait_for_log(r"twisted-chat ready")
+        assert "adopting the socket systemd passed as chat-tcp" in daemon.log
+        assert "adopting the socket systemd passed as chat-udp" in daemon.log
+        # Nothing bound 9000/9001 itself (which fails under the real units).
+        assert ":9000" not in daemon.log
+        assert daemon.stop(signal.SIGTERM) == -signal.SIGTERM
+    finally:
+        alice.close()
+        carol.close()
+    assert "Traceback" not in daemon.log
+
+
 def test_daemon_notifies_ready_status_watchdog_and_stopping(
     daemons: Callable[..., Daemon], notify: NotifyListener
 ) -> None:
@@ -290,7 +330,7 @@ def test_daemon_notifies_ready_status_watchdog_and_stopping(
     alice = LineClient(port)
     try:
         alice.expect(r"^\* You joined #lobby")
-        notify.expect(STATUS="1 clients in 1 rooms")
+        notify.expect(STATUS="1 client in 1 room")
         notify.expect(WATCHDOG="1")
         assert daemon.stop(signal.SIGTERM) == -signal.SIGTERM
     finally:

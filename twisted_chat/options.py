@@ -294,6 +294,7 @@ def build_settings(given: Mapping[str, object], config: str = "") -> Settings:
     if not values.get("tcp") and not values.get("udp"):
         values["tcp"] = (tcp_description("9000"),)
         values["udp"] = (_udp_description("9001"),)
+        values["listeners_defaulted"] = True
     motd_path = str(values.get("motd", ""))
     values.pop("motd", None)
     return Settings(
@@ -345,6 +346,14 @@ class Options(usage.Options):
     def opt_udp(self, value: str) -> None:
         """Listen for UDP chat: PORT, HOST:PORT, [IPv6]:PORT, systemd:name=N."""
         self["udp"].append(value)
+
+    def opt_version(self) -> None:
+        """Print twisted-chat's version (and Twisted's) and exit."""
+        from twisted_chat.startup import version_line
+
+        # usage.Options' own --version names only Twisted's.
+        print(version_line())  # noqa: T201 - the command line, not the daemon
+        sys.exit(0)
 
     def postOptions(self) -> None:
         given = {key: value for key, value in self.items() if key != "config"}

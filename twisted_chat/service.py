@@ -38,8 +38,15 @@ from twisted_chat.history import (
     SqliteStore,
 )
 from twisted_chat.limits import Admission
-from twisted_chat.options import ConfigError, build_settings, default_state_dir
+from twisted_chat.logs import LIMITER, WINDOW
+from twisted_chat.options import (
+    ConfigError,
+    build_settings,
+    default_state_dir,
+    parse_udp,
+)
 from twisted_chat.settings import Settings
+from twisted_chat.startup import ListenerGroup, adopt_inherited, unadopted_socket
 from twisted_chat.systemd import (
     InheritedSocketError,
     InheritedSockets,
@@ -83,6 +90,9 @@ class ChatService(MultiService):
         self.given = dict(given)
         self.handle_sighup = False
         self._uninstall_sighup: Callable[[], None] | None = None
+        #: The sockets systemd passed, adopted again on reload so a reload
+        #: does not mistake adopted listeners for changed ones.
+        self.inherited: InheritedSockets | None = None
 
     @property
     def settings(self) -> Settings:
@@ -125,8 +135,12 @@ class ChatService(MultiService):
                 timer.cancel()
             return maybeDeferred(MultiService.stopService, self)
 
+        def flush_logs(_: object) -> None:
+            # Counts of rate-limited log lines still in their window.
+            LIMITER.flush(everything=True)
+
         closing.addCallback(stop_children)
-        return closing.addCallback(lambda _: None)
+        return closing.addCallback(flush_logs)
 
     def _abort_stragglers(self) -> None:
         stragglers = list(self.tcp_factory.protocols)
@@ -169,6 +183,8 @@ class ChatService(MultiService):
         old = self.settings
         try:
             new = build_settings(self.given, old.config)
+            if self.inherited is not None:
+                new = adopt_inherited(new, self.inherited, quiet=True)
         except ConfigError as problem:
             _log.error(
                 "reload failed, keeping the old settings: {problem}",
@@ -277,6 +293,9 @@ def make_chat_service(
         environment when not given.
     :raises StartupError: when a listener or the history cannot be set up.
     """
+    if inherited is None:
+        inherited = InheritedSockets.for_process()
+    settings = adopt_inherited(settings, inherited)
     store = open_store(settings, reactor)
     server = ChatServer(
         settings,
@@ -290,6 +309,12 @@ def make_chat_service(
     )
     factory = ChatServerFactory(server, admission, reactor)
     service = ChatService(server, admission, factory, reactor, given or {})
+    service.inherited = inherited
+    # Client-caused log lines are rate-limited (twisted_chat.logs); write the
+    # counts of those held back even when nothing else of their kind comes.
+    flush_logs = TimerService(WINDOW, LIMITER.flush)
+    flush_logs.clock = reactor
+    flush_logs.setServiceParent(service)
 
     if store is not None:
         history = StoreService(store)
@@ -299,9 +324,7 @@ def make_chat_service(
         prune.clock = reactor
         prune.setServiceParent(service)
 
-    if inherited is None:
-        inherited = InheritedSockets.for_process()
-    tcp = MultiService()
+    tcp = ListenerGroup("TCP", "--tcp", unadopted_socket("tcp", settings, inherited))
     tcp.setName("tcp")
     tcp.setServiceParent(service)
     for description in settings.tcp:
@@ -314,13 +337,23 @@ def make_chat_service(
     if settings.udp:
         from twisted_chat.udp import udp_listeners
 
-        udp = MultiService()
+        udp = ListenerGroup(
+            "UDP", "--udp", unadopted_socket("udp", settings, inherited)
+        )
         udp.setName("udp")
         udp.setServiceParent(service)
-        try:
-            listeners = udp_listeners(settings, server, admission, reactor)
-        except InheritedSocketError as problem:
-            raise StartupError(f"--udp: {problem}") from None
+        for value in settings.udp:
+            # Said now, as one line from makeService, rather than as a
+            # traceback when twistd would adopt the socket.
+            name = parse_udp(value).systemd_name
+            try:
+                if name:
+                    inherited.datagram_fd(name)
+            except InheritedSocketError as problem:
+                raise StartupError(f"--udp {value}: {problem}") from None
+        listeners = udp_listeners(
+            settings, server, admission, reactor, inherited=inherited
+        )
         for listener in listeners:
             listener.setServiceParent(udp)
 

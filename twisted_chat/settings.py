@@ -33,6 +33,10 @@ class Settings:
     history_on_join: int = 20
     history_max: int = 10_000
     history_days: float = 30.0
+    #: True when no listener was configured and ``tcp``/``udp`` hold the
+    #: defaults (TCP 9000, UDP 9001): sockets passed by systemd replace them
+    #: (see :func:`twisted_chat.service.adopt_inherited`).
+    listeners_defaulted: bool = False
 
     @property
     def flood_control(self) -> bool:

@@ -36,7 +36,6 @@ module owns the datagrams.
 from __future__ import annotations
 
 import errno
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -64,6 +63,7 @@ if TYPE_CHECKING:
 
     from twisted_chat.chat import ChatServer, Participant
     from twisted_chat.settings import Settings
+    from twisted_chat.systemd import InheritedSockets
 
 _log = Logger()
 
@@ -543,8 +543,10 @@ class SystemdUDPService(Service):
     """
     A UDP listener on a socket systemd passed in (``--udp systemd:name=NAME``).
 
-    Adopted in :meth:`privilegedStartService`, like ``UDPServer`` binds, so a
-    missing socket stops twistd at startup with a message.
+    Adopted in :meth:`privilegedStartService`, like ``UDPServer`` binds.
+    The daemon checks before that that the socket was passed
+    (:func:`twisted_chat.service.make_chat_service`), so a missing one stops
+    ``makeService`` with one line, before any port is bound.
 
     :param adopt: ``adopt_udp(reactor, name, protocol) -> IListeningPort``;
         :func:`twisted_chat.systemd.adopt_udp` by default.
@@ -589,21 +591,31 @@ class SystemdUDPService(Service):
         )
 
 
-def _systemd_adopt() -> Adopt:
-    try:
-        module = importlib.import_module("twisted_chat.systemd")
-        adopt: Adopt = module.adopt_udp
-    except (ImportError, AttributeError):
-        raise RuntimeError(
-            "--udp systemd:name=... needs socket activation support "
-            "(twisted_chat.systemd.adopt_udp), which this build lacks; "
-            "use --udp PORT instead."
-        ) from None
+def _systemd_adopt(sockets: InheritedSockets | None = None) -> Adopt:
+    """:func:`twisted_chat.systemd.adopt_udp`, looking names up in ``sockets``."""
+    from twisted_chat.systemd import adopt_udp
+
+    def adopt(
+        reactor: Any,
+        name: str,
+        protocol: ChatDatagramProtocol,
+        *,
+        max_packet_size: int,
+    ) -> IListeningPort:
+        return adopt_udp(
+            reactor, name, protocol, sockets=sockets, max_packet_size=max_packet_size
+        )
+
     return adopt
 
 
 def udp_listeners(
-    settings: Settings, server: ChatServer, admission: Admission, reactor: Any
+    settings: Settings,
+    server: ChatServer,
+    admission: Admission,
+    reactor: Any,
+    *,
+    inherited: InheritedSockets | None = None,
 ) -> list[IService]:
     """
     One service per ``--udp`` entry, each with its own protocol.
@@ -612,6 +624,10 @@ def udp_listeners(
     from one listener works on another, and the global challenge cap counts
     every listener.  Each service has a ``chat_protocol`` attribute whose
     ``sessions`` the daemon closes at shutdown.
+
+    :param inherited: the sockets systemd passed, where ``systemd:name=``
+        entries are looked up when they are adopted;
+        :meth:`InheritedSockets.for_process` by default.
     """
     mint = TokenMint()
     limiter = ChallengeLimiter()
@@ -621,7 +637,9 @@ def udp_listeners(
         protocol = ChatDatagramProtocol(server, admission, reactor, mint, limiter)
         service: IService
         if where.systemd_name:
-            service = SystemdUDPService(where.systemd_name, protocol, reactor)
+            service = SystemdUDPService(
+                where.systemd_name, protocol, reactor, _systemd_adopt(inherited)
+            )
         else:
             service = ChatUDPServer(where.port, protocol, where.host, reactor)
         services.append(service)
