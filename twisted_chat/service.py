@@ -227,13 +227,23 @@ def raise_open_file_limit() -> None:
     Lift the soft limit on open files to the hard limit.
 
     Every client is a file descriptor; the usual soft limit of 1024 would
-    refuse clients long before ``--max-clients``.
+    refuse clients long before ``--max-clients``.  A sandbox may refuse to
+    say or to change the limit (the shipped unit's ``SystemCallFilter=``
+    refuses ``@resources``; glibc reads and sets limits with ``prlimit64``):
+    then the daemon logs it and starts with the limit it has.
     """
     try:
         import resource
     except ImportError:  # pragma: no cover - not on POSIX
         return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except OSError as problem:
+        _log.warn(
+            "could not read the open file limit, leaving it as it is: {problem}",
+            problem=str(problem),
+        )
+        return
     if hard != resource.RLIM_INFINITY and soft < hard:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
