@@ -29,6 +29,7 @@ from twisted_chat.testing import RecordingClient
 from twisted_chat.udp import (
     MAX_DATAGRAM,
     MAX_PAYLOAD,
+    MAX_REPLY_DATAGRAMS,
     ChatDatagramProtocol,
     ChatUDPServer,
     SystemdUDPService,
@@ -39,7 +40,7 @@ from twisted_chat.udp import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 CHALLENGE = re.compile(rb"^\* Reply /hello ([a-z2-7]{16}) to chat over UDP\.\r\n\Z")
 
@@ -635,3 +636,97 @@ def test_systemd_service_adopts_the_named_socket_and_stops_it() -> None:
     assert calls == [(clock, "chat-udp", protocol, MAX_DATAGRAM)]
     service.stopService()
     assert port.stopped
+
+
+# -- one datagram, a few datagrams back ------------------------------------------
+
+
+def test_one_datagram_draws_at_most_a_few_datagrams_back() -> None:
+    """Twenty /ping in one datagram get seven pongs and one line saying it was cut."""
+    rig = Rig(Settings(flood_burst=0))
+    rig.join()
+    rig.send(b"/ping\n" * 20)
+    replies = rig.take()
+    assert len(replies) == MAX_REPLY_DATAGRAMS
+    assert replies[:-1] == [b"* pong\r\n"] * (MAX_REPLY_DATAGRAMS - 1)
+    assert replies[-1].startswith(b"* Reply cut: 13 more lines not sent")
+    assert b"Use TCP" in replies[-1]
+    assert b"/rooms PATTERN" in replies[-1]
+    assert len(replies[-1]) <= MAX_PAYLOAD
+    rig.send(b"/ping\n")
+    assert rig.take() == [b"* pong\r\n"]
+
+
+def test_a_long_reply_is_cut_whatever_the_command(rig: Rig) -> None:
+    """/help is many lines; over UDP it is cut to the cap like anything else."""
+    rig.join()
+    rig.send(b"/help")
+    replies = rig.take()
+    assert len(replies) <= MAX_REPLY_DATAGRAMS
+    assert replies[-1].startswith(b"* Reply cut: ")
+
+
+def test_a_reply_that_fits_is_not_cut() -> None:
+    """Exactly the cap in replies, and no cut line."""
+    rig = Rig(Settings(flood_burst=0))
+    rig.join()
+    rig.send(b"/ping\n" * MAX_REPLY_DATAGRAMS)
+    assert rig.take() == [b"* pong\r\n"] * MAX_REPLY_DATAGRAMS
+
+
+def test_room_traffic_from_others_is_never_counted_or_cut() -> None:
+    """Room lines queued this turn reach the session whole, and its reply too."""
+    turn: list[Callable[[], None]] = []
+    clock = Clock()
+    server = ChatServer(Settings(flood_burst=0), clock.seconds, defer=turn.append)
+    protocol = ChatDatagramProtocol(
+        server, Admission(max_clients=100, max_per_ip=10), clock
+    )
+    transport = FakeDatagramTransport()
+    protocol.makeConnection(transport)
+    bob = RecordingClient(peer="tcp 198.51.100.1:40000")
+    bob_participant = server.connect(bob)
+    protocol.datagramReceived(b"hi", CAROL)
+    ((challenge, _),) = transport.written
+    token = CHALLENGE.match(challenge)[1]  # type: ignore[index]
+    protocol.datagramReceived(b"/hello " + token, CAROL)
+    server.flush()
+    transport.written.clear()
+    for n in range(30):
+        server.receive(bob_participant, f"line {n}")
+    protocol.datagramReceived(b"/ping\n/ping", CAROL)
+    got = [data for data, _ in transport.written]
+    assert got == [
+        *(f"[#lobby] <guest1> line {n}\r\n".encode() for n in range(30)),
+        b"* pong\r\n",
+        b"* pong\r\n",
+    ]
+
+
+def test_the_hello_datagram_is_capped_too() -> None:
+    """A long MOTD does not make /hello draw more than the cap."""
+    rig = Rig(Settings(motd=tuple(f"motd line {n}" for n in range(20))))
+    replies = rig.join()
+    assert len(replies) == MAX_REPLY_DATAGRAMS
+    assert replies[0].startswith(b"* Welcome")
+    assert replies[-1].startswith(b"* Reply cut: ")
+
+
+# -- flood credit per address ----------------------------------------------------
+
+
+def test_a_new_session_from_the_same_address_keeps_its_flood_credit() -> None:
+    """/quit and /hello again from another port: the burst is not refilled."""
+    rig = Rig(Settings(flood_burst=3, flood_rate=1.0))
+    rig.join()
+    rig.send(b"a\nb\n/quit")
+    assert CAROL not in rig.protocol.sessions
+    other_port = (CAROL[0], CAROL[1] + 1)
+    rig.join(other_port)
+    rig.bob.sent.clear()
+    rig.send(b"c", other_port)
+    assert rig.bob.lines() == []
+    assert rig.take(other_port)[0].startswith(b"! slow-down: ")
+    rig.clock.advance(1.0)
+    rig.send(b"d", other_port)
+    assert rig.bob.lines() == ["[#lobby] <guest3> d"]
