@@ -29,8 +29,15 @@ connection, flood-controlled per line (over the rate, datagrams are dropped
 with one ``! slow-down`` notice a second at most), and ended by ``/quit`` or
 by ``--udp-idle`` seconds without a datagram.
 
+A session's address can be forged too, so one datagram never draws more
+than :data:`MAX_REPLY_DATAGRAMS` datagrams back, whatever it asks for: what
+the core sends the session while it handles that datagram is its reply, and
+past the cap the reply is cut with a line that says so.  Room traffic from
+others is not a reply and is never cut.
+
 Every decision about chat is the core's (:mod:`twisted_chat.chat`); this
-module owns the datagrams.
+module owns the datagrams (the session and the wire format are in
+:mod:`twisted_chat.udp_session`).
 """
 
 from __future__ import annotations
@@ -39,55 +46,68 @@ import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from attrs import define
 from twisted.application.internet import UDPServer
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from twisted_chat import commands, lines
-from twisted_chat.cleaning import TelnetFilter, clean_text
 from twisted_chat.errors import ChatError, LineTooLong, SlowDown
-from twisted_chat.flood import TokenBucket
 from twisted_chat.handshake import Address, ChallengeLimiter, TokenMint
-from twisted_chat.interfaces import IChatClient
 from twisted_chat.limits import Admission, address_group, log_refusal
 from twisted_chat.options import parse_udp
 from twisted_chat.throttle import LogThrottle
+from twisted_chat.udp_session import (
+    CLOSED_REASON,
+    MAX_DATAGRAM,
+    MAX_PAYLOAD,
+    MAX_REPLY_DATAGRAMS,
+    SLOW_DOWN_INTERVAL,
+    UdpSession,
+    UdpStats,
+    cut,
+    datagrams,
+    decode,
+    describe,
+    split_lines,
+)
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort, IReactorTime
 
-    from twisted_chat.chat import ChatServer, Participant
+    from twisted_chat.chat import ChatServer
     from twisted_chat.settings import Settings
     from twisted_chat.systemd import InheritedSockets
 
+__all__ = [
+    "CLOSED_REASON",
+    "IDLE_REASON",
+    "MAX_DATAGRAM",
+    "MAX_PAYLOAD",
+    "MAX_REPLY_DATAGRAMS",
+    "ChatDatagramProtocol",
+    "ChatUDPServer",
+    "SystemdUDPService",
+    "UdpSession",
+    "UdpStats",
+    "cut",
+    "datagrams",
+    "describe",
+    "udp_listeners",
+]
+
 _log = Logger()
 
-#: The largest datagram payload the server sends (PROTOCOL.md): small enough
-#: to cross any path without IP fragmentation.
-MAX_PAYLOAD = 1200
-#: The largest datagram read; a UDP payload cannot be larger, so nothing is
-#: ever cut short by the kernel.  Anything bigger is dropped unread.
-MAX_DATAGRAM = 65536
 #: Seconds between two sweeps for idle sessions (fewer if ``--udp-idle`` is
 #: shorter): one timer for all sessions, not one per session.
 SWEEP_INTERVAL = 5.0
-#: At most one ``! slow-down`` notice per session in this many seconds.
-SLOW_DOWN_INTERVAL = 1.0
 #: Failed sends are logged at most once in this many seconds, with a count:
 #: a flood of ICMP errors must not become a flood of log lines.
 SEND_FAILURE_LOG_INTERVAL = 10.0
 #: The reason others see when a session goes quiet for ``--udp-idle``.
 IDLE_REASON = "timed out"
-#: The reason others see when the daemon ends a session (shutdown).
-CLOSED_REASON = "session closed"
-
-_ELLIPSIS = "…".encode()
-_CRLF = lines.CRLF
 #: The longest line that can still be the ``/hello TOKEN`` line; longer first
 #: lines from unproven addresses are not even decoded.
 _HELLO_MAX = 128
@@ -97,132 +117,6 @@ _HELLO_MAX = 128
 _TRANSIENT = frozenset(
     {errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EMSGSIZE, errno.ECONNREFUSED}
 )
-
-
-def describe(address: Address) -> str:
-    """The peer label for logs: ``udp 127.0.0.1:5555`` or ``udp [::1]:5555``."""
-    host, port = address
-    if host.startswith("::ffff:") and "." in host:
-        # A dual-stack socket reports IPv4 clients as IPv4-mapped addresses;
-        # people know them by their IPv4 spelling.
-        host = host.removeprefix("::ffff:")
-    if ":" in host:
-        return f"udp [{host}]:{port}"
-    return f"udp {host}:{port}"
-
-
-def cut(line: bytes) -> bytes:
-    """
-    One server line as one datagram payload, at most :data:`MAX_PAYLOAD` bytes.
-
-    :param line: a line without its line ending.
-    :return: the line and CRLF; a longer line is cut on a UTF-8 character
-        boundary and ends with ``…``.
-    """
-    if len(line) + len(_CRLF) <= MAX_PAYLOAD:
-        return line + _CRLF
-    keep = MAX_PAYLOAD - len(_CRLF) - len(_ELLIPSIS)
-    # Back off over continuation bytes (10xxxxxx) to the start of a character.
-    while keep > 0 and line[keep] & 0xC0 == 0x80:
-        keep -= 1
-    return line[:keep] + _ELLIPSIS + _CRLF
-
-
-def datagrams(data: bytes) -> list[bytes]:
-    """
-    Split finished server lines (``IChatClient.send`` input) into payloads.
-
-    The usual single short line is returned as it is, without copying: the
-    same ``bytes`` go to every member of a room.
-    """
-    if len(data) <= MAX_PAYLOAD and data.find(_CRLF) == len(data) - len(_CRLF):
-        return [data]
-    parts = data.split(_CRLF)
-    if parts and not parts[-1]:
-        parts.pop()
-    return [cut(part) for part in parts]
-
-
-def split_lines(data: bytes) -> list[bytes]:
-    """
-    The raw lines of one datagram: telnet bytes removed, split on LF, CRLF, CR.
-
-    Each datagram gets a fresh :class:`TelnetFilter`: datagrams are
-    independent, so no telnet command can span two of them.
-    """
-    data = TelnetFilter().feed(data)
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return data.split(b"\n")
-
-
-def _decode(line: bytes) -> str:
-    return clean_text(line.decode("utf-8", "replace"))
-
-
-@define
-class UdpStats:
-    """Counters a test or an operator can read; no message content."""
-
-    datagrams: int = 0
-    oversized: int = 0
-    challenges: int = 0
-    silenced: int = 0
-    bad_tokens: int = 0
-    refused: int = 0
-    sessions: int = 0
-    expired: int = 0
-    dropped_lines: int = 0
-    send_failures: int = 0
-
-
-@implementer(IChatClient)
-class UdpSession:
-    """
-    One proven address, as the core sees it: an :class:`IChatClient`.
-
-    Created by :class:`ChatDatagramProtocol` when ``/hello`` succeeds, and
-    ended by it (``/quit``, idle expiry, :meth:`close`).
-    """
-
-    __slots__ = (
-        "_protocol",
-        "address",
-        "bucket",
-        "group",
-        "last_seen",
-        "last_slow_down",
-        "open",
-        "participant",
-        "peer",
-    )
-
-    def __init__(
-        self,
-        protocol: ChatDatagramProtocol,
-        address: Address,
-        group: str,
-        bucket: TokenBucket | None,
-        now: float,
-    ) -> None:
-        self._protocol = protocol
-        self.address = address
-        self.peer = describe(address)
-        self.group = group
-        self.bucket = bucket
-        self.last_seen = now
-        self.last_slow_down = -SLOW_DOWN_INTERVAL
-        self.open = True
-        self.participant: Participant | None = None
-
-    def send(self, data: bytes) -> None:
-        """``IChatClient`` API: one datagram per line, failures only logged."""
-        if self.open:
-            self._protocol.write_lines(data, self.address)
-
-    def close(self) -> None:
-        """``IChatClient`` API: end the session (nothing is queued in UDP)."""
-        self._protocol.end_session(self, CLOSED_REASON)
 
 
 class ChatDatagramProtocol(DatagramProtocol):
@@ -315,9 +209,14 @@ class ChatDatagramProtocol(DatagramProtocol):
         sessions = self.sessions
         del sessions[session.address]
         sessions[session.address] = session
-        self._lines(session, split_lines(datagram), now)
+        session.open_reply()
+        try:
+            self._lines(session, split_lines(datagram), now)
+        finally:
+            session.close_reply()
 
     def _lines(self, session: UdpSession, raw_lines: list[bytes], now: float) -> None:
+        """The lines of one datagram, inside its reply window."""
         settings = self.server.settings
         limit = settings.max_line
         participant = session.participant
@@ -341,9 +240,25 @@ class ChatDatagramProtocol(DatagramProtocol):
                     )
                 )
                 continue
-            text = _decode(raw)
+            text = decode(raw)
             if text and not text.isspace():
+                if text[0] == "/":
+                    self._flush_others(session)
                 self.server.receive(participant, text)
+
+    def _flush_others(self, session: UdpSession) -> None:
+        """
+        Hand out the room lines queued this turn before a command runs.
+
+        The core does that itself before most commands, which would put
+        other people's room lines inside this session's reply window; done
+        here, outside it, they are never counted or cut.
+        """
+        budget, session.budget = session.budget, -1
+        try:
+            self.server.flush()
+        finally:
+            session.budget = budget
 
     def _slow_down(self, session: UdpSession, now: float) -> None:
         if now - session.last_slow_down < SLOW_DOWN_INTERVAL:
@@ -385,7 +300,7 @@ class ChatDatagramProtocol(DatagramProtocol):
         if len(raw) > _HELLO_MAX:
             return None
         try:
-            command = commands.parse_line(_decode(raw).strip())
+            command = commands.parse_line(decode(raw).strip())
         except ChatError:
             return None
         return command.token if isinstance(command, commands.Hello) else None
@@ -396,7 +311,9 @@ class ChatDatagramProtocol(DatagramProtocol):
             return
         self.stats.challenges += 1
         token = self.mint.token(address, now)
-        self._write(lines.notice(f"Reply /hello {token} to chat over UDP."), address)
+        self.send_payload(
+            lines.notice(f"Reply /hello {token} to chat over UDP."), address
+        )
 
     def _start_session(self, address: Address, rest: list[bytes], now: float) -> None:
         group = address_group(address[0])
@@ -409,19 +326,25 @@ class ChatDatagramProtocol(DatagramProtocol):
             return
         settings = self.server.settings
         bucket = (
-            TokenBucket(settings.flood_burst, settings.flood_rate, stamp=now)
+            self.admission.credit.bucket(
+                group, settings.flood_burst, settings.flood_rate, now
+            )
             if settings.flood_control
             else None
         )
         session = UdpSession(self, address, group, bucket, now)
         self.sessions[address] = session
         self.stats.sessions += 1
+        session.open_reply()
         try:
-            session.participant = self.server.connect(session)
-        except BaseException:
-            self._forget(session)
-            raise
-        self._lines(session, rest, now)
+            try:
+                session.participant = self.server.connect(session, group)
+            except BaseException:
+                self._forget(session)
+                raise
+            self._lines(session, rest, now)
+        finally:
+            session.close_reply()
 
     # -- ending sessions ---------------------------------------------------------
 
@@ -445,6 +368,10 @@ class ChatDatagramProtocol(DatagramProtocol):
         if self.sessions.get(session.address) is session:
             del self.sessions[session.address]
         self.admission.release(session.group)
+        if session.bucket is not None:
+            self.admission.credit.remember(
+                session.group, session.bucket, self.clock.seconds()
+            )
         return True
 
     def sweep(self) -> None:
@@ -472,9 +399,9 @@ class ChatDatagramProtocol(DatagramProtocol):
     def write_lines(self, data: bytes, address: Address) -> None:
         """Send finished server lines to ``address``, one datagram per line."""
         for payload in datagrams(data):
-            self._write(payload, address)
+            self.send_payload(payload, address)
 
-    def _write(self, payload: bytes, address: Address) -> None:
+    def send_payload(self, payload: bytes, address: Address) -> None:
         """
         One ``sendto``.  A failure concerns this address only: it is counted,
         logged now and then, and the caller's fan-out goes on.
