@@ -19,6 +19,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted_chat.options import _dual_stack
 from twisted_chat.service import ChatService, make_chat_service
 from twisted_chat.settings import Settings
+from twisted_chat.udp_session import MAX_REPLY_DATAGRAMS
 
 if TYPE_CHECKING:
     from twisted.python.failure import Failure
@@ -307,3 +308,21 @@ def _drain(sock: socket.socket) -> list[bytes]:
             datagrams.append(sock.recv(65536))
     except BlockingIOError:
         return datagrams
+
+
+@ensure_deferred
+async def test_one_datagram_draws_at_most_eight_datagrams_back() -> None:
+    """Twenty /ping in one 120-byte datagram: seven pongs and the cut line, no more."""
+    scene = Scene()
+    await scene.start()
+    try:
+        uma = await scene.udp_user("uma")
+        before = len(uma.payloads)
+        assert uma.transport is not None
+        uma.transport.write(b"/ping\n" * 20, uma.server)
+        await uma.inbox.expect(re.compile(r"\* Reply cut: .*"))
+        replies = uma.payloads[before:]
+        assert replies[:-1] == [b"* pong\r\n"] * (MAX_REPLY_DATAGRAMS - 1)
+        assert len(replies) == MAX_REPLY_DATAGRAMS
+    finally:
+        await scene.stop()
