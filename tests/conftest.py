@@ -206,6 +206,14 @@ class Daemon:
         self.log_file.close()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_log_limits() -> None:
+    """Each test starts with no rate-limited log events counted (logs.LIMITER)."""
+    from twisted_chat.logs import LIMITER
+
+    LIMITER.reset()
+
+
 @pytest.fixture
 def log_events() -> Iterator[list[LogEvent]]:
     """Every event logged through twisted.logger while the test runs."""

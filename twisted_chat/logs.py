@@ -156,6 +156,11 @@ class LogLimiter:
             ended = self._take(now, everything=everything)
         self._summarize(ended, now)
 
+    def reset(self) -> None:
+        """Forget every window without a summary (tests start afresh)."""
+        with self._lock:
+            self._windows.clear()
+
     def _take(self, now: float, *, everything: bool) -> list[_Window]:
         ended = [
             key
