@@ -150,7 +150,13 @@ def test_port_in_use_without_nodaemon_ends_the_parent_too(tmp_path: Path) -> Non
         result = run_twistd(
             tmp_path, "--tcp", f"tcp:{port}:interface=127.0.0.1", nodaemon=False
         )
-    log = (tmp_path / "daemon.log").read_text("utf-8")
+    # The parent exits on the child's report; the child logs a moment later.
+    log_path = tmp_path / "daemon.log"
+    deadline = time.monotonic() + TIMEOUT
+    while "twistd chat:" not in log_path.read_text("utf-8"):
+        assert time.monotonic() < deadline, log_path.read_text("utf-8")
+        time.sleep(0.05)  # polling a condition, bounded by the deadline
+    log = log_path.read_text("utf-8")
     assert_one_line_failure(result, "cannot listen on TCP port", log)
     assert "An error has occurred" in result.stderr
 
