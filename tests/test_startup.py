@@ -213,8 +213,19 @@ def cannot_listen(code: int, interface: str = "", port: int = 9000) -> Exception
             "this host has no such address; choose one it has with --tcp",
         ),
         (InheritedSocketError("no such socket"), "--tcp: no such socket"),
+        (
+            CannotListenError(None, "/run/chat.sock", OSError(errno.EADDRINUSE, "")),
+            "cannot listen on the socket /run/chat.sock: address already in use",
+        ),
     ],
-    ids=["in-use", "in-use-on-address", "privileged", "no-address", "inherited"],
+    ids=[
+        "in-use",
+        "in-use-on-address",
+        "privileged",
+        "no-address",
+        "inherited",
+        "unix",
+    ],
 )
 def test_listen_failures_are_explained(problem: Exception, line: str) -> None:
     """Each reason names the port, the cause and what to do."""

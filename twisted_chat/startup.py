@@ -134,9 +134,15 @@ def explain_listen_failure(
     if isinstance(problem, InheritedSocketError):
         return f"{option}: {problem}"
     if isinstance(problem, CannotListenError):
-        where = f"{kind} port {problem.port}"
-        if problem.interface not in ("", "::", "0.0.0.0"):
-            where += f" on {problem.interface}"
+        if problem.interface is None:  # a UNIX socket: the port is its path
+            path = problem.port
+            if isinstance(path, bytes):
+                path = path.decode("utf-8", "replace")
+            where = f"the socket {path}"
+        else:
+            where = f"{kind} port {problem.port}"
+            if problem.interface not in ("", "::", "0.0.0.0"):
+                where += f" on {problem.interface}"
         cause = problem.socketError
     else:
         where = f"{kind} ({option})"
