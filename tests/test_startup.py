@@ -263,3 +263,16 @@ def test_listener_group_turns_a_bind_failure_into_one_line(
     assert sys.excepthook is _excepthook
     _excepthook(ListenFailure, failure.value, failure.value.__traceback__)
     assert capsys.readouterr().err == f"twistd chat: {failure.value}\n"
+
+
+def test_a_passed_socket_of_the_wrong_kind_says_which_line_to_write(
+    pair: Pair, passed: Passed
+) -> None:
+    """chat-udp that is a stream socket: the unit needs ListenDatagram=."""
+    tcp, _ = pair
+    with pytest.raises(StartupError) as problem:
+        daemon(passed({"chat-udp": tcp}))
+    assert str(problem.value).endswith(
+        "Inherited socket 'chat-udp' is SOCK_STREAM, not SOCK_DGRAM: its .socket "
+        "unit needs ListenDatagram="
+    )

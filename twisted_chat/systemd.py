@@ -452,7 +452,7 @@ class InheritedSockets:
             )
             raise InheritedSocketError(
                 f"Inherited socket {name!r} is {actual.name}, not {kind.name}: "
-                f"its .socket unit needs Listen{wanted}="
+                f"its .socket unit needs {wanted}"
             )
         return fd
 
