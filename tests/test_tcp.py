@@ -697,3 +697,34 @@ def test_refused_tls_client_that_never_handshakes_is_cut_off_too() -> None:
     assert (server_out.disconnecting, server_out.disconnected) == (True, True)
     protocol.connectionLost(Failure(ConnectionError("aborted")))
     assert chat.admission.total == 1
+
+
+def test_lines_read_together_are_charged_a_token_each() -> None:
+    """Lines the bucket can pay for go at once, and each one is paid for."""
+    chat = Harness(flood_burst=10, flood_rate=5)
+    alice, alice_out = chat.connect()
+    _, bob = chat.connect(nick="bob")
+    bob.clear()
+    alice.dataReceived(b"a\nb\n\nc\nd\ne\n")
+    assert len(lines_of(bob)) == 5
+    alice.dataReceived(b"".join(b"f%d\n" % n for n in range(6)))
+    assert len(lines_of(bob)) == 10
+    assert alice_out.producerState == "paused"
+    chat.clock.advance(0.2)
+    assert lines_of(bob)[-1] == "[#lobby] <guest1> f5"
+
+
+def test_a_paste_held_from_its_first_line_arrives_whole() -> None:
+    """With no credit left at all, a paste still arrives in order, at the rate."""
+    chat = Harness(flood_burst=3, flood_rate=5)
+    _, bob = chat.connect(nick="bob")
+    alice, _ = chat.connect()
+    alice.dataReceived(b"x\ny\nz\n")
+    alice.connectionLost(Failure(ConnectionError("closed")))
+    again, _ = chat.connect()
+    bob.clear()
+    again.dataReceived(b"".join(b"p%d\n" % n for n in range(20)))
+    assert lines_of(bob) == []
+    for _ in range(40):
+        chat.clock.advance(0.2)
+    assert lines_of(bob) == [f"[#lobby] <guest3> p{n}" for n in range(20)]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import interfaces, tcp
@@ -316,7 +317,11 @@ class ChatLineProtocol(LineReceiver):
         intake = self._intake
         transport = self.transport
         limit = self.factory.server.settings.max_line
-        for line in intake.lines(self.factory.reactor.seconds(), limit):
+        if intake.bucket is None:
+            lines_now: Iterable[bytes | None] = intake.all_lines(limit)
+        else:
+            lines_now = intake.lines(self.factory.reactor.seconds(), limit)
+        for line in lines_now:
             if transport.disconnecting:
                 return
             if line is None:
