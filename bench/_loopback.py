@@ -157,6 +157,9 @@ class LineClient:
         """Connect from ``source`` to the daemon."""
         sock = socket.socket()
         sock.bind((source, 0))
+        # Small request lines must not wait for Nagle (a 200 ms stall that
+        # would be the client's doing, not the daemon's).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(timeout)
         sock.connect(("127.0.0.1", port))
         return cls(sock=sock)

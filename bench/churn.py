@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import multiprocessing
 import os
 import selectors
@@ -141,6 +142,26 @@ def churn_main(port: int, rate: float, seconds: float, out: Connection) -> None:
     out.send(asyncio.run(_churn(port, rate, seconds)))
 
 
+def join_full_room(port: int, size: int) -> LineClient:
+    """A bystander in ``#lobby``, once the daemon has ``size`` people there."""
+    bystander = LineClient.connect(port, source_address(1, block=4))
+    deadline = time.monotonic() + SETUP_TIMEOUT
+    bystander.say("/nick bystander")
+    bystander.expect("* You are now known as", deadline)
+    # Wait until the daemon has every member (accepts may lag).
+    while True:
+        bystander.say("/who")
+        line, _ = bystander.expect("* ", deadline)
+        while not line.endswith(" in #lobby:"):
+            line, _ = bystander.expect("* ", deadline)
+        if int(line.split()[1]) >= size:
+            break
+        time.sleep(0.2)  # polling a condition, bounded by the deadline
+    bystander.say("/ping ready")
+    bystander.expect("* pong ready", deadline)
+    return bystander
+
+
 def one_run(args: argparse.Namespace) -> dict[str, float]:
     """One daemon, one filled room, one churn window."""
     fork = multiprocessing.get_context("fork")
@@ -168,21 +189,7 @@ def one_run(args: argparse.Namespace) -> dict[str, float]:
             if not ready.poll(SETUP_TIMEOUT):
                 raise SystemExit("the members never all connected")
             ready.recv()
-            bystander = LineClient.connect(chat.port, source_address(1, block=4))
-            deadline = time.monotonic() + SETUP_TIMEOUT
-            bystander.say("/nick bystander")
-            bystander.expect("* You are now known as", deadline)
-            # Wait until the daemon has every member (accepts may lag).
-            while True:
-                bystander.say("/who")
-                line, _ = bystander.expect("* ", deadline)
-                while not line.endswith(" in #lobby:"):
-                    line, _ = bystander.expect("* ", deadline)
-                if int(line.split()[1]) >= args.members + 1:
-                    break
-                time.sleep(0.2)  # polling a condition, bounded by the deadline
-            bystander.say("/ping ready")
-            bystander.expect("* pong ready", deadline)
+            bystander = join_full_room(chat.port, args.members + 1)
             results, results_child = fork.Pipe()
             churn = fork.Process(
                 target=churn_main,
@@ -200,10 +207,7 @@ def one_run(args: argparse.Namespace) -> dict[str, float]:
             bystander.close()
         finally:
             stop.set()
-            if ready.poll(30):
-                result_members = ready.recv()
-            else:
-                result_members = {}
+            result_members = ready.recv() if ready.poll(30) else {}
             members.join(30)
             if members.is_alive():
                 members.kill()
@@ -247,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in range(args.runs):
         print(f"run {n + 1}/{args.runs} ...", file=sys.stderr, flush=True)
         runs.append(one_run(args))
-    medians = {key: median([run.get(key, float("nan")) for run in runs]) for key in KEYS}
+    medians = {key: median([run.get(key, math.nan) for run in runs]) for key in KEYS}
     if args.json:
         print(json.dumps({"twistd": args.twistd, "runs": runs, "medians": medians}))
         return 0

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from attrs import define
+from attrs import Factory, define
 from twisted.internet.task import Clock
 
+from twisted_chat.bounds import BUSY_ROOM, NOTICE_DELAY
 from twisted_chat.chat import ChatServer, Participant
 from twisted_chat.settings import Settings
 from twisted_chat.testing import RecordingClient
@@ -175,3 +176,161 @@ def test_the_store_gets_a_turns_lines_in_one_call() -> None:
     # The rest of the turn was the join notice: not history, no empty row.
     clock.advance(0)
     assert calls == [5]
+
+
+# -- churn in a busy room (issue 11, finding 6) -------------------------------
+
+
+class BusyRoom:
+    """A batching server with a notice timer, and ``size`` members in #lobby."""
+
+    def __init__(self, size: int) -> None:
+        self.clock = Clock()
+        self.server = ChatServer(
+            Settings(history_db="off"),
+            self.clock.seconds,
+            defer=lambda f: self.clock.callLater(0, f),
+            call_later=self.clock.callLater,
+        )
+        self.members = [self.join(f"m{n}") for n in range(size)]
+        self.settle()
+
+    def join(self, peer: str) -> tuple[RecordingClient, Participant]:
+        client = RecordingClient(peer=f"test {peer}")
+        return client, self.server.connect(client)
+
+    def settle(self) -> None:
+        """Let every timer run, then forget what everybody got."""
+        self.clock.advance(NOTICE_DELAY)
+        self.clock.advance(NOTICE_DELAY)
+        for client, _ in self.members:
+            client.clear()
+
+
+def test_joins_in_one_turn_reach_a_member_in_one_write() -> None:
+    """Ten connects in a turn cost each member one write, not ten."""
+    room = Room("alice", "bob")
+    for n in range(10):
+        room.server.connect(RecordingClient(peer=f"test new{n}"))
+    room.turn()
+    bob = room.clients["bob"]
+    assert len(bob.sent) == 1
+    assert len([line for line in bob.lines() if line.endswith(" joined #lobby")]) == 10
+
+
+def test_a_busy_rooms_notices_wait_for_the_notice_timer() -> None:
+    """In a room of BUSY_ROOM members, churn goes out every NOTICE_DELAY s at most."""
+    room = BusyRoom(BUSY_ROOM)
+    watcher, _ = room.members[0]
+    for n in range(5):
+        _, newcomer = room.join(f"new{n}")
+        room.clock.advance(0)
+        room.server.disconnect(newcomer, "connection lost")
+        room.clock.advance(0)
+    assert watcher.sent == []
+    room.clock.advance(NOTICE_DELAY)
+    assert len(watcher.sent) == 1
+    assert len(watcher.lines()) == 10
+
+
+def test_a_message_takes_waiting_notices_along_in_order() -> None:
+    """A line said after a join goes out at the end of its turn, after the join."""
+    room = BusyRoom(BUSY_ROOM)
+    (watcher, _), (_, speaker) = room.members[0], room.members[1]
+    client, _ = room.join("late")
+    room.clock.advance(0)
+    room.server.receive(speaker, "hello late")
+    room.clock.advance(0)
+    lines = watcher.lines()
+    assert lines[-1].endswith("> hello late")
+    assert lines[-2].endswith(" joined #lobby")
+    assert client.lines()[-1].endswith("> hello late")
+
+
+def test_a_joiner_gets_what_is_said_after_joining_in_the_same_turn() -> None:
+    """Lines before the join are not the joiner's; lines after it are."""
+    room = Room("alice", "bob")
+    room.say("alice", "before")
+    newcomer = RecordingClient(peer="test dave")
+    room.server.connect(newcomer)
+    room.say("bob", "after")
+    room.turn()
+    said = [line for line in newcomer.lines() if line.startswith("[#lobby]")]
+    assert said == ["[#lobby] <bob> after"]
+
+
+def test_one_who_quits_mid_turn_gets_nothing_said_after() -> None:
+    """A quitter's rooms keep talking; the quitter hears none of it."""
+    room = Room("alice", "bob", "carol")
+    room.say("alice", "before")
+    room.say("bob", "/quit")
+    room.say("alice", "after")
+    room.turn()
+    bob = room.clients["bob"].lines()
+    assert bob == ["[#lobby] <alice> before", "* Bye!"]
+    assert room.clients["carol"].lines() == [
+        "[#lobby] <alice> before",
+        "* bob quit (leaving)",
+        "[#lobby] <alice> after",
+    ]
+
+
+def test_a_quit_is_told_once_to_a_neighbour_in_two_rooms() -> None:
+    """Sharing two rooms with a quitter, you hear the quit once, after the lines."""
+    room = Room("alice", "bob")
+    room.say("alice", "/join #dev")
+    room.say("bob", "/join #dev")
+    room.turn()
+    room.clients["bob"].clear()
+    room.say("alice", "bye")
+    room.server.disconnect(room.people["alice"], "connection lost")
+    room.turn()
+    assert room.clients["bob"].lines() == [
+        "[#dev] <alice> bye",
+        "* alice quit (connection lost)",
+    ]
+
+
+def test_notices_never_reach_the_store() -> None:
+    """Joins, parts and topics go through the room's queue but are not history."""
+    from twisted_chat.history import MemoryStore
+
+    said: list[bytes] = []
+
+    class Recording(MemoryStore):
+        def append_lines(self, key: str, room: str, at: float, data: bytes) -> None:
+            said.append(data)
+            super().append_lines(key, room, at, data)
+
+    clock = Clock()
+    server = ChatServer(
+        Settings(), clock.seconds, Recording(), defer=lambda f: clock.callLater(0, f)
+    )
+    alice = server.connect(RecordingClient(peer="test alice"))
+    server.receive(alice, "hello")
+    server.receive(alice, "/topic news")
+    bob = server.connect(RecordingClient(peer="test bob"))
+    server.receive(bob, "/part")
+    clock.advance(0)
+    assert b"".join(said) == b"[#lobby] <guest1> hello\r\n"
+
+
+@define(eq=False)
+class CountingClient(RecordingClient):
+    """Counts how often the core looks up ``send``: once per member is enough."""
+
+    lookups: list[int] = Factory(lambda: [0])
+
+    def __getattribute__(self, name: str) -> object:
+        if name == "send":
+            object.__getattribute__(self, "lookups")[0] += 1
+        return object.__getattribute__(self, name)
+
+
+def test_joining_a_big_room_does_not_rebuild_its_fan_out_per_join() -> None:
+    """A thousand joins cost O(members), not O(members) each (issue 11, 6)."""
+    lookups = [0]
+    server = ChatServer(Settings(history_db="off"), Clock().seconds)
+    for n in range(1000):
+        server.connect(CountingClient(peer=f"test {n}", lookups=lookups))
+    assert lookups[0] <= 3 * 1000

@@ -15,7 +15,7 @@ MAX_ROOMS_PER_USER = 50
 #: How many existing rooms the clients of one address group may have
 #: created (the rooms they made that still exist), so that an address with
 #: many connections cannot fill the room table; "" (UNIX sockets) is not
-#: counted.
+#: counted, and ``--max-per-ip 0`` (no per-address caps) turns it off.
 MAX_ROOMS_PER_GROUP = 100
 #: How many messages ``/history`` replays at most.
 HISTORY_LIMIT = 200

@@ -7,18 +7,16 @@ tests), participants are reached only through
 :class:`~twisted_chat.interfaces.IChatClient`, and history through an optional
 :class:`~twisted_chat.history.IMessageStore`.
 
-Rooms, membership and the fan-out are in :mod:`twisted_chat.room` (imported
-here, so ``from twisted_chat.chat import Participant, Room`` works); the
-bounded listings in :mod:`twisted_chat.listing`, the help texts in
-:mod:`twisted_chat.help` and every bound in :mod:`twisted_chat.bounds`.
+Rooms and the fan-out are in :mod:`twisted_chat.room` (imported here, so
+``from twisted_chat.chat import Participant, Room`` works), joins and
+departures in :mod:`~twisted_chat.membership`, the queue in
+:mod:`~twisted_chat.outbox`, listings in :mod:`~twisted_chat.listing`, help
+in :mod:`~twisted_chat.help` and every bound in :mod:`~twisted_chat.bounds`.
 
-Order: what a room hears in one reactor turn goes out at the end of the
-turn, one write per member.  A direct reply to somebody (an error, a
-listing, "You joined") must not overtake a room line said before it, so
-before one the recipient is handed their pending room lines early
-(:meth:`Room.catch_up`) instead of flushing every room.  Join, part, quit,
-nick and topic notices go through the same queue, so a joiner never gets a
-line from before they joined and one who left none from after.
+Order: what a room hears in a reactor turn goes out at its end, one write
+per member.  A direct reply (an error, a listing) must not overtake a room
+line said before it, so the recipient is first handed their pending room
+lines (:meth:`Room.catch_up`) instead of every room being flushed.
 """
 
 from __future__ import annotations
@@ -113,7 +111,13 @@ class ChatServer:
         self.participants: dict[str, Participant] = {}
         self.rooms: dict[str, Room] = {}
         self._shutting_down = False
-        self._membership = Membership(self.rooms, self._create_room, self._outbox)
+        # Rooms one address may have made: off with the per-address cap.
+        self._membership = Membership(
+            self.rooms,
+            self._create_room,
+            self._outbox,
+            lambda: MAX_ROOMS_PER_GROUP if self.settings.max_per_ip else 0,
+        )
         self._people = Directory(self.participants, self._membership.tell_neighbours)
 
     # -- the transports' API -------------------------------------------------

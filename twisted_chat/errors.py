@@ -72,7 +72,7 @@ class BadUsage(ChatError):
 
 
 class TooManyRooms(ChatError):
-    """A join past the per-person room limit."""
+    """A join past the per-person room limit, or a new room past the per-address one."""
 
     code = "too-many-rooms"
 
@@ -84,7 +84,10 @@ class LineTooLong(ChatError):
 
 
 class SlowDown(ChatError):
-    """A UDP client over its flood-control rate."""
+    """
+    Too much, too fast: a UDP client over its flood-control rate, or a
+    command whose reply would overdraw the address's reply budget.
+    """
 
     code = "slow-down"
 

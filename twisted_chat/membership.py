@@ -55,6 +55,8 @@ class Membership:
     :param create_room: makes a room (with its saved topic) and adds it to
         ``rooms``.
     :param outbox: where notices to a room wait to go out.
+    :param room_cap: how many existing rooms one address group may have
+        created (0: no cap); asked each time, so a reload applies.
     """
 
     def __init__(
@@ -62,10 +64,12 @@ class Membership:
         rooms: dict[str, Room],
         create_room: Callable[[RoomName], Room],
         outbox: Outbox,
+        room_cap: Callable[[], int] = lambda: MAX_ROOMS_PER_GROUP,
     ) -> None:
         self.rooms = rooms
         self._create_room = create_room
         self._outbox = outbox
+        self._room_cap = room_cap
         #: Rooms that exist, by the address group that created them.
         self.rooms_by_group: dict[str, int] = {}
 
@@ -116,9 +120,10 @@ class Membership:
         """A new room, counted against its creator's address group."""
         group = participant.group
         made = self.rooms_by_group.get(group, 0)
-        if group and made >= MAX_ROOMS_PER_GROUP:
+        cap = self._room_cap() if group else 0
+        if cap and made >= cap:
             raise TooManyRooms(
-                f"People from your address have made {MAX_ROOMS_PER_GROUP} rooms "
+                f"People from your address have made {cap} rooms "
                 f"that still exist; join one of those (/rooms lists rooms) or try "
                 f"again once one has emptied."
             )

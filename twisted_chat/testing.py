@@ -92,7 +92,10 @@ class ChatHarness:
     clients: list[RecordingClient] = field(factory=list)
 
     def connect(
-        self, nick: str | None = None, peer: str = "test 127.0.0.1:0"
+        self,
+        nick: str | None = None,
+        peer: str = "test 127.0.0.1:0",
+        group: str = "",
     ) -> tuple[RecordingClient, Participant]:
         """
         Connect a new :class:`RecordingClient`, optionally rename it.
@@ -102,10 +105,12 @@ class ChatHarness:
 
         :param nick: the nickname to take with ``/nick``; the guest name is
             kept when it is None.
+        :param group: the client's address group, what per-address caps and
+            the reply budget count by ("" for none).
         :raises AssertionError: if ``nick`` could not be taken.
         """
         client = RecordingClient(peer=peer)
-        participant = self.server.connect(client)
+        participant = self.server.connect(client, group)
         if nick is not None:
             self.server.receive(participant, f"/nick {nick}")
             if participant.nick.display != nick:
