@@ -11,6 +11,7 @@ import pytest
 from twisted_chat.bounds import (
     FREE_REPLY_LINES,
     HISTORY_LIMIT,
+    LOOKED_AT_PER_LINE,
     MAX_ROOMS_PER_GROUP,
     REPLY_BURST,
     REPLY_RATE,
@@ -266,3 +267,17 @@ def test_no_per_address_cap_means_no_room_cap() -> None:
         participant = chat.server.connect(RecordingClient(), group="192.0.2.7")
         chat.server.receive(participant, f"/join #r{n}")
     assert len(chat.server.rooms) == MAX_ROOMS_PER_GROUP + 1
+
+
+def test_a_search_that_finds_nothing_is_not_free_to_repeat() -> None:
+    """``/rooms nosuch`` answers one line but looks at every room: it is charged."""
+    chat = make_chat(Settings(default_room=""))
+    make_rooms(chat, LOOKED_AT_PER_LINE * 2)
+    alice, alice_p = chat.connect("Alice")
+    for _ in range(REPLY_BURST):
+        alice.clear()
+        chat.server.receive(alice_p, "/rooms nosuch")
+        if alice.lines()[0].startswith("! slow-down: "):
+            break
+    else:
+        pytest.fail("an empty search over many rooms was never refused")

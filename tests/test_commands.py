@@ -8,6 +8,7 @@ import contextlib
 import pytest
 
 from twisted_chat.commands import (
+    ALIASES,
     HELP,
     Command,
     Hello,
@@ -222,3 +223,25 @@ def test_every_help_entry_is_a_command(name: str) -> None:
 def test_history_count_is_capped_in_digits() -> None:
     """A huge ``/history`` count is cut to at most six digits, not parsed whole."""
     assert parse_line("/history " + "9" * 4000) == History(999_999)
+
+
+@pytest.mark.parametrize("name", list(HELP))
+def test_every_command_has_real_help(name: str) -> None:
+    """``/help CMD`` is more than the summary: details and an example."""
+    from twisted_chat.help import explain
+
+    reply = [line.decode() for line in explain(name)]
+    assert len(reply) >= 3
+    assert reply[0].startswith("* /" + name)
+    assert any("Example: /" in line for line in reply)
+    assert all(len(line.encode()) < 1200 for line in reply)  # one UDP datagram
+
+
+@pytest.mark.parametrize("alias", list(ALIASES))
+def test_every_alias_parses_and_has_help(alias: str) -> None:
+    """Each alias ``/help`` knows is one ``parse_line`` knows, and vice versa."""
+    from twisted_chat.help import explain
+
+    with contextlib.suppress(BadUsage):
+        parse_line(f"/{alias} arg")
+    assert explain(alias)[0].decode().startswith(f"* /{alias} is an alias of /")

@@ -35,10 +35,15 @@ ROOMS_PATTERN_MAX = 33
 #: costs one token of the address group's reply budget.
 FREE_REPLY_LINES = 5
 #: The reply budget: this many charged lines at once, then ``REPLY_RATE``
-#: lines a second.  A full ``/rooms`` costs 27 of them, so an address can
-#: list rooms a few times in a row and then about once every 1.3 seconds.
+#: lines a second.  A full ``/rooms`` costs 27 of them (plus one for every
+#: ``LOOKED_AT_PER_LINE`` rooms it looks through), so an address can list
+#: rooms a few times in a row and then about once every 1.3 seconds.
 REPLY_BURST = 100
 REPLY_RATE = 20.0
+#: A listing that looks through this many rooms or members is charged one
+#: more line: ``/rooms nosuchroom`` is one line back but a scan of every
+#: room, and must not be free to repeat.
+LOOKED_AT_PER_LINE = 200
 #: A room with at least this many members hands out its join, part, quit
 #: and nick-change notices at most every ``NOTICE_DELAY`` seconds (with its
 #: next message, if one comes sooner), one write per member for all of

@@ -77,8 +77,14 @@ class ReplyBudgets:
                 "That is a lot of output in a short time; wait a second and ask again."
             )
 
-    def charge(self, participant: Participant, count: int) -> None:
-        """Charge a reply of ``count`` lines; the first few are free."""
+    def charge(self, participant: Participant, count: int, work: int = 0) -> None:
+        """
+        Charge a reply of ``count`` lines; the first few are free.
+
+        :param work: lines' worth of work beyond the lines themselves (a
+            search through every room), never free.
+        """
         bucket = participant.budget
-        if bucket is not None and count > FREE_REPLY_LINES:
-            bucket.spend(self._seconds(), count - FREE_REPLY_LINES)
+        cost = max(0, count - FREE_REPLY_LINES) + work
+        if bucket is not None and cost > 0:
+            bucket.spend(self._seconds(), cost)

@@ -31,6 +31,7 @@ from twisted_chat import help as helptext
 from twisted_chat.bounds import (
     HISTORY_DEFAULT,
     HISTORY_LIMIT,
+    LOOKED_AT_PER_LINE,
     MAX_ROOMS_PER_GROUP,
     MAX_ROOMS_PER_USER,
     WHO_NAMES_PER_LINE,
@@ -43,7 +44,7 @@ from twisted_chat.outbox import Outbox
 from twisted_chat.people import Directory
 from twisted_chat.records import StoredTopic
 from twisted_chat.replay import Replay
-from twisted_chat.room import Participant, Room, Send
+from twisted_chat.room import Participant, Room
 from twisted_chat.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,7 +59,6 @@ __all__ = [
     "ChatServer",
     "Participant",
     "Room",
-    "Send",
 ]
 
 _log = Logger()
@@ -111,14 +111,14 @@ class ChatServer:
         self.participants: dict[str, Participant] = {}
         self.rooms: dict[str, Room] = {}
         self._shutting_down = False
-        # Rooms one address may have made: off with the per-address cap.
+        # The per-address room cap goes with the per-address connection cap.
         self._membership = Membership(
             self.rooms,
             self._create_room,
             self._outbox,
             lambda: MAX_ROOMS_PER_GROUP if self.settings.max_per_ip else 0,
         )
-        self._people = Directory(self.participants, self._membership.tell_neighbours)
+        self._directory = Directory(self.participants, self._membership.tell_neighbours)
 
     # -- the transports' API -------------------------------------------------
 
@@ -130,7 +130,7 @@ class ChatServer:
             (:func:`twisted_chat.limits.address_group`), "" for none.
         """
         participant = Participant(
-            client=client, nick=self._people.guest_nick(), group=group
+            client=client, nick=self._directory.guest_nick(), group=group
         )
         self.participants[participant.nick.key] = participant
         self._budgets.hold(participant)
@@ -236,7 +236,7 @@ class ChatServer:
             case commands.Say(text):
                 self._say(participant, current_room(participant), text)
             case commands.SetNick(name):
-                self._people.rename(participant, name)
+                self._directory.rename(participant, name)
             case commands.Join(room):
                 self._join(participant, room)
             case commands.Part(args):
@@ -311,14 +311,13 @@ class ChatServer:
     def _list_rooms(self, participant: Participant, pattern: str | None) -> None:
         self._budgets.refuse_if_over(participant)
         rooms = self.rooms
-        self._reply(
-            participant, listing.rooms_reply(rooms.values(), len(rooms), pattern)
-        )
+        reply = listing.rooms_reply(rooms.values(), len(rooms), pattern)
+        self._reply(participant, reply, looked_at=len(rooms))
 
     def _who(self, participant: Participant, text: str | None) -> None:
         room = self._membership.find(participant, text)
         self._budgets.refuse_if_over(participant)
-        self._reply(participant, listing.who_reply(room))
+        self._reply(participant, listing.who_reply(room), looked_at=len(room.members))
 
     def _msg(self, participant: Participant, target: str, text: str) -> None:
         if target.startswith("#"):
@@ -330,7 +329,7 @@ class ChatServer:
                 )
             self._say(participant, room, text)
             return
-        recipient = self._people.find(target)
+        recipient = self._directory.find(target)
         if self._outbox.busy:
             self._outbox.catch_up(recipient)
         recipient.client.send(lines.private_message(participant.nick.display, text))
@@ -384,15 +383,15 @@ class ChatServer:
 
     def _help(self, participant: Participant, topic: str | None) -> None:
         self._budgets.refuse_if_over(participant)
-        self._reply(
-            participant,
-            helptext.overview() if topic is None else helptext.explain(topic),
-        )
+        reply = helptext.overview() if topic is None else helptext.explain(topic)
+        self._reply(participant, reply)
 
-    def _reply(self, participant: Participant, reply: list[bytes]) -> None:
-        """Send a listing as one write, and charge it to the budget."""
+    def _reply(
+        self, participant: Participant, reply: list[bytes], looked_at: int = 0
+    ) -> None:
+        """Send a listing as one write; charge its lines and the entries it read."""
         participant.client.send(b"".join(reply))
-        self._budgets.charge(participant, len(reply))
+        self._budgets.charge(participant, len(reply), looked_at // LOOKED_AT_PER_LINE)
 
 
 def _people(count: int, one: str, many: str) -> str:

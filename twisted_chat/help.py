@@ -164,8 +164,9 @@ def overview() -> list[bytes]:
     reply = [lines.notice("Commands (type /help COMMAND for more):")]
     for name, (usage, what) in HELP.items():
         others = aliases_of(name)
+        names = ", ".join("/" + alias for alias in others)
         also = (
-            f" (alias {', '.join('/' + alias for alias in others)})" if others else ""
+            f" ({'alias' if len(others) == 1 else 'aliases'} {names})" if others else ""
         )
         reply.append(lines.notice(f"{usage}: {what}{also}"))
     reply.append(
