@@ -69,7 +69,8 @@ class Room:
     #: Members who start somewhere other than at the beginning of
     #: ``pending``: the index of the first line they have not been given.
     caught_up: dict[Participant, int] = field(factory=dict)
-    #: How many of ``pending`` are notices (``* ...``), not history.
+    #: How many of ``pending`` are notices (``* ...``), not history; the
+    #: outbox appends to ``pending`` and counts them.
     notices: int = 0
     #: How many of ``pending`` the store has been given already.
     stored: int = 0
@@ -96,19 +97,6 @@ class Room:
         if self.members.pop(participant, None) is not None:
             self._stale = True
             self.caught_up.pop(participant, None)
-
-    def queue(
-        self, data: bytes, sender: Participant | None, *, notice: bool = False
-    ) -> None:
-        """
-        Keep a line for :meth:`flush`; ``sender`` (if any) will not get it.
-
-        :param notice: ``data`` is a server notice, not a message for the
-            history.
-        """
-        self.pending.append((data, sender))
-        if notice:
-            self.notices += 1
 
     def broadcast(self, data: bytes, exclude: Participant | None = None) -> None:
         """
