@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+import pytest
 from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent
 from twisted.python.failure import Failure
 
@@ -175,3 +176,25 @@ def test_the_table_of_kinds_is_bounded() -> None:
     limiter.flush(everything=True)
     held = sum(int(event["suppressed"]) for event in summaries(events))
     assert held == 1000
+
+
+def test_a_failure_held_back_is_not_captured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Capturing a traceback costs; one that will not be written is not taken."""
+    from twisted_chat import logs
+
+    captured: list[Failure] = []
+
+    def counting_failure() -> Failure:
+        captured.append(Failure())
+        return captured[-1]
+
+    monkeypatch.setattr(logs, "Failure", counting_failure)
+    limited, events, _, _ = logger(limit=1)
+    for _ in range(5):
+        try:
+            int("not a number")
+        except ValueError:
+            limited.failure("while handling a line from {nick}", nick="b")
+    assert len(captured) == 1
+    assert len(events) == 1
+    assert isinstance(events[0]["log_failure"].value, ValueError)

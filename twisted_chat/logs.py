@@ -37,6 +37,7 @@ from typing import Any
 
 from attrs import define
 from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
+from twisted.python.failure import Failure
 
 __all__ = ["LIMIT", "LIMITER", "WINDOW", "LogLimiter", "RateLimitedLogger"]
 
@@ -236,3 +237,18 @@ class RateLimitedLogger(Logger):
     ) -> None:
         if self.limiter.admit(self.namespace, self.observer, level, format, kwargs):
             super().emit(level, format, **kwargs)
+
+    def failure(
+        self,
+        format: str,  # noqa: A002 - Logger.failure's name
+        failure: Failure | None = None,
+        level: LogLevel = LogLevel.critical,
+        **kwargs: Any,
+    ) -> None:
+        """As ``Logger.failure``; a failure held back is not even captured."""
+        if not self.limiter.admit(self.namespace, self.observer, level, format, kwargs):
+            return
+        if failure is None:
+            failure = Failure()
+        # Admitted already: past this class's emit, straight to Logger's.
+        Logger.emit(self, level, format, log_failure=failure, **kwargs)
