@@ -48,7 +48,7 @@ from pathlib import Path
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 START_TIMEOUT = 30.0
 #: How long SIGTERM may take before the bench gives up and kills (a bound).
-EXIT_TIMEOUT = 120.0
+EXIT_TIMEOUT = 60.0
 LINE = b"x" * 90 + b"\n"
 #: Lines a sender writes per sendall.
 CHUNK = LINE * 64

@@ -36,7 +36,7 @@ __all__ = ["HEALTH_INTERVAL", "MAX_WAITING_BYTES", "STOP_TIMEOUT", "WriterSide"]
 #: rooms are dropped first and reloaded from disk when read again).
 _MAX_CACHED_ROOMS: Final = 512
 
-#: The most bytes that may wait for the writer (see the module docstring).
+#: The most bytes that may wait for the writer (see `twisted_chat.history_sqlite`).
 #: A flat-out burst on two cores leaves the writer about half a second
 #: behind, a few MiB; the slow-reader test of issue 11 allows 12 MiB of
 #: daemon growth in all, and what waits is held about twice (the queued
@@ -53,8 +53,8 @@ _ITEM_COST: Final = 200
 #: letting clients go, ``service.SHUTDOWN_GRACE``).
 STOP_TIMEOUT: Final = 1.5
 
-#: How often the store looks at its health (logs lasting trouble again,
-#: restarts a dead writer when due), in seconds.
+#: How often the store looks at its health (logs lasting trouble again),
+#: in seconds.
 HEALTH_INTERVAL: Final = 5.0
 
 #: A room's newest turns, newest first; MAX_RECENT of them always hold at
