@@ -135,12 +135,15 @@ class ChatService(MultiService):
                 timer.cancel()
             return maybeDeferred(MultiService.stopService, self)
 
-        def flush_logs(_: object) -> None:
-            # Counts of rate-limited log lines still in their window.
+        def flush_logs(result: object) -> object:
+            # Counts of rate-limited log lines still in their window, even
+            # when a child failed to stop.
             LIMITER.flush(everything=True)
+            return result
 
         closing.addCallback(stop_children)
-        return closing.addCallback(flush_logs)
+        closing.addBoth(flush_logs)
+        return closing.addCallback(lambda _: None)
 
     def _abort_stragglers(self) -> None:
         stragglers = list(self.tcp_factory.protocols)
