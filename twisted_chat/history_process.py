@@ -274,8 +274,9 @@ class ProcessSqliteStore(SqliteStore):
                     f" restarting it in {delay:.0f} s"
                 )
             self._log.error(
-                "the history writer for {path} {why}; {lost} messages it had not"
-                " committed are lost, and history is not saved until it runs again",
+                "the history writer for {path} {why}; up to {lost} messages it had"
+                " not yet confirmed are lost, and history is not saved until it"
+                " runs again",
                 path=self.path,
                 why=why,
                 lost=lost,
