@@ -11,11 +11,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 from twisted.internet.error import ProcessDone
-from twisted.internet.interfaces import IReactorProcess, IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
+from zope.interface import implementer
 
 from twisted_chat.history_side import _Op
 from twisted_chat.history_sqlite import SqliteStore
@@ -25,7 +26,11 @@ if TYPE_CHECKING:
     import sqlite3
 
     from twisted.internet.defer import Deferred
-    from twisted.internet.interfaces import IDelayedCall, IProcessTransport
+    from twisted.internet.interfaces import (
+        IConsumer,
+        IDelayedCall,
+        IProcessTransport,
+    )
     from twisted.python.failure import Failure
 
 __all__ = ["ProcessSqliteStore"]
@@ -34,6 +39,9 @@ __all__ = ["ProcessSqliteStore"]
 #: the writer's pipe, in seconds: after ``kill -9`` of the daemon, at most
 #: this much (plus the current turn) is lost, not a whole flush window.
 _PIPE_DELAY: Final = 0.01
+
+#: About how many bytes of lines one frame to the writer holds at most.
+_FRAME_BYTES: Final = 256 << 10
 
 #: The longest wait before a dead writer is started again, in seconds.
 MAX_BACKOFF: Final = 60.0
@@ -129,6 +137,12 @@ class ProcessSqliteStore(SqliteStore):
         self._outbox: list[_Op] = []
         self._drain_call: IDelayedCall | None = None
         self._stop_marker: Deferred[None] | None = None
+        #: The pipe's transport holds more than it wants (`pauseProducing`):
+        #: ops wait in the outbox, as references to the queued turns'
+        #: bytes, instead of as encoded copies in the transport's buffer.
+        self._paused = False
+        #: Close the child's stdin once the outbox is written (`stop`).
+        self._close_when_drained = False
         #: Writers that ended in a row, for the back-off; when to restart.
         self._failures = 0
         self._restart_call: IDelayedCall | None = None
@@ -172,6 +186,10 @@ class ProcessSqliteStore(SqliteStore):
             self._writer_ended(None)
             return
         self._writer_down = None
+        self._paused = False
+        # Process implements IConsumer for the child's stdin; the
+        # interface does not say so.
+        cast("IConsumer", self._process).registerProducer(_PipeProducer(self), True)
         self._drain()
 
     # -- the pipe to the writer -------------------------------------------------
@@ -206,19 +224,40 @@ class ProcessSqliteStore(SqliteStore):
             return
         # Fired when the child has exited, i.e. the file is closed.
         self._stop_marker = done
+        self._close_when_drained = True
         self._send_marker(("s", seq))
-        if self._process is not None:
-            self._process.closeStdin()
 
     def _drain(self) -> None:
-        """Write the gathered ops to the child as one frame."""
+        """Write the gathered ops to the child, while its pipe takes them.
+
+        Frames of at most `_FRAME_BYTES` each: the transport pauses us
+        (`_PipeProducer`) once it holds more than its buffer size, and the
+        rest of the outbox waits uncopied.
+        """
         call, self._drain_call = self._drain_call, None
         if call is not None and call.active():
             call.cancel()
-        if self._process is None or not self._outbox:
+        process = self._process
+        if process is None:
             return
-        ops, self._outbox = self._outbox, []
-        self._process.write(encode_frame(ops))
+        outbox = self._outbox
+        while outbox and not self._paused:
+            size = 0
+            end = 0
+            for op in outbox:
+                end += 1
+                if op[0] == "l":
+                    size += len(op[5])
+                    if size >= _FRAME_BYTES:
+                        break
+            ops = outbox[:end]
+            del outbox[:end]
+            process.write(encode_frame(ops))
+            if self._process is None:
+                return  # the write found the child gone
+        if not outbox and self._close_when_drained:
+            self._close_when_drained = False
+            process.closeStdin()
 
     def _abandon_writer(self) -> None:
         """`stop` is overdue: kill the writer; its exit fires the stop."""
@@ -288,6 +327,27 @@ class ProcessSqliteStore(SqliteStore):
         marker, self._stop_marker = self._stop_marker, None
         if marker is not None:
             marker.callback(None)
+
+
+@implementer(IPushProducer)
+class _PipeProducer:
+    """Told by the pipe's transport when to stop and go on writing."""
+
+    def __init__(self, store: ProcessSqliteStore) -> None:
+        self._store = store
+
+    def pauseProducing(self) -> None:
+        """`IPushProducer` API: the transport's buffer is full."""
+        self._store._paused = True
+
+    def resumeProducing(self) -> None:
+        """`IPushProducer` API: the transport wrote its buffer out."""
+        self._store._paused = False
+        self._store._drain()
+
+    def stopProducing(self) -> None:
+        """`IPushProducer` API: the pipe is gone (the exit is handled)."""
+        self._store._paused = True
 
 
 def _exit_reason(reason: Failure | None) -> str:
