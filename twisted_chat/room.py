@@ -74,8 +74,8 @@ class Room:
     notices: int = 0
     #: How many of ``pending`` the store has been given already.
     stored: int = 0
-    _fanout: tuple[tuple[Participant, Send], ...] = ()
-    _stale: bool = False
+    _fanout: tuple[tuple[Participant, Send], ...] = field(default=(), init=False)
+    _stale: bool = field(default=False, init=False)
 
     @property
     def fanout(self) -> tuple[tuple[Participant, Send], ...]:
