@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from twisted_chat import names
+from twisted_chat.history_rekey import RekeyError, RoomKeys
 from twisted_chat.history_schema import SCHEMA_VERSION, prepare
 from twisted_chat.history_store import HistoryStoreError
 
@@ -36,8 +38,11 @@ def open_database(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection, in
 
     Creates the parent directory if it is missing, sets WAL mode and
     ``synchronous=NORMAL``, creates or checks the schema (``PRAGMA
-    user_version``), runs ``PRAGMA quick_check`` and proves the file is
-    writable.
+    user_version``), runs ``PRAGMA quick_check``, computes the room keys
+    again if the file's were made by another key function than
+    `twisted_chat.names.name_key` (see `twisted_chat.history_rekey`) and
+    proves the file is writable. Only this check re-keys: it runs before
+    the writer, thread or child, is started.
 
     :return: the checked writer connection (usable from any thread), the
         reader connection and the next free message id.
@@ -58,7 +63,8 @@ def open_database(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection, in
         # now, then handed to the writer thread, the only one that uses it
         # afterwards (hence check_same_thread=False).
         write_conn = sqlite3.connect(path, check_same_thread=False)
-        prepare(write_conn)
+        # names is looked up at call time, so that a test can replace it.
+        prepare(write_conn, RoomKeys(names.KEY_VERSION, names.name_key))
         # Prove the file is writable now, not at the first message.
         write_conn.execute("BEGIN IMMEDIATE")
         write_conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -71,6 +77,8 @@ def open_database(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection, in
         for conn in (reader, write_conn):
             if conn is not None:
                 conn.close()
+        if isinstance(e, RekeyError):
+            raise HistoryStoreError(f"{path} cannot be upgraded: {e}") from e
         raise HistoryStoreError(f"{prefix}: {e}") from e
     return write_conn, reader, int(next_id)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Final
 
+from twisted_chat.history_rekey import RoomKeys, recorded_key_version, rekey
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -31,7 +33,7 @@ __all__ = [
 
 #: Stored in ``PRAGMA user_version``; bump it and add a migration step in
 #: `migrate` when the schema changes.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _SECONDS_PER_DAY: Final = 86_400
 
@@ -113,6 +115,21 @@ MIGRATE_V1: Final = (
     "DROP TABLE messages",
 )
 
+#: Version 3 adds `meta`, which records what the file's room keys were
+#: computed with (``key_version``, see `rekey`). The key version is a row,
+#: not the schema version, so that a new confusables table re-keys the
+#: file without a schema change; the schema version went up all the same,
+#: because a version-2 program would accept the file and write keys of the
+#: old function into it, rows a later start would not look for again.
+SCHEMA_V3: Final = ("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",)
+
+#: What each older version needs to become `SCHEMA_VERSION`.
+_UPGRADES: Final = {
+    0: (*SCHEMA_V2, *SCHEMA_V3),
+    1: (*MIGRATE_V1, *SCHEMA_V3),
+    2: SCHEMA_V3,
+}
+
 INSERT_TURN: Final = (
     "INSERT INTO turns (first_id, room_key, room, at, count, lines)"
     " VALUES (?, ?, ?, ?, ?, ?)"
@@ -165,8 +182,13 @@ def set_pragmas(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA cache_size = -16384")
 
 
-def prepare(conn: sqlite3.Connection) -> None:
-    """Set the file up for the writer; raise ValueError if it is unusable."""
+def prepare(conn: sqlite3.Connection, keys: RoomKeys | None = None) -> None:
+    """Set the file up for the writer; raise ValueError if it is unusable.
+
+    With ``keys`` (the daemon's start-up check), room keys computed by
+    another key function are computed again (`rekey`); without (the
+    writer), they are left for the daemon's next start.
+    """
     set_pragmas(conn)
     # Reads every page once: a damaged file is refused at start-up rather
     # than failing commits in the middle of a chat.
@@ -177,20 +199,22 @@ def prepare(conn: sqlite3.Connection) -> None:
         raise ValueError(
             f"it is damaged ({found}); move it away or restore it from a backup"
         )
-    migrate(conn)
+    migrate(conn, keys)
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    """Create or upgrade the schema; raise ValueError for files not ours."""
+def migrate(conn: sqlite3.Connection, keys: RoomKeys | None = None) -> None:
+    """Create or upgrade the schema, and re-key if ``keys`` says so.
+
+    Everything happens in one transaction: a version-1 file becomes a
+    version-3 file with its keys computed again, or stays as it was.
+    Raises ValueError for files not ours.
+    """
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > SCHEMA_VERSION:
         raise ValueError(
             f"it has schema version {version}, newer than this program's"
             f" ({SCHEMA_VERSION}); upgrade twisted-chat or restore a backup"
         )
-    if version == SCHEMA_VERSION:
-        ensure_indexes(conn)
-        return
     if version == 0:
         tables = conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
@@ -200,13 +224,21 @@ def migrate(conn: sqlite3.Connection) -> None:
                 "it is an SQLite database of another program (it has tables"
                 " but no twisted-chat schema version)"
             )
-    steps = SCHEMA_V2 if version == 0 else MIGRATE_V1
+    steps = _UPGRADES.get(version, ())
+    stale = keys is not None and (
+        bool(steps) or recorded_key_version(conn) != keys.version
+    )
+    if not steps and not stale:
+        ensure_indexes(conn)
+        return
     # An explicit transaction: the sqlite3 module runs DDL in autocommit,
     # and a half-made schema would read as "another program's" next time.
     conn.execute("BEGIN IMMEDIATE")
     try:
         for statement in (*steps, *ENSURE_INDEXES):
             conn.execute(statement)
+        if keys is not None and stale:
+            rekey(conn, keys)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         conn.rollback()
