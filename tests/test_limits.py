@@ -138,8 +138,8 @@ def test_new_connections_past_the_burst_wait_for_the_rate() -> None:
     refusal = admission.admit("a", 100.0)
     assert isinstance(refusal, TooManyConnections)
     assert refusal.text == (
-        "Too many new connections from your address (32 in 60 seconds at most); "
-        "wait 2 seconds and try again."
+        "Too many new connections from your address (32 in 10 seconds at most); "
+        "wait a second and try again."
     )
     assert admission.total == 0
     assert admission.admit("b", 100.0) is None  # another group is not slowed

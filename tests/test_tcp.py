@@ -21,7 +21,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from twisted_chat.chat import ChatServer
-from twisted_chat.limits import CONNECT_BURST, Admission
+from twisted_chat.limits import CONNECT_BURST, CONNECT_WINDOW, Admission
 from twisted_chat.settings import Settings
 from twisted_chat.stream_output import tls_held
 from twisted_chat.tcp import (
@@ -611,8 +611,8 @@ def test_reconnect_loop_is_refused_with_one_line() -> None:
     assert transport.disconnecting
     (line,) = lines_of(transport)
     assert line.startswith("! too-many-connections: Too many new connections")
-    assert "wait 6 seconds" in line
-    chat.clock.advance(60 / CONNECT_BURST)
+    assert "wait a second" in line
+    chat.clock.advance(CONNECT_WINDOW / CONNECT_BURST)
     _, transport = chat.connect()
     assert not transport.disconnecting
 
