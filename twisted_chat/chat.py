@@ -24,8 +24,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from twisted.logger import Logger
-
 from twisted_chat import commands, lines, listing
 from twisted_chat import help as helptext
 from twisted_chat.bounds import (
@@ -38,6 +36,7 @@ from twisted_chat.bounds import (
 )
 from twisted_chat.budget import ReplyBudgets
 from twisted_chat.errors import BadUsage, ChatError, NotInRoom
+from twisted_chat.logs import RateLimitedLogger
 from twisted_chat.membership import Membership, current_room
 from twisted_chat.names import RoomName
 from twisted_chat.outbox import Outbox
@@ -61,7 +60,7 @@ __all__ = [
     "Room",
 ]
 
-_log = Logger()
+_log = RateLimitedLogger()
 
 _INTERNAL_ERROR = lines.encode(
     "! internal-error: Something went wrong on the server; it has been logged."

@@ -22,6 +22,7 @@ from twisted_chat.history_core import ERROR_LOG_INTERVAL
 from twisted_chat.history_files import connect_reader
 from twisted_chat.history_health import NAG_INTERVAL, TROUBLE_HOLD, Troubles
 from twisted_chat.history_store import MAX_RECENT, _Said, _Tail
+from twisted_chat.logs import RateLimitedLogger
 from twisted_chat.throttle import LogThrottle
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class _WriterFailed(Exception):
 class WriterSide:
     """The state and the report handling every SQLite store shares."""
 
-    _log = Logger()
+    _log: Logger = RateLimitedLogger()
 
     def __init__(
         self,

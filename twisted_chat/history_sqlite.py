@@ -49,6 +49,7 @@ from twisted_chat.history_store import (
     _Tail,
 )
 from twisted_chat.history_thread import ThreadLink
+from twisted_chat.logs import RateLimitedLogger
 from twisted_chat.records import StoredMessage, StoredTopic
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class SqliteStore(WriterSide):
     there).
     """
 
-    _log = Logger()
+    _log: Logger = RateLimitedLogger()
 
     # __init__ (the state): `WriterSide`.
 

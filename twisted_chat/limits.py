@@ -19,12 +19,12 @@ import ipaddress
 import math
 
 from attrs import define, field
-from twisted.logger import Logger
 
 from twisted_chat.errors import ChatError, ServerFull, TooManyConnections
 from twisted_chat.flood import BucketTable, FloodCredit, TokenBucket
+from twisted_chat.logs import RateLimitedLogger
 
-_log = Logger()
+_log = RateLimitedLogger()
 
 #: An address group may open ``--max-per-ip`` new connections at once (but
 #: at least :data:`CONNECT_BURST`), then that many again in every window of

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from twisted.logger import Logger
-
 from twisted_chat import lines
 from twisted_chat.bounds import MAX_ROOMS_PER_GROUP, MAX_ROOMS_PER_USER
 from twisted_chat.errors import (
@@ -24,13 +22,14 @@ from twisted_chat.errors import (
     NotInRoom,
     TooManyRooms,
 )
+from twisted_chat.logs import RateLimitedLogger
 from twisted_chat.names import RoomName
 
 if TYPE_CHECKING:
     from twisted_chat.outbox import Outbox
     from twisted_chat.room import Participant, Room
 
-_log = Logger()
+_log = RateLimitedLogger()
 
 
 def current_room(participant: Participant) -> Room:

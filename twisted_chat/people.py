@@ -12,16 +12,15 @@ import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from twisted.logger import Logger
-
 from twisted_chat import lines
 from twisted_chat.errors import InvalidName, NickInUse, NoSuchNick
+from twisted_chat.logs import RateLimitedLogger
 from twisted_chat.names import Nick, name_key
 
 if TYPE_CHECKING:
     from twisted_chat.room import Participant
 
-_log = Logger()
+_log = RateLimitedLogger()
 
 
 class Directory:

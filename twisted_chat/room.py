@@ -22,14 +22,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from attrs import define, field
-from twisted.logger import Logger
+
+from twisted_chat.logs import RateLimitedLogger
 
 if TYPE_CHECKING:
     from twisted_chat.flood import TokenBucket
     from twisted_chat.interfaces import IChatClient
     from twisted_chat.names import Nick, RoomName
 
-_log = Logger()
+_log = RateLimitedLogger()
 
 Send = Callable[[bytes], None]
 

@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import interfaces, tcp
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory, connectionDone
-from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
@@ -53,6 +52,7 @@ from twisted_chat.flood import TokenBucket
 from twisted_chat.intake import TELNET_BYTES_PER_LINE, LineIntake
 from twisted_chat.interfaces import IChatClient
 from twisted_chat.limits import Admission, address_group, log_refusal
+from twisted_chat.logs import RateLimitedLogger
 from twisted_chat.stream_output import (
     TRANSPORT_BUFFER,
     OutputWatch,
@@ -75,7 +75,7 @@ __all__ = [
     "unsent_bytes",
 ]
 
-_log = Logger()
+_log = RateLimitedLogger()
 
 #: Seconds a TLS client has to complete its handshake before it is cut off.
 #: A real client needs one or two round trips; ten seconds covers a slow

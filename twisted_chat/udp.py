@@ -51,12 +51,12 @@ from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 
 from twisted_chat import commands, lines
 from twisted_chat.errors import ChatError, LineTooLong, SlowDown
 from twisted_chat.handshake import Address, ChallengeLimiter, TokenMint
 from twisted_chat.limits import Admission, address_group, log_refusal
+from twisted_chat.logs import RateLimitedLogger
 from twisted_chat.options import parse_udp
 from twisted_chat.throttle import LogThrottle
 from twisted_chat.udp_session import (
@@ -98,7 +98,7 @@ __all__ = [
     "udp_listeners",
 ]
 
-_log = Logger()
+_log = RateLimitedLogger()
 
 #: Seconds between two sweeps for idle sessions (fewer if ``--udp-idle`` is
 #: shorter): one timer for all sessions, not one per session.
