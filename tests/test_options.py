@@ -194,12 +194,11 @@ def test_example_config_is_every_default(ipv4_only: None) -> None:
 def test_version_names_twisted_chat(capsys: pytest.CaptureFixture[str]) -> None:
     """``twistd chat --version`` is about us, not only about Twisted."""
     import twisted
-
     from twisted_chat import __version__
 
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as exited:
         Options().parseOptions(["--version"])
-    assert exit.value.code == 0
+    assert exited.value.code == 0
     assert capsys.readouterr().out.startswith(
         f"twisted-chat {__version__} (Twisted {twisted.__version__}"
     )

@@ -91,8 +91,10 @@ def who_reply(room: Room) -> list[bytes]:
     reply = [
         lines.notice(f"{_count(total, 'person', 'people')} in {room.name.display}:")
     ]
-    for start in range(0, len(nicks), WHO_NAMES_PER_LINE):
-        reply.append(lines.notice(", ".join(nicks[start : start + WHO_NAMES_PER_LINE])))
+    reply.extend(
+        lines.notice(", ".join(nicks[start : start + WHO_NAMES_PER_LINE]))
+        for start in range(0, len(nicks), WHO_NAMES_PER_LINE)
+    )
     if total > len(nicks):
         reply.append(
             lines.notice(
