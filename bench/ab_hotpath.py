@@ -49,7 +49,7 @@ def one_run(python: str, pythonpath: str, workload: str) -> tuple[float, float]:
     else:
         env.pop("PYTHONPATH", None)
     port = free_port()
-    twistd = str(Path(python).with_name("twistd"))
+    twistd = str(Path(python).absolute().with_name("twistd"))
     daemon = subprocess.Popen(  # noqa: S603 - our own twistd, our arguments
         [twistd, "--nodaemon", "--pidfile=", "chat",
          "--tcp", f"tcp:{port}:interface=127.0.0.1", "--history-db", "off",
