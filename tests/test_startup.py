@@ -26,7 +26,7 @@ from twisted_chat.startup import (
     explain_listen_failure,
 )
 from twisted_chat.systemd import InheritedSocketError, InheritedSockets
-from twisted_chat.udp import SystemdUDPService
+from twisted_chat.udp_listeners import SystemdUDPService
 
 Pair = tuple[socket.socket, socket.socket]
 Passed = Callable[[dict[str, socket.socket]], InheritedSockets]

@@ -26,17 +26,15 @@ from twisted_chat.handshake import (
 from twisted_chat.limits import Admission
 from twisted_chat.settings import Settings
 from twisted_chat.testing import RecordingClient
-from twisted_chat.udp import (
+from twisted_chat.udp import ChatDatagramProtocol
+from twisted_chat.udp_listeners import ChatUDPServer, SystemdUDPService, udp_listeners
+from twisted_chat.udp_session import (
     MAX_DATAGRAM,
     MAX_PAYLOAD,
     MAX_REPLY_DATAGRAMS,
-    ChatDatagramProtocol,
-    ChatUDPServer,
-    SystemdUDPService,
     cut,
     datagrams,
     describe,
-    udp_listeners,
 )
 
 if TYPE_CHECKING:

@@ -348,7 +348,7 @@ def make_chat_service(
         strports.service(endpoint, factory, reactor=reactor).setServiceParent(tcp)
 
     if settings.udp:
-        from twisted_chat.udp import udp_listeners
+        from twisted_chat.udp_listeners import udp_listeners
 
         udp = ListenerGroup(
             "UDP", "--udp", unadopted_socket("udp", settings, inherited)

@@ -14,11 +14,6 @@ Wire protocol (the whole contract is PROTOCOL.md, section "UDP")::
     * You are now known as carol.
     [#lobby] <alice> hi carol
 
-A datagram holds one or more lines (split on LF, CRLF or CR; the last needs
-no line ending).  Every server line goes back as a datagram of its own,
-ending in CRLF and at most :data:`MAX_PAYLOAD` bytes (a longer line is cut
-with ``…`` on a character boundary).
-
 An address is *unproven* until it sends ``/hello TOKEN`` with the token it
 was challenged with (:mod:`twisted_chat.handshake`).  Unproven addresses get
 at most one short challenge line and nothing else, and hold no state but an
@@ -30,73 +25,51 @@ with one ``! slow-down`` notice a second at most), and ended by ``/quit`` or
 by ``--udp-idle`` seconds without a datagram.
 
 A session's address can be forged too, so one datagram never draws more
-than :data:`MAX_REPLY_DATAGRAMS` datagrams back, whatever it asks for: what
-the core sends the session while it handles that datagram is its reply, and
-past the cap the reply is cut with a line that says so.  Room traffic from
-others is not a reply and is never cut.
+than :data:`~twisted_chat.udp_session.MAX_REPLY_DATAGRAMS` datagrams back,
+whatever it asks for: what the core sends the session while it handles that
+datagram is its reply, and past the cap the reply is cut with a line that
+says so.  Room traffic from others is not a reply and is never cut.
 
 Every decision about chat is the core's (:mod:`twisted_chat.chat`); this
-module owns the datagrams (the session and the wire format are in
-:mod:`twisted_chat.udp_session`).
+module owns the datagrams: :class:`ChatDatagramProtocol`, the handshake, the
+idle sweep and the sends.  The session and the wire format are in
+:mod:`twisted_chat.udp_session`; the services that bind or adopt a socket for
+it, one per ``--udp``, are in :mod:`twisted_chat.udp_listeners`.
 """
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
-from twisted.application.internet import UDPServer
-from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 
-from twisted_chat import commands, lines
-from twisted_chat.errors import ChatError, LineTooLong, SlowDown
+from twisted_chat import lines
+from twisted_chat.errors import LineTooLong, SlowDown
 from twisted_chat.handshake import Address, ChallengeLimiter, TokenMint
 from twisted_chat.limits import Admission, address_group, log_refusal
 from twisted_chat.logs import RateLimitedLogger
-from twisted_chat.options import parse_udp
 from twisted_chat.throttle import LogThrottle
 from twisted_chat.udp_session import (
-    CLOSED_REASON,
     MAX_DATAGRAM,
-    MAX_PAYLOAD,
-    MAX_REPLY_DATAGRAMS,
     SLOW_DOWN_INTERVAL,
     UdpSession,
     UdpStats,
-    cut,
     datagrams,
     decode,
     describe,
+    hello_token,
     split_lines,
 )
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IListeningPort, IReactorTime
+    from twisted.internet.interfaces import IReactorTime
 
     from twisted_chat.chat import ChatServer
-    from twisted_chat.settings import Settings
-    from twisted_chat.systemd import InheritedSockets
 
-__all__ = [
-    "CLOSED_REASON",
-    "IDLE_REASON",
-    "MAX_DATAGRAM",
-    "MAX_PAYLOAD",
-    "MAX_REPLY_DATAGRAMS",
-    "ChatDatagramProtocol",
-    "ChatUDPServer",
-    "SystemdUDPService",
-    "UdpSession",
-    "UdpStats",
-    "cut",
-    "datagrams",
-    "describe",
-    "udp_listeners",
-]
+__all__ = ["IDLE_REASON", "ChatDatagramProtocol"]
 
 _log = RateLimitedLogger()
 
@@ -108,9 +81,6 @@ SWEEP_INTERVAL = 5.0
 SEND_FAILURE_LOG_INTERVAL = 10.0
 #: The reason others see when a session goes quiet for ``--udp-idle``.
 IDLE_REASON = "timed out"
-#: The longest line that can still be the ``/hello TOKEN`` line; longer first
-#: lines from unproven addresses are not even decoded.
-_HELLO_MAX = 128
 
 #: The errors a send to one address may meet that say nothing about the
 #: others: full buffers, an oversized datagram, an ICMP error surfacing.
@@ -286,7 +256,7 @@ class ChatDatagramProtocol(DatagramProtocol):
         for index, raw in enumerate(raw_lines):
             if not raw or raw.isspace():
                 continue
-            token = self._hello_token(raw)
+            token = hello_token(raw)
             if token is not None:
                 if self.mint.check(token, address, now):
                     self._start_session(address, raw_lines[index + 1 :], now)
@@ -294,16 +264,6 @@ class ChatDatagramProtocol(DatagramProtocol):
                 self.stats.bad_tokens += 1
             break
         self._challenge(address, now)
-
-    @staticmethod
-    def _hello_token(raw: bytes) -> str | None:
-        if len(raw) > _HELLO_MAX:
-            return None
-        try:
-            command = commands.parse_line(decode(raw).strip())
-        except ChatError:
-            return None
-        return command.token if isinstance(command, commands.Hello) else None
 
     def _challenge(self, address: Address, now: float) -> None:
         if not self.limiter.allow(address, now):
@@ -432,142 +392,3 @@ class ChatDatagramProtocol(DatagramProtocol):
                 peer=describe(address),
                 problem=problem,
             )
-
-
-# -- assembly ------------------------------------------------------------------
-
-
-class ChatUDPServer(UDPServer):
-    """``internet.UDPServer`` that keeps its chat protocol where the daemon looks."""
-
-    def __init__(
-        self, port: int, protocol: ChatDatagramProtocol, interface: str, reactor: Any
-    ) -> None:
-        super().__init__(
-            port,
-            protocol,
-            interface=interface,
-            maxPacketSize=MAX_DATAGRAM,
-            reactor=reactor,
-        )
-        self.chat_protocol = protocol
-
-
-class Adopt(Protocol):
-    """The shape of :func:`twisted_chat.systemd.adopt_udp`."""
-
-    def __call__(
-        self,
-        reactor: Any,
-        name: str,
-        protocol: ChatDatagramProtocol,
-        *,
-        max_packet_size: int,
-    ) -> IListeningPort: ...
-
-
-class SystemdUDPService(Service):
-    """
-    A UDP listener on a socket systemd passed in (``--udp systemd:name=NAME``).
-
-    Adopted in :meth:`privilegedStartService`, like ``UDPServer`` binds.
-    The daemon checks before that that the socket was passed
-    (:func:`twisted_chat.service.make_chat_service`), so a missing one stops
-    ``makeService`` with one line, before any port is bound.
-
-    :param adopt: ``adopt_udp(reactor, name, protocol) -> IListeningPort``;
-        :func:`twisted_chat.systemd.adopt_udp` by default.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        protocol: ChatDatagramProtocol,
-        reactor: Any,
-        adopt: Adopt | None = None,
-    ) -> None:
-        self.socket_name = name
-        self.chat_protocol = protocol
-        self.reactor = reactor
-        self._adopt = adopt
-        self._port: IListeningPort | None = None
-
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        self._listen()
-
-    def startService(self) -> None:
-        super().startService()
-        if self._port is None:
-            self._listen()
-
-    def stopService(self) -> Deferred[None] | None:
-        super().stopService()
-        port, self._port = self._port, None
-        if port is None:
-            return None
-        return maybeDeferred(port.stopListening).addCallback(lambda _: None)
-
-    def _listen(self) -> None:
-        adopt = self._adopt if self._adopt is not None else _systemd_adopt()
-        self._port = adopt(
-            self.reactor,
-            self.socket_name,
-            self.chat_protocol,
-            max_packet_size=MAX_DATAGRAM,
-        )
-
-
-def _systemd_adopt(sockets: InheritedSockets | None = None) -> Adopt:
-    """:func:`twisted_chat.systemd.adopt_udp`, looking names up in ``sockets``."""
-    from twisted_chat.systemd import adopt_udp
-
-    def adopt(
-        reactor: Any,
-        name: str,
-        protocol: ChatDatagramProtocol,
-        *,
-        max_packet_size: int,
-    ) -> IListeningPort:
-        return adopt_udp(
-            reactor, name, protocol, sockets=sockets, max_packet_size=max_packet_size
-        )
-
-    return adopt
-
-
-def udp_listeners(
-    settings: Settings,
-    server: ChatServer,
-    admission: Admission,
-    reactor: Any,
-    *,
-    inherited: InheritedSockets | None = None,
-) -> list[IService]:
-    """
-    One service per ``--udp`` entry, each with its own protocol.
-
-    All of them share one token secret and one challenge limiter: a token
-    from one listener works on another, and the global challenge cap counts
-    every listener.  Each service has a ``chat_protocol`` attribute whose
-    ``sessions`` the daemon closes at shutdown.
-
-    :param inherited: the sockets systemd passed, where ``systemd:name=``
-        entries are looked up when they are adopted;
-        :meth:`InheritedSockets.for_process` by default.
-    """
-    mint = TokenMint()
-    limiter = ChallengeLimiter()
-    services: list[IService] = []
-    for value in settings.udp:
-        where = parse_udp(value)
-        protocol = ChatDatagramProtocol(server, admission, reactor, mint, limiter)
-        service: IService
-        if where.systemd_name:
-            service = SystemdUDPService(
-                where.systemd_name, protocol, reactor, _systemd_adopt(inherited)
-            )
-        else:
-            service = ChatUDPServer(where.port, protocol, where.host, reactor)
-        services.append(service)
-    return services

@@ -5,7 +5,9 @@ One UDP session as the core sees it, and the datagram wire format.
 The wire format (PROTOCOL.md, "UDP"): a datagram holds one or more lines
 (split on LF, CRLF or CR; the last needs no line ending); every server line
 goes back as a datagram of its own, ending in CRLF and at most
-:data:`MAX_PAYLOAD` bytes.
+:data:`MAX_PAYLOAD` bytes (a longer line is cut with ``…`` on a character
+boundary).  From an address that has no session yet only a ``/hello TOKEN``
+line means anything (:func:`hello_token`).
 
 A :class:`UdpSession` is one proven address (:mod:`twisted_chat.udp` owns
 the socket, the handshake and the session table).  It also keeps the reply
@@ -21,8 +23,9 @@ from typing import TYPE_CHECKING, Protocol
 from attrs import define
 from zope.interface import implementer
 
-from twisted_chat import lines
+from twisted_chat import commands, lines
 from twisted_chat.cleaning import TelnetFilter, clean_text
+from twisted_chat.errors import ChatError
 from twisted_chat.flood import TokenBucket
 from twisted_chat.handshake import Address
 from twisted_chat.interfaces import IChatClient
@@ -44,6 +47,10 @@ CLOSED_REASON = "session closed"
 #: reply was cut included: a forged ``/rooms`` or ``/history 200`` must not
 #: turn a few bytes into a flood at a victim's address.
 MAX_REPLY_DATAGRAMS = 8
+
+#: The longest line that can still be the ``/hello TOKEN`` line; longer first
+#: lines from unproven addresses are not even decoded.
+_HELLO_MAX = 128
 
 _ELLIPSIS = "…".encode()
 _CRLF = lines.CRLF
@@ -109,6 +116,17 @@ def split_lines(data: bytes) -> list[bytes]:
 def decode(line: bytes) -> str:
     """A raw client line as clean text (what the core is given)."""
     return clean_text(line.decode("utf-8", "replace"))
+
+
+def hello_token(raw: bytes) -> str | None:
+    """The token of a ``/hello TOKEN`` line from an unproven address, or None."""
+    if len(raw) > _HELLO_MAX:
+        return None
+    try:
+        command = commands.parse_line(decode(raw).strip())
+    except ChatError:
+        return None
+    return command.token if isinstance(command, commands.Hello) else None
 
 
 @define
