@@ -15,6 +15,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.systemd import ListenFDs
 
+from twisted_chat.inherited_sockets import InheritedSocketError, InheritedSockets
 from twisted_chat.options import Options
 from twisted_chat.service import ChatService, StartupError, make_chat_service
 from twisted_chat.settings import Settings
@@ -25,7 +26,6 @@ from twisted_chat.startup import (
     adopt_inherited,
     explain_listen_failure,
 )
-from twisted_chat.systemd import InheritedSocketError, InheritedSockets
 from twisted_chat.udp_listeners import SystemdUDPService
 
 Pair = tuple[socket.socket, socket.socket]

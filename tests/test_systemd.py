@@ -1,5 +1,5 @@
 # Copyright (c) 2026 twisted-chat developers. Licensed under the MIT license.
-"""Tests for `twisted_chat.systemd` and the files in `deploy/`.
+"""Tests for `twisted_chat.systemd`, `twisted_chat.inherited_sockets` and `deploy/`.
 
 sd_notify is tested against real ``AF_UNIX`` datagram sockets, read back
 without blocking (a datagram is in the receiver's queue once ``sendto``
@@ -35,15 +35,17 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.python.systemd import ListenFDs
 
-from twisted_chat.systemd import (
+from twisted_chat.inherited_sockets import (
     InheritedSocketError,
     InheritedSockets,
+    adopt_udp,
+    systemd_socket_name,
+)
+from twisted_chat.systemd import (
     Notifier,
     SystemdNotifyService,
-    adopt_udp,
     install_sighup,
     monotonic_usec,
-    systemd_socket_name,
     watchdog_usec_from_environment,
 )
 

@@ -130,7 +130,7 @@ def tcp_description(value: str) -> str:
         )
     if value.startswith("systemd:"):
         # Checked when the service is built, against the sockets systemd
-        # actually passed (see twisted_chat.systemd.InheritedSockets).
+        # actually passed (see twisted_chat.inherited_sockets.InheritedSockets).
         return value
     from twisted.internet.endpoints import serverFromString
 

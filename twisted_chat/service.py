@@ -37,6 +37,7 @@ from twisted_chat.history import (
     MemoryStore,
     SqliteStore,
 )
+from twisted_chat.inherited_sockets import InheritedSocketError, InheritedSockets
 from twisted_chat.limits import Admission
 from twisted_chat.logs import LIMITER, WINDOW
 from twisted_chat.options import (
@@ -47,12 +48,7 @@ from twisted_chat.options import (
 )
 from twisted_chat.settings import Settings
 from twisted_chat.startup import ListenerGroup, adopt_inherited, unadopted_socket
-from twisted_chat.systemd import (
-    InheritedSocketError,
-    InheritedSockets,
-    SystemdNotifyService,
-    install_sighup,
-)
+from twisted_chat.systemd import SystemdNotifyService, install_sighup
 from twisted_chat.tcp import ChatServerFactory
 
 _log = Logger()

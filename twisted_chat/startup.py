@@ -30,12 +30,12 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from twisted_chat import __version__
-from twisted_chat.settings import Settings
-from twisted_chat.systemd import (
+from twisted_chat.inherited_sockets import (
     InheritedSocketError,
     InheritedSockets,
     systemd_socket_name,
 )
+from twisted_chat.settings import Settings
 
 __all__ = [
     "ACTIVATION_SOCKETS",

@@ -7,7 +7,7 @@ This module owns the assembly, not the chat: :func:`udp_listeners` turns the
 ``--udp`` values into services that share one token secret and one challenge
 limiter, :class:`ChatUDPServer` binds a port as ``internet.UDPServer`` does,
 and :class:`SystemdUDPService` adopts a datagram socket systemd passed in
-(:func:`twisted_chat.systemd.adopt_udp`).  What happens to the
+(:func:`twisted_chat.inherited_sockets.adopt_udp`).  What happens to the
 datagrams is :mod:`twisted_chat.udp`'s business.
 """
 
@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort
 
     from twisted_chat.chat import ChatServer
+    from twisted_chat.inherited_sockets import InheritedSockets
     from twisted_chat.limits import Admission
     from twisted_chat.settings import Settings
-    from twisted_chat.systemd import InheritedSockets
 
 __all__ = [
     "Adopt",
@@ -57,7 +57,7 @@ class ChatUDPServer(UDPServer):
 
 
 class Adopt(Protocol):
-    """The shape of :func:`twisted_chat.systemd.adopt_udp`."""
+    """The shape of :func:`twisted_chat.inherited_sockets.adopt_udp`."""
 
     def __call__(
         self,
@@ -79,7 +79,7 @@ class SystemdUDPService(Service):
     ``makeService`` with one line, before any port is bound.
 
     :param adopt: ``adopt_udp(reactor, name, protocol) -> IListeningPort``;
-        :func:`twisted_chat.systemd.adopt_udp` by default.
+        :func:`twisted_chat.inherited_sockets.adopt_udp` by default.
     """
 
     def __init__(
@@ -123,7 +123,7 @@ class SystemdUDPService(Service):
 
 def _systemd_adopt(sockets: InheritedSockets | None = None) -> Adopt:
     """:func:`.adopt_udp` with names looked up in ``sockets``."""
-    from twisted_chat.systemd import adopt_udp
+    from twisted_chat.inherited_sockets import adopt_udp
 
     def adopt(
         reactor: Any,
