@@ -4,13 +4,18 @@ What the loopback load scripts share (``bench/churn.py``, ``bench/rooms_amplify.
 A daemon started as a subprocess on 127.0.0.1 only and always killed at the
 end, the process's CPU time from ``/proc``, source addresses spread over
 127.0.0.0/8 (so per-address caps and rate limits see many clients), a
-bystander that measures ``/ping`` round trips, and percentiles.  Nothing
-here sleeps for luck: waits poll a condition with a deadline.
+bystander that measures ``/ping`` round trips, percentiles, and the command
+line and report around the runs (:func:`bench_parser`, :func:`add_run_options`,
+:func:`run_and_report`).  Nothing here sleeps for luck: waits poll a
+condition with a deadline.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
+import math
 import os
 import signal
 import socket
@@ -19,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from attrs import define, field
@@ -237,3 +242,54 @@ class Pinger:
             "pings": float(len(ms)),
             "pings_lost": float(self.lost),
         }
+
+
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """The parser a script starts from: its first doc line, and ``--twistd``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
+    parser.add_argument("--twistd", default=TWISTD)
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``--runs``, ``--daemon-option`` and ``--json``, after a script's own."""
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--daemon-option",
+        action="append",
+        default=[],
+        help="an extra option for the daemon (repeatable), e.g. --history-db=off",
+    )
+    parser.add_argument("--json", action="store_true")
+
+
+def run_and_report(
+    args: argparse.Namespace,
+    one_run: Callable[[argparse.Namespace], dict[str, float]],
+    keys: tuple[str, ...],
+    setup: str,
+) -> int:
+    """
+    ``one_run`` ``--runs`` times, then a table of ``keys`` per run and their
+    medians (or all of it as JSON with ``--json``); exit status 0.
+
+    :param setup: what was measured, for the table's heading, e.g.
+        ``"1000 members, 100 connects/s for 20 s"``.
+    """
+    runs = []
+    for n in range(args.runs):
+        print(f"run {n + 1}/{args.runs} ...", file=sys.stderr, flush=True)
+        runs.append(one_run(args))
+    medians = {key: median([run.get(key, math.nan) for run in runs]) for key in keys}
+    if args.json:
+        print(json.dumps({"twistd": args.twistd, "runs": runs, "medians": medians}))
+        return 0
+    print(f"twistd {args.twistd}: {setup}, load average {os.getloadavg()[0]:.2f}")
+    print("| run | " + " | ".join(keys) + " |")
+    print("|" + "---|" * (len(keys) + 1))
+    for n, run in enumerate(runs, 1):
+        cells = " | ".join(f"{run.get(key, float('nan')):.1f}" for key in keys)
+        print(f"| {n} | {cells} |")
+    cells = " | ".join(f"{medians[key]:.1f}" for key in keys)
+    print(f"| median | {cells} |")
+    return 0

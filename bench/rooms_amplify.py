@@ -28,23 +28,20 @@ is killed at the end.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import multiprocessing
-import os
 import socket
-import sys
 import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from _loopback import (
-    TWISTD,
     Daemon,
     LineClient,
     Pinger,
+    add_run_options,
+    bench_parser,
     daemon,
-    median,
+    run_and_report,
     source_address,
 )
 
@@ -218,40 +215,16 @@ KEYS = (
 
 def main(argv: list[str] | None = None) -> int:
     """Run, print a table (or JSON), exit 0."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--twistd", default=TWISTD)
+    parser = bench_parser(__doc__)
     parser.add_argument("--rooms", type=int, default=9800)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--slow", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument(
-        "--daemon-option",
-        action="append",
-        default=[],
-        help="an extra option for the daemon (repeatable), e.g. --history-db=off",
-    )
-    parser.add_argument("--json", action="store_true")
+    add_run_options(parser)
     args = parser.parse_args(argv)
-    runs = []
-    for n in range(args.runs):
-        print(f"run {n + 1}/{args.runs} ...", file=sys.stderr, flush=True)
-        runs.append(one_run(args))
-    medians = {key: median([run.get(key, math.nan) for run in runs]) for key in KEYS}
-    if args.json:
-        print(json.dumps({"twistd": args.twistd, "runs": runs, "medians": medians}))
-        return 0
-    print(
-        f"twistd {args.twistd}: {args.rooms} rooms, {args.slow} slow /rooms "
-        f"clients for {args.seconds:g} s, load average {os.getloadavg()[0]:.2f}"
+    setup = (
+        f"{args.rooms} rooms, {args.slow} slow /rooms clients for {args.seconds:g} s"
     )
-    print("| run | " + " | ".join(KEYS) + " |")
-    print("|" + "---|" * (len(KEYS) + 1))
-    for n, run in enumerate(runs, 1):
-        cells = " | ".join(f"{run.get(key, float('nan')):.1f}" for key in KEYS)
-        print(f"| {n} | {cells} |")
-    cells = " | ".join(f"{medians[key]:.1f}" for key in KEYS)
-    print(f"| median | {cells} |")
-    return 0
+    return run_and_report(args, one_run, KEYS, setup)
 
 
 if __name__ == "__main__":
