@@ -93,7 +93,7 @@ class SlowDown(ChatError):
 
 
 class ServerFull(ChatError):
-    """A connection refused by ``--max-clients`` or ``--max-per-ip``."""
+    """A connection refused by ``--max-clients`` (per address: TooManyConnections)."""
 
     code = "server-full"
 
