@@ -22,6 +22,8 @@ from twisted.protocols.basic import LineReceiver
 #: Generous bounds for real sockets on a loaded 2-core machine: a test waits
 #: for a condition up to this long, and normally passes in milliseconds.
 TIMEOUT = 20.0
+#: A listening TCP socket and a bound UDP socket (the ``pair`` fixture).
+Pair = tuple[socket.socket, socket.socket]
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 
 
@@ -237,3 +239,15 @@ def daemons(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     yield start
     for daemon in started:
         daemon.kill()
+
+
+@pytest.fixture
+def pair() -> Iterator[Pair]:
+    """A listening TCP socket and a bound UDP socket on 127.0.0.1."""
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with tcp, udp:
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        udp.bind(("127.0.0.1", 0))
+        yield tcp, udp

@@ -6,9 +6,10 @@ import errno
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
+from conftest import Pair
 from twisted.application.service import Service
 from twisted.internet.endpoints import _SystemdParser
 from twisted.internet.error import CannotListenError
@@ -28,7 +29,6 @@ from twisted_chat.startup import (
 )
 from twisted_chat.udp_listeners import SystemdUDPService
 
-Pair = tuple[socket.socket, socket.socket]
 Passed = Callable[[dict[str, socket.socket]], InheritedSockets]
 
 
@@ -53,18 +53,6 @@ def daemon(inherited: InheritedSockets, *argv: str) -> ChatService:
         options["given"],
         inherited=inherited,
     )
-
-
-@pytest.fixture
-def pair() -> Iterator[Pair]:
-    """A listening TCP socket and a bound UDP socket on 127.0.0.1."""
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with tcp, udp:
-        tcp.bind(("127.0.0.1", 0))
-        tcp.listen()
-        udp.bind(("127.0.0.1", 0))
-        yield tcp, udp
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
 import pytest_twisted
+from conftest import Pair
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -73,7 +74,6 @@ socket_reactor = cast("IReactorSocket", reactor)
 thread_reactor = cast("IReactorFromThreads", reactor)
 
 Listener = tuple[str, socket.socket]
-Pair = tuple[socket.socket, socket.socket]
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 UNITS = ["twisted-chat.socket", "twisted-chat-udp.socket", "twisted-chat.service"]
@@ -334,18 +334,6 @@ def systemd_environ(names: list[str], pid: int | None = None) -> dict[str, str]:
 def sockets_for(*socks: socket.socket, names: list[str]) -> InheritedSockets:
     """Pretend systemd passed ``socks`` under ``names``."""
     return InheritedSockets(ListenFDs([s.fileno() for s in socks], names))
-
-
-@pytest.fixture
-def pair() -> Iterator[Pair]:
-    """A listening TCP socket and a bound UDP socket on 127.0.0.1."""
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with tcp, udp:
-        tcp.bind(("127.0.0.1", 0))
-        tcp.listen()
-        udp.bind(("127.0.0.1", 0))
-        yield tcp, udp
 
 
 def test_inherited_sockets_are_found_by_name(pair: Pair) -> None:
