@@ -29,7 +29,14 @@ from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger, formatEvent
 from zope.interface.verify import verifyObject
 
-from twisted_chat import history_schema, history_store, history_writer, lines
+from twisted_chat import (
+    history_schema,
+    history_side,
+    history_sqlite,
+    history_store,
+    history_writer,
+    lines,
+)
 from twisted_chat.chat import ChatServer
 from twisted_chat.history import (
     MAX_RECENT,
@@ -843,6 +850,42 @@ async def test_a_writer_behind_drops_rows_past_the_byte_bound(
     assert store.trouble() is None
     assert [e for e in events if "caught up" in e.get("log_format", "")]
     store.append(msg("#b", 1))
+    await store.stop()
+
+
+@ensure_deferred
+async def test_the_tail_cache_keeps_the_rooms_read_last(
+    open_sqlite: OpenSqlite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past _MAX_CACHED_ROOMS tails the least recently read room is dropped."""
+    monkeypatch.setattr(history_side, "_MAX_CACHED_ROOMS", 2)
+    store = open_sqlite()
+    store.start()
+    for room in ("#a", "#b", "#c"):
+        store.append(msg(room, 1))
+    await store.flush()
+    for room in ("#a", "#b", "#c"):
+        assert [m.text for m in store.recent(room, 5)] == ["text 1"]
+    assert list(store._tails) == ["#b", "#c"]
+    assert [m.text for m in store.recent("#a", 5)] == ["text 1"]  # from disk
+    assert list(store._tails) == ["#c", "#a"]
+
+
+@ensure_deferred
+async def test_the_topic_cache_keeps_the_topics_set_last(
+    open_sqlite: OpenSqlite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past _MAX_CACHED_TOPICS the oldest set topic is dropped (and read back)."""
+    monkeypatch.setattr(history_sqlite, "_MAX_CACHED_TOPICS", 2)
+    store = open_sqlite()
+    store.start()
+    for n in range(3):
+        store.set_topic(StoredTopic(f"#r{n}", f"#r{n}", f"t{n}", "x", float(n)))
+    assert list(store._topics) == ["#r1", "#r2"]
+    await store.flush()
+    found = store.topic("#r0")  # from disk
+    assert found is not None
+    assert found.text == "t0"
     await store.stop()
 
 
