@@ -39,12 +39,9 @@ Prints the daemon's CPU share (``/proc/PID/stat`` utime + stime) over
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime as dt
 import os
 import signal
 import socket
-import ssl
 import statistics
 import subprocess
 import sys
@@ -53,6 +50,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from twisted_chat.testing_tls import client_hello, self_signed_pem
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 #: Seconds a daemon gets to open its ports.
@@ -134,49 +133,6 @@ def chat_client(port: int, source: str = "127.0.0.1") -> socket.socket:
     return sock
 
 
-def make_pem(directory: Path) -> Path:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    pem = directory / "bench.pem"
-    pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        + certificate.public_bytes(serialization.Encoding.PEM)
-    )
-    return pem
-
-
-def client_hello() -> bytes:
-    """The first flight of a real TLS client, made in memory."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with contextlib.suppress(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
-
-
 def closed_within(sock: socket.socket, deadline: float) -> bool:
     """Whether the daemon closes ``sock`` (EOF or reset) before ``deadline``."""
     while True:
@@ -195,7 +151,8 @@ def closed_within(sock: socket.socket, deadline: float) -> bool:
 
 def bench_tls(args: argparse.Namespace) -> dict[str, float]:
     plain, secure = free_port(), free_port()
-    pem = make_pem(Path(tempfile.mkdtemp(prefix="abuse-pem-")))
+    pem = Path(tempfile.mkdtemp(prefix="abuse-pem-")) / "bench.pem"
+    pem.write_bytes(self_signed_pem())
     daemon = Daemon(
         args.twistd,
         [

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 import signal
 import socket
-import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +12,6 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from conftest import TIMEOUT, Daemon, LineClient, connect_client, free_port
-from test_tcp import tls_pem
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -25,6 +22,7 @@ from twisted_chat.limits import CONNECT_BURST
 from twisted_chat.service import make_chat_service
 from twisted_chat.settings import Settings
 from twisted_chat.stream_output import unsent_bytes
+from twisted_chat.testing_tls import client_hello, self_signed_pem
 
 
 def rss_kib(pid: int) -> int:
@@ -265,18 +263,6 @@ class Stalled(Protocol):
         self.lost.callback(None)
 
 
-def client_hello() -> bytes:
-    """A real TLS client's first flight, made in memory."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with contextlib.suppress(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
-
-
 @pytest_twisted.ensureDeferred
 @pytest.mark.parametrize("sends", ["nothing", "half a ClientHello"])
 async def test_stalled_tls_client_is_dropped_and_queues_nothing(
@@ -284,7 +270,7 @@ async def test_stalled_tls_client_is_dropped_and_queues_nothing(
 ) -> None:
     """A TLS client that never finishes its handshake gets nothing, then is cut off."""
     pem = tmp_path / "server.pem"
-    pem.write_bytes(tls_pem())
+    pem.write_bytes(self_signed_pem())
     service = make_chat_service(
         Settings(
             tcp=(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,15 +9,12 @@ from typing import Any
 import pytest
 import pytest_twisted
 from conftest import TIMEOUT, AsyncClient, connect_client
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import reactor, ssl
 from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
 
 from twisted_chat.service import ChatService, make_chat_service
 from twisted_chat.settings import Settings
+from twisted_chat.testing_tls import self_signed_pem
 
 
 def listening_port(service: ChatService, index: int = 0) -> int:
@@ -119,40 +115,11 @@ async def test_shutdown_tells_every_client(chat: ChatService) -> None:
     chat.startService()  # the fixture stops it again
 
 
-def make_certificate(directory: Path) -> Path:
-    """A throwaway self-signed certificate and key for localhost, in one PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    pem = directory / "server.pem"
-    pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        + certificate.public_bytes(serialization.Encoding.PEM)
-    )
-    return pem
-
-
 @pytest_twisted.ensureDeferred
 async def test_chat_over_tls(tmp_path: Path) -> None:
     """An ssl: endpoint serves the same chat, verified against our certificate."""
-    pem = make_certificate(tmp_path)
+    pem = tmp_path / "server.pem"
+    pem.write_bytes(self_signed_pem())
     service = await running(
         Settings(
             tcp=(f"ssl:0:interface=127.0.0.1:privateKey={pem}:certKey={pem}",),

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import tracemalloc
 from typing import cast
 
 import attrs
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import ssl
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import Factory, Protocol
@@ -30,6 +25,7 @@ from twisted_chat.tcp import (
     ChatServerFactory,
     unsent_bytes,
 )
+from twisted_chat.testing_tls import self_signed_pem
 
 _ports = itertools.count(40000)
 
@@ -413,31 +409,6 @@ def test_ordinary_telnet_negotiation_costs_nothing_noticeable() -> None:
 # -- TLS: nobody chats, or is sent anything, before the handshake -------------
 
 
-def tls_pem() -> bytes:
-    """A throwaway self-signed key and certificate for localhost, in one PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ) + certificate.public_bytes(serialization.Encoding.PEM)
-
-
 class TcpStringTransport(StringTransport):
     """A StringTransport with the TCP option TLS passes through."""
 
@@ -450,7 +421,7 @@ class TlsHarness(Harness):
 
     def __init__(self, **settings: object) -> None:
         super().__init__(**settings)
-        self.pem = tls_pem()
+        self.pem = self_signed_pem()
         server_options = ssl.PrivateCertificate.loadPEM(self.pem).options()
         self.tls_factory = TLSMemoryBIOFactory(
             server_options, False, self.factory, clock=self.clock
