@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 
 import pytest
+from _seccomp import SYSTEM_PYTHON, needs_seccomp
 from conftest import TIMEOUT, TWISTD, LineClient, free_port
 
 pytestmark = pytest.mark.slow
-
-SYSTEM_PYTHON = "/usr/bin/python3"
 
 #: argv: ``set-only`` or ``all`` (which prlimit64 calls fail), then the
 #: command to exec.  Besides prlimit64, the unit's resource calls are refused.
@@ -50,22 +49,13 @@ os.execv(sys.argv[2], sys.argv[2:])
 """
 
 
-def have_seccomp() -> bool:
-    if not Path(SYSTEM_PYTHON).exists():
-        return False
-    probe = subprocess.run(
-        [SYSTEM_PYTHON, "-c", "import seccomp"], capture_output=True, check=False
-    )
-    return probe.returncode == 0
-
-
 def lower_soft_limit() -> None:
     """In the child: a soft limit below the hard one, so the daemon tries."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 512), hard))
 
 
-@pytest.mark.skipif(not have_seccomp(), reason="no python3-seccomp")
+@needs_seccomp
 @pytest.mark.parametrize(
     ("refused", "logged"),
     [
