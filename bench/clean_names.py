@@ -27,6 +27,7 @@ from pathlib import Path
 LINES = {
     "ascii-short": "hi all, what's up?",
     "ascii-200": "The quick brown fox jumps over the lazy dog. " * 4 + "ok",
+    "ascii-tab": "name\tcount\tnote\tsome ordinary text after it",
     "ascii-escape": "\x1b[31mred\x1b[0m text with a colour",
     "utf8-accents": "Ça va? Très bien, merci — à demain!",
     "utf8-cjk-emoji": "小明 你好 👋 今天天气很好 🙂",

@@ -355,6 +355,12 @@ def clean_text(text: str) -> str:
     # back unchanged from them.
     if text.isprintable():
         return text
+    if text.isascii():
+        # O(1) in CPython. ASCII holds no invisible character and no joiner,
+        # so a TAB or a control costs what it did before they were removed.
+        if _CONTROL.search(text) is None:
+            return text
+        return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
     first = _REMOVED.search(text)
     if first is not None:
         if _CONTROL.search(text, first.start()) is not None:
