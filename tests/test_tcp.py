@@ -536,6 +536,26 @@ def test_unsent_bytes_counts_what_tls_holds() -> None:
     assert unsent_bytes(wrapper) == 3015
 
 
+def test_unsent_bytes_counts_ciphertext_left_in_the_tls_memory_bio() -> None:
+    """Ciphertext OpenSSL made but Twisted has not moved to the socket counts too."""
+    chat = TlsHarness()
+    _, wrapper, under = chat.connect_tls()
+    client, client_out, _ = chat.tls_client()
+    pump(client, client_out, wrapper, under)
+    chat.clock.advance(0)  # the welcome leaves the end-of-turn aggregator
+    pump(client, client_out, wrapper, under)
+    under.dataBuffer = b""  # type: ignore[attr-defined]
+    under.offset = 0  # type: ignore[attr-defined]
+    under._tempDataLen = 0  # type: ignore[attr-defined]
+    assert unsent_bytes(wrapper) == 0
+    wrapper._tlsConnection.send(b"a" * 1000)  # encrypted, still in the BIO
+    held = unsent_bytes(wrapper)
+    assert held is not None
+    assert held > 1000
+    wrapper._flushSendBIO()  # handed to the socket transport (a fake here)
+    assert unsent_bytes(wrapper) == 0
+
+
 # -- per address: connection rate and flood credit ---------------------------
 
 
