@@ -29,7 +29,22 @@ if TYPE_CHECKING:
 
     from twisted_chat.history_watch import FileWatch
 
-__all__ = ["ERROR_LOG_INTERVAL", "MAX_BATCH", "WriterCore"]
+__all__ = [
+    "ERROR_LOG_INTERVAL",
+    "MARKER_OPS",
+    "MAX_BATCH",
+    "OP_FLUSH",
+    "OP_LINES",
+    "OP_PRUNE",
+    "OP_REOPEN",
+    "OP_STOP",
+    "OP_TOPIC",
+    "REPORT_COMMITTED",
+    "REPORT_ERROR",
+    "REPORT_FILE",
+    "URGENT_OPS",
+    "WriterCore",
+]
 
 #: A failing disk fails every batch; log the first failure and then at most
 #: one summary every this many seconds, so the log stays readable.
@@ -37,6 +52,23 @@ ERROR_LOG_INTERVAL: Final = 60.0
 
 #: The most queued changes the writer commits in one transaction.
 MAX_BATCH: Final = 50_000
+
+# The first item of the ops and reports of `twisted_chat.history_writer`
+# (its docstring says what each carries).
+OP_LINES: Final = "l"
+OP_TOPIC: Final = "t"
+OP_PRUNE: Final = "p"
+OP_FLUSH: Final = "f"
+OP_STOP: Final = "s"
+OP_REOPEN: Final = "r"
+REPORT_COMMITTED: Final = "c"
+REPORT_ERROR: Final = "e"
+REPORT_FILE: Final = "w"
+
+#: Ops that carry a ``seq`` to acknowledge.
+MARKER_OPS: Final = (OP_FLUSH, OP_STOP)
+#: Ops the writer acts on at once, without waiting for the rest of a batch.
+URGENT_OPS: Final = (OP_FLUSH, OP_STOP, OP_REOPEN)
 
 
 class WriterCore:
@@ -105,7 +137,7 @@ class WriterCore:
             f"the history file {self.path} {problem} while the daemon ran;"
             " the history it held is lost; starting a new file"
         )
-        self._send(("w", text, 1))
+        self._send((REPORT_FILE, text, 1))
 
     def _recreate(self) -> None:
         """Make the new file at the path; report ``("w", text, 2)`` when done."""
@@ -121,13 +153,13 @@ class WriterCore:
                     f"cannot make a new history file at {self.path}: {e};"
                     " history is not saved"
                 )
-                self._send(("w", text, 0))
+                self._send((REPORT_FILE, text, 0))
             return
         self._retry = False
         self._topics = []
         gap, self._gap = self._gap, 0
         lost = f"; {gap} messages said meanwhile are not saved" if gap else ""
-        self._send(("w", f"started a new history file at {self.path}{lost}", 2))
+        self._send((REPORT_FILE, f"started a new history file at {self.path}{lost}", 2))
 
     def write_batch(self, batch: Sequence[tuple[Any, ...]]) -> bool:
         """Commit ``batch`` in order, report it; True if it asked to stop."""
@@ -138,18 +170,18 @@ class WriterCore:
         stop = False
         for op in batch:
             kind = op[0]
-            if kind == "l":
+            if kind == OP_LINES:
                 turns.append(turn_row(*op[1:]))
-            elif kind == "t":
+            elif kind == OP_TOPIC:
                 topics.append(op[1])
                 if len(op) > 2:  # the id the daemon gave it, to bound its queue
                     done_id = max(done_id, op[2])
-            elif kind == "r":  # the daemon closed its reader of the lost file
+            elif kind == OP_REOPEN:  # the daemon closed its reader of the lost file
                 done_id = max(done_id, self._commit(turns, topics))
                 turns, topics = [], []
                 if self._awaiting_reader:
                     self._recreate()
-            elif kind == "p":
+            elif kind == OP_PRUNE:
                 # Retention applies to what was queued before it: commit
                 # that first, then prune in a transaction of its own.
                 done_id = max(done_id, self._commit(turns, topics))
@@ -157,12 +189,12 @@ class WriterCore:
                 self._prune(op[1])
             else:  # "f" or "s"
                 seq = max(seq, op[1])
-                stop = stop or kind == "s"
+                stop = stop or kind == OP_STOP
         done_id = max(done_id, self._commit(turns, topics))
         if stop:
             self.close()
         if done_id >= 0 or seq >= 0:
-            self._send(("c", done_id, seq))
+            self._send((REPORT_COMMITTED, done_id, seq))
         return stop
 
     def close(self) -> None:
@@ -217,4 +249,4 @@ class WriterCore:
         text = text.replace("{path}", self.path)
         if held:
             text += f" ({held} similar errors since the last report)"
-        self._send(("e", text, traceback.format_exc()))
+        self._send((REPORT_ERROR, text, traceback.format_exc()))

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IPushProducer, IReactorProcess, IReactor
 from twisted.internet.protocol import ProcessProtocol
 from zope.interface import implementer
 
+from twisted_chat.history_core import OP_LINES, OP_STOP, REPORT_COMMITTED
 from twisted_chat.history_side import _Op
 from twisted_chat.history_sqlite import SqliteStore
 from twisted_chat.history_writer import FrameDecoder, encode_frame
@@ -212,7 +213,7 @@ class ProcessSqliteStore(SqliteStore):
     def _send_marker(self, op: _Op) -> None:
         """Send a numbered marker now; its acknowledgement fires the waiter."""
         if self._writer_down:
-            self._writer_said(("c", -1, op[1]))
+            self._writer_said((REPORT_COMMITTED, -1, op[1]))
             return
         self._outbox.append(op)
         self._drain()
@@ -225,7 +226,7 @@ class ProcessSqliteStore(SqliteStore):
         # Fired when the child has exited, i.e. the file is closed.
         self._stop_marker = done
         self._close_when_drained = True
-        self._send_marker(("s", seq))
+        self._send_marker((OP_STOP, seq))
 
     def _drain(self) -> None:
         """Write the gathered ops to the child, while its pipe takes them.
@@ -246,7 +247,7 @@ class ProcessSqliteStore(SqliteStore):
             end = 0
             for op in outbox:
                 end += 1
-                if op[0] == "l":
+                if op[0] == OP_LINES:
                     size += len(op[5])
                     if size >= _FRAME_BYTES:
                         break

@@ -18,7 +18,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twisted_chat.history_core import ERROR_LOG_INTERVAL
+from twisted_chat.history_core import (
+    ERROR_LOG_INTERVAL,
+    OP_REOPEN,
+    REPORT_COMMITTED,
+    REPORT_ERROR,
+    REPORT_FILE,
+)
 from twisted_chat.history_files import connect_reader
 from twisted_chat.history_health import NAG_INTERVAL, TROUBLE_HOLD, Troubles
 from twisted_chat.history_store import MAX_RECENT, _Said, _Tail
@@ -289,7 +295,7 @@ class WriterSide:
 
     def _writer_said(self, report: tuple[Any, ...]) -> None:
         """Act on a report of the writer (see `twisted_chat.history_writer`)."""
-        if report[0] == "c":
+        if report[0] == REPORT_COMMITTED:
             _, last_id, seq = report
             self._committed_id = max(self._committed_id, last_id)
             self._trim_pending()
@@ -304,7 +310,7 @@ class WriterSide:
                 )
             for s in [s for s in self._flush_waiters if s <= seq]:
                 self._flush_waiters.pop(s).callback(None)
-        elif report[0] == "e":
+        elif report[0] == REPORT_ERROR:
             _, problem, details = report
             self._troubles.set("commit", problem, time.monotonic() + TROUBLE_HOLD)
             self._log.failure(
@@ -313,7 +319,7 @@ class WriterSide:
                 problem=problem,
                 path=self.path,
             )
-        elif report[0] == "w":
+        elif report[0] == REPORT_FILE:
             self._file_changed(report[1], report[2])
 
     def _file_changed(self, text: str, step: int) -> None:
@@ -332,7 +338,7 @@ class WriterSide:
                 except sqlite3.Error:
                     self._log.failure("while closing {path}", path=self.path)
         if step == 1:
-            self._send_marker(("r", -1))
+            self._send_marker((OP_REOPEN, -1))
         elif step == 2:
             try:
                 self._reader = connect_reader(self.path)

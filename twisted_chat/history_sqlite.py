@@ -24,6 +24,7 @@ from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from twisted_chat.history_core import OP_FLUSH, OP_LINES, OP_PRUNE, OP_STOP, OP_TOPIC
 from twisted_chat.history_files import (
     backup_database,
     open_database,
@@ -215,7 +216,7 @@ class SqliteStore(WriterSide):
         d: Deferred[None] = Deferred()
         self._seq += 1
         self._flush_waiters[self._seq] = d
-        self._send_marker(("f", self._seq))
+        self._send_marker((OP_FLUSH, self._seq))
         return d
 
     def append(self, message: StoredMessage) -> None:
@@ -253,7 +254,7 @@ class SqliteStore(WriterSide):
                 return
             self._waiting += cost
             self._pending.append(said)
-            self._send(("l", *said[:5]))
+            self._send((OP_LINES, *said[:5]))
         except Exception:
             self._log.failure("while queueing messages for {path}", path=self.path)
 
@@ -300,7 +301,7 @@ class SqliteStore(WriterSide):
         self._waiting += cost
         self._pending_topics.append((topic_id, cost))
         row = (topic.room_key, topic.room, topic.text, topic.set_by, topic.set_at)
-        self._send(("t", row, topic_id))
+        self._send((OP_TOPIC, row, topic_id))
 
     def topic(self, room_key: str) -> StoredTopic | None:
         """`IMessageStore` API: one indexed read, unless set here lately."""
@@ -341,7 +342,7 @@ class SqliteStore(WriterSide):
             for key, topic in list(self._topics.items()):
                 if topic.set_at < self._age_cutoff:
                     del self._topics[key]
-        self._send(("p", now))
+        self._send((OP_PRUNE, now))
 
     def backup(self, dest_path: str) -> None:
         """Copy the committed history to ``dest_path`` (SQLite online backup).
@@ -371,4 +372,4 @@ class SqliteStore(WriterSide):
     def _send_stop(self, seq: int, done: Deferred[None]) -> None:
         """Queue the stop marker; ``done`` fires once the file is closed."""
         self._flush_waiters[seq] = done
-        self._send_marker(("s", seq))
+        self._send_marker((OP_STOP, seq))

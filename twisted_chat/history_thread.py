@@ -18,7 +18,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from twisted_chat.history_core import MAX_BATCH, WriterCore
+from twisted_chat.history_core import (
+    MARKER_OPS,
+    MAX_BATCH,
+    OP_STOP,
+    REPORT_COMMITTED,
+    URGENT_OPS,
+    WriterCore,
+)
 from twisted_chat.history_watch import CHECK_INTERVAL, FileWatch
 
 if TYPE_CHECKING:
@@ -104,7 +111,7 @@ class ThreadLink:
             except queue.Empty:
                 core.check_file(time.monotonic())
                 continue
-            if batch[0][0] not in ("f", "s", "r"):
+            if batch[0][0] not in URGENT_OPS:
                 self._hurry.wait(self._flush_interval)
             self._hurry.clear()
             # Cleared before draining: a marker queued before a later
@@ -126,9 +133,9 @@ class ThreadLink:
                 # and answer the markers anyway, or flush() and stop() would
                 # never fire.
                 self._bug()
-                markers = [op for op in batch if op[0] in ("f", "s")]
+                markers = [op for op in batch if op[0] in MARKER_OPS]
                 if markers:
-                    self._report(("c", -1, max(op[1] for op in markers)))
-                if any(op[0] == "s" for op in markers):
+                    self._report((REPORT_COMMITTED, -1, max(op[1] for op in markers)))
+                if any(op[0] == OP_STOP for op in markers):
                     core.close()
                     return

@@ -27,7 +27,8 @@ Every frame, in both directions, is a 4-byte big-endian length followed by
 a `marshal` blob. From the daemon, a frame is a list of ops (the daemon
 gathers a few milliseconds of changes into one frame, so that the reactor
 pays one pipe write for many turns); from the writer, a frame is one
-report. Ops and reports are tuples whose first item says what they are.
+report. Ops and reports are tuples whose first item says what they are
+(named in `twisted_chat.history_core`: ``OP_*`` and ``REPORT_*``).
 
 Daemon to writer (the child's stdin), the ops:
 
@@ -91,7 +92,12 @@ import sys
 import time
 from typing import Any, Final
 
-from twisted_chat.history_core import ERROR_LOG_INTERVAL, MAX_BATCH, WriterCore
+from twisted_chat.history_core import (
+    ERROR_LOG_INTERVAL,
+    MAX_BATCH,
+    URGENT_OPS,
+    WriterCore,
+)
 from twisted_chat.history_schema import (
     SCHEMA_VERSION,
     age_cutoff,
@@ -235,7 +241,7 @@ def run(
             if data:
                 for ops in decoder.feed(data):
                     batch.extend(ops)
-                    urgent = urgent or any(op[0] in ("f", "s", "r") for op in ops)
+                    urgent = urgent or any(op[0] in URGENT_OPS for op in ops)
                 if batch and deadline is None:
                     deadline = time.monotonic() + flush_interval
             else:
