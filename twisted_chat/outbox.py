@@ -74,18 +74,17 @@ class Outbox:
             return
         # The fan-out's hot path: no call per line beyond this one.
         room.pending.append((data, sender))
-        if notice:
-            room.notices += 1
-            if (
-                self._call_later is not None
-                and len(room.members) >= BUSY_ROOM
-                and room not in self._dirty
-            ):
-                self._waiting[room] = None
-                if not self._timer_set:
-                    self._timer_set = True
-                    self._call_later(NOTICE_DELAY, self._notice_timer)
-                return
+        if (
+            notice
+            and self._call_later is not None
+            and len(room.members) >= BUSY_ROOM
+            and room not in self._dirty
+        ):
+            self._waiting[room] = None
+            if not self._timer_set:
+                self._timer_set = True
+                self._call_later(NOTICE_DELAY, self._notice_timer)
+            return
         if not self._dirty:
             self._defer(self.end_of_turn)
         self._dirty[room] = None

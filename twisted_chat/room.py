@@ -70,9 +70,6 @@ class Room:
     #: Members who start somewhere other than at the beginning of
     #: ``pending``: the index of the first line they have not been given.
     caught_up: dict[Participant, int] = field(factory=dict)
-    #: How many of ``pending`` are notices (``* ...``), not history; the
-    #: outbox appends to ``pending`` and counts them.
-    notices: int = 0
     #: How many of ``pending`` the store has been given already.
     stored: int = 0
     _fanout: tuple[tuple[Participant, Send], ...] = field(default=(), init=False)
@@ -164,11 +161,10 @@ class Room:
                     send(data)
                 except Exception:
                     self._delivery_failed(member)
-        stored, notices = self.stored, self.notices
-        if not stored and not notices:
-            return batch
-        self.stored = self.notices = 0
-        return _messages(pending, stored)
+        # Usually all of it: no notices and nothing stored early.
+        stored, self.stored = self.stored, 0
+        messages = [data for data, _ in pending[stored:] if data[:1] == b"["]
+        return batch if len(messages) == len(pending) else b"".join(messages)
 
     def unstored(self) -> bytes:
         """
