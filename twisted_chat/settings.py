@@ -35,7 +35,7 @@ class Settings:
     history_days: float = 30.0
     #: True when no listener was configured and ``tcp``/``udp`` hold the
     #: defaults (TCP 9000, UDP 9001): sockets passed by systemd replace them
-    #: (see :func:`twisted_chat.service.adopt_inherited`).
+    #: (see :func:`twisted_chat.startup.adopt_inherited`).
     listeners_defaulted: bool = False
 
     @property

@@ -53,8 +53,7 @@ _log = Logger()
 #: the daemon adopts by itself, each with the listener setting (a tuple of
 #: descriptions) it fills when the configuration names no listener of that
 #: kind.  A new kind of listener (``"chat-irc": "irc"``, ``"chat-web":
-#: "web"``) adds its line here once its setting exists; names whose setting
-#: this build lacks are ignored.
+#: "web"``) adds its line here once its setting exists.
 ACTIVATION_SOCKETS = {"chat-tcp": "tcp", "chat-udp": "udp"}
 
 #: Listener settings the defaults fill when none is configured.
@@ -77,7 +76,7 @@ def adopt_inherited(
     passed = inherited.names()
     adopted: dict[str, tuple[str, ...]] = {}
     for name, kind in ACTIVATION_SOCKETS.items():
-        if name not in passed or not hasattr(settings, kind):
+        if name not in passed:
             continue
         if not settings.listeners_defaulted and getattr(settings, kind):
             continue
