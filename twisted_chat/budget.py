@@ -61,10 +61,7 @@ class ReplyBudgets:
     def over(self, participant: Participant) -> bool:
         """Has ``participant``'s address spent its budget, and more?"""
         bucket = participant.budget
-        if bucket is None:
-            return False
-        level = bucket.tokens + (self._seconds() - bucket.stamp) * bucket.rate
-        return level < 1.0
+        return bucket is not None and bucket.level(self._seconds()) < 1.0
 
     def refuse_if_over(self, participant: Participant) -> None:
         """
