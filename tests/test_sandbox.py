@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TIMEOUT, TWISTD, LineClient, free_port
+from conftest import TIMEOUT, TWISTD, Daemon, LineClient, free_port
 
 from twisted_chat.lines import parse_room_lines
 
@@ -184,14 +184,14 @@ needs_seccomp = pytest.mark.skipif(
 )
 
 
-class SandboxedDaemon:
-    """``twistd -n chat`` under the unit's syscall filter, log captured."""
+class SandboxedDaemon(Daemon):
+    """``twistd -n chat`` under the unit's syscall filter; the rest is `Daemon`'s."""
 
     def __init__(self, tmp_path: Path, *args: str) -> None:
         launcher = tmp_path / "seccomp_launch.py"
         launcher.write_text(LAUNCHER)
         self.log_path = tmp_path / "twistd.log"
-        self._log_file = self.log_path.open("wb")
+        self.log_file = self.log_path.open("wb")
         refused = ",".join(expand_groups(REFUSED_GROUPS))
         self.proc = subprocess.Popen(
             [
@@ -205,40 +205,9 @@ class SandboxedDaemon:
                 *args,
             ],
             cwd=tmp_path,
-            stdout=self._log_file,
+            stdout=self.log_file,
             stderr=subprocess.STDOUT,
         )
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text("utf-8", "replace")
-
-    def wait_for_port(self, port: int) -> None:
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited early:\n{self.log}")
-            try:
-                LineClient(port).close()
-            except OSError:
-                time.sleep(0.05)  # polling a condition, bounded by the deadline
-            else:
-                return
-        raise AssertionError(f"port {port} never opened:\n{self.log}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=TIMEOUT)
-        finally:
-            self._log_file.close()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=TIMEOUT)
-        self._log_file.close()
 
 
 def stored_texts(path: Path) -> list[str]:
