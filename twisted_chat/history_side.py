@@ -228,9 +228,7 @@ class WriterSide:
         """Last step of `stop`, on the reactor thread: release, then fire."""
         reader, self._reader = self._reader, None
         self._tails.clear()
-        self._pending.clear()
-        self._pending_topics.clear()
-        self._waiting = 0
+        self._forget_queue()
         timer, self._stop_timer = self._stop_timer, None
         if timer is not None and timer.active():
             timer.cancel()
