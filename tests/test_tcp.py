@@ -18,12 +18,11 @@ from twisted.python.failure import Failure
 from twisted_chat.chat import ChatServer
 from twisted_chat.limits import CONNECT_BURST, CONNECT_WINDOW, Admission
 from twisted_chat.settings import Settings
-from twisted_chat.stream_output import tls_held
+from twisted_chat.stream_output import tls_held, unsent_bytes
 from twisted_chat.tcp import (
     HANDSHAKE_TIMEOUT,
     ChatLineProtocol,
     ChatServerFactory,
-    unsent_bytes,
 )
 from twisted_chat.testing_tls import self_signed_pem
 

@@ -49,7 +49,7 @@ from twisted_chat import lines
 from twisted_chat.cleaning import clean_text
 from twisted_chat.errors import LineTooLong
 from twisted_chat.flood import TokenBucket
-from twisted_chat.intake import TELNET_BYTES_PER_LINE, LineIntake
+from twisted_chat.intake import LineIntake
 from twisted_chat.interfaces import IChatClient
 from twisted_chat.limits import Admission, address_group, log_refusal
 from twisted_chat.logs import RateLimitedLogger
@@ -68,11 +68,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HANDSHAKE_TIMEOUT",
-    "TELNET_BYTES_PER_LINE",
     "ChatLineProtocol",
     "ChatServerFactory",
     "describe",
-    "unsent_bytes",
 ]
 
 _log = RateLimitedLogger()
