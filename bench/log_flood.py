@@ -39,23 +39,16 @@ import socket
 import statistics
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-TWISTD = str(Path(sys.executable).with_name("twistd"))
-START_TIMEOUT = 30.0
+from _loopback import START_TIMEOUT, TWISTD, free_port
+
 #: Seconds a connection may take to be answered before the run is abandoned.
 ANSWER_TIMEOUT = 10.0
 _SUPPRESSED = re.compile(r"suppressed (\d+) similar events")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def connect(port: int) -> socket.socket:
