@@ -281,3 +281,24 @@ def test_a_search_that_finds_nothing_is_not_free_to_repeat() -> None:
             break
     else:
         pytest.fail("an empty search over many rooms was never refused")
+
+
+def test_a_join_while_over_budget_skips_the_replay() -> None:
+    """Joining rooms cannot draw their history without end: over budget, a note."""
+    chat = make_chat(store=MemoryStore())
+    _, bob_p = chat.connect("Bob")
+    chat.server.receive(bob_p, "/join #old")
+    chat.server.receive(bob_p, "said before")
+    cost = listing_costs(chat)
+    alice, alice_p = chat.connect("Alice")
+    for _ in range(-(-REPLY_BURST // cost)):
+        chat.server.receive(alice_p, "/rooms")
+    alice.clear()
+    chat.server.receive(alice_p, "/join #old")
+    reply = alice.lines()
+    assert reply[0].startswith("* You joined #old")
+    assert reply[-1] == (
+        "* History is not replayed now: you asked for a lot in a short time; "
+        "/history shows it later."
+    )
+    assert not any("said before" in line for line in reply)
