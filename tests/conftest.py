@@ -27,6 +27,21 @@ Pair = tuple[socket.socket, socket.socket]
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 
 
+class FakeClock:
+    """A clock for ``logs.LogLimiter``: a test sets or moves ``now``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def summaries(events: list[LogEvent]) -> list[LogEvent]:
+    """The rate limiter's "suppressed N similar events" lines among ``events``."""
+    return [event for event in events if "suppressed" in event]
+
+
 class AsyncClient(LineReceiver):
     """A Twisted line client that records lines and lets tests wait for one."""
 

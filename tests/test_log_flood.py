@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import cast
 
 import pytest
-from conftest import TIMEOUT, Daemon, LineClient, free_port
+from conftest import TIMEOUT, Daemon, FakeClock, LineClient, free_port, summaries
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -30,18 +30,10 @@ from twisted_chat.service import SHUTDOWN_GRACE, ChatService, make_chat_service
 from twisted_chat.tcp import ChatLineProtocol
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
     """The daemon's log limiter on a clock the test moves."""
-    fake = FakeClock()
+    fake = FakeClock(5000.0)
     monkeypatch.setattr(LIMITER, "clock", fake)
     LIMITER.reset()
     yield fake
@@ -50,10 +42,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
 
 def held_back(events: list[LogEvent]) -> int:
     return sum(int(cast("int", event["suppressed"])) for event in summaries(events))
-
-
-def summaries(events: list[LogEvent]) -> list[LogEvent]:
-    return [event for event in events if "suppressed" in event]
 
 
 def daemon(*argv: str) -> ChatService:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import cast
 
 import pytest
+from conftest import FakeClock, summaries
 from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent
 from twisted.python.failure import Failure
 
@@ -13,14 +14,6 @@ from twisted_chat.logs import LogLimiter, RateLimitedLogger
 
 def recorder(events: list[LogEvent]) -> ILogObserver:
     return cast("ILogObserver", events.append)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def logger(
@@ -35,10 +28,6 @@ def logger(
         clock,
         limiter,
     )
-
-
-def summaries(events: list[LogEvent]) -> list[LogEvent]:
-    return [event for event in events if "suppressed" in event]
 
 
 def test_ten_thousand_refusals_are_a_bounded_number_of_events() -> None:
