@@ -15,6 +15,7 @@ import unicodedata
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
+from test_history_store import V1_TABLES
 from twisted.internet import reactor
 
 from twisted_chat import history_files, history_schema, names
@@ -194,13 +195,9 @@ def test_version_1_file_is_upgraded_and_rekeyed_in_one_open(tmp_path: Path) -> N
     """A file of the first release (a row per message, old keys) reads at once."""
     path = tmp_path / "history.db"
     conn = sqlite3.connect(path)
+    conn.executescript(V1_TABLES)
     conn.executescript(
         """
-        CREATE TABLE messages (id INTEGER PRIMARY KEY, room_key TEXT NOT NULL,
-            room TEXT NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL,
-            action INTEGER NOT NULL, at REAL NOT NULL);
-        CREATE TABLE topics (room_key TEXT PRIMARY KEY, room TEXT NOT NULL,
-            text TEXT NOT NULL, set_by TEXT NOT NULL, set_at REAL NOT NULL);
         INSERT INTO messages VALUES (1, '#games', '#Games', 'al', 'gg', 0, 5.0);
         INSERT INTO messages VALUES (2, '#games', '#games', 'bo', 'waves', 1, 6.0);
         INSERT INTO topics VALUES ('#games', '#Games', 'play', 'al', 3.0);

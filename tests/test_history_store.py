@@ -61,6 +61,17 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorFromThreads
     from twisted.logger import ILogObserver
 
+#: The tables of a file of the first release (schema version 1: a row per
+#: message), for the upgrade tests here and in test_history_rekey.
+V1_TABLES = """
+    CREATE TABLE messages (id INTEGER PRIMARY KEY, room_key TEXT NOT NULL,
+        room TEXT NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL,
+        action INTEGER NOT NULL, at REAL NOT NULL);
+    CREATE INDEX messages_room_id ON messages (room_key, id);
+    CREATE TABLE topics (room_key TEXT PRIMARY KEY, room TEXT NOT NULL,
+        text TEXT NOT NULL, set_by TEXT NOT NULL, set_at REAL NOT NULL);
+"""
+
 # Long enough that nothing is committed before the test asks for it.
 NEVER = 3600.0
 
@@ -464,14 +475,9 @@ def test_sqlite_upgrades_a_version_1_file(tmp_path: Path) -> None:
     """A file of the first release (a row per message) is converted at open."""
     path = tmp_path / "history.db"
     conn = sqlite3.connect(path)
+    conn.executescript(V1_TABLES)
     conn.executescript(
         """
-        CREATE TABLE messages (id INTEGER PRIMARY KEY, room_key TEXT NOT NULL,
-            room TEXT NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL,
-            action INTEGER NOT NULL, at REAL NOT NULL);
-        CREATE INDEX messages_room_id ON messages (room_key, id);
-        CREATE TABLE topics (room_key TEXT PRIMARY KEY, room TEXT NOT NULL,
-            text TEXT NOT NULL, set_by TEXT NOT NULL, set_at REAL NOT NULL);
         INSERT INTO messages VALUES (1, '#a', '#A', 'al', 'hi > there', 0, 5.0);
         INSERT INTO messages VALUES (2, '#b', '#B', 'bo', 'waves', 1, 6.0);
         INSERT INTO messages VALUES (4, '#a', '#A', '小明', '', 0, 7.0);
