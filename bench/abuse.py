@@ -51,19 +51,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _loopback import START_TIMEOUT, TWISTD, cpu_seconds, free_port
+
 from twisted_chat.testing_tls import client_hello, self_signed_pem
 
-TWISTD = str(Path(sys.executable).with_name("twistd"))
-#: Seconds a daemon gets to open its ports.
-START_TIMEOUT = 30.0
 #: The longest any one wait in this script lasts.
 WAIT = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Daemon:
@@ -100,9 +93,7 @@ class Daemon:
         return float("nan")
 
     def cpu_seconds(self) -> float:
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
