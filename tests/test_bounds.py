@@ -173,6 +173,29 @@ def test_the_budget_is_shared_by_an_address_group() -> None:
     assert other.lines()[0].startswith("* ")
 
 
+def test_reconnecting_does_not_refill_the_budget() -> None:
+    """An address whose every connection closed gets its spent budget back."""
+    chat = make_chat()
+    listing_costs(chat)
+    one_p = chat.server.connect(RecordingClient(), group="192.0.2.7")
+    for _ in range(REPLY_BURST):
+        chat.server.receive(one_p, "/rooms")
+    chat.server.disconnect(one_p, "connection lost")
+    again = RecordingClient()
+    again_p = chat.server.connect(again, group="192.0.2.7")
+    again.clear()
+    chat.server.receive(again_p, "/rooms")
+    assert again.lines()[0].startswith("! slow-down: ")
+    # Once it would be full again it is forgotten, as if never spent.
+    chat.server.disconnect(again_p, "connection lost")
+    chat.clock.advance(REPLY_BURST * 2 / REPLY_RATE)
+    late = RecordingClient()
+    late_p = chat.server.connect(late, group="192.0.2.7")
+    late.clear()
+    chat.server.receive(late_p, "/rooms")
+    assert late.lines()[0].startswith("* ")
+
+
 def test_small_replies_are_free(chat: ChatHarness) -> None:
     """``/ping``, ``/who`` of a small room and the like never run out."""
     alice, alice_p = chat.connect("Alice")

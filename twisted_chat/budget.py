@@ -8,7 +8,9 @@ address group, shared by its connections (a UNIX socket client, group "",
 gets its own); the first ``FREE_REPLY_LINES`` of a reply are free, and a
 command that would draw a reply while the bucket is in debt gets
 ``! slow-down`` and nothing else.  Time comes from the injected
-``seconds``, as everywhere in the core.
+``seconds``, as everywhere in the core.  A group's bucket outlives its last
+connection until it is full again (as flood credit does,
+:class:`~twisted_chat.flood.FloodCredit`), so reconnecting does not refill it.
 """
 
 from __future__ import annotations
@@ -18,28 +20,35 @@ from typing import TYPE_CHECKING
 
 from twisted_chat.bounds import FREE_REPLY_LINES, REPLY_BURST, REPLY_RATE
 from twisted_chat.errors import SlowDown
-from twisted_chat.flood import TokenBucket
+from twisted_chat.flood import FLOOD_CREDIT_TABLE_SIZE, BucketTable, TokenBucket
 
 if TYPE_CHECKING:
     from twisted_chat.room import Participant
 
 
 class ReplyBudgets:
-    """Every address group's reply budget; a group's goes with its last client."""
+    """Every address group's reply budget, kept while in use or not yet full."""
 
     def __init__(self, seconds: Callable[[], float]) -> None:
         self._seconds = seconds
         #: Each group's bucket and how many participants hold it.
         self._held: dict[str, tuple[TokenBucket, int]] = {}
+        #: The buckets of groups with no participant left, until full again.
+        self._left = BucketTable(FLOOD_CREDIT_TABLE_SIZE)
 
     def hold(self, participant: Participant) -> None:
         """Give ``participant`` their address group's budget (a new one for "")."""
         group = participant.group
         held = self._held.get(group) if group else None
         if held is None:
-            # Full, and stamped 0: the first charge refills it to the burst
-            # at whatever the time is then.
-            bucket = TokenBucket(REPLY_BURST, REPLY_RATE)
+            left = self._left.get(group) if group else None
+            if left is not None:
+                self._left.discard(group)
+                bucket = left
+            else:
+                # Full, and stamped 0: the first charge refills it to the
+                # burst at whatever the time is then.
+                bucket = TokenBucket(REPLY_BURST, REPLY_RATE)
             holders = 0
         else:
             bucket, holders = held
@@ -57,6 +66,7 @@ class ReplyBudgets:
                 self._held[group] = (bucket, holders - 1)
             else:
                 del self._held[group]
+                self._left.put(group, bucket, self._seconds())
 
     def over(self, participant: Participant) -> bool:
         """Has ``participant``'s address spent its budget, and more?"""
