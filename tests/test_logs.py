@@ -186,3 +186,13 @@ def test_a_failure_held_back_is_not_captured(monkeypatch: pytest.MonkeyPatch) ->
     assert len(captured) == 1
     assert len(events) == 1
     assert isinstance(events[0]["log_failure"].value, ValueError)
+
+
+def test_the_summary_has_the_highest_level_held_back() -> None:
+    """One kind at several levels: the summary is as loud as the loudest."""
+    limited, events, _, limiter = logger(limit=1)
+    for level in (LogLevel.info, LogLevel.error, LogLevel.warn, LogLevel.debug):
+        limited.emit(level, "disk trouble on {path}", path="/var/lib/chat")
+    limiter.flush(everything=True)
+    (summary,) = summaries(events)
+    assert summary["log_level"] == LogLevel.error

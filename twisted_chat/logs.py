@@ -54,14 +54,6 @@ MAX_KINDS = 1024
 #: this format, so its braces are not interpreted twice.
 SUMMARY = "suppressed {suppressed} similar events in {seconds:g} s: {similar}{last}"
 
-_ORDER = [
-    LogLevel.debug,
-    LogLevel.info,
-    LogLevel.warn,
-    LogLevel.error,
-    LogLevel.critical,
-]
-
 
 @define
 class _Window:
@@ -140,8 +132,7 @@ class LogLimiter:
             else:
                 window.held += 1
                 self.suppressed += 1
-                if _ORDER.index(level) > _ORDER.index(window.level):
-                    window.level = level
+                window.level = max(window.level, level)  # constants are ordered
                 window.last = {k: v for k, v in fields.items() if k != "log_failure"}
                 admitted = False
         self._summarize(ended, now)
