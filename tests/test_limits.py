@@ -147,6 +147,20 @@ def test_new_connections_past_the_burst_wait_for_the_rate() -> None:
     assert admission.admit("a", 100.0 + CONNECT_WINDOW / 32) is not None
 
 
+def test_a_reloaded_per_ip_cap_sets_the_rate_of_a_group_already_counted() -> None:
+    """SIGHUP raises --max-per-ip: a group mid-window refills at the new rate."""
+    admission = Admission(max_clients=0, max_per_ip=10)
+    for _ in range(10):
+        assert admission.admit("a", 0.0) is None
+        admission.release("a")
+    admission.max_per_ip = 40  # what ChatService does on reload
+    # 40 per window is 4 a second: four new connections one second later.
+    for _ in range(4):
+        assert admission.admit("a", 1.0) is None
+        admission.release("a")
+    assert admission.admit("a", 1.0) is not None
+
+
 def test_a_low_per_ip_cap_still_allows_a_quick_reconnect() -> None:
     """With --max-per-ip 1 a dropped user may still reconnect at once, a few times."""
     admission = Admission(max_clients=0, max_per_ip=1)
