@@ -61,6 +61,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of process ``pid`` in KiB (``VmHWM``: its peak RSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """The value below which ``fraction`` of ``values`` lie (nearest rank)."""
     if not values:
@@ -123,7 +131,7 @@ def daemon(twistd: str, *options: str) -> Iterator[Daemon]:
         with log.open("wb") as out:
             proc = subprocess.Popen(command, cwd=state, stdout=out, stderr=out)  # noqa: S603
         try:
-            _wait_for_port(proc, port, log)
+            wait_for_port(proc, port, log)
             yield Daemon(proc=proc, port=port, log=log, state=state)
         finally:
             if proc.poll() is None:
@@ -135,7 +143,8 @@ def daemon(twistd: str, *options: str) -> Iterator[Daemon]:
                     proc.wait()
 
 
-def _wait_for_port(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+def wait_for_port(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """Wait until ``proc`` accepts on 127.0.0.1:``port``; SystemExit if never."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:

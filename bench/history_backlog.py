@@ -45,26 +45,13 @@ import threading
 import time
 from pathlib import Path
 
-TWISTD = str(Path(sys.executable).with_name("twistd"))
-START_TIMEOUT = 30.0
+from _loopback import START_TIMEOUT, TWISTD, free_port, rss_kib, wait_for_port
+
 #: How long SIGTERM may take before the bench gives up and kills (a bound).
 EXIT_TIMEOUT = 60.0
 LINE = b"x" * 90 + b"\n"
 #: Lines a sender writes per sendall.
 CHUNK = LINE * 64
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def rss_kib(pid: int, field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def children(pid: int) -> list[int]:
@@ -106,17 +93,11 @@ class Daemon:
             self.proc = subprocess.Popen(  # noqa: S603 - our own twistd
                 args, cwd=state, stdout=out, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"twistd exited early:\n{self.log.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            except OSError:
-                time.sleep(0.05)  # polling a condition, bounded by the deadline
-            else:
-                return
-        raise SystemExit("twistd never opened its port")
+        try:
+            wait_for_port(self.proc, self.port, self.log)
+        except SystemExit:
+            self.kill()
+            raise
 
     def writer_pid(self) -> int | None:
         deadline = time.monotonic() + START_TIMEOUT

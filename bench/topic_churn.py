@@ -37,21 +37,7 @@ import threading
 import time
 from pathlib import Path
 
-TWISTD = str(Path(sys.executable).with_name("twistd"))
-START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+from _loopback import TWISTD, free_port, rss_kib, wait_for_port
 
 
 def start(
@@ -81,18 +67,13 @@ def start(
         proc = subprocess.Popen(  # noqa: S603 - our own twistd
             args, cwd=state, stdout=out, stderr=subprocess.STDOUT
         )
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit((state / "twistd.log").read_text())
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            time.sleep(0.05)  # polling a condition, bounded by the deadline
-        else:
-            return proc, port
-    proc.kill()
-    raise SystemExit("twistd never opened its port")
+    try:
+        wait_for_port(proc, port, state / "twistd.log")
+    except SystemExit:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, port
 
 
 def churn(port: int, rooms: int, threads: int, seconds: float, topic: str) -> int:
