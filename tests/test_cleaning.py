@@ -289,6 +289,7 @@ def test_clean_text_removes_controls(raw: str, expected: str) -> None:
     [
         "hello 小明 👋\tand more",
         "plain ascii",
+        "ascii\twith\ttabs",
         "Ça va\u00a0?",
         "👩\u200d👩\u200d👧",
         "می\u200cخواهم",
