@@ -221,8 +221,8 @@ class ChatServer:
 
     def status(self) -> str:
         """A one-line summary for ``STATUS=`` and logs, with history trouble."""
-        clients = _people(len(self.participants), "client", "clients")
-        text = f"{clients} in {_people(len(self.rooms), 'room', 'rooms')}"
+        clients = listing.counted(len(self.participants), "client", "clients")
+        text = f"{clients} in {listing.counted(len(self.rooms), 'room', 'rooms')}"
         trouble = self._store.trouble() if self._store is not None else None
         if trouble:
             text += f"; HISTORY NOT SAVED: {trouble}"
@@ -391,7 +391,3 @@ class ChatServer:
         """Send a listing as one write; charge its lines and the entries it read."""
         participant.client.send(b"".join(reply))
         self._budgets.charge(participant, len(reply), looked_at // LOOKED_AT_PER_LINE)
-
-
-def _people(count: int, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"

@@ -49,9 +49,9 @@ def rooms_reply(rooms: Iterable[Room], total: int, pattern: str | None) -> list[
             return [
                 lines.notice(f'No room matches "{pattern}"; /rooms lists the busiest.')
             ]
-        header = f'{_count(total, "room matches", "rooms match")} "{pattern}"'
+        header = f'{counted(total, "room matches", "rooms match")} "{pattern}"'
     else:
-        header = _count(total, "room", "rooms")
+        header = counted(total, "room", "rooms")
     shown = heapq.nlargest(ROOMS_SHOWN, rooms, key=_size)
     shown.sort(key=lambda room: (-len(room.members), room.name.key))
     if total > len(shown):
@@ -59,7 +59,7 @@ def rooms_reply(rooms: Iterable[Room], total: int, pattern: str | None) -> list[
     reply = [lines.notice(header + ":")]
     for room in shown:
         topic = f": {room.topic}" if room.topic else ""
-        count = _count(len(room.members), "person", "people")
+        count = counted(len(room.members), "person", "people")
         reply.append(lines.notice(f"{room.name.display} ({count}){topic}"))
     rest = total - len(shown)
     if rest:
@@ -69,7 +69,7 @@ def rooms_reply(rooms: Iterable[Room], total: int, pattern: str | None) -> list[
             else "a longer pattern narrows the search"
         )
         reply.append(
-            lines.notice(f"... and {_count(rest, 'more room', 'more rooms')}; {more}.")
+            lines.notice(f"... and {counted(rest, 'more room', 'more rooms')}; {more}.")
         )
     return reply
 
@@ -89,7 +89,7 @@ def who_reply(room: Room) -> list[bytes]:
         else sorted(names)
     )
     reply = [
-        lines.notice(f"{_count(total, 'person', 'people')} in {room.name.display}:")
+        lines.notice(f"{counted(total, 'person', 'people')} in {room.name.display}:")
     ]
     reply.extend(
         lines.notice(", ".join(nicks[start : start + WHO_NAMES_PER_LINE]))
@@ -123,5 +123,6 @@ def history_reply(
     return reply
 
 
-def _count(count: int, one: str, many: str) -> str:
+def counted(count: int, one: str, many: str) -> str:
+    """``1 room``, ``2 rooms``: ``count`` and the word that goes with it."""
     return f"{count} {one if count == 1 else many}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from twisted_chat import lines
+from twisted_chat import lines, listing
 from twisted_chat.bounds import MAX_ROOMS_PER_GROUP, MAX_ROOMS_PER_USER
 from twisted_chat.errors import (
     InvalidName,
@@ -105,7 +105,7 @@ class Membership:
         participant.current = room
         others = len(room.members) - 1
         company = (
-            f"{others} other {'person' if others == 1 else 'people'} here "
+            f"{listing.counted(others, 'other person', 'other people')} here "
             f"(/who lists them)"
             if others
             else "nobody else is here yet"
