@@ -158,11 +158,9 @@ def test_the_budget_is_shared_by_an_address_group() -> None:
     """Two connections from one address share one budget; another address not."""
     chat = make_chat()
     listing_costs(chat)
-    one_p = chat.server.connect(RecordingClient(), group="192.0.2.7")
-    two = RecordingClient()
-    two_p = chat.server.connect(two, group="192.0.2.7")
-    other = RecordingClient()
-    other_p = chat.server.connect(other, group="198.51.100.1")
+    _, one_p = chat.connect(group="192.0.2.7")
+    two, two_p = chat.connect(group="192.0.2.7")
+    other, other_p = chat.connect(group="198.51.100.1")
     for _ in range(REPLY_BURST):
         chat.server.receive(one_p, "/rooms")
     two.clear()
@@ -177,21 +175,17 @@ def test_reconnecting_does_not_refill_the_budget() -> None:
     """An address whose every connection closed gets its spent budget back."""
     chat = make_chat()
     listing_costs(chat)
-    one_p = chat.server.connect(RecordingClient(), group="192.0.2.7")
+    _, one_p = chat.connect(group="192.0.2.7")
     for _ in range(REPLY_BURST):
         chat.server.receive(one_p, "/rooms")
     chat.server.disconnect(one_p, "connection lost")
-    again = RecordingClient()
-    again_p = chat.server.connect(again, group="192.0.2.7")
-    again.clear()
+    again, again_p = chat.connect(group="192.0.2.7")
     chat.server.receive(again_p, "/rooms")
     assert again.lines()[0].startswith("! slow-down: ")
     # Once it would be full again it is forgotten, as if never spent.
     chat.server.disconnect(again_p, "connection lost")
     chat.clock.advance(REPLY_BURST * 2 / REPLY_RATE)
-    late = RecordingClient()
-    late_p = chat.server.connect(late, group="192.0.2.7")
-    late.clear()
+    late, late_p = chat.connect(group="192.0.2.7")
     chat.server.receive(late_p, "/rooms")
     assert late.lines()[0].startswith("* ")
 
@@ -231,12 +225,10 @@ def test_one_address_may_create_only_so_many_rooms() -> None:
     chat = make_chat(Settings(default_room=""))
     clients = []
     for n in range(MAX_ROOMS_PER_GROUP):
-        client = RecordingClient()
-        participant = chat.server.connect(client, group="192.0.2.7")
+        _, participant = chat.connect(group="192.0.2.7")
         chat.server.receive(participant, f"/join #r{n}")
         clients.append(participant)
-    late = RecordingClient()
-    late_p = chat.server.connect(late, group="192.0.2.7")
+    late, late_p = chat.connect(group="192.0.2.7")
     chat.server.receive(late_p, "/join #onemore")
     [line] = late.lines()[-1:]
     assert line.startswith("! too-many-rooms: ")
@@ -287,7 +279,7 @@ def test_no_per_address_cap_means_no_room_cap() -> None:
     """With ``--max-per-ip 0`` one address may make as many rooms as it likes."""
     chat = make_chat(Settings(default_room="", max_per_ip=0))
     for n in range(MAX_ROOMS_PER_GROUP + 1):
-        participant = chat.server.connect(RecordingClient(), group="192.0.2.7")
+        _, participant = chat.connect(group="192.0.2.7")
         chat.server.receive(participant, f"/join #r{n}")
     assert len(chat.server.rooms) == MAX_ROOMS_PER_GROUP + 1
 
