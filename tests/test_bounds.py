@@ -172,7 +172,7 @@ def test_the_budget_is_shared_by_an_address_group() -> None:
 
 
 def test_reconnecting_does_not_refill_the_budget() -> None:
-    """An address whose every connection closed gets its spent budget back."""
+    """An address whose every connection closed still has its spent budget."""
     chat = make_chat()
     listing_costs(chat)
     _, one_p = chat.connect(group="192.0.2.7")
