@@ -73,10 +73,6 @@ class ThreadLink:
             watch=FileWatch(path, time.monotonic() + CHECK_INTERVAL),
         )
 
-    @property
-    def started(self) -> bool:
-        return self._thread is not None
-
     def start(self) -> None:
         """Start the thread (once)."""
         if self._thread is not None:
