@@ -490,6 +490,21 @@ def test_tls_client_joins_the_chat_only_once_its_handshake_is_done() -> None:
     assert not server_out.disconnecting
 
 
+def test_a_refused_tls_client_that_finishes_its_handshake_does_not_join() -> None:
+    """Past --max-clients the handshake only carries the refusal; nobody joins."""
+    chat = TlsHarness(max_clients=1)
+    chat.connect(nick="alice")
+    protocol, wrapper, server_out = chat.connect_tls()
+    client, client_out, received = chat.tls_client()
+    pump(client, client_out, wrapper, server_out)
+    chat.clock.advance(0)
+    pump(client, client_out, wrapper, server_out)
+    assert b"".join(received).startswith(b"! server-full: ")
+    assert protocol.participant is None
+    assert len(chat.server.participants) == 1
+    assert chat.admission.total == 1
+
+
 def test_tls_client_that_never_finishes_its_handshake_is_cut_off() -> None:
     """Half a ClientHello, then nothing: the connection is aborted at the deadline."""
     chat = TlsHarness()
