@@ -97,6 +97,25 @@ def test_commands_keep_the_order_of_queued_lines() -> None:
     assert "he's gone" not in "".join(room.clients["bob"].lines())
 
 
+def test_a_private_message_does_not_overtake_a_room_line_to_its_recipient() -> None:
+    """The recipient of a /msg gets the room line said before it first."""
+    room = Room("alice", "bob", "carol")
+    room.say("alice", "hello room")
+    room.say("alice", "/msg carol psst")
+    assert room.clients["carol"].lines() == [
+        "[#lobby] <alice> hello room",
+        "[PM] <alice> psst",
+    ]
+    # Only the recipient was handed the line early; bob gets it at the turn.
+    assert room.clients["bob"].lines() == []
+    room.turn()
+    assert room.clients["bob"].lines() == ["[#lobby] <alice> hello room"]
+    assert room.clients["carol"].lines() == [
+        "[#lobby] <alice> hello room",
+        "[PM] <alice> psst",
+    ]
+
+
 def test_a_newcomer_does_not_get_lines_said_before_joining() -> None:
     """Membership is what it was when the line was said, not when it went out."""
     room = Room("alice", "bob")
