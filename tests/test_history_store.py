@@ -860,6 +860,22 @@ async def test_a_writer_behind_drops_rows_past_the_byte_bound(
 
 
 @ensure_deferred
+async def test_topics_count_against_the_byte_bound_too(
+    tmp_path: Path, cleanup: list[IMessageStore]
+) -> None:
+    """Topics queued for a writer that is behind stop at max_waiting_bytes."""
+    store = _sqlite_opener(tmp_path, cleanup, "thread")(flush_interval=NEVER)
+    store.max_waiting_bytes = 2_000
+    store.start()
+    for n in range(40):
+        store.set_topic(StoredTopic(f"#r{n}", f"#r{n}", "t" * 100, "x", float(n)))
+    assert store._waiting <= store.max_waiting_bytes
+    assert 0 < len(store._pending_topics) < 40
+    assert store.trouble() is not None
+    await store.stop()
+
+
+@ensure_deferred
 async def test_the_tail_cache_keeps_the_rooms_read_last(
     open_sqlite: OpenSqlite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
