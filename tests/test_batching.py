@@ -252,6 +252,16 @@ def test_a_busy_rooms_notices_wait_for_the_notice_timer() -> None:
     assert len(watcher.lines()) == 10
 
 
+def test_a_smaller_rooms_notices_go_at_the_end_of_the_turn() -> None:
+    """Below BUSY_ROOM members nothing waits for the notice timer."""
+    room = BusyRoom(BUSY_ROOM - 1)
+    watcher, _ = room.members[0]
+    room.join("new")
+    room.clock.advance(0)
+    assert len(watcher.sent) == 1
+    assert watcher.lines()[0].endswith(" joined #lobby")
+
+
 def test_a_message_takes_waiting_notices_along_in_order() -> None:
     """A line said after a join goes out at the end of its turn, after the join."""
     room = BusyRoom(BUSY_ROOM)
