@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ERROR_LOG_INTERVAL",
+    "FILE_FAILED",
+    "FILE_LOST",
+    "FILE_READY",
     "MARKER_OPS",
     "MAX_BATCH",
     "OP_FLUSH",
@@ -64,6 +67,11 @@ OP_REOPEN: Final = "r"
 REPORT_COMMITTED: Final = "c"
 REPORT_ERROR: Final = "e"
 REPORT_FILE: Final = "w"
+#: The step a `REPORT_FILE` says: the new file cannot be made, the writer
+#: closed the lost one (the daemon answers `OP_REOPEN`), the new one is ready.
+FILE_FAILED: Final = 0
+FILE_LOST: Final = 1
+FILE_READY: Final = 2
 
 #: Ops that carry a ``seq`` to acknowledge.
 MARKER_OPS: Final = (OP_FLUSH, OP_STOP)
@@ -137,7 +145,7 @@ class WriterCore:
             f"the history file {self.path} {problem} while the daemon ran;"
             " the history it held is lost; starting a new file"
         )
-        self._send((REPORT_FILE, text, 1))
+        self._send((REPORT_FILE, text, FILE_LOST))
 
     def _recreate(self) -> None:
         """Make the new file at the path; report ``("w", text, 2)`` when done."""
@@ -153,13 +161,14 @@ class WriterCore:
                     f"cannot make a new history file at {self.path}: {e};"
                     " history is not saved"
                 )
-                self._send((REPORT_FILE, text, 0))
+                self._send((REPORT_FILE, text, FILE_FAILED))
             return
         self._retry = False
         self._topics = []
         gap, self._gap = self._gap, 0
         lost = f"; {gap} messages said meanwhile are not saved" if gap else ""
-        self._send((REPORT_FILE, f"started a new history file at {self.path}{lost}", 2))
+        text = f"started a new history file at {self.path}{lost}"
+        self._send((REPORT_FILE, text, FILE_READY))
 
     def write_batch(self, batch: Sequence[tuple[Any, ...]]) -> bool:
         """Commit ``batch`` in order, report it; True if it asked to stop."""

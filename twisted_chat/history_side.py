@@ -20,6 +20,8 @@ from twisted.python.failure import Failure
 
 from twisted_chat.history_core import (
     ERROR_LOG_INTERVAL,
+    FILE_LOST,
+    FILE_READY,
     OP_REOPEN,
     REPORT_COMMITTED,
     REPORT_ERROR,
@@ -321,13 +323,13 @@ class WriterSide:
             self._file_changed(report[1], report[2])
 
     def _file_changed(self, text: str, step: int) -> None:
-        """The writer's file went away (1), or a new one is ready (2)."""
+        """The writer's file went away, a new one is ready, or cannot be made."""
         self._troubles.set("file", text, time.monotonic() + TROUBLE_HOLD)
-        if step == 2:
+        if step == FILE_READY:
             self._log.warn("{text}", text=text)
         else:
             self._log.error("{text}", text=text)
-        if step in {1, 2}:
+        if step in {FILE_LOST, FILE_READY}:
             # Closed before the writer makes the new file (see WriterCore).
             reader, self._reader = self._reader, None
             if reader is not None:
@@ -335,9 +337,9 @@ class WriterSide:
                     reader.close()
                 except sqlite3.Error:
                     self._log.failure("while closing {path}", path=self.path)
-        if step == 1:
+        if step == FILE_LOST:
             self._send_marker((OP_REOPEN, -1))
-        elif step == 2:
+        elif step == FILE_READY:
             try:
                 self._reader = connect_reader(self.path)
             except sqlite3.Error:
