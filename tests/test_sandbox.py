@@ -27,14 +27,12 @@ import time
 from pathlib import Path
 
 import pytest
+from _seccomp import SYSTEM_PYTHON, have_seccomp, needs_seccomp
 from conftest import TIMEOUT, TWISTD, Daemon, LineClient, free_port
 
 from twisted_chat.lines import parse_room_lines
 
 pytestmark = pytest.mark.slow
-
-#: The Python that has Debian's libseccomp binding.
-SYSTEM_PYTHON = "/usr/bin/python3"
 
 #: The twistd to sandbox; set it to try another checkout (e.g. the code
 #: before issue 11) with this very test.
@@ -166,22 +164,6 @@ def expand_groups(groups: tuple[str, ...]) -> list[str]:
         else:
             found.append(name)
     return sorted(found)
-
-
-def have_seccomp() -> bool:
-    if not Path(SYSTEM_PYTHON).exists():
-        return False
-    probe = subprocess.run(
-        [SYSTEM_PYTHON, "-c", "import seccomp"], capture_output=True, check=False
-    )
-    return probe.returncode == 0
-
-
-needs_seccomp = pytest.mark.skipif(
-    not have_seccomp(),
-    reason="no libseccomp binding for /usr/bin/python3"
-    " (apt-get install python3-seccomp)",
-)
 
 
 class SandboxedDaemon(Daemon):
