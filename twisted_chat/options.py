@@ -221,7 +221,11 @@ _OPTIONS = [
     _Option("flood-burst", _integer(0), "Flood control: lines at once (0 = off)."),
     _Option("flood-rate", _number(0), "Flood control: lines a second (0 = off)."),
     _Option("max-sendq", _integer(65536), "Bytes of unread output before a drop."),
-    _Option("max-per-ip", _integer(0), "Connections per address or /64, at once and per 10 s (0 = any)."),
+    _Option(
+        "max-per-ip",
+        _integer(0),
+        "Connections per address or /64, at once and per 10 s (0 = any).",
+    ),
     _Option("max-clients", _integer(0), "Clients in all, TCP and UDP (0 = any)."),
     _Option("state-dir", _text, "Data directory (default $STATE_DIRECTORY)."),
     _Option("history-db", _text, "History file in the state dir, :memory: or off."),
