@@ -54,8 +54,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(args.tree).resolve()))
-    cleaning = importlib.import_module("twisted_chat.cleaning")
-    names = importlib.import_module("twisted_chat.names")
+    cleaning = importlib.import_module("twisted_chat.core.cleaning")
+    names = importlib.import_module("twisted_chat.core.names")
     clean: Callable[[str], str] = cleaning.clean_text
     parse: Callable[[str], object] = names.Nick.parse
     print(f"tree {Path(str(cleaning.__file__)).parent.parent}")

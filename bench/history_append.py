@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from twisted_chat.history import SqliteStore, StoredMessage
+from twisted_chat.core.records import StoredMessage
+from twisted_chat.history.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable

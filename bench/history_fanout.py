@@ -31,7 +31,7 @@ a thread or a process), read once the file holds every message. These
 include connecting the clients, which costs the same in every setting.
 ``writer lag s`` is how long after the load generator finished the file
 held every message: the writer runs at a lower priority than the daemon
-(`twisted_chat.history_writer.NICENESS`) and catches up after a burst.
+(`twisted_chat.history.writer.NICENESS`) and catches up after a burst.
 
 Why 40,000 messages per sender: at 10,000 a run lasted under a second,
 and two runs of the same setting differed by up to 30 %.

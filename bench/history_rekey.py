@@ -32,7 +32,7 @@ from pathlib import Path
 _OPEN = """
 import sys, time
 from twisted.internet import reactor
-from twisted_chat.history import SqliteStore
+from twisted_chat.history.sqlite import SqliteStore
 start = time.perf_counter()
 SqliteStore.open(sys.argv[1], reactor=reactor)
 print((time.perf_counter() - start) * 1000)

@@ -226,7 +226,7 @@ class Daemon:
 @pytest.fixture(autouse=True)
 def _fresh_log_limits() -> None:
     """Each test starts with no rate-limited log events counted (logs.LIMITER)."""
-    from twisted_chat.logs import LIMITER
+    from twisted_chat.core.logs import LIMITER
 
     LIMITER.reset()
 

@@ -17,12 +17,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
-from twisted_chat import tcp
-from twisted_chat.limits import CONNECT_BURST
-from twisted_chat.service import make_chat_service
-from twisted_chat.settings import Settings
-from twisted_chat.stream_output import unsent_bytes
+from twisted_chat.core.admission import CONNECT_BURST
+from twisted_chat.core.settings import Settings
+from twisted_chat.daemon.service import make_chat_service
 from twisted_chat.testing_tls import client_hello, self_signed_pem
+from twisted_chat.transports import tcp
+from twisted_chat.transports.stream_output import unsent_bytes
 
 
 def rss_kib(pid: int) -> int:

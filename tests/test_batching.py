@@ -5,9 +5,9 @@ from __future__ import annotations
 from attrs import Factory, define
 from twisted.internet.task import Clock
 
-from twisted_chat.bounds import BUSY_ROOM, NOTICE_DELAY
-from twisted_chat.chat import ChatServer, Participant
-from twisted_chat.settings import Settings
+from twisted_chat.core.bounds import BUSY_ROOM, NOTICE_DELAY
+from twisted_chat.core.chat import ChatServer, Participant
+from twisted_chat.core.settings import Settings
 from twisted_chat.testing import RecordingClient
 
 
@@ -168,7 +168,7 @@ def test_the_same_bytes_object_goes_to_every_plain_member() -> None:
 
 def test_the_store_gets_a_turns_lines_in_one_call() -> None:
     """History is handed over once per turn, and before a join can read it."""
-    from twisted_chat.history import MemoryStore
+    from twisted_chat.history.memory import MemoryStore
 
     calls: list[int] = []
 
@@ -322,7 +322,7 @@ def test_a_quit_is_told_once_to_a_neighbour_in_two_rooms() -> None:
 
 def test_notices_never_reach_the_store() -> None:
     """Joins, parts and topics go through the room's queue but are not history."""
-    from twisted_chat.history import MemoryStore
+    from twisted_chat.history.memory import MemoryStore
 
     said: list[bytes] = []
 

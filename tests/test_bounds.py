@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from twisted_chat.bounds import (
+from twisted_chat.core.bounds import (
     FREE_REPLY_LINES,
     HISTORY_LIMIT,
     LOOKED_AT_PER_LINE,
@@ -18,8 +18,8 @@ from twisted_chat.bounds import (
     ROOMS_SHOWN,
     WHO_NAMES_SHOWN,
 )
-from twisted_chat.history import MemoryStore
-from twisted_chat.settings import Settings
+from twisted_chat.core.settings import Settings
+from twisted_chat.history.memory import MemoryStore
 from twisted_chat.testing import ChatHarness, RecordingClient, make_chat
 
 

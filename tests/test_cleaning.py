@@ -1,5 +1,5 @@
 # Copyright (c) 2026 twisted-chat developers. Licensed under the MIT license.
-"""Tests for twisted_chat.cleaning: telnet filtering and control stripping."""
+"""Tests for twisted_chat.core.cleaning: telnet filtering and control stripping."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twisted_chat.cleaning import (
+from twisted_chat.core.cleaning import (
     MAX_SUBNEGOTIATION,
     TelnetFilter,
     clean_text,

@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from twisted_chat.commands import (
+from twisted_chat.core.commands import (
     ALIASES,
     HELP,
     Command,
@@ -27,7 +27,7 @@ from twisted_chat.commands import (
     Who,
     parse_line,
 )
-from twisted_chat.errors import BadUsage, UnknownCommand
+from twisted_chat.core.errors import BadUsage, UnknownCommand
 
 
 @pytest.mark.parametrize(
@@ -228,7 +228,7 @@ def test_history_count_is_capped_in_digits() -> None:
 @pytest.mark.parametrize("name", list(HELP))
 def test_every_command_has_real_help(name: str) -> None:
     """``/help CMD`` is more than the summary: details and an example."""
-    from twisted_chat.help import explain
+    from twisted_chat.core.help import explain
 
     reply = [line.decode() for line in explain(name)]
     assert len(reply) >= 3
@@ -240,7 +240,7 @@ def test_every_command_has_real_help(name: str) -> None:
 @pytest.mark.parametrize("alias", list(ALIASES))
 def test_every_alias_parses_and_has_help(alias: str) -> None:
     """Each alias ``/help`` knows is one ``parse_line`` knows, and vice versa."""
-    from twisted_chat.help import explain
+    from twisted_chat.core.help import explain
 
     with contextlib.suppress(BadUsage):
         parse_line(f"/{alias} arg")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from twisted_chat.flood import FloodCredit, TokenBucket
-from twisted_chat.settings import Settings
+from twisted_chat.core.flood import FloodCredit, TokenBucket
+from twisted_chat.core.settings import Settings
 
 
 def test_a_full_burst_goes_at_once() -> None:

@@ -39,11 +39,13 @@ from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 
-from twisted_chat.chat import ChatServer
-from twisted_chat.history import IMessageStore, SqliteStore, StoredMessage
-from twisted_chat.lines import parse_room_lines
-from twisted_chat.service import ChatService, StoreService, make_chat_service
-from twisted_chat.settings import Settings
+from twisted_chat.core.chat import ChatServer
+from twisted_chat.core.lines import parse_room_lines
+from twisted_chat.core.records import StoredMessage
+from twisted_chat.core.settings import Settings
+from twisted_chat.daemon.service import ChatService, StoreService, make_chat_service
+from twisted_chat.history.memory import IHistoryStore
+from twisted_chat.history.sqlite import SqliteStore
 
 #: The global reactor pytest-twisted runs, typed loosely (its stub type does
 #: not list every reactor interface).
@@ -146,7 +148,7 @@ class Chat:
         return self.service.server
 
     @property
-    def store(self) -> IMessageStore:
+    def store(self) -> IHistoryStore:
         history = self.service.getServiceNamed("history")
         assert isinstance(history, StoreService)
         return history.store

@@ -18,15 +18,15 @@ import pytest
 from test_history_store import V1_TABLES
 from twisted.internet import reactor
 
-from twisted_chat import history_files, history_schema, names
-from twisted_chat.history import (
-    SCHEMA_VERSION,
-    HistoryStoreError,
-    SqliteStore,
-    StoredMessage,
-)
-from twisted_chat.history_rekey import recorded_key_version
-from twisted_chat.names import KEY_VERSION, name_key
+from twisted_chat.core import names
+from twisted_chat.core.names import KEY_VERSION, name_key
+from twisted_chat.core.records import StoredMessage
+from twisted_chat.history import files as history_files
+from twisted_chat.history import schema as history_schema
+from twisted_chat.history.memory import HistoryStoreError
+from twisted_chat.history.rekey import recorded_key_version
+from twisted_chat.history.schema import SCHEMA_VERSION
+from twisted_chat.history.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -314,8 +314,8 @@ def test_newer_key_version_rekeys_again(tmp_path: Path) -> None:
 def test_writer_child_does_not_load_the_confusables() -> None:
     """The writer process needs no key function: its imports stay light."""
     code = (
-        "import sys, twisted_chat.history_writer;"
-        " print('twisted_chat.confusables' in sys.modules)"
+        "import sys, twisted_chat.history.writer;"
+        " print('twisted_chat.core.confusables' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

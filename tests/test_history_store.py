@@ -29,30 +29,25 @@ from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger, formatEvent
 from zope.interface.verify import verifyObject
 
-from twisted_chat import (
-    history_schema,
-    history_side,
-    history_sqlite,
-    history_store,
-    history_writer,
-    lines,
-)
-from twisted_chat.chat import ChatServer
-from twisted_chat.history import (
-    MAX_RECENT,
-    SCHEMA_VERSION,
+from twisted_chat.core import lines
+from twisted_chat.core.chat import ChatServer
+from twisted_chat.core.records import StoredMessage, StoredTopic, format_history_line
+from twisted_chat.core.settings import Settings
+from twisted_chat.core.store import MAX_RECENT
+from twisted_chat.history import memory as history_store
+from twisted_chat.history import schema as history_schema
+from twisted_chat.history import side as history_side
+from twisted_chat.history import sqlite as history_sqlite
+from twisted_chat.history import writer as history_writer
+from twisted_chat.history.memory import (
     HistoryStoreError,
-    IMessageStore,
+    IHistoryStore,
     MemoryStore,
-    ProcessSqliteStore,
-    SqliteStore,
-    StoredMessage,
-    StoredTopic,
-    format_history_line,
+    _Tail,
 )
-from twisted_chat.history_sqlite import STOP_TIMEOUT
-from twisted_chat.history_store import _Tail
-from twisted_chat.settings import Settings
+from twisted_chat.history.process import ProcessSqliteStore
+from twisted_chat.history.schema import SCHEMA_VERSION
+from twisted_chat.history.sqlite import STOP_TIMEOUT, SqliteStore
 from twisted_chat.testing import RecordingClient
 
 if TYPE_CHECKING:
@@ -75,7 +70,7 @@ V1_TABLES = """
 # Long enough that nothing is committed before the test asks for it.
 NEVER = 3600.0
 
-MakeStore = Callable[..., IMessageStore]
+MakeStore = Callable[..., IHistoryStore]
 OpenSqlite = Callable[..., SqliteStore]
 
 
@@ -121,9 +116,9 @@ def capture_log(store: SqliteStore) -> list[dict[str, Any]]:
 
 
 @async_yield_fixture
-async def cleanup() -> AsyncGenerator[list[IMessageStore], None]:
+async def cleanup() -> AsyncGenerator[list[IHistoryStore], None]:
     """Stores made by a test; all are stopped (idempotently) afterwards."""
-    stores: list[IMessageStore] = []
+    stores: list[IHistoryStore] = []
     yield stores
     for store in stores:
         await store.stop()
@@ -133,7 +128,7 @@ WRITERS = ["thread", "process"]
 
 
 def _sqlite_opener(
-    tmp_path: Path, cleanup: list[IMessageStore], writer: str
+    tmp_path: Path, cleanup: list[IHistoryStore], writer: str
 ) -> OpenSqlite:
     def open_(path: Path | None = None, **kwargs: Any) -> SqliteStore:
         kwargs.setdefault("writer", writer)
@@ -148,7 +143,7 @@ def _sqlite_opener(
 
 @pytest.fixture(params=WRITERS)
 def open_sqlite(
-    request: pytest.FixtureRequest, tmp_path: Path, cleanup: list[IMessageStore]
+    request: pytest.FixtureRequest, tmp_path: Path, cleanup: list[IHistoryStore]
 ) -> OpenSqlite:
     """Open (not start) an SqliteStore at ``tmp_path/history.db`` by default,
     once with each writer (thread, process)."""
@@ -157,7 +152,7 @@ def open_sqlite(
 
 @pytest.fixture(params=["memory", *WRITERS])
 def make_store(
-    request: pytest.FixtureRequest, tmp_path: Path, cleanup: list[IMessageStore]
+    request: pytest.FixtureRequest, tmp_path: Path, cleanup: list[IHistoryStore]
 ) -> MakeStore:
     """Make a started store of each kind with the given retention settings."""
 
@@ -166,8 +161,8 @@ def make_store(
         max_per_room: int = 10_000,
         max_age_days: float = 30,
         flush_interval: float = 0.1,
-    ) -> IMessageStore:
-        store: IMessageStore
+    ) -> IHistoryStore:
+        store: IHistoryStore
         if request.param == "memory":
             store = MemoryStore(max_per_room=max_per_room, max_age_days=max_age_days)
         else:
@@ -186,8 +181,8 @@ def make_store(
 
 
 def test_provides_interface(make_store: MakeStore) -> None:
-    """Every store provides IMessageStore."""
-    assert verifyObject(IMessageStore, make_store())
+    """Every store provides IHistoryStore."""
+    assert verifyObject(IHistoryStore, make_store())
 
 
 @ensure_deferred
@@ -638,7 +633,7 @@ async def test_sqlite_write_error_is_logged_not_raised(
 
 @ensure_deferred
 async def test_thread_writer_bug_is_logged_and_markers_still_fire(
-    tmp_path: Path, cleanup: list[IMessageStore], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cleanup: list[IHistoryStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bug in the writer thread is logged; flush() and stop() still fire."""
     store = _sqlite_opener(tmp_path, cleanup, "thread")(flush_interval=NEVER)
@@ -749,7 +744,7 @@ async def wait_until(check: Callable[[], bool], what: str) -> None:
 
 @ensure_deferred
 async def test_process_writer_death_is_loud_and_it_is_restarted(
-    tmp_path: Path, cleanup: list[IMessageStore]
+    tmp_path: Path, cleanup: list[IHistoryStore]
 ) -> None:
     """A killed writer is logged, shown by trouble(), and started again."""
     store = _sqlite_opener(tmp_path, cleanup, "process")(flush_interval=NEVER)
@@ -782,7 +777,7 @@ async def test_process_writer_death_is_loud_and_it_is_restarted(
 
 @ensure_deferred
 async def test_stop_kills_a_stopped_writer_within_the_deadline(
-    tmp_path: Path, cleanup: list[IMessageStore]
+    tmp_path: Path, cleanup: list[IHistoryStore]
 ) -> None:
     """A SIGSTOPped writer cannot hold stop(): it is killed after STOP_TIMEOUT."""
     store = _sqlite_opener(tmp_path, cleanup, "process")()
@@ -861,7 +856,7 @@ async def test_a_writer_behind_drops_rows_past_the_byte_bound(
 
 @ensure_deferred
 async def test_topics_count_against_the_byte_bound_too(
-    tmp_path: Path, cleanup: list[IMessageStore]
+    tmp_path: Path, cleanup: list[IHistoryStore]
 ) -> None:
     """Topics queued for a writer that is behind stop at max_waiting_bytes."""
     store = _sqlite_opener(tmp_path, cleanup, "thread")(flush_interval=NEVER)
@@ -1044,7 +1039,7 @@ def test_chat_keeps_topics_only_on_live_rooms() -> None:
 
 @ensure_deferred
 async def test_process_writer_runs_nicer_with_a_big_pipe(
-    tmp_path: Path, cleanup: list[IMessageStore]
+    tmp_path: Path, cleanup: list[IHistoryStore]
 ) -> None:
     """The writer yields the CPU to the daemon and its pipe holds 1 MiB."""
     store = _sqlite_opener(tmp_path, cleanup, "process")()

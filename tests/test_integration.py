@@ -12,8 +12,8 @@ from conftest import TIMEOUT, AsyncClient, connect_client
 from twisted.internet import reactor, ssl
 from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
 
-from twisted_chat.service import ChatService, make_chat_service
-from twisted_chat.settings import Settings
+from twisted_chat.core.settings import Settings
+from twisted_chat.daemon.service import ChatService, make_chat_service
 from twisted_chat.testing_tls import self_signed_pem
 
 

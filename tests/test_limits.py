@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 from twisted.logger import LogEvent, formatEvent
 
-from twisted_chat.errors import ServerFull, TooManyConnections
-from twisted_chat.flood import BucketTable
-from twisted_chat.limits import (
+from twisted_chat.core.admission import (
     CONNECT_BURST,
     CONNECT_WINDOW,
     Admission,
     address_group,
     log_refusal,
 )
+from twisted_chat.core.errors import ServerFull, TooManyConnections
+from twisted_chat.core.flood import BucketTable
 
 
 @pytest.mark.parametrize(

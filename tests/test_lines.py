@@ -1,4 +1,4 @@
-"""`twisted_chat.lines`: room lines taken apart again, for the history.
+"""`twisted_chat.core.lines`: room lines taken apart again, for the history.
 
 The history keeps the bytes a room's members were sent and takes them
 apart where it writes or reads them, so `parse_room_lines` must undo
@@ -10,10 +10,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twisted_chat.cleaning import clean_text
-from twisted_chat.errors import InvalidName
-from twisted_chat.lines import parse_room_lines, room_action, room_message
-from twisted_chat.names import Nick, RoomName
+from twisted_chat.core.cleaning import clean_text
+from twisted_chat.core.errors import InvalidName
+from twisted_chat.core.lines import parse_room_lines, room_action, room_message
+from twisted_chat.core.names import Nick, RoomName
 
 
 def _valid(parse: type[Nick | RoomName], text: str) -> bool:

@@ -2,7 +2,7 @@
 What a client can make the daemon log is bounded (issue 11, finding 11).
 
 30 s of connection churn used to write 18 MB of log.  The modules whose log
-lines a client triggers log through :class:`twisted_chat.logs.RateLimitedLogger`;
+lines a client triggers log through :class:`twisted_chat.core.logs.RateLimitedLogger`;
 these tests drive them as clients would, on a fake clock, and count events.
 """
 
@@ -22,12 +22,12 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogEvent, formatEvent
 from twisted.python.failure import Failure
 
-from twisted_chat.errors import TooManyConnections
-from twisted_chat.limits import log_refusal
-from twisted_chat.logs import LIMIT, LIMITER
-from twisted_chat.options import Options
-from twisted_chat.service import SHUTDOWN_GRACE, ChatService, make_chat_service
-from twisted_chat.tcp import ChatLineProtocol
+from twisted_chat.core.admission import log_refusal
+from twisted_chat.core.errors import TooManyConnections
+from twisted_chat.core.logs import LIMIT, LIMITER
+from twisted_chat.daemon.options import Options
+from twisted_chat.daemon.service import SHUTDOWN_GRACE, ChatService, make_chat_service
+from twisted_chat.transports.tcp import ChatLineProtocol
 
 
 @pytest.fixture
@@ -68,7 +68,9 @@ def test_ten_thousand_refusals_are_a_bounded_number_of_log_events(
         clock.now = 5000.0 + n * 0.003
         log_refusal(f"tcp 192.0.2.7:{1024 + n}", refusal)
     LIMITER.flush(everything=True)
-    refused = [e for e in log_events if e.get("log_namespace") == "twisted_chat.limits"]
+    refused = [
+        e for e in log_events if e.get("log_namespace") == "twisted_chat.core.admission"
+    ]
     assert len(refused) <= 4 * (LIMIT + 1)
     written = [event for event in refused if "suppressed" not in event]
     assert len(written) + held_back(refused) == 10_000

@@ -9,7 +9,7 @@ from conftest import FakeClock, summaries
 from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent
 from twisted.python.failure import Failure
 
-from twisted_chat.logs import LogLimiter, RateLimitedLogger
+from twisted_chat.core.logs import LogLimiter, RateLimitedLogger
 
 
 def recorder(events: list[LogEvent]) -> ILogObserver:
@@ -168,7 +168,7 @@ def test_the_table_of_kinds_is_bounded() -> None:
 
 def test_a_failure_held_back_is_not_captured(monkeypatch: pytest.MonkeyPatch) -> None:
     """Capturing a traceback costs; one that will not be written is not taken."""
-    from twisted_chat import logs
+    from twisted_chat.core import logs
 
     captured: list[Failure] = []
 

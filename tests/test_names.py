@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twisted_chat.confusables import DATA_VERSION, PROTOTYPES, parse, skeleton
-from twisted_chat.errors import InvalidName
-from twisted_chat.names import (
+from twisted_chat.core.confusables import DATA_VERSION, PROTOTYPES, parse, skeleton
+from twisted_chat.core.errors import InvalidName
+from twisted_chat.core.names import (
     KEY_VERSION,
     NICK_MAX,
     ROOM_MAX,
@@ -20,7 +20,7 @@ from twisted_chat.names import (
     RoomName,
     name_key,
 )
-from twisted_chat.settings import Settings
+from twisted_chat.core.settings import Settings
 from twisted_chat.testing import make_chat
 
 
@@ -364,7 +364,7 @@ def test_skeleton_follows_tr39() -> None:
 
 def test_confusables_table_is_shipped_and_parses_both_formats() -> None:
     """The table is a package resource; Unicode's full format parses the same."""
-    data = files("twisted_chat") / "data" / "confusables.txt"
+    data = files("twisted_chat.core") / "data" / "confusables.txt"
     assert data.is_file()
     assert f"Version: {DATA_VERSION}" in data.read_text(encoding="utf-8")
     assert len(PROTOTYPES) > 6000

@@ -30,7 +30,7 @@ import pytest
 from _seccomp import SYSTEM_PYTHON, have_seccomp, needs_seccomp
 from conftest import TIMEOUT, TWISTD, Daemon, LineClient, free_port
 
-from twisted_chat.lines import parse_room_lines
+from twisted_chat.core.lines import parse_room_lines
 
 pytestmark = pytest.mark.slow
 

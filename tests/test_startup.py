@@ -16,18 +16,18 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.systemd import ListenFDs
 
-from twisted_chat.inherited_sockets import InheritedSocketError, InheritedSockets
-from twisted_chat.options import Options
-from twisted_chat.service import ChatService, StartupError, make_chat_service
-from twisted_chat.settings import Settings
-from twisted_chat.startup import (
+from twisted_chat.core.settings import Settings
+from twisted_chat.daemon.inherited_sockets import InheritedSocketError, InheritedSockets
+from twisted_chat.daemon.options import Options
+from twisted_chat.daemon.service import ChatService, StartupError, make_chat_service
+from twisted_chat.daemon.startup import (
     ListenerGroup,
     ListenFailure,
     _excepthook,
     adopt_inherited,
     explain_listen_failure,
 )
-from twisted_chat.udp_listeners import SystemdUDPService
+from twisted_chat.transports.udp_listeners import SystemdUDPService
 
 Passed = Callable[[dict[str, socket.socket]], InheritedSockets]
 

@@ -1,5 +1,5 @@
 # Copyright (c) 2026 twisted-chat developers. Licensed under the MIT license.
-"""Tests for `twisted_chat.systemd`, `twisted_chat.inherited_sockets` and `deploy/`.
+"""Tests for `daemon.systemd`, `daemon.inherited_sockets` and `deploy/`.
 
 sd_notify is tested against real ``AF_UNIX`` datagram sockets, read back
 without blocking (a datagram is in the receiver's queue once ``sendto``
@@ -36,13 +36,13 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.python.systemd import ListenFDs
 
-from twisted_chat.inherited_sockets import (
+from twisted_chat.daemon.inherited_sockets import (
     InheritedSocketError,
     InheritedSockets,
     adopt_udp,
     systemd_socket_name,
 )
-from twisted_chat.systemd import (
+from twisted_chat.daemon.systemd import (
     Notifier,
     SystemdNotifyService,
     install_sighup,

@@ -15,16 +15,16 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
-from twisted_chat.chat import ChatServer
-from twisted_chat.limits import CONNECT_BURST, CONNECT_WINDOW, Admission
-from twisted_chat.settings import Settings
-from twisted_chat.stream_output import tls_held, unsent_bytes
-from twisted_chat.tcp import (
+from twisted_chat.core.admission import CONNECT_BURST, CONNECT_WINDOW, Admission
+from twisted_chat.core.chat import ChatServer
+from twisted_chat.core.settings import Settings
+from twisted_chat.testing_tls import self_signed_pem
+from twisted_chat.transports.stream_output import tls_held, unsent_bytes
+from twisted_chat.transports.tcp import (
     HANDSHAKE_TIMEOUT,
     ChatLineProtocol,
     ChatServerFactory,
 )
-from twisted_chat.testing_tls import self_signed_pem
 
 _ports = itertools.count(40000)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twisted_chat.throttle import LogThrottle
+from twisted_chat.core.throttle import LogThrottle
 
 
 def test_first_failure_is_reported_then_one_per_interval() -> None:

@@ -15,20 +15,24 @@ from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from zope.interface import implementer
 
-from twisted_chat.chat import ChatServer, Participant
-from twisted_chat.handshake import (
+from twisted_chat.core.admission import Admission
+from twisted_chat.core.chat import ChatServer, Participant
+from twisted_chat.core.settings import Settings
+from twisted_chat.testing import RecordingClient
+from twisted_chat.transports.udp import ChatDatagramProtocol
+from twisted_chat.transports.udp_handshake import (
     CHALLENGE_TABLE_SIZE,
     CHALLENGES_PER_SECOND,
     Address,
     ChallengeLimiter,
     TokenMint,
 )
-from twisted_chat.limits import Admission
-from twisted_chat.settings import Settings
-from twisted_chat.testing import RecordingClient
-from twisted_chat.udp import ChatDatagramProtocol
-from twisted_chat.udp_listeners import ChatUDPServer, SystemdUDPService, udp_listeners
-from twisted_chat.udp_session import (
+from twisted_chat.transports.udp_listeners import (
+    ChatUDPServer,
+    SystemdUDPService,
+    udp_listeners,
+)
+from twisted_chat.transports.udp_session import (
     MAX_DATAGRAM,
     MAX_PAYLOAD,
     MAX_REPLY_DATAGRAMS,

@@ -16,15 +16,15 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import DatagramProtocol, connectionDone
 from twisted.protocols.basic import LineReceiver
 
-from twisted_chat.options import _dual_stack
-from twisted_chat.service import ChatService, make_chat_service
-from twisted_chat.settings import Settings
-from twisted_chat.udp_session import MAX_REPLY_DATAGRAMS
+from twisted_chat.core.settings import Settings
+from twisted_chat.daemon.options import _dual_stack
+from twisted_chat.daemon.service import ChatService, make_chat_service
+from twisted_chat.transports.udp_session import MAX_REPLY_DATAGRAMS
 
 if TYPE_CHECKING:
     from twisted.python.failure import Failure
 
-    from twisted_chat.udp import ChatDatagramProtocol
+    from twisted_chat.transports.udp import ChatDatagramProtocol
 
 #: The global reactor, which pytest-twisted runs; typed loosely because its
 #: stub type does not list every reactor interface.

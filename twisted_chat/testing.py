@@ -2,11 +2,11 @@
 """
 Public fakes for testing code that uses the chat core without a network.
 
-:class:`RecordingClient` is an :class:`~twisted_chat.interfaces.IChatClient`
+:class:`RecordingClient` is an :class:`~twisted_chat.core.interfaces.IChatClient`
 that keeps every ``bytes`` object the core hands it, so a test can read the
 lines a person would see and also check that a room message was encoded once
 (the same object reached every member).  :func:`make_chat` builds a
-:class:`~twisted_chat.chat.ChatServer` on a :class:`~twisted.internet.task.Clock`
+:class:`~twisted_chat.core.chat.ChatServer` on a :class:`~twisted.internet.task.Clock`
 and returns a :class:`ChatHarness` that connects such clients.
 
 Example::
@@ -26,13 +26,13 @@ from attrs import define, field
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from twisted_chat.chat import ChatServer, Participant
-from twisted_chat.interfaces import IChatClient
-from twisted_chat.lines import CRLF
-from twisted_chat.settings import Settings
+from twisted_chat.core.chat import ChatServer, Participant
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.lines import CRLF
+from twisted_chat.core.settings import Settings
 
 if TYPE_CHECKING:
-    from twisted_chat.history import IMessageStore
+    from twisted_chat.core.store import IMessageStore
 
 __all__ = ["ChatHarness", "RecordingClient", "make_chat"]
 

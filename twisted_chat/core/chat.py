@@ -1,0 +1,393 @@
+"""
+The chat rules: nicknames, rooms, who hears what.
+
+Nothing here knows about sockets or the reactor.  Time comes from an injected
+``seconds`` callable (``reactor.seconds`` in the daemon, ``Clock.seconds`` in
+tests), participants are reached only through
+:class:`~twisted_chat.core.interfaces.IChatClient`, and history through an optional
+:class:`~twisted_chat.history.IMessageStore`.
+
+Rooms and the fan-out are in :mod:`twisted_chat.core.room` (imported here, so
+``from twisted_chat.core.chat import Participant, Room`` works), joins and
+departures in :mod:`~twisted_chat.core.membership`, the queue in
+:mod:`~twisted_chat.core.outbox`, listings in :mod:`~twisted_chat.core.listing`, help
+in :mod:`~twisted_chat.core.help` and every bound in :mod:`~twisted_chat.core.bounds`.
+
+Order: what a room hears in a reactor turn goes out at its end, one write
+per member.  A direct reply (an error, a listing) must not overtake a room
+line said before it, so the recipient is first handed their pending room
+lines (:meth:`Room.catch_up`) instead of every room being flushed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from twisted_chat.core import commands, lines, listing
+from twisted_chat.core import help as helptext
+from twisted_chat.core.bounds import (
+    HISTORY_DEFAULT,
+    HISTORY_LIMIT,
+    LOOKED_AT_PER_LINE,
+    MAX_ROOMS_PER_GROUP,
+    MAX_ROOMS_PER_USER,
+    WHO_NAMES_PER_LINE,
+)
+from twisted_chat.core.budget import ReplyBudgets
+from twisted_chat.core.errors import BadUsage, ChatError, NotInRoom
+from twisted_chat.core.logs import RateLimitedLogger
+from twisted_chat.core.membership import Membership, current_room
+from twisted_chat.core.names import RoomName
+from twisted_chat.core.outbox import Outbox
+from twisted_chat.core.people import Directory
+from twisted_chat.core.records import StoredTopic
+from twisted_chat.core.replay import Replay
+from twisted_chat.core.room import Participant, Room
+from twisted_chat.core.settings import Settings
+
+if TYPE_CHECKING:
+    from twisted_chat.core.interfaces import IChatClient
+    from twisted_chat.core.store import IMessageStore
+
+__all__ = [
+    "HISTORY_LIMIT",
+    "MAX_ROOMS_PER_GROUP",
+    "MAX_ROOMS_PER_USER",
+    "WHO_NAMES_PER_LINE",
+    "ChatServer",
+    "Participant",
+    "Room",
+]
+
+_log = RateLimitedLogger()
+
+_INTERNAL_ERROR = lines.encode(
+    "! internal-error: Something went wrong on the server; it has been logged."
+)
+_PONG = lines.notice("pong")
+#: Commands whose room lines may wait for the end of the reactor turn.
+_QUEUED = (commands.Say, commands.Me)
+
+
+class ChatServer:
+    """
+    Every rule of the chat: one instance is shared by all transports.
+
+    :param settings: the live settings; replace the attribute to reload.
+    :param seconds: the current time, for topics and history.
+    :param store: where room messages and topics are kept, if anywhere.
+    :param defer: runs a callable once the current reactor turn is done
+        (``lambda f: reactor.callLater(0, f)``).  With it, what a room hears
+        in one turn goes out as one write per member instead of one per line
+        per member; without it, every line goes out at once.
+    :param call_later: runs a callable after a delay
+        (``reactor.callLater``).  With it (and ``defer``), a busy room's
+        membership notices wait up to ``NOTICE_DELAY`` seconds and go out
+        together; without it, at the end of the turn.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        seconds: Callable[[], float],
+        store: IMessageStore | None = None,
+        defer: Callable[[Callable[[], None]], object] | None = None,
+        call_later: Callable[[float, Callable[[], None]], object] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._seconds = seconds
+        self._store = store
+        self._outbox = Outbox(self._remember, defer, call_later)
+        # Bound once: the fan-out path calls it for every line.
+        self._say_in = self._outbox.say_in
+        self._budgets = ReplyBudgets(seconds)
+        self._replay = (
+            Replay(store, self._budgets, seconds, self._remember)
+            if store is not None
+            else None
+        )
+        self.participants: dict[str, Participant] = {}
+        self.rooms: dict[str, Room] = {}
+        self._shutting_down = False
+        # The per-address room cap goes with the per-address connection cap.
+        self._membership = Membership(
+            self.rooms,
+            self._create_room,
+            self._outbox,
+            lambda: MAX_ROOMS_PER_GROUP if self.settings.max_per_ip else 0,
+        )
+        self._directory = Directory(self.participants, self._membership.tell_neighbours)
+
+    # -- the transports' API -------------------------------------------------
+
+    def connect(self, client: IChatClient, group: str = "") -> Participant:
+        """
+        Welcome a new participant: guest nickname, MOTD, default room.
+
+        :param group: the client's address group
+            (:func:`twisted_chat.core.admission.address_group`), "" for none.
+        """
+        participant = Participant(
+            client=client, nick=self._directory.guest_nick(), group=group
+        )
+        self.participants[participant.nick.key] = participant
+        self._budgets.hold(participant)
+        nick = participant.nick.display
+        client.send(
+            lines.notice(
+                f"Welcome to twisted-chat, {nick}! Pick a name with /nick NAME; "
+                f"/help lists the commands."
+            )
+        )
+        for text in self.settings.motd:
+            client.send(lines.notice(text))
+        _log.info("{nick} connected from {peer}", nick=nick, peer=client.peer)
+        if self.settings.default_room:
+            try:
+                self._join(participant, self.settings.default_room)
+            except ChatError as problem:
+                client.send(lines.error(problem))
+        return participant
+
+    def receive(self, participant: Participant, text: str) -> None:
+        """
+        Act on one cleaned line from ``participant``.
+
+        A rule broken gets an ``!`` line; a bug is logged with its traceback
+        and the user gets a short apology, never the traceback.
+        """
+        if participant.gone:
+            return
+        try:
+            if not text.startswith("/"):
+                # Plain text is most of the traffic: skip the command grammar.
+                self._say(participant, current_room(participant), text)
+                return
+            command = commands.parse_line(text)
+            if self._outbox.busy and not isinstance(command, _QUEUED):
+                # Direct replies must not overtake room lines queued
+                # earlier in this turn.
+                self._outbox.catch_up(participant)
+            self._dispatch(participant, command)
+        except ChatError as problem:
+            participant.client.send(lines.error(problem))
+        except Exception:
+            _log.failure(
+                "while handling a line from {nick}", nick=participant.nick.display
+            )
+            participant.client.send(_INTERNAL_ERROR)
+
+    def disconnect(self, participant: Participant, reason: str) -> None:
+        """The participant is gone (quit, lost, expired); tell their rooms."""
+        if participant.gone:
+            return
+        participant.gone = True
+        nick = participant.nick.display
+        if not self._shutting_down:
+            self._membership.tell_neighbours(
+                participant, lines.notice(f"{nick} quit ({reason})")
+            )
+        for room in list(participant.rooms.values()):
+            self._membership.leave(participant, room)
+        del self.participants[participant.nick.key]
+        self._budgets.release(participant)
+        _log.info("{nick} quit: {reason}", nick=nick, reason=reason)
+
+    def broadcast_notice(self, text: str) -> None:
+        """Tell everybody something, such as that the server is shutting down."""
+        self.flush()
+        data = lines.notice(text)
+        for participant in list(self.participants.values()):
+            try:
+                participant.client.send(data)
+            except Exception:
+                _log.failure("while telling {nick}", nick=participant.nick.display)
+
+    def shut_down(self, text: str) -> None:
+        """
+        Tell everybody ``text`` and stop telling anyone about departures.
+
+        The transports close every client after this; without it each one
+        would hear a ``quit (connection lost)`` line for every other user
+        before its own connection closes.
+        """
+        self.broadcast_notice(text)
+        self._shutting_down = True
+
+    def flush(self) -> None:
+        """Hand out every room's queued lines now, and give them to the store."""
+        self._outbox.flush()
+
+    def status(self) -> str:
+        """A one-line summary for ``STATUS=`` and logs, with history trouble."""
+        clients = listing.counted(len(self.participants), "client", "clients")
+        text = f"{clients} in {listing.counted(len(self.rooms), 'room', 'rooms')}"
+        trouble = self._store.trouble() if self._store is not None else None
+        if trouble:
+            text += f"; HISTORY NOT SAVED: {trouble}"
+        return text
+
+    # -- commands --------------------------------------------------------------
+
+    def _dispatch(self, participant: Participant, command: commands.Command) -> None:
+        match command:
+            case commands.Say(text):
+                self._say(participant, current_room(participant), text)
+            case commands.SetNick(name):
+                self._directory.rename(participant, name)
+            case commands.Join(room):
+                self._join(participant, room)
+            case commands.Part(args):
+                self._membership.part(participant, args)
+            case commands.ListRooms(pattern):
+                self._list_rooms(participant, pattern)
+            case commands.Who(room):
+                self._who(participant, room)
+            case commands.Msg(target, text):
+                self._msg(participant, target, text)
+            case commands.Me(text):
+                self._me(participant, text)
+            case commands.Topic(text):
+                self._topic(participant, text)
+            case commands.Ping(token):
+                participant.client.send(
+                    lines.notice(f"pong {token}") if token else _PONG
+                )
+            case commands.Help(topic):
+                self._help(participant, topic)
+            case commands.Quit(reason):
+                participant.client.send(lines.notice("Bye!"))
+                self.disconnect(participant, reason or "leaving")
+                participant.client.close()
+            case commands.History(count):
+                self._history(participant, count)
+            case commands.Hello():
+                raise BadUsage("/hello is the UDP handshake; you are already in.")
+
+    def _say(self, participant: Participant, room: Room, text: str) -> None:
+        nick = participant.nick.display
+        self._say_in(
+            room, lines.room_message(room.name.display, nick, text), participant
+        )
+
+    def _me(self, participant: Participant, text: str) -> None:
+        room = current_room(participant)
+        nick = participant.nick.display
+        self._say_in(
+            room, lines.room_action(room.name.display, nick, text), participant
+        )
+
+    def _remember(self, room: Room, said: bytes) -> None:
+        """Hand what ``room`` heard this turn to the store, as it was sent.
+
+        The store keeps the wire lines as they are and takes them apart
+        only when they are read back, so history costs the fan-out one
+        call per room and turn, not a record per message.
+        """
+        if self._store is not None and said:
+            name = room.name
+            self._store.append_lines(name.key, name.display, self._seconds(), said)
+
+    def _join(self, participant: Participant, text: str) -> None:
+        room = self._membership.join(participant, text)
+        if room is not None and self._replay is not None:
+            self._replay.on_join(participant, room, self.settings.history_on_join)
+
+    def _create_room(self, name: RoomName) -> Room:
+        room = Room(name=name)
+        # Read on demand: only live rooms hold a topic in memory.
+        saved = self._store.topic(name.key) if self._store is not None else None
+        if saved is not None:
+            room.topic, room.topic_by, room.topic_at = (
+                saved.text,
+                saved.set_by,
+                saved.set_at,
+            )
+        self.rooms[name.key] = room
+        return room
+
+    def _list_rooms(self, participant: Participant, pattern: str | None) -> None:
+        self._budgets.refuse_if_over(participant)
+        rooms = self.rooms
+        reply = listing.rooms_reply(rooms.values(), len(rooms), pattern)
+        self._reply(participant, reply, looked_at=len(rooms))
+
+    def _who(self, participant: Participant, text: str | None) -> None:
+        room = self._membership.find(participant, text)
+        self._budgets.refuse_if_over(participant)
+        self._reply(participant, listing.who_reply(room), looked_at=len(room.members))
+
+    def _msg(self, participant: Participant, target: str, text: str) -> None:
+        if target.startswith("#"):
+            name = RoomName.parse(target)
+            room = participant.rooms.get(name.key)
+            if room is None:
+                raise NotInRoom(
+                    f"You are not in {name.display}; /join {name.display} first."
+                )
+            self._say(participant, room, text)
+            return
+        recipient = self._directory.find(target)
+        if self._outbox.busy:
+            self._outbox.catch_up(recipient)
+        recipient.client.send(lines.private_message(participant.nick.display, text))
+
+    def _topic(self, participant: Participant, text: str | None) -> None:
+        room = current_room(participant)
+        send = participant.client.send
+        if text is None:
+            if room.topic:
+                send(
+                    lines.notice(
+                        f"Topic of {room.name.display}: {room.topic} "
+                        f"(set by {room.topic_by})"
+                    )
+                )
+            else:
+                send(
+                    lines.notice(
+                        f"{room.name.display} has no topic; set one with /topic TEXT."
+                    )
+                )
+            return
+        room.topic = text
+        room.topic_by = participant.nick.display
+        room.topic_at = self._seconds()
+        self._say_in(
+            room,
+            lines.notice(
+                f"{room.topic_by} set the topic of {room.name.display} to: {text}"
+            ),
+            None,
+            notice=True,
+        )
+        if self._store is not None:
+            topic = StoredTopic(
+                room_key=room.name.key,
+                room=room.name.display,
+                text=text,
+                set_by=room.topic_by,
+                set_at=room.topic_at,
+            )
+            self._store.set_topic(topic)
+
+    def _history(self, participant: Participant, count: int | None) -> None:
+        room = current_room(participant)
+        if self._replay is None:
+            participant.client.send(lines.notice("History is turned off here."))
+            return
+        default = self.settings.history_on_join or HISTORY_DEFAULT
+        self._replay.history(participant, room, count or default)
+
+    def _help(self, participant: Participant, topic: str | None) -> None:
+        self._budgets.refuse_if_over(participant)
+        reply = helptext.overview() if topic is None else helptext.explain(topic)
+        self._reply(participant, reply)
+
+    def _reply(
+        self, participant: Participant, reply: list[bytes], looked_at: int = 0
+    ) -> None:
+        """Send a listing as one write; charge its lines and the entries it read."""
+        participant.client.send(b"".join(reply))
+        self._budgets.charge(participant, len(reply), looked_at // LOOKED_AT_PER_LINE)

@@ -1,0 +1,65 @@
+"""
+The shapes of server lines (PROTOCOL.md, "What the server sends").
+
+Every function returns the finished wire bytes, CRLF included, so that a
+room message is formatted and encoded exactly once and the same ``bytes``
+object is handed to every member.
+"""
+
+from __future__ import annotations
+
+from twisted_chat.core.errors import ChatError
+
+CRLF = b"\r\n"
+
+
+def encode(text: str) -> bytes:
+    """One server line as it goes on the wire."""
+    return text.encode("utf-8", "replace") + CRLF
+
+
+def room_message(room: str, nick: str, text: str) -> bytes:
+    """``[#room] <nick> text``."""
+    return encode(f"[{room}] <{nick}> {text}")
+
+
+def room_action(room: str, nick: str, text: str) -> bytes:
+    """``[#room] * nick text`` (``/me``)."""
+    return encode(f"[{room}] * {nick} {text}")
+
+
+def private_message(nick: str, text: str) -> bytes:
+    """``[PM] <nick> text``."""
+    return encode(f"[PM] <{nick}> {text}")
+
+
+def notice(text: str) -> bytes:
+    """``* text``: anything the server says that is not an error."""
+    return encode(f"* {text}")
+
+
+def error(problem: ChatError) -> bytes:
+    """``! code: text``: what went wrong and what to do instead."""
+    return encode(f"! {problem.code}: {problem.text}")
+
+
+def parse_room_lines(room: str, data: bytes) -> list[tuple[str, str, bool]]:
+    """Undo `room_message` and `room_action`: ``(nick, text, action)`` each.
+
+    ``data`` is one or more lines of ``room``, each ending in CRLF, exactly
+    as the room's members were sent them. Room history keeps these bytes
+    rather than a second record of every message, so that remembering a
+    message costs the fan-out nothing; the history writer takes them apart
+    here. That is unambiguous because a nickname holds no space and no
+    ``>``, and the cleaned text no CR or LF.
+    """
+    skip = len(room) + 3  # "[" room "] "
+    said: list[tuple[str, str, bool]] = []
+    for line in data.decode("utf-8", "replace").split("\r\n")[:-1]:
+        if line.startswith("* ", skip):
+            nick, _, text = line[skip + 2 :].partition(" ")
+            said.append((nick, text, True))
+        else:
+            nick, _, text = line[skip + 1 :].partition("> ")
+            said.append((nick, text, False))
+    return said

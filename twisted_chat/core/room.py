@@ -1,0 +1,196 @@
+"""
+Rooms and the people in them: membership and fan-out.
+
+Fan-out is the hot path: a room keeps a ready-made tuple of its members'
+``send`` methods, and a message is formatted and encoded once, then the same
+``bytes`` go to every member.  Membership changes only mark that tuple
+stale; it is rebuilt (one C-level copy of the member table) the next time
+lines go out, so a thousand joins in one turn cost one rebuild, not a
+thousand.
+
+What a room hears in one reactor turn waits in :attr:`Room.pending` and goes
+out in :meth:`Room.flush` as one write per member.  Each member gets the
+lines said while they were a member and nothing else: a member who joined
+mid-turn, or was handed their lines early (so that a direct reply to them
+does not overtake a room line said before it), starts at their place in
+:attr:`Room.caught_up`; a member who left is no longer in the tuple.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from attrs import define, field
+
+from twisted_chat.core.logs import RateLimitedLogger
+
+if TYPE_CHECKING:
+    from twisted_chat.core.flood import TokenBucket
+    from twisted_chat.core.interfaces import IChatClient
+    from twisted_chat.core.names import Nick, RoomName
+
+_log = RateLimitedLogger()
+
+Send = Callable[[bytes], None]
+
+
+@define(eq=False, slots=True)
+class Participant:
+    """One person: their nickname, their rooms and how to reach them."""
+
+    client: IChatClient
+    nick: Nick
+    #: Rooms by key, in the order they were joined (the last is the newest).
+    rooms: dict[str, Room] = field(factory=dict)
+    current: Room | None = None
+    gone: bool = False
+    #: The client's address group (:func:`twisted_chat.core.admission.address_group`),
+    #: what per-address caps count by; "" (UNIX sockets, tests) is uncapped.
+    group: str = ""
+    #: What big replies are charged to; shared by the address group.
+    budget: TokenBucket | None = None
+
+
+@define(eq=False, slots=True)
+class Room:
+    """A room exists while somebody is in it (its topic may be stored)."""
+
+    name: RoomName
+    topic: str = ""
+    topic_by: str = ""
+    topic_at: float = 0.0
+    #: Members and their ``send``, in the order they joined.
+    members: dict[Participant, Send] = field(factory=dict)
+    #: The address group whose client created the room ("" for none).
+    group: str = ""
+    #: Lines said this reactor turn and not yet handed out, with who does
+    #: not get them back (the sender; None: everybody gets it).
+    pending: list[tuple[bytes, Participant | None]] = field(factory=list)
+    #: Members who start somewhere other than at the beginning of
+    #: ``pending``: the index of the first line they have not been given.
+    caught_up: dict[Participant, int] = field(factory=dict)
+    #: How many of ``pending`` the store has been given already.
+    stored: int = 0
+    _fanout: tuple[tuple[Participant, Send], ...] = field(default=(), init=False)
+    _stale: bool = field(default=False, init=False)
+
+    @property
+    def fanout(self) -> tuple[tuple[Participant, Send], ...]:
+        """``(participant, send)`` pairs, so the fan-out loop does no lookups."""
+        if self._stale:
+            self._fanout = tuple(self.members.items())
+            self._stale = False
+        return self._fanout
+
+    def add(self, participant: Participant) -> None:
+        """Make ``participant`` a member, hearing only what is said from now on."""
+        self.members[participant] = participant.client.send
+        self._stale = True
+        if self.pending:
+            self.caught_up[participant] = len(self.pending)
+
+    def remove(self, participant: Participant) -> None:
+        """Drop ``participant``; nothing happens if they were not here."""
+        if self.members.pop(participant, None) is not None:
+            self._stale = True
+            self.caught_up.pop(participant, None)
+
+    def broadcast(self, data: bytes, exclude: Participant | None = None) -> None:
+        """
+        Hand the same bytes to every member but ``exclude``, now.
+
+        One member's failure is logged and does not stop the others, as in
+        ``twisted.words``' ``Group.receive``.
+        """
+        for member, send in self.fanout:
+            if member is not exclude:
+                try:
+                    send(data)
+                except Exception:
+                    self._delivery_failed(member)
+
+    def catch_up(self, member: Participant) -> None:
+        """Give ``member`` now the pending lines they are owed, before a reply."""
+        pending = self.pending
+        start = self.caught_up.get(member, 0)
+        if start >= len(pending) or member not in self.members:
+            return
+        self.caught_up[member] = len(pending)
+        data = b"".join(
+            [line for line, sender in pending[start:] if sender is not member]
+        )
+        if data:
+            try:
+                self.members[member](data)
+            except Exception:
+                self._delivery_failed(member)
+
+    def flush(self) -> bytes:
+        """
+        Hand out what was said this turn: one write per member for all of it.
+
+        A member who said some of it gets the rest, without their own lines;
+        one who joined or caught up meanwhile gets what came after.
+        Returns the messages the store has not been given, for the history.
+        """
+        pending = self.pending
+        if not pending:
+            return b""
+        self.pending = []
+        caught_up = self.caught_up
+        if caught_up:
+            self.caught_up = {}
+        if len(pending) == 1 and not caught_up:
+            batch = pending[0][0]
+            self.broadcast(batch, pending[0][1])
+        else:
+            batch = b"".join([data for data, _ in pending])
+            special: set[Participant | None] = {sender for _, sender in pending}
+            special.update(caught_up)
+            for member, send in self.fanout:
+                data = batch
+                if member in special:
+                    rest = pending[caught_up.get(member, 0) :] if caught_up else pending
+                    data = b"".join(
+                        [line for line, sender in rest if sender is not member]
+                    )
+                    if not data:
+                        continue
+                try:
+                    send(data)
+                except Exception:
+                    self._delivery_failed(member)
+        # Usually all of it: no notices and nothing stored early.
+        stored, self.stored = self.stored, 0
+        messages = [data for data, _ in pending[stored:] if data[:1] == b"["]
+        return batch if len(messages) == len(pending) else b"".join(messages)
+
+    def unstored(self) -> bytes:
+        """
+        The pending messages the store has not been given; from now on it has.
+
+        History is read on join and by ``/history`` before this turn's lines
+        go out, so the store must have them first.
+        """
+        data = _messages(self.pending, self.stored)
+        self.stored = len(self.pending)
+        return data
+
+    def _delivery_failed(self, member: Participant) -> None:
+        """Log the failure being handled; the others still get their lines."""
+        _log.failure(
+            "while delivering to {nick} in {room}",
+            nick=member.nick.display,
+            room=self.name.display,
+        )
+
+
+def _messages(pending: list[tuple[bytes, Participant | None]], start: int) -> bytes:
+    """
+    The room messages (not notices) of ``pending`` from ``start`` on.
+
+    A room line starts with ``[`` (``[#room] ...``, see :mod:`lines`) and a
+    notice with ``*``, so the line itself says which it is.
+    """
+    return b"".join([data for data, _ in pending[start:] if data[:1] == b"["])

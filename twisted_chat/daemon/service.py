@@ -1,0 +1,368 @@
+"""
+Assembly: the only module that knows ports, endpoints and the reactor.
+
+:func:`make_chat_service` builds one :class:`ChatService` (a ``MultiService``)
+with named children, started in this order and stopped in reverse:
+
+- ``history``: the message store, so it is stopped (and every queued message
+  committed) only after the last client has gone;
+- ``tcp``: one ``strports`` service per ``--tcp``, so twistd exits non-zero
+  with a clear message when a port is taken;
+- ``udp``: one listener per ``--udp``;
+- ``systemd``: ``READY=1`` once everything above is bound, then ``STATUS=``
+  and the watchdog.
+
+Every transport shares one :class:`~twisted_chat.core.chat.ChatServer`, so TCP and
+UDP users meet in the same rooms.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.application import strports
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+
+from twisted_chat.core.admission import Admission
+from twisted_chat.core.chat import ChatServer
+from twisted_chat.core.logs import LIMITER, WINDOW
+from twisted_chat.core.settings import Settings
+from twisted_chat.daemon.inherited_sockets import InheritedSocketError, InheritedSockets
+from twisted_chat.daemon.options import (
+    ConfigError,
+    build_settings,
+    default_state_dir,
+    parse_udp,
+)
+from twisted_chat.daemon.startup import ListenerGroup, adopt_inherited, unadopted_socket
+from twisted_chat.daemon.systemd import SystemdNotifyService, install_sighup
+from twisted_chat.history.memory import HistoryStoreError, IHistoryStore, MemoryStore
+from twisted_chat.history.sqlite import SqliteStore
+from twisted_chat.transports.tcp import ChatServerFactory
+
+_log = Logger()
+
+#: How long shutdown waits for clients to take their last lines before it
+#: cuts them off; PROTOCOL.md promises an exit within 5 seconds.
+SHUTDOWN_GRACE = 3.0
+#: How often old history is pruned.
+PRUNE_INTERVAL = 3600.0
+
+#: Settings a SIGHUP cannot change: they are bound sockets and open files.
+RESTART_ONLY = ("tcp", "udp", "state_dir", "history_db")
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why and what to fix."""
+
+
+class ChatService(MultiService):
+    """The daemon: the shared chat core, its listeners and housekeeping."""
+
+    def __init__(
+        self,
+        server: ChatServer,
+        admission: Admission,
+        tcp_factory: ChatServerFactory,
+        reactor: Any,
+        given: Mapping[str, object],
+    ) -> None:
+        super().__init__()
+        self.server = server
+        self.admission = admission
+        self.tcp_factory = tcp_factory
+        self.reactor = reactor
+        self.given = dict(given)
+        self.handle_sighup = False
+        self._uninstall_sighup: Callable[[], None] | None = None
+        #: The sockets systemd passed, adopted again on reload so a reload
+        #: does not mistake adopted listeners for changed ones.
+        self.inherited: InheritedSockets | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (they change on reload)."""
+        return self.server.settings
+
+    def startService(self) -> None:
+        if self.handle_sighup:
+            # Before the children start: the systemd child's READY=1 lets
+            # `systemctl reload` through, and an unhandled SIGHUP kills us.
+            self._uninstall_sighup = install_sighup(self.reactor, self._on_sighup)
+        super().startService()
+        _log.info(
+            "twisted-chat ready: tcp={tcp} udp={udp}",
+            tcp=list(self.settings.tcp),
+            udp=list(self.settings.udp),
+        )
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Tell everybody, let them go cleanly, then stop the listeners.
+
+        Clients that do not read cannot hold the process: after
+        :data:`SHUTDOWN_GRACE` seconds their connections are aborted.
+        """
+        if self._uninstall_sighup is not None:
+            self._uninstall_sighup()
+            self._uninstall_sighup = None
+        _log.info("shutting down: {status}", status=self.server.status())
+        self.server.shut_down("Server shutting down")
+        closing = self.tcp_factory.wait_until_empty()
+        for protocol in list(self.tcp_factory.protocols):
+            protocol.close()
+        for session in self._udp_sessions():
+            session.close()
+        timer = self.reactor.callLater(SHUTDOWN_GRACE, self._abort_stragglers)
+
+        def stop_children(_: object) -> Deferred[Any]:
+            if timer.active():
+                timer.cancel()
+            return maybeDeferred(MultiService.stopService, self)
+
+        def flush_logs(result: object) -> object:
+            # Counts of rate-limited log lines still in their window, even
+            # when a child failed to stop.
+            LIMITER.flush(everything=True)
+            return result
+
+        closing.addCallback(stop_children)
+        closing.addBoth(flush_logs)
+        return closing.addCallback(lambda _: None)
+
+    def _abort_stragglers(self) -> None:
+        stragglers = list(self.tcp_factory.protocols)
+        if stragglers:
+            _log.warn(
+                "aborting {count} connections that did not close in time",
+                count=len(stragglers),
+            )
+        for protocol in stragglers:
+            protocol.transport.abortConnection()
+
+    def _udp_sessions(self) -> list[Any]:
+        sessions: list[Any] = []
+        if "udp" in self.namedServices:
+            for listener in self.getServiceNamed("udp"):
+                protocol = getattr(listener, "chat_protocol", None)
+                if protocol is not None:
+                    sessions.extend(protocol.sessions.values())
+        return sessions
+
+    # -- reload ------------------------------------------------------------------
+
+    def _on_sighup(self) -> None:
+        if "systemd" in self.namedServices:
+            notify = self.getServiceNamed("systemd")
+            if isinstance(notify, SystemdNotifyService):
+                notify.reload(self.reload)
+                return
+        self.reload()
+
+    def reload(self) -> bool:
+        """
+        Re-read the config file and the MOTD and apply what can change live.
+
+        A bad file keeps the old settings and logs why; listeners and the
+        history file need a restart, which is logged too.
+
+        :return: whether new settings were applied.
+        """
+        old = self.settings
+        try:
+            new = build_settings(self.given, old.config)
+            if self.inherited is not None:
+                new = adopt_inherited(new, self.inherited, quiet=True)
+        except ConfigError as problem:
+            _log.error(
+                "reload failed, keeping the old settings: {problem}",
+                problem=str(problem),
+            )
+            return False
+        for name in RESTART_ONLY:
+            if getattr(new, name) != getattr(old, name):
+                _log.warn(
+                    "reload: {name} changed; it takes effect after a restart",
+                    name=name.replace("_", "-"),
+                )
+        live = attrs.evolve(new, **{name: getattr(old, name) for name in RESTART_ONLY})
+        self.server.settings = live
+        self.admission.max_clients = live.max_clients
+        self.admission.max_per_ip = live.max_per_ip
+        for protocol in list(self.tcp_factory.protocols):
+            protocol.apply_settings(live)
+        _log.info("reloaded settings from {config}", config=old.config or "(none)")
+        return True
+
+
+class StoreService(Service):
+    """Starts the message store, and stops it after everything else."""
+
+    def __init__(self, store: IHistoryStore) -> None:
+        self.store = store
+
+    def startService(self) -> None:
+        super().startService()
+        self.store.start()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return self.store.stop()
+
+
+def raise_open_file_limit() -> None:
+    """
+    Lift the soft limit on open files to the hard limit.
+
+    Every client is a file descriptor; the usual soft limit of 1024 would
+    refuse clients long before ``--max-clients``.  A sandbox may refuse to
+    say or to change the limit (the shipped unit's ``SystemCallFilter=``
+    refuses ``@resources``; glibc reads and sets limits with ``prlimit64``):
+    then the daemon logs it and starts with the limit it has.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except OSError as problem:
+        _log.warn(
+            "could not read the open file limit, leaving it as it is: {problem}",
+            problem=str(problem),
+        )
+        return
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as problem:
+            _log.warn(
+                "could not raise the open file limit from {soft} to {hard}: {problem}",
+                soft=soft,
+                hard=hard,
+                problem=str(problem),
+            )
+            return
+        soft = hard
+    _log.info("open file limit: {soft}", soft=soft)
+
+
+def open_store(settings: Settings, reactor: Any) -> IHistoryStore | None:
+    """
+    The history store the settings ask for, checked before any port is bound.
+
+    :raises StartupError: for a corrupt or unwritable database.
+    """
+    choice = settings.history_db.strip()
+    if choice.lower() in ("", "off", "none"):
+        return None
+    if choice == ":memory:":
+        return MemoryStore(
+            max_per_room=settings.history_max, max_age_days=settings.history_days
+        )
+    state_dir = settings.state_dir or default_state_dir(os.environ)
+    path = Path(state_dir, choice)
+    try:
+        return SqliteStore.open(
+            str(path),
+            reactor=reactor,
+            writer="process",
+            max_per_room=settings.history_max,
+            max_age_days=settings.history_days,
+        )
+    except HistoryStoreError as problem:
+        raise StartupError(str(problem)) from None
+
+
+def make_chat_service(
+    settings: Settings,
+    reactor: Any,
+    given: Mapping[str, object] | None = None,
+    *,
+    inherited: InheritedSockets | None = None,
+) -> ChatService:
+    """
+    Build the whole daemon from its settings.
+
+    :param reactor: the reactor to listen with; a ``MemoryReactor`` in tests.
+    :param given: the command-line options, kept so SIGHUP can rebuild the
+        settings with the command line still winning over the file.
+    :param inherited: sockets passed by systemd; read from the process
+        environment when not given.
+    :raises StartupError: when a listener or the history cannot be set up.
+    """
+    if inherited is None:
+        inherited = InheritedSockets.for_process()
+    settings = adopt_inherited(settings, inherited)
+    store = open_store(settings, reactor)
+    server = ChatServer(
+        settings,
+        reactor.seconds,
+        store,
+        defer=lambda f: reactor.callLater(0, f),
+        call_later=reactor.callLater,
+    )
+    admission = Admission(
+        max_clients=settings.max_clients, max_per_ip=settings.max_per_ip
+    )
+    factory = ChatServerFactory(server, admission, reactor)
+    service = ChatService(server, admission, factory, reactor, given or {})
+    service.inherited = inherited
+    # Client-caused log lines are rate-limited (twisted_chat.core.logs); write the
+    # counts of those held back even when nothing else of their kind comes.
+    flush_logs = TimerService(WINDOW, LIMITER.flush)
+    flush_logs.clock = reactor
+    flush_logs.setServiceParent(service)
+
+    if store is not None:
+        history = StoreService(store)
+        history.setName("history")
+        history.setServiceParent(service)
+        prune = TimerService(PRUNE_INTERVAL, lambda: store.prune(reactor.seconds()))
+        prune.clock = reactor
+        prune.setServiceParent(service)
+
+    tcp = ListenerGroup("TCP", "--tcp", unadopted_socket("tcp", settings, inherited))
+    tcp.setName("tcp")
+    tcp.setServiceParent(service)
+    for description in settings.tcp:
+        try:
+            endpoint = inherited.stream_description(description)
+        except InheritedSocketError as problem:
+            raise StartupError(f"--tcp {description}: {problem}") from None
+        strports.service(endpoint, factory, reactor=reactor).setServiceParent(tcp)
+
+    if settings.udp:
+        from twisted_chat.transports.udp_listeners import udp_listeners
+
+        udp = ListenerGroup(
+            "UDP", "--udp", unadopted_socket("udp", settings, inherited)
+        )
+        udp.setName("udp")
+        udp.setServiceParent(service)
+        for value in settings.udp:
+            # Said now, as one line from makeService, rather than as a
+            # traceback when twistd would adopt the socket.
+            name = parse_udp(value).systemd_name
+            try:
+                if name:
+                    inherited.datagram_fd(name)
+            except InheritedSocketError as problem:
+                raise StartupError(f"--udp {value}: {problem}") from None
+        listeners = udp_listeners(
+            settings, server, admission, reactor, inherited=inherited
+        )
+        for listener in listeners:
+            listener.setServiceParent(udp)
+
+    notify = SystemdNotifyService.from_environment(reactor, server.status)
+    notify.setName("systemd")
+    notify.setServiceParent(service)
+    return service

@@ -1,0 +1,233 @@
+"""
+Start-up: which listeners the daemon opens, and one clear line when it cannot.
+
+Two things a deployer meets before the first client:
+
+- **Socket activation out of the box.**  With ``twisted-chat.socket`` and
+  ``twisted-chat-udp.socket`` enabled, systemd holds ports 9000 and 9001 and
+  passes them as ``chat-tcp`` and ``chat-udp``.  When the configuration names
+  no listener of that kind, :func:`adopt_inherited` adopts the passed socket
+  instead of binding the same port again (which fails: address in use).  With
+  nothing passed and nothing configured, the defaults stay (TCP 9000, UDP
+  9001).
+- **Ports that cannot be had.**  twistd binds ports after ``makeService``, in
+  ``privilegedStartService``, and a taken port used to end in a 40-line
+  traceback.  :class:`ListenerGroup` turns the failure into one line that
+  names the port and what to do, as ``makeService`` does for bad options.
+"""
+
+from __future__ import annotations
+
+import errno
+import platform
+import sys
+from types import TracebackType
+
+import attrs
+from twisted.application.service import MultiService, Service
+from twisted.copyright import version as twisted_version
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+
+from twisted_chat import __version__
+from twisted_chat.core.settings import Settings
+from twisted_chat.daemon.inherited_sockets import (
+    InheritedSocketError,
+    InheritedSockets,
+    systemd_socket_name,
+)
+
+__all__ = [
+    "ACTIVATION_SOCKETS",
+    "ListenFailure",
+    "ListenerGroup",
+    "adopt_inherited",
+    "explain_listen_failure",
+    "unadopted_socket",
+    "version_line",
+]
+
+_log = Logger()
+
+#: The sockets a ``.socket`` unit may pass by ``FileDescriptorName=`` that
+#: the daemon adopts by itself, each with the listener setting (a tuple of
+#: descriptions) it fills when the configuration names no listener of that
+#: kind.  A new kind of listener (``"chat-irc": "irc"``, ``"chat-web":
+#: "web"``) adds its line here once its setting exists.
+ACTIVATION_SOCKETS = {"chat-tcp": "tcp", "chat-udp": "udp"}
+
+#: Listener settings the defaults fill when none is configured.
+_DEFAULTED = ("tcp", "udp")
+
+
+def adopt_inherited(
+    settings: Settings, inherited: InheritedSockets, *, quiet: bool = False
+) -> Settings:
+    """
+    The settings with the sockets systemd passed filled in where the
+    configuration names no listener of their kind.
+
+    Listeners the configuration names explicitly are kept as they are; the
+    default listeners (nothing configured) give way to any socket adopted, as
+    a configured listener would: what the deployer set up is all that opens.
+
+    :param quiet: do not log the adoption (on reload, which repeats it).
+    """
+    passed = inherited.names()
+    adopted: dict[str, tuple[str, ...]] = {}
+    for name, kind in ACTIVATION_SOCKETS.items():
+        if name not in passed:
+            continue
+        if not settings.listeners_defaulted and getattr(settings, kind):
+            continue
+        adopted[kind] = (f"systemd:name={name}",)
+        if not quiet:
+            _log.info(
+                "adopting the socket systemd passed as {name} for {kind}: the "
+                "configuration names no {kind} listener",
+                name=name,
+                kind=kind,
+            )
+    if not adopted:
+        return settings
+    changes: dict[str, object] = dict(adopted)
+    if settings.listeners_defaulted:
+        for kind in _DEFAULTED:
+            changes.setdefault(kind, ())
+        changes["listeners_defaulted"] = False
+    return attrs.evolve(settings, **changes)  # type: ignore[arg-type]
+
+
+def unadopted_socket(kind: str, settings: Settings, inherited: InheritedSockets) -> str:
+    """
+    The name of a socket systemd passed for ``kind`` that the configuration
+    overrode ("" if none): when binding then fails, it is the likely cause.
+    """
+    passed = inherited.names()
+    configured = getattr(settings, kind, ())
+    used = {_socket_name(description) for description in configured}
+    for name, its_kind in ACTIVATION_SOCKETS.items():
+        if its_kind == kind and name in passed and name not in used:
+            return name
+    return ""
+
+
+def _socket_name(description: str) -> str | None:
+    try:
+        return systemd_socket_name(description)
+    except InheritedSocketError:
+        return None
+
+
+def explain_listen_failure(
+    kind: str, option: str, problem: Exception, passed: str = ""
+) -> str:
+    """
+    One line saying which listener failed and what to do about it.
+
+    :param kind: ``TCP`` or ``UDP``, as people say it.
+    :param option: the option that configures it, such as ``--tcp``.
+    :param passed: the name of a socket systemd passed for this kind and the
+        configuration overrode (see :func:`unadopted_socket`).
+    """
+    if isinstance(problem, InheritedSocketError):
+        return f"{option}: {problem}"
+    if isinstance(problem, CannotListenError):
+        if problem.interface is None:  # a UNIX socket: the port is its path
+            path = problem.port
+            if isinstance(path, bytes):
+                path = path.decode("utf-8", "replace")
+            where = f"the socket {path}"
+        else:
+            where = f"{kind} port {problem.port}"
+            if problem.interface not in ("", "::", "0.0.0.0"):
+                where += f" on {problem.interface}"
+        cause = problem.socketError
+    else:
+        where = f"{kind} ({option})"
+        cause = problem
+    code = getattr(cause, "errno", None)
+    if code == errno.EADDRINUSE:
+        advice = (
+            f"address already in use; stop whatever uses it or choose another "
+            f"with {option}"
+        )
+        if passed:
+            advice += (
+                f" (systemd passed a socket named {passed}: leave "
+                f"{option.removeprefix('--')} out of the configuration to "
+                f"adopt it)"
+            )
+    elif code == errno.EACCES:
+        advice = (
+            "permission denied; ports below 1024 need root, or a systemd "
+            ".socket unit that opens them (see deploy/README.md)"
+        )
+    elif code == errno.EADDRNOTAVAIL:
+        advice = f"this host has no such address; choose one it has with {option}"
+    else:
+        reason = getattr(cause, "strerror", None) or str(cause)
+        advice = f"{reason[:1].lower()}{reason[1:]}; check {option}"
+    return f"cannot listen on {where}: {advice}"
+
+
+class ListenFailure(Exception):
+    """A listener cannot listen; the message is one line for a person."""
+
+
+def _excepthook(
+    kind: type[BaseException],
+    value: BaseException,
+    traceback: TracebackType | None,
+) -> None:
+    """Print a :class:`ListenFailure` as one line; anything else as Python does."""
+    if isinstance(value, ListenFailure):
+        sys.stderr.write(f"twistd chat: {value}\n")
+        sys.stderr.flush()
+        return
+    sys.__excepthook__(kind, value, traceback)
+
+
+class ListenerGroup(MultiService):
+    """
+    The listeners of one kind, started in order; a listener that cannot
+    listen stops twistd with one line instead of a traceback.
+
+    twistd binds in ``privilegedStartService``, which is where this looks;
+    later failures (a listener started outside twistd) are the listener's
+    own business.
+
+    Why an exception and a ``sys.excepthook`` rather than ``SystemExit``:
+    without ``--nodaemon`` twistd's parent process waits for its daemon child
+    to report on a pipe, which it does only for an ``Exception`` (its parent
+    never closes the pipe's other end, so a ``SystemExit`` would leave it
+    waiting forever).  The hook keeps the traceback that twistd lets the
+    exception end in down to the one line; the exit status is 1.
+    """
+
+    def __init__(self, kind: str, option: str, passed: str = "") -> None:
+        super().__init__()
+        self.kind = kind
+        self.option = option
+        self.passed = passed
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        for listener in self:
+            try:
+                listener.privilegedStartService()
+            except (CannotListenError, InheritedSocketError, OSError) as problem:
+                line = explain_listen_failure(
+                    self.kind, self.option, problem, self.passed
+                )
+                if sys.excepthook is sys.__excepthook__:
+                    sys.excepthook = _excepthook
+                raise ListenFailure(line) from None
+
+
+def version_line() -> str:
+    """What ``twistd chat --version`` prints: ours, then Twisted's and Python's."""
+    return (
+        f"twisted-chat {__version__} (Twisted {twisted_version}, "
+        f"Python {platform.python_version()})"
+    )

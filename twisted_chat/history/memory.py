@@ -1,0 +1,253 @@
+"""The contract of room history, and the store kept in memory (issue 6).
+
+`IMessageStore` is what the chat core calls; `MemoryStore` fulfils it with
+dicts and deques (tests, ``--history-db :memory:``); the SQLite stores are
+in `twisted_chat.history.sqlite` and `twisted_chat.history.process`.
+`twisted_chat.history` gathers them all.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Final
+
+from twisted.internet.defer import Deferred, succeed
+from zope.interface import implementer
+
+from twisted_chat.core import lines
+from twisted_chat.core.records import StoredMessage, StoredTopic
+from twisted_chat.core.store import MAX_RECENT, IMessageStore
+from twisted_chat.history.schema import MAX_TOPICS, age_cutoff
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = [
+    "DEFAULT_FLUSH_INTERVAL",
+    "DEFAULT_MAX_AGE_DAYS",
+    "DEFAULT_MAX_PER_ROOM",
+    "MAX_RECENT",
+    "HistoryStoreError",
+    "IHistoryStore",
+    "IMessageStore",
+    "MemoryStore",
+]
+
+DEFAULT_MAX_PER_ROOM: Final = 10_000
+DEFAULT_MAX_AGE_DAYS: Final = 30
+DEFAULT_FLUSH_INTERVAL: Final = 0.1
+
+
+class HistoryStoreError(Exception):
+    """The history database cannot be used; raised at start-up only.
+
+    The message names the path and the reason, so that whoever runs the
+    daemon knows which file to fix, move away or restore from a backup.
+    """
+
+
+class IHistoryStore(IMessageStore):
+    """A history store as the daemon runs it: started, flushed, pruned, stopped.
+
+    The core only calls `IMessageStore`; the service calls the rest.
+    """
+
+    # zope.interface methods are declared without ``self``.
+    def start() -> None:
+        """Start writing queued changes (starts the writer, if any)."""
+
+    def stop() -> Deferred[None]:
+        """Commit everything queued, release the store; fires when done.
+
+        Calling it again returns a Deferred that fires with the first one.
+        After `stop`, `append` and `set_topic` are ignored (and logged).
+        """
+
+    def flush() -> Deferred[None]:
+        """Fire once everything queued before this call is committed."""
+
+    def append(message: StoredMessage) -> None:
+        """Queue one message; never blocks, never raises.
+
+        The sender must be a valid nickname and the text a cleaned line, as
+        the chat core makes them (see `append_lines`).
+        """
+
+    def prune(now: float) -> None:
+        """Apply retention: at most ``max_per_room`` messages per room, none
+        older than ``max_age_days`` before ``now``.
+
+        Queued like a write and carried out by the writer, never on the
+        reactor thread; `recent` reflects it at once.
+        """
+
+
+def _check_retention(max_per_room: int, max_age_days: float) -> None:
+    if max_per_room < 0:
+        raise ValueError(f"max_per_room must be 0 (no limit) or more: {max_per_room}")
+    if max_age_days < 0:
+        raise ValueError(f"max_age_days must be 0 (forever) or more: {max_age_days}")
+
+
+def _clamp_limit(limit: int, max_per_room: int) -> int:
+    limit = min(limit, MAX_RECENT)
+    if max_per_room > 0:
+        limit = min(limit, max_per_room)
+    return max(limit, 0)
+
+
+def _message_lines(message: StoredMessage) -> bytes:
+    """``message`` as the line its room's members were sent."""
+    shape = lines.room_action if message.action else lines.room_message
+    return shape(message.room, message.sender, message.text)
+
+
+# What a room said in one reactor turn: (first_id, room_key, room, at, data,
+# count), with ``data`` as `IMessageStore.append_lines` takes it and its
+# ``count`` lines numbered first_id, first_id + 1, ... A plain tuple, as
+# thousands of them can be alive at a time (queued, in the tails): the
+# garbage collector stops tracking a tuple of strings and numbers at its
+# first pass, so they do not make the reactor's collections longer.
+_Said = tuple[int, str, str, float, bytes, int]
+
+
+def _said(first_id: int, room_key: str, room: str, at: float, data: bytes) -> _Said:
+    return (first_id, room_key, room, at, data, data.count(b"\n"))
+
+
+class _Tail:
+    """The newest messages of one room, kept as the turns they were said in.
+
+    Adding a turn costs the same for one message as for a thousand; lines
+    are taken apart only when somebody reads them (`newest`). Whole turns
+    are kept: at least ``keep`` messages once that many were said, and
+    fewer than ``keep`` plus one turn.
+    """
+
+    __slots__ = ("count", "keep", "turns")
+
+    def __init__(self, keep: int | None, turns: Iterable[_Said] = ()) -> None:
+        self.keep = keep
+        self.turns: deque[_Said] = deque()
+        self.count = 0
+        for said in turns:
+            self.add(said)
+
+    def add(self, said: _Said) -> None:
+        """Keep ``said``, forgetting the oldest turns no longer needed."""
+        turns = self.turns
+        turns.append(said)
+        self.count += said[5]
+        keep = self.keep
+        if keep is not None:
+            while self.count - turns[0][5] >= keep:
+                self.count -= turns.popleft()[5]
+
+    def newest(self, limit: int, cutoff: float | None = None) -> list[StoredMessage]:
+        """The last ``limit`` messages said at or after ``cutoff``, oldest first."""
+        if limit <= 0:
+            return []
+        found: list[list[StoredMessage]] = []
+        total = 0
+        for _, room_key, room, at, data, _ in reversed(self.turns):
+            if cutoff is not None and at < cutoff:
+                continue
+            found.append(
+                [
+                    StoredMessage(room_key, room, nick, text, action, at)
+                    for nick, text, action in lines.parse_room_lines(room, data)
+                ]
+            )
+            total += len(found[-1])
+            if total >= limit:
+                break
+        messages = [m for turn in reversed(found) for m in turn]
+        return messages[-limit:]
+
+    def drop_before(self, cutoff: float) -> None:
+        """Forget the turns said before ``cutoff``."""
+        kept = [said for said in self.turns if said[3] >= cutoff]
+        self.turns = deque(kept)
+        self.count = sum(said[5] for said in kept)
+
+
+@implementer(IHistoryStore)
+class MemoryStore:
+    """`IMessageStore` in memory: for tests and ``--history-db :memory:``.
+
+    Each room keeps at most ``max_per_room`` messages (plus the rest of
+    the oldest turn) at all times, so memory stays bounded between prunes.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_per_room: int = DEFAULT_MAX_PER_ROOM,
+        max_age_days: float = DEFAULT_MAX_AGE_DAYS,
+    ) -> None:
+        _check_retention(max_per_room, max_age_days)
+        self.max_per_room = max_per_room
+        self.max_age_days = max_age_days
+        self._rooms: dict[str, _Tail] = {}
+        #: Oldest set first; at most MAX_TOPICS.
+        self._topics: OrderedDict[str, StoredTopic] = OrderedDict()
+
+    def start(self) -> None:
+        """`IMessageStore` API: nothing to start."""
+
+    def stop(self) -> Deferred[None]:
+        """`IMessageStore` API: nothing to commit."""
+        return succeed(None)
+
+    def flush(self) -> Deferred[None]:
+        """`IMessageStore` API: everything is already "committed"."""
+        return succeed(None)
+
+    def append(self, message: StoredMessage) -> None:
+        """`IMessageStore` API."""
+        self.append_lines(
+            message.room_key, message.room, message.at, _message_lines(message)
+        )
+
+    def append_lines(self, room_key: str, room: str, at: float, data: bytes) -> None:
+        """`IMessageStore` API."""
+        tail = self._rooms.get(room_key)
+        if tail is None:
+            tail = self._rooms[room_key] = _Tail(self.max_per_room or None)
+        tail.add(_said(0, room_key, room, at, data))
+
+    def recent(self, room_key: str, limit: int) -> list[StoredMessage]:
+        """`IMessageStore` API."""
+        tail = self._rooms.get(room_key)
+        if tail is None:
+            return []
+        return tail.newest(_clamp_limit(limit, self.max_per_room))
+
+    def set_topic(self, topic: StoredTopic) -> None:
+        """`IMessageStore` API."""
+        topics = self._topics
+        topics[topic.room_key] = topic
+        topics.move_to_end(topic.room_key)
+        if len(topics) > MAX_TOPICS:
+            topics.popitem(last=False)
+
+    def topic(self, room_key: str) -> StoredTopic | None:
+        """`IMessageStore` API."""
+        return self._topics.get(room_key)
+
+    def trouble(self) -> str | None:
+        """`IMessageStore` API: memory never fails to keep history."""
+        return None
+
+    def prune(self, now: float) -> None:
+        """`IMessageStore` API: applied at once (there is no disk)."""
+        cutoff = age_cutoff(now, self.max_age_days)
+        if cutoff is None:
+            return  # the tails already enforce max_per_room
+        for key, tail in list(self._rooms.items()):
+            tail.drop_before(cutoff)
+            if not tail.count:
+                del self._rooms[key]
+        for key, topic in list(self._topics.items()):
+            if topic.set_at < cutoff and key not in self._rooms:
+                del self._topics[key]
