@@ -1,4 +1,4 @@
-"""Two or more builds of the daemon, alternating, on the fan-out and rooms loads.
+"""Two or more builds of the daemon, alternating, on the hot-path loads.
 
 Usage::
 
@@ -15,6 +15,8 @@ Runs alternate between the builds and the order flips every round, so a
 machine growing busier hurts all alike.  Prints every run and, per build,
 the median deliveries per second and the median server CPU time per
 delivery: on a shared machine the second moves much less than the first.
+The ``latency`` workload (a fixed message rate) also gets the median p50
+and p99 delivery latency.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def one_run(python: str, pythonpath: str, workload: str) -> tuple[float, float]:
-    """(deliveries/s, server CPU µs per delivery) of one fresh daemon."""
+def one_run(
+    python: str, pythonpath: str, workload: str
+) -> tuple[float, float, float, float]:
+    """(deliveries/s, server CPU µs per delivery, p50 ms, p99 ms) of one daemon."""
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
@@ -78,10 +82,23 @@ def one_run(python: str, pythonpath: str, workload: str) -> tuple[float, float]:
         report = json.loads(done.stdout)
         rate = float(report["deliveries_per_s"])
         cpu = float(report["server"]["cpu_percent"]) / 100 / rate * 1e6
-        return rate, cpu
+        latency = report.get("latency_ms") or {}
+        return (
+            rate,
+            cpu,
+            float(latency.get("p50_ms", 0)),
+            float(latency.get("p99_ms", 0)),
+        )
     finally:
         daemon.kill()
         daemon.wait(timeout=30)
+
+
+def _describe(rate: float, cpu: float, p50: float, p99: float) -> str:
+    text = f"{rate:,.0f} deliveries/s, server CPU {cpu:.3f} us/delivery"
+    if p99:
+        text += f", latency p50 {p50:.2f} ms p99 {p99:.2f} ms"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,24 +113,20 @@ def main(argv: list[str] | None = None) -> int:
         python, _, pythonpath = where.partition(":")
         builds[name] = (python, pythonpath)
     for workload in args.workloads.split(","):
-        got: dict[str, list[tuple[float, float]]] = {name: [] for name in builds}
+        got: dict[str, list[tuple[float, float, float, float]]] = {
+            name: [] for name in builds
+        }
         names = list(builds)
         for n in range(min(args.runs, 20)):
             for name in names if n % 2 == 0 else names[::-1]:
-                rate, cpu = one_run(*builds[name], workload)
-                got[name].append((rate, cpu))
-                print(
-                    f"{workload} {name} run {n + 1}: {rate:,.0f} deliveries/s, "
-                    f"server CPU {cpu:.3f} us/delivery",
-                    flush=True,
-                )
+                run = one_run(*builds[name], workload)
+                got[name].append(run)
+                print(f"{workload} {name} run {n + 1}: {_describe(*run)}", flush=True)
         for name in names:
-            rate = statistics.median(r for r, _ in got[name])
-            cpu = statistics.median(c for _, c in got[name])
-            print(
-                f"median {workload} {name}: {rate:,.0f} deliveries/s, "
-                f"server CPU {cpu:.3f} us/delivery"
-            )
+            medians = [
+                statistics.median(column) for column in zip(*got[name], strict=True)
+            ]
+            print(f"median {workload} {name}: {_describe(*medians)}")
     print(f"load average {os.getloadavg()[0]:.2f}")
     return 0
 
