@@ -22,7 +22,7 @@ import pytest
 from attrs import define, field
 
 from twisted_chat.bench import RunConfig, get_workload, run
-from twisted_chat.bench import client as client_module
+from twisted_chat.bench import udp_client as client_module
 from twisted_chat.bench.__main__ import main, parse_args
 from twisted_chat.bench.baseline_asyncio import BaselineServer, Member
 from twisted_chat.bench.report import (

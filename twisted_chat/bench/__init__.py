@@ -66,9 +66,10 @@ that writes every delivery on its own would cost the bench one ``recv`` per
 line, so while senders send flat out a worker pauses ``--read-delay`` (2 ms)
 after small reads and lets lines pile up; this adds at most that much to
 the latencies, and paced workloads (``latency``) do not pause.  One worker
-reads about 15 million deliveries (2 GB) a second from a server that
-batches its writes; past that the bench is the limit, and a server with a
-send-queue limit may drop its connections as slow readers.
+reads only so many deliveries a second, even from a server that batches its
+writes (BENCHMARKS.md, "The load generator's own ceiling"); past that the
+bench is the limit, and a server with a send-queue limit may drop its
+connections as slow readers.
 Barriers use ``/ping`` and its ``* pong`` answer, so the bench assumes
 nothing about how many notice lines the server sends.  The run ends when
 every client's final pong is in, which proves every delivery the server

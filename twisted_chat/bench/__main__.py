@@ -12,8 +12,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from twisted_chat.bench.report import format_table, to_json
-from twisted_chat.bench.runner import RunConfig, run, stderr_progress
+from twisted_chat.bench.report import format_table, stderr_progress, to_json
+from twisted_chat.bench.runner import RunConfig, run
 from twisted_chat.bench.workloads import WORKLOADS, get_workload
 
 if TYPE_CHECKING:

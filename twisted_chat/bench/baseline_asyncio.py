@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=9000)
     args = parser.parse_args(argv)
     # Imported here so that importing this module changes nothing.
-    from twisted_chat.bench.client import raise_fd_limit
+    from twisted_chat.bench.worker import raise_fd_limit
 
     raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):

@@ -1,5 +1,6 @@
 # Copyright (c) 2026 twisted-chat developers. Licensed under the MIT license.
-"""The numbers a run produces, how they are measured, and how they are shown.
+"""The numbers a run produces, how they are measured, and how they are shown
+(the report's table and JSON, and the progress line while it runs).
 
 The server's CPU and memory come from Linux's ``/proc/PID/stat`` (``utime``
 and ``stime``, in clock ticks) and ``/proc/PID/status`` (``VmRSS``, and
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +21,7 @@ import attrs
 from attrs import frozen
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from twisted_chat.bench.workloads import Workload
 
@@ -300,3 +303,23 @@ def format_table(report: Report) -> str:
     rows.extend(("error", e) for e in report.errors)
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows) + "\n"
+
+
+def stderr_progress() -> Callable[[str, bool], None]:
+    """A progress callback: one rewritten line on a terminal, a line every few
+    seconds otherwise (so logs stay short), and always the final state."""
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def show(text: str, final: bool) -> None:
+        if tty:
+            sys.stderr.write(f"\r\x1b[K{text}" + ("\n" if final else ""))
+        else:
+            now = time.monotonic()
+            if now - last[0] < 2.0 and not final:
+                return
+            last[0] = now
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    return show

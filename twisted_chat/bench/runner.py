@@ -1,7 +1,10 @@
 # Copyright (c) 2026 twisted-chat developers. Licensed under the MIT license.
-"""The parent of a run: plans it, starts the workers, keeps the barriers, reports.
+"""The parent of a run: plans it, starts the worker processes, keeps the
+barriers between them, and samples the server.
 
-The parent itself touches no chat socket.  It waits on its workers' pipes,
+The parent itself touches no chat socket (the workers do:
+:mod:`twisted_chat.bench.worker`), and adds up nothing itself (that is
+:mod:`twisted_chat.bench.tally`).  It waits on its workers' pipes,
 prints the progress line, samples the server's ``/proc`` entry between phases,
 and gives up when nothing has moved for ``timeout`` seconds (a stall, rather
 than a fixed deadline: a slow server may take long, a hung one is caught).
@@ -14,22 +17,16 @@ import multiprocessing
 import os
 import secrets
 import socket
-import sys
 import time
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
-from twisted_chat.bench.client import Progress, WorkerResult, WorkerSpec, worker_main
-from twisted_chat.bench.report import (
-    BenchStats,
-    ProcSample,
-    Report,
-    ServerStats,
-    read_proc,
-    summarize_latency,
-)
+from twisted_chat.bench.report import read_proc
+from twisted_chat.bench.spec import Progress, WorkerSpec
+from twisted_chat.bench.tally import build_report
+from twisted_chat.bench.worker import worker_main
 from twisted_chat.bench.workloads import Plan, make_plan
 
 if TYPE_CHECKING:
@@ -37,10 +34,11 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
+    from twisted_chat.bench.report import ProcSample, Report
+    from twisted_chat.bench.spec import WorkerResult
+    from twisted_chat.bench.tally import Samples
     from twisted_chat.bench.workloads import Workload
 
-#: Errors listed one by one before the rest are only counted.
-MAX_ERRORS_SHOWN = 5
 #: How long workers get to hand in partial results after a ``stop``.
 STOP_GRACE_S = 5.0
 #: The pause after small reads when senders send flat out, in seconds.
@@ -89,13 +87,6 @@ def resolve(host: str, port: int, kind: int) -> tuple[int, tuple[Any, ...]]:
         raise RunFailedError(f"cannot resolve {host}: {e}") from e
     family, _, _, _, address = infos[0]
     return family, address
-
-
-def _summarize_errors(errors: list[str]) -> list[str]:
-    if len(errors) <= MAX_ERRORS_SHOWN:
-        return errors
-    more = len(errors) - MAX_ERRORS_SHOWN
-    return [*errors[:MAX_ERRORS_SHOWN], f"... and {more} more errors like these"]
 
 
 class _WorkerHandle:
@@ -352,95 +343,24 @@ class Runner:
         setup_s: float,
         elapsed_s: float,
         cpu_window: float | None,
-        samples: tuple[ProcSample | None, ProcSample | None, ProcSample | None],
+        samples: Samples,
         parent_cpu: float,
     ) -> Report:
         results: list[WorkerResult] = [
             h.got["done"][1] for h in self.workers if "done" in h.got
         ]
-        errors = list(self.errors)
-        connected = sum(r.connected for r in results)
-        received = sum(r.received for r in results)
-        sent = sum(r.sent for r in results)
-        expected = self.plan.expected_total
-        w = self.config.workload
-        for r in results:
-            errors.extend(e for e in r.errors if e not in errors)
-        if results and len(results) == len(self.workers):
-            last_rx = max(r.last_rx_ns for r in results)
-            if received and last_rx > self.t0 and not w.idle:
-                # Throughput is measured up to the last delivery, not the drain.
-                elapsed_s = (last_rx - self.t0) / 1e9
-        if self.t0:
-            # Only once sending began do the counts mean anything.
-            errors.extend(self._count_errors(results, expected, received))
-        samples_ns: list[int] = []
-        for r in results:
-            samples_ns.extend(r.samples)
-        bench = None
-        if cpu_window:
-            per_proc = [100 * r.cpu_s / cpu_window for r in results]
-            bench = BenchStats(
-                procs=self.config.procs,
-                cpu_percent=round(sum(per_proc) + 100 * parent_cpu / cpu_window, 1),
-                busiest_proc_percent=round(max(per_proc, default=0.0), 1),
-                load_average=round(os.getloadavg()[0], 2),
-                cpus=os.cpu_count() or 1,
-            )
-        return Report(
-            workload=w,
-            connections=connected,
-            sent=sent,
-            expected=expected,
-            received=received,
+        return build_report(
+            self.config,
+            self.plan,
+            results,
+            complete=len(results) == len(self.workers),
+            t0=self.t0,
+            errors=self.errors,
             setup_s=setup_s,
             elapsed_s=elapsed_s,
-            latency=summarize_latency(samples_ns),
-            server=self._server_stats(samples, cpu_window),
-            bench=bench,
-            errors=tuple(_summarize_errors(errors)),
-            measured=bool(self.t0),
-        )
-
-    def _count_errors(
-        self, results: list[WorkerResult], expected: int, received: int
-    ) -> list[str]:
-        if received == expected:
-            return []
-        short = [s for r in results for s in r.short]
-        detail = ", ".join(
-            f"client {i} got {got} of {want}" for i, want, got in short[:3]
-        )
-        if received < expected:
-            head = f"missing {expected - received:,} of {expected:,} deliveries"
-        else:
-            head = f"{received - expected:,} unexpected deliveries beyond {expected:,}"
-        return [f"{head} ({detail})" if detail else head]
-
-    def _server_stats(
-        self,
-        samples: tuple[ProcSample | None, ProcSample | None, ProcSample | None],
-        cpu_window: float | None,
-    ) -> ServerStats | None:
-        before, ready, end = samples
-        pid = self.config.server_pid
-        if pid is None or before is None:
-            return None
-        ready = ready or before
-        last = end or ready
-        cpu = None
-        if end is not None and cpu_window:
-            cpu = round(100 * (end.cpu_s - ready.cpu_s) / cpu_window, 1)
-        return ServerStats(
-            pid=pid,
-            cpu_percent=cpu,
-            rss_before_kib=before.rss_kib,
-            rss_ready_kib=ready.rss_kib,
-            rss_end_kib=last.rss_kib,
-            rss_peak_kib=last.peak_kib,
-            rss_per_connection_bytes=round(
-                1024 * (ready.rss_kib - before.rss_kib) / len(self.plan.clients), 1
-            ),
+            cpu_window=cpu_window,
+            samples=samples,
+            parent_cpu=parent_cpu,
         )
 
 
@@ -453,23 +373,3 @@ def run(
         with ``final=True`` once at the end.
     """
     return Runner(config, progress).run()
-
-
-def stderr_progress() -> Callable[[str, bool], None]:
-    """A progress callback: one rewritten line on a terminal, a line every few
-    seconds otherwise (so logs stay short), and always the final state."""
-    tty = sys.stderr.isatty()
-    last = [0.0]
-
-    def show(text: str, final: bool) -> None:
-        if tty:
-            sys.stderr.write(f"\r\x1b[K{text}" + ("\n" if final else ""))
-        else:
-            now = time.monotonic()
-            if now - last[0] < 2.0 and not final:
-                return
-            last[0] = now
-            sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-
-    return show

@@ -1,0 +1,121 @@
+# Copyright (c) 2026 twisted-chat developers. Licensed under the MIT license.
+"""A bench client over TCP: a non-blocking connect, big reads counted without
+splitting lines (:class:`~twisted_chat.bench.wire.StreamCounter`), and writes
+from one output buffer."""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import socket
+from typing import TYPE_CHECKING
+
+from twisted_chat.bench.client import Client, Stage
+from twisted_chat.bench.wire import StreamCounter, message_mark, setup_lines
+
+if TYPE_CHECKING:
+    from twisted_chat.bench.worker import Worker
+    from twisted_chat.bench.workloads import ClientPlan
+
+#: Sample a TCP connection's latency at most this often: enough samples for
+#: percentiles, without parsing lines on every read.
+SAMPLE_INTERVAL_NS = 10_000_000
+
+
+class TcpClient(Client):
+    """One TCP connection: counts with :class:`StreamCounter`, writes from a buffer."""
+
+    def __init__(self, worker: Worker, plan: ClientPlan) -> None:
+        super().__init__(worker, plan)
+        self.counter = StreamCounter(message_mark(plan.room))
+        self.out = bytearray()
+        self.next_sample = 0
+        sock = socket.socket(worker.spec.family, socket.SOCK_STREAM)
+        self.sock = sock
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if plan.source is not None:
+                sock.bind((plan.source, 0))
+            err = sock.connect_ex(worker.spec.address)
+        except OSError:
+            sock.close()
+            raise
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            raise OSError(err, os.strerror(err))
+        # Writable means connected (or failed: see connected()).
+        worker.selector.register(sock, selectors.EVENT_WRITE, self)
+        self.writing = True
+
+    def connected(self) -> bool:
+        """The connection attempt ended: start setup, or fail."""
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self.worker.fail(self, f"cannot connect: {os.strerror(err)}")
+            return False
+        self.stage = Stage.SETUP
+        self.worker.selector.modify(self.sock, selectors.EVENT_READ, self)
+        self.writing = False
+        self.pings = 1
+        self.queue(setup_lines(self.plan.room))
+        return True
+
+    def on_readable(self, now: int) -> None:
+        worker = self.worker
+        buf = worker.buf
+        try:
+            n = self.sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            worker.fail(self, f"connection lost: {e.strerror}")
+            return
+        if n == 0:
+            worker.fail(self, "connection closed by the server")
+            return
+        worker.reads += 1
+        worker.read_bytes += n
+        if self.stage <= Stage.SETUP:
+            self.remember_setup(buf[:n])
+        samples = worker.samples if now >= self.next_sample else None
+        messages, pongs = self.counter.feed(
+            buf, n, now, samples, self.pongs < self.pings
+        )
+        if messages:
+            if samples is not None:
+                self.next_sample = now + SAMPLE_INTERVAL_NS
+            self.received += messages
+            worker.received += messages
+            worker.last_rx_ns = now
+        if pongs:
+            self.pongs += pongs
+            worker.on_pong(self)
+
+    def on_writable(self) -> None:
+        if self.stage == Stage.CONNECTING and not self.connected():
+            return
+        super().on_writable()
+
+    def queue(self, data: bytes) -> None:
+        self.out += data
+        self.flush()
+
+    def buffered(self) -> bool:
+        return bool(self.out)
+
+    def flush(self) -> None:
+        if self.stage in (Stage.CONNECTING, Stage.CLOSED):
+            return
+        out = self.out
+        try:
+            while out:
+                sent = self.sock.send(out)
+                del out[:sent]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as e:
+            self.worker.fail(self, f"connection lost: {e.strerror}")
+            return
+        self.worker.want_write(self, self.pending_output())
