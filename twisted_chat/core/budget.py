@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from attrs import define
+
 from twisted_chat.core.bounds import FREE_REPLY_LINES, REPLY_BURST, REPLY_RATE
 from twisted_chat.core.errors import SlowDown
 from twisted_chat.core.flood import FLOOD_CREDIT_TABLE_SIZE, BucketTable, TokenBucket
@@ -26,13 +28,22 @@ if TYPE_CHECKING:
     from twisted_chat.core.room import Participant
 
 
+@define(slots=True)
+class _Holding:
+    """An address group's bucket while participants of the group hold it."""
+
+    bucket: TokenBucket
+    #: How many participants hold it; the bucket is set aside at 0.
+    holders: int = 0
+
+
 class ReplyBudgets:
     """Every address group's reply budget, kept while in use or not yet full."""
 
     def __init__(self, seconds: Callable[[], float]) -> None:
         self._seconds = seconds
         #: Each group's bucket and how many participants hold it.
-        self._held: dict[str, tuple[TokenBucket, int]] = {}
+        self._held: dict[str, _Holding] = {}
         #: The buckets of groups with no participant left, until full again.
         self._left = BucketTable(FLOOD_CREDIT_TABLE_SIZE)
 
@@ -49,24 +60,21 @@ class ReplyBudgets:
                 # Full, and stamped 0: the first charge refills it to the
                 # burst at whatever the time is then.
                 bucket = TokenBucket(REPLY_BURST, REPLY_RATE)
-            holders = 0
-        else:
-            bucket, holders = held
-        participant.budget = bucket
-        if group:
-            self._held[group] = (bucket, holders + 1)
+            held = _Holding(bucket)
+            if group:
+                self._held[group] = held
+        participant.budget = held.bucket
+        held.holders += 1
 
     def release(self, participant: Participant) -> None:
         """``participant`` is gone."""
         group = participant.group
         held = self._held.get(group) if group else None
         if held is not None:
-            bucket, holders = held
-            if holders > 1:
-                self._held[group] = (bucket, holders - 1)
-            else:
+            held.holders -= 1
+            if not held.holders:
                 del self._held[group]
-                self._left.put(group, bucket, self._seconds())
+                self._left.put(group, held.bucket, self._seconds())
 
     def over(self, participant: Participant) -> bool:
         """Has ``participant``'s address spent its budget, and more?"""

@@ -8,9 +8,24 @@ object is handed to every member.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from twisted_chat.core.errors import ChatError
 
 CRLF = b"\r\n"
+
+
+class SaidLine(NamedTuple):
+    """One room line taken apart again (:func:`parse_room_lines`).
+
+    A ``NamedTuple`` so that the history stores read it by name while
+    ``nick, text, action = line`` keeps working.
+    """
+
+    nick: str
+    text: str
+    #: True for an action (``/me``): ``[#room] * nick text``.
+    action: bool
 
 
 def encode(text: str) -> bytes:
@@ -43,8 +58,8 @@ def error(problem: ChatError) -> bytes:
     return encode(f"! {problem.code}: {problem.text}")
 
 
-def parse_room_lines(room: str, data: bytes) -> list[tuple[str, str, bool]]:
-    """Undo `room_message` and `room_action`: ``(nick, text, action)`` each.
+def parse_room_lines(room: str, data: bytes) -> list[SaidLine]:
+    """Undo `room_message` and `room_action`: a :class:`SaidLine` each.
 
     ``data`` is one or more lines of ``room``, each ending in CRLF, exactly
     as the room's members were sent them. Room history keeps these bytes
@@ -54,12 +69,12 @@ def parse_room_lines(room: str, data: bytes) -> list[tuple[str, str, bool]]:
     ``>``, and the cleaned text no CR or LF.
     """
     skip = len(room) + 3  # "[" room "] "
-    said: list[tuple[str, str, bool]] = []
+    said: list[SaidLine] = []
     for line in data.decode("utf-8", "replace").split("\r\n")[:-1]:
         if line.startswith("* ", skip):
             nick, _, text = line[skip + 2 :].partition(" ")
-            said.append((nick, text, True))
+            said.append(SaidLine(nick, text, True))
         else:
             nick, _, text = line[skip + 1 :].partition("> ")
-            said.append((nick, text, False))
+            said.append(SaidLine(nick, text, False))
     return said

@@ -11,10 +11,10 @@ someone who left nothing said after.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from twisted_chat.core import lines, listing
-from twisted_chat.core.bounds import MAX_ROOMS_PER_GROUP, MAX_ROOMS_PER_USER
+from twisted_chat.core.bounds import MAX_ROOMS_PER_USER
 from twisted_chat.core.errors import (
     InvalidName,
     NoCurrentRoom,
@@ -30,6 +30,14 @@ if TYPE_CHECKING:
     from twisted_chat.core.room import Participant, Room
 
 _log = RateLimitedLogger()
+
+
+class PartTarget(NamedTuple):
+    """What ``/part [ROOM] [reason]`` asks for."""
+
+    room: Room
+    #: Said to the room after ``left``; "" for none.
+    reason: str
 
 
 def current_room(participant: Participant) -> Room:
@@ -63,7 +71,7 @@ class Membership:
         rooms: dict[str, Room],
         create_room: Callable[[RoomName], Room],
         outbox: Outbox,
-        room_cap: Callable[[], int] = lambda: MAX_ROOMS_PER_GROUP,
+        room_cap: Callable[[], int],
     ) -> None:
         self.rooms = rooms
         self._create_room = create_room
@@ -134,8 +142,9 @@ class Membership:
 
     def part(self, participant: Participant, args: str) -> None:
         """``/part [ROOM] [reason]``."""
-        room, reason = self._part_target(participant, args)
-        suffix = f" ({reason})" if reason else ""
+        target = self._part_target(participant, args)
+        room = target.room
+        suffix = f" ({target.reason})" if target.reason else ""
         self.leave(participant, room)
         self._outbox.say_in(
             room,
@@ -153,7 +162,7 @@ class Membership:
         )
         participant.client.send(lines.notice(f"You left {room.name.display}; {where}"))
 
-    def _part_target(self, participant: Participant, args: str) -> tuple[Room, str]:
+    def _part_target(self, participant: Participant, args: str) -> PartTarget:
         """
         Split ``/part`` arguments into a room and a reason.
 
@@ -171,10 +180,10 @@ class Membership:
             else:
                 room = participant.rooms.get(name.key)
                 if room is not None:
-                    return room, rest.strip()
+                    return PartTarget(room, rest.strip())
                 if first.startswith("#"):
                     raise NotInRoom(f"You are not in {name.display}.")
-        return current_room(participant), args.strip()
+        return PartTarget(current_room(participant), args.strip())
 
     def leave(self, participant: Participant, room: Room) -> None:
         """Take ``participant`` out of ``room``; an empty room goes."""

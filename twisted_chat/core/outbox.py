@@ -72,8 +72,8 @@ class Outbox:
             if not notice:
                 self._remember(room, data)
             return
-        # The fan-out's hot path: no call per line beyond this one.
-        room.pending.append((data, sender))
+        # The fan-out's hot path: one call per line beyond this one.
+        room.hear(data, sender)
         if (
             notice
             and self._call_later is not None

@@ -33,6 +33,12 @@ if TYPE_CHECKING:
 _log = RateLimitedLogger()
 
 Send = Callable[[bytes], None]
+#: One line a room heard this turn and who said it (None: a notice, which
+#: everybody gets).  A pair rather than a record because one is made for
+#: every line said, on the fan-out path: a ``NamedTuple`` costs about eight
+#: times as much to build (BENCHMARKS.md, "Per-line records"), and the pairs
+#: stay inside :class:`Room`, which alone fills and reads them.
+Heard = tuple[bytes, "Participant | None"]
 
 
 @define(eq=False, slots=True)
@@ -64,14 +70,19 @@ class Room:
     members: dict[Participant, Send] = field(factory=dict)
     #: The address group whose client created the room ("" for none).
     group: str = ""
-    #: Lines said this reactor turn and not yet handed out, with who does
-    #: not get them back (the sender; None: everybody gets it).
-    pending: list[tuple[bytes, Participant | None]] = field(factory=list)
+    #: What the room heard this reactor turn and has not handed out yet, in
+    #: order: ``(line, sender)`` pairs (see :data:`Heard`), filled by
+    #: :meth:`hear` only.
+    pending: list[Heard] = field(factory=list)
     #: Members who start somewhere other than at the beginning of
     #: ``pending``: the index of the first line they have not been given.
     caught_up: dict[Participant, int] = field(factory=dict)
     #: How many of ``pending`` the store has been given already.
     stored: int = 0
+    # Plain pairs, not records: the fan-out loop unpacks one per delivery,
+    # and ``for member, send in`` a tuple of pairs is the cheapest such loop
+    # CPython has; a record's attribute reads would cost every delivery.
+    # Read only by that unpacking (here and in Membership.tell_neighbours).
     _fanout: tuple[tuple[Participant, Send], ...] = field(default=(), init=False)
     _stale: bool = field(default=False, init=False)
 
@@ -90,13 +101,17 @@ class Room:
         if self.pending:
             self.caught_up[participant] = len(self.pending)
 
+    def hear(self, data: bytes, sender: Participant | None) -> None:
+        """Queue ``data`` for the end of the turn; ``sender`` does not get it back."""
+        self.pending.append((data, sender))
+
     def remove(self, participant: Participant) -> None:
         """Drop ``participant``; nothing happens if they were not here."""
         if self.members.pop(participant, None) is not None:
             self._stale = True
             self.caught_up.pop(participant, None)
 
-    def broadcast(self, data: bytes, exclude: Participant | None = None) -> None:
+    def broadcast(self, data: bytes, exclude: Participant | None) -> None:
         """
         Hand the same bytes to every member but ``exclude``, now.
 
@@ -186,7 +201,7 @@ class Room:
         )
 
 
-def _messages(pending: list[tuple[bytes, Participant | None]], start: int) -> bytes:
+def _messages(pending: list[Heard], start: int) -> bytes:
     """
     The room messages (not notices) of ``pending`` from ``start`` on.
 
