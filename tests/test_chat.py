@@ -9,7 +9,8 @@ import pytest
 from attrs import define
 from twisted.logger import LogEvent
 
-from twisted_chat.core.chat import MAX_ROOMS_PER_USER, ChatServer, Participant
+from twisted_chat.core.bounds import MAX_ROOMS_PER_USER
+from twisted_chat.core.chat import ChatServer, Participant
 from twisted_chat.core.names import name_key
 from twisted_chat.core.settings import Settings
 from twisted_chat.testing import ChatHarness, RecordingClient, make_chat

@@ -14,7 +14,6 @@ from twisted_chat.core.cleaning import (
     MAX_SUBNEGOTIATION,
     TelnetFilter,
     clean_text,
-    is_blank,
 )
 
 IAC = b"\xff"
@@ -298,23 +297,6 @@ def test_clean_text_removes_controls(raw: str, expected: str) -> None:
 def test_clean_text_fast_path_returns_same_object(line: str) -> None:
     """A line with nothing to remove comes back as the very same object."""
     assert clean_text(line) is line
-
-
-@pytest.mark.parametrize(
-    ("text", "blank"),
-    [
-        ("", True),
-        ("   \t ", True),
-        (f"{ESC}[2J{ESC}[H", True),
-        (f" \x07 {ESC}]0;t\x07 ", True),
-        ("\u3000", True),
-        ("a", False),
-        (f" {ESC}[31mx ", False),
-    ],
-)
-def test_is_blank(text: str, blank: bool) -> None:
-    """A line is blank when nothing but whitespace is left after cleaning."""
-    assert is_blank(text) is blank
 
 
 @settings(max_examples=300, deadline=None)

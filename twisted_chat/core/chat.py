@@ -5,7 +5,9 @@ Nothing here knows about sockets or the reactor.  Time comes from an injected
 ``seconds`` callable (``reactor.seconds`` in the daemon, ``Clock.seconds`` in
 tests), participants are reached only through
 :class:`~twisted_chat.core.interfaces.IChatClient`, and history through an optional
-:class:`~twisted_chat.history.IMessageStore`.
+:class:`~twisted_chat.core.store.IMessageStore`.  This module owns the
+commands' effects: it reads a cleaned line, decides what it means, and
+hands the work to the modules below.
 
 Rooms and the fan-out are in :mod:`twisted_chat.core.room` (imported here, so
 ``from twisted_chat.core.chat import Participant, Room`` works), joins and
@@ -28,11 +30,8 @@ from twisted_chat.core import commands, lines, listing
 from twisted_chat.core import help as helptext
 from twisted_chat.core.bounds import (
     HISTORY_DEFAULT,
-    HISTORY_LIMIT,
     LOOKED_AT_PER_LINE,
     MAX_ROOMS_PER_GROUP,
-    MAX_ROOMS_PER_USER,
-    WHO_NAMES_PER_LINE,
 )
 from twisted_chat.core.budget import ReplyBudgets
 from twisted_chat.core.errors import BadUsage, ChatError, NotInRoom
@@ -50,15 +49,7 @@ if TYPE_CHECKING:
     from twisted_chat.core.interfaces import IChatClient
     from twisted_chat.core.store import IMessageStore
 
-__all__ = [
-    "HISTORY_LIMIT",
-    "MAX_ROOMS_PER_GROUP",
-    "MAX_ROOMS_PER_USER",
-    "WHO_NAMES_PER_LINE",
-    "ChatServer",
-    "Participant",
-    "Room",
-]
+__all__ = ["ChatServer", "Participant", "Room"]
 
 _log = RateLimitedLogger()
 

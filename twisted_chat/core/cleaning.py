@@ -37,7 +37,6 @@ __all__ = [
     "MAX_SUBNEGOTIATION",
     "TelnetFilter",
     "clean_text",
-    "is_blank",
 ]
 
 # Telnet command bytes (RFC 854, RFC 855).
@@ -369,14 +368,3 @@ def clean_text(text: str) -> str:
     if "\u200d" in text or "\u200c" in text:
         text = _STRAY_JOINER.sub("", text)
     return text
-
-
-def is_blank(text: str) -> bool:
-    """Say whether a line is empty or all whitespace once cleaned.
-
-    PROTOCOL.md says such lines are ignored. Cleaning first matters: a line
-    of only escape sequences is blank too. Safe to call on a line that is
-    already clean (the cleaning is then one fast scan).
-    """
-    cleaned = clean_text(text)
-    return not cleaned or cleaned.isspace()

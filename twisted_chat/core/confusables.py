@@ -63,8 +63,9 @@ def load_prototypes() -> dict[int, str]:
     return parse(data.read_text(encoding="utf-8").splitlines())
 
 
-#: Loaded when the module is imported (at daemon start, about 15 ms) rather
-#: than on first use, which would stall the reactor on the first connection.
+#: Loaded when the module is imported (at daemon start; BENCHMARKS.md,
+#: "Start-up", has what it costs) rather than on first use, which would
+#: stall the reactor on the first connection.
 PROTOTYPES: Final = load_prototypes()
 
 

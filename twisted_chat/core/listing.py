@@ -1,9 +1,10 @@
 """
 The replies that list things (``/rooms``, ``/who``), each bounded.
 
-With ten thousand rooms a full ``/rooms`` was 213 KiB and tens of
-milliseconds of CPU, and a few clients that asked for it without reading
-could stall everybody.  So a listing shows at most a fixed number of
+An unbounded ``/rooms`` grows with the room table, in bytes and in CPU
+(BENCHMARKS.md, "Bounded listings", has what it cost at ten thousand
+rooms), and a few clients that asked for it without reading could stall
+everybody.  So a listing shows at most a fixed number of
 entries, says how many it left out and how to find them, and is built in
 O(n) (``heapq``), never by sorting everything.
 """

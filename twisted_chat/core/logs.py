@@ -2,7 +2,8 @@
 Rate-limited logging for the events a client can cause.
 
 Every connect, quit and refusal is worth a log line, until someone connects
-in a loop: 30 s of churn used to write 18 MB of log.  A
+in a loop and the log grows as fast as the loop turns (BENCHMARKS.md, "Log
+flood", has what half a minute of it used to write).  A
 :class:`RateLimitedLogger` is a :class:`twisted.logger.Logger` that lets
 :data:`LIMIT` events of one kind through per :data:`WINDOW` seconds and holds
 the rest back, counted; when the window is over, one summary event says how
