@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import errno
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+import attrs
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import MessageLengthError
 from twisted.internet.interfaces import IUDPTransport
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from zope.interface import implementer
 
@@ -19,6 +21,7 @@ from twisted_chat.core.admission import Admission
 from twisted_chat.core.chat import ChatServer, Participant
 from twisted_chat.core.settings import Settings
 from twisted_chat.testing import RecordingClient
+from twisted_chat.transports.tcp import ChatLineProtocol, ChatServerFactory
 from twisted_chat.transports.udp import ChatDatagramProtocol
 from twisted_chat.transports.udp_handshake import (
     CHALLENGE_TABLE_SIZE,
@@ -732,3 +735,132 @@ def test_a_new_session_from_the_same_address_keeps_its_flood_credit() -> None:
     rig.clock.advance(1.0)
     rig.send(b"d", other_port)
     assert rig.bob.lines() == ["[#lobby] <guest3> d"]
+
+
+# -- one intake: the same verdicts as over TCP ----------------------------------
+
+TOO_LONG = b"! line-too-long: Lines are at most 32 bytes; that one was not sent.\r\n"
+
+
+def tcp_client(rig: Rig) -> tuple[ChatLineProtocol, StringTransport]:
+    """A TCP connection to the rig's core, its welcome cleared."""
+    factory = ChatServerFactory(rig.server, rig.admission, rig.clock)
+    address = IPv4Address("TCP", "198.51.100.7", 40001)
+    protocol = cast("ChatLineProtocol", factory.buildProtocol(address))
+    transport = StringTransport(peerAddress=address)
+    protocol.makeConnection(transport)
+    transport.clear()
+    return protocol, transport
+
+
+def errors(received: list[bytes]) -> list[bytes]:
+    """The ``!`` lines among what a client received."""
+    return [line for line in received if line.startswith(b"!")]
+
+
+def test_a_burst_gets_the_same_verdicts_over_tcp_and_udp() -> None:
+    """
+    The line-length check comes before flood control on both: the overlong
+    line is refused and costs no token, so the lines after it that the
+    burst pays for go; then TCP waits and UDP drops.
+    """
+    rig = Rig(Settings(flood_burst=3, flood_rate=1.0, max_line=32))
+    rig.join()
+    tcp, tcp_out = tcp_client(rig)
+    rig.bob.sent.clear()
+    burst = b"a\n" + b"z" * 40 + b"\n\n \nb\nc\nd"
+    tcp.dataReceived(burst + b"\n")
+    rig.send(burst)
+    assert rig.bob.lines() == [
+        "[#lobby] <guest3> a",
+        "[#lobby] <guest3> b",
+        "[#lobby] <guest2> a",
+        "[#lobby] <guest2> b",
+    ]
+    assert errors(tcp_out.value().splitlines(True)) == [TOO_LONG]
+    udp_errors = errors(rig.take())
+    assert udp_errors[0] == TOO_LONG
+    assert udp_errors[1].startswith(b"! slow-down: ")
+    assert len(udp_errors) == 2
+    rig.clock.advance(2.0)
+    assert rig.bob.lines()[4:] == ["[#lobby] <guest3> c", "[#lobby] <guest3> d"]
+
+
+def test_an_overlong_line_is_refused_even_with_no_tokens_left() -> None:
+    """As over TCP: it costs nothing, so it is refused, not dropped as a flood."""
+    rig = Rig(Settings(flood_burst=2, flood_rate=1.0, max_line=32))
+    rig.join()
+    rig.send(b"a\nb")
+    rig.take()
+    rig.send(b"z" * 40)
+    assert rig.take() == [TOO_LONG]
+    assert rig.protocol.stats.dropped_lines == 0
+
+
+# -- SIGHUP reaches existing sessions -------------------------------------------
+
+
+def reload(rig: Rig, burst: int, rate: float = 1.0) -> Settings:
+    """What the daemon's reload does to the core and to each listener."""
+    settings = attrs.evolve(rig.server.settings, flood_burst=burst, flood_rate=rate)
+    rig.server.settings = settings
+    rig.protocol.apply_settings(settings)
+    return settings
+
+
+def test_a_reload_that_lowers_the_burst_applies_to_an_existing_session() -> None:
+    """The session gets the new numbers, and the notice quotes them."""
+    rig = Rig(Settings(flood_burst=10, flood_rate=1.0))
+    rig.join()
+    rig.bob.sent.clear()
+    reload(rig, 2)
+    rig.send(b"a\nb\nc\nd")
+    assert rig.bob.lines() == ["[#lobby] <guest2> a", "[#lobby] <guest2> b"]
+    assert rig.take() == [
+        (
+            b"! slow-down: Slow down: at most 2 lines at once, then 1 a second; "
+            b"the rest was dropped.\r\n"
+        )
+    ]
+
+
+def test_a_reload_keeps_a_sessions_tokens() -> None:
+    """A bigger burst is no fresh burst: what was spent stays spent."""
+    rig = Rig(Settings(flood_burst=2, flood_rate=1.0))
+    rig.join()
+    rig.send(b"a\nb")
+    reload(rig, 20, 2.0)
+    rig.bob.sent.clear()
+    rig.send(b"c")
+    assert rig.bob.lines() == []
+    rig.clock.advance(0.5)
+    rig.send(b"d\ne")
+    assert rig.bob.lines() == ["[#lobby] <guest2> d"]
+
+
+def test_a_reload_turns_flood_control_off_and_on_for_a_session() -> None:
+    """Off: every line goes.  On again: the session starts from a full burst."""
+    rig = Rig(Settings(flood_burst=2, flood_rate=1.0))
+    rig.join()
+    rig.bob.sent.clear()
+    reload(rig, 0)
+    rig.send(b"\n".join(b"x%d" % n for n in range(20)))
+    assert len(rig.bob.lines()) == 20
+    reload(rig, 3)
+    rig.bob.sent.clear()
+    rig.send(b"a\nb\nc\nd")
+    assert len(rig.bob.lines()) == 3
+
+
+def test_a_reload_retunes_tcp_and_udp_buckets_alike() -> None:
+    """One rule for every transport: same spend, same reload, same bucket."""
+    rig = Rig(Settings(flood_burst=5, flood_rate=1.0))
+    rig.join()
+    tcp, _ = tcp_client(rig)
+    tcp.dataReceived(b"a\nb\nc\n")
+    rig.send(b"a\nb\nc")
+    settings = reload(rig, 3, 0.5)
+    tcp.apply_settings(settings)
+    udp_bucket = rig.protocol.sessions[CAROL].bucket
+    assert udp_bucket is not None
+    assert tcp._bucket == udp_bucket

@@ -14,10 +14,13 @@ Wire protocol (the whole contract is ``PROTOCOL.md``)::
 Client lines are UTF-8 ending in LF, CRLF or a bare CR; telnet negotiation
 and terminal escapes are stripped before the core sees the text.  Server lines
 end in CRLF.  Every decision is the core's (:mod:`twisted_chat.core.chat`); this
-module owns the byte stream: framing, the line-length limit and flood
-control (:mod:`twisted_chat.core.intake`; reading pauses while the client's token
-bucket is empty) and the send queue limit (:mod:`twisted_chat.transports.stream_output`;
-a client that stops reading is dropped at ``--max-sendq``).  Output goes
+module owns the byte stream.  Framing, the line-length limit, flood control,
+decoding and cleaning are the intake's (:mod:`twisted_chat.core.intake`, the
+same for every transport); this module acts on its verdicts: a line goes to
+the core, a refused one gets ``! line-too-long``, and a wait stops reading
+until the client's token bucket has refilled.  It also owns the send queue
+limit (:mod:`twisted_chat.transports.stream_output`; a client that stops
+reading is dropped at ``--max-sendq``).  Output goes
 straight to the socket when nothing is queued for it, and through Twisted's
 buffered ``write`` otherwise.
 
@@ -34,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import interfaces, tcp
@@ -47,10 +49,12 @@ from zope.interface import implementer
 
 from twisted_chat.core import lines
 from twisted_chat.core.admission import Admission, address_group, log_refusal
-from twisted_chat.core.cleaning import clean_text
-from twisted_chat.core.errors import LineTooLong
-from twisted_chat.core.flood import TokenBucket
-from twisted_chat.core.intake import LineIntake
+from twisted_chat.core.intake import (
+    REFUSE,
+    LineIntake,
+    line_too_long,
+    reloaded_bucket,
+)
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.transports.stream_output import (
@@ -64,6 +68,7 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 
     from twisted_chat.core.chat import ChatServer, Participant
+    from twisted_chat.core.flood import TokenBucket
     from twisted_chat.core.settings import Settings
 
 __all__ = [
@@ -215,14 +220,7 @@ class ChatLineProtocol(LineReceiver):
 
     def apply_settings(self, settings: Settings) -> None:
         """Take new flood-control settings after a reload, keeping the tokens."""
-        intake = self._intake
-        if not settings.flood_control:
-            intake.bucket = None
-        elif intake.bucket is None:
-            intake.bucket = TokenBucket(settings.flood_burst, settings.flood_rate)
-        else:
-            intake.bucket.burst = settings.flood_burst
-            intake.bucket.rate = settings.flood_rate
+        self._intake.bucket = reloaded_bucket(self._intake.bucket, settings)
 
     # -- IChatClient -----------------------------------------------------------
 
@@ -247,8 +245,8 @@ class ChatLineProtocol(LineReceiver):
         Send at once when nothing is queued, as asyncio's transports do.
 
         Twisted's ``write`` always buffers and waits for the next reactor
-        turn, which costs a poll and two ``epoll_ctl`` calls per write: on
-        the fan-out path that is most of the cost and most of the latency.
+        turn, which costs a poll and two ``epoll_ctl`` calls per write, and
+        the fan-out path writes once per member for every line said.
         Whatever the socket does not take, and any error, goes the normal
         way through ``transport.write``, which keeps order and reports
         errors as Twisted always does.
@@ -304,46 +302,36 @@ class ChatLineProtocol(LineReceiver):
         one delimiter only, and on an overlong line it throws away the good
         lines that follow it.
         """
-        delay = self._intake.feed(data, self.factory.reactor.seconds())
-        if delay and self._flood_wait is None:
-            self._pause_for_flood(delay)
+        wait = self._intake.feed(data, self.factory.reactor.seconds())
+        if wait is not None and self._flood_wait is None:
+            self._pause_for_flood(wait.delay)
         self._process()
 
     def _process(self) -> None:
+        """Act on the intake's verdicts: go to the core, refuse, or pause."""
         if self._flood_wait is not None:
             return
-        intake = self._intake
         transport = self.transport
-        limit = self.factory.server.settings.max_line
-        if intake.bucket is None:
-            lines_now: Iterable[bytes | None] = intake.all_lines(limit)
-        else:
-            lines_now = intake.lines(self.factory.reactor.seconds(), limit)
-        for line in lines_now:
+        factory = self.factory
+        limit = factory.server.settings.max_line
+        participant = self.participant
+        receive = factory.server.receive
+        for verdict in self._intake.verdicts(factory.reactor.seconds(), limit):
             if transport.disconnecting:
                 return
-            if line is None:
-                self._refuse_long_line(limit)
+            if isinstance(verdict, str):
+                if participant is not None:
+                    receive(participant, verdict)
+            elif verdict is REFUSE:
+                transport.write(lines.error(line_too_long(limit)))
             else:
-                self.lineReceived(line)
-        if intake.wait:
-            self._pause_for_flood(intake.wait)
+                self._pause_for_flood(verdict.delay)
 
     def lineReceived(self, line: bytes) -> None:
-        """One complete line: decode, clean, hand to the core."""
-        text = clean_text(line.decode("utf-8", "replace"))
-        if text and not text.isspace() and self.participant is not None:
-            self.factory.server.receive(self.participant, text)
+        """Never called: lines reach the core as the intake's verdicts."""
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        """Never called: :meth:`dataReceived` enforces ``--max-line`` itself."""
-
-    def _refuse_long_line(self, limit: int) -> None:
-        self.transport.write(
-            lines.error(
-                LineTooLong(f"Lines are at most {limit} bytes; that one was not sent.")
-            )
-        )
+        """Never called: the intake enforces ``--max-line`` itself."""
 
     def _pause_for_flood(self, delay: float) -> None:
         """Stop reading until the bucket has a token: the client slows itself."""

@@ -19,11 +19,11 @@ was challenged with (:mod:`twisted_chat.transports.udp_handshake`).
 Unproven addresses get at most one short challenge line and nothing else,
 and hold no state but an entry in a bounded table, so the server cannot be
 used to reflect or amplify traffic at a forged source.  A proven address has
-a session: an
-:class:`IChatClient` to the core, counted by :class:`Admission` like a TCP
-connection, flood-controlled per line (over the rate, datagrams are dropped
-with one ``! slow-down`` notice a second at most), and ended by ``/quit`` or
-by ``--udp-idle`` seconds without a datagram.
+a session: an :class:`IChatClient` to the core, counted by :class:`Admission`
+like a TCP connection, and ended by ``/quit`` or by ``--udp-idle`` seconds
+without a datagram.  Its datagrams go through the intake every transport
+shares (:mod:`twisted_chat.core.intake`); a wait verdict drops the rest of
+the datagram with one ``! slow-down`` notice a second at most.
 
 A session's address can be forged too, so one datagram never draws more
 than :data:`~twisted_chat.transports.udp_session.MAX_REPLY_DATAGRAMS` datagrams back,
@@ -34,8 +34,8 @@ says so.  Room traffic from others is not a reply and is never cut.
 Every decision about chat is the core's (:mod:`twisted_chat.core.chat`); this
 module owns the datagrams: :class:`ChatDatagramProtocol`, the handshake, the
 idle sweep and the sends.  The session and the wire format are in
-:mod:`twisted_chat.transports.udp_session`; the services that bind or adopt a socket for
-it, one per ``--udp``, are in :mod:`twisted_chat.transports.udp_listeners`.
+:mod:`twisted_chat.transports.udp_session`; the services that bind or adopt a
+socket for it, one per ``--udp``, in :mod:`twisted_chat.transports.udp_listeners`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,14 @@ from twisted.internet.task import LoopingCall
 
 from twisted_chat.core import lines
 from twisted_chat.core.admission import Admission, address_group, log_refusal
-from twisted_chat.core.errors import LineTooLong, SlowDown
+from twisted_chat.core.errors import SlowDown
+from twisted_chat.core.intake import (
+    REFUSE,
+    datagram_verdicts,
+    frame_datagram,
+    line_too_long,
+    reloaded_bucket,
+)
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.throttle import LogThrottle
 from twisted_chat.transports.udp_handshake import Address, ChallengeLimiter, TokenMint
@@ -59,16 +66,15 @@ from twisted_chat.transports.udp_session import (
     UdpSession,
     UdpStats,
     datagrams,
-    decode,
     describe,
     hello_token,
-    split_lines,
 )
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
     from twisted_chat.core.chat import ChatServer
+    from twisted_chat.core.settings import Settings
 
 __all__ = ["IDLE_REASON", "ChatDatagramProtocol"]
 
@@ -182,40 +188,30 @@ class ChatDatagramProtocol(DatagramProtocol):
         sessions[session.address] = session
         session.open_reply()
         try:
-            self._lines(session, split_lines(datagram), now)
+            self._lines(session, frame_datagram(datagram), now)
         finally:
             session.close_reply()
 
-    def _lines(self, session: UdpSession, raw_lines: list[bytes], now: float) -> None:
-        """The lines of one datagram, inside its reply window."""
-        settings = self.server.settings
-        limit = settings.max_line
+    def _lines(self, session: UdpSession, framed: list[bytes], now: float) -> None:
+        """Act on the intake's verdicts on one datagram, inside its reply window."""
         participant = session.participant
-        for raw in raw_lines:
-            if not raw:
-                continue
-            if not session.open or participant is None or participant.gone:
-                return
-            bucket = session.bucket
-            if bucket is not None and bucket.take(now):
+        if participant is None or not session.in_chat():
+            return
+        limit = self.server.settings.max_line
+        for verdict in datagram_verdicts(framed, session.bucket, now, limit):
+            if isinstance(verdict, str):
+                if verdict[0] == "/":
+                    self._flush_others(session)
+                self.server.receive(participant, verdict)
+                if not session.in_chat():
+                    return
+            elif verdict is REFUSE:
+                session.send(lines.error(line_too_long(limit)))
+            else:
                 # Over the rate: this line and the rest of the datagram go.
                 self.stats.dropped_lines += 1
                 self._slow_down(session, now)
                 return
-            if len(raw) > limit:
-                session.send(
-                    lines.error(
-                        LineTooLong(
-                            f"Lines are at most {limit} bytes; that one was not sent."
-                        )
-                    )
-                )
-                continue
-            text = decode(raw)
-            if text and not text.isspace():
-                if text[0] == "/":
-                    self._flush_others(session)
-                self.server.receive(participant, text)
 
     def _flush_others(self, session: UdpSession) -> None:
         """
@@ -245,6 +241,15 @@ class ChatDatagramProtocol(DatagramProtocol):
             )
         )
 
+    def apply_settings(self, settings: Settings) -> None:
+        """
+        Take reloaded flood-control settings in every session, keeping the
+        tokens, as a TCP connection does (the ``! slow-down`` notice already
+        quotes ``settings``).
+        """
+        for session in self.sessions.values():
+            session.bucket = reloaded_bucket(session.bucket, settings)
+
     # -- the handshake -----------------------------------------------------------
 
     def _unproven(self, datagram: bytes, address: Address) -> None:
@@ -253,7 +258,7 @@ class ChatDatagramProtocol(DatagramProtocol):
         challenge it (rate-limited), and never send it anything else.
         """
         now = self.clock.seconds()
-        raw_lines = split_lines(datagram)
+        raw_lines = frame_datagram(datagram)
         for index, raw in enumerate(raw_lines):
             if not raw or raw.isspace():
                 continue

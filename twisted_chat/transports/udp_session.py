@@ -3,7 +3,7 @@
 One UDP session as the core sees it, and the datagram wire format.
 
 The wire format (PROTOCOL.md, "UDP"): a datagram holds one or more lines
-(split on LF, CRLF or CR; the last needs no line ending); every server line
+(framed by :func:`twisted_chat.core.intake.frame_datagram`); every server line
 goes back as a datagram of its own, ending in CRLF and at most
 :data:`MAX_PAYLOAD` bytes (a longer line is cut with ``…`` on a character
 boundary).  From an address that has no session yet only a ``/hello TOKEN``
@@ -24,9 +24,9 @@ from attrs import define
 from zope.interface import implementer
 
 from twisted_chat.core import commands, lines
-from twisted_chat.core.cleaning import TelnetFilter, clean_text
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.flood import TokenBucket
+from twisted_chat.core.intake import decode_line
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.transports.udp_handshake import Address
 
@@ -100,30 +100,12 @@ def datagrams(data: bytes) -> list[bytes]:
     return [cut(part) for part in parts]
 
 
-def split_lines(data: bytes) -> list[bytes]:
-    """
-    The raw lines of one datagram: telnet bytes removed, split on LF, CRLF, CR.
-
-    Each datagram gets a fresh :class:`TelnetFilter`: datagrams are
-    independent, so no telnet command can span two of them.
-    """
-    data = TelnetFilter().feed(data)
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return data.split(b"\n")
-
-
-def decode(line: bytes) -> str:
-    """A raw client line as clean text (what the core is given)."""
-    return clean_text(line.decode("utf-8", "replace"))
-
-
 def hello_token(raw: bytes) -> str | None:
     """The token of a ``/hello TOKEN`` line from an unproven address, or None."""
     if len(raw) > _HELLO_MAX:
         return None
     try:
-        command = commands.parse_line(decode(raw).strip())
+        command = commands.parse_line(decode_line(raw).strip())
     except ChatError:
         return None
     return command.token if isinstance(command, commands.Hello) else None
@@ -202,6 +184,11 @@ class UdpSession:
         self.held: bytes | None = None
         #: Reply lines cut so far in this reply.
         self.cut = 0
+
+    def in_chat(self) -> bool:
+        """Whether what the session says still counts (not after ``/quit``)."""
+        participant = self.participant
+        return self.open and participant is not None and not participant.gone
 
     def send(self, data: bytes) -> None:
         """``IChatClient`` API: one datagram per line, failures only logged."""
