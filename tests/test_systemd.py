@@ -386,6 +386,23 @@ def test_wrong_socket_type_is_refused(pair: Pair) -> None:
         sockets.stream_fd("chat-udp")
 
 
+def test_wrong_socket_type_names_the_unit_line_once(pair: Pair) -> None:
+    """The error names ListenDatagram= or ListenStream= whole, not ListenListen...==."""
+    sockets = sockets_for(*pair, names=["chat-tcp", "chat-udp"])
+    with pytest.raises(InheritedSocketError) as datagram:
+        sockets.datagram_fd("chat-tcp")
+    assert str(datagram.value) == (
+        "Inherited socket 'chat-tcp' is SOCK_STREAM, not SOCK_DGRAM: its .socket "
+        "unit needs ListenDatagram="
+    )
+    with pytest.raises(InheritedSocketError) as stream:
+        sockets.stream_fd("chat-udp")
+    assert str(stream.value) == (
+        "Inherited socket 'chat-udp' is SOCK_DGRAM, not SOCK_STREAM: its .socket "
+        "unit needs ListenStream="
+    )
+
+
 def test_non_socket_descriptor_is_refused() -> None:
     """A name whose descriptor is no socket gives a clear error."""
     read, write = os.pipe()
