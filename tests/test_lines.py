@@ -68,3 +68,14 @@ def test_parse_keeps_what_looks_like_markup_in_the_text() -> None:
 
 def test_parse_nothing() -> None:
     assert parse_room_lines("#a", b"") == []
+
+
+def test_parsed_lines_read_by_name_and_by_position() -> None:
+    """A parsed line is a record (``nick``, ``text``, ``action``) that still
+    unpacks as the triple the history stores used to get."""
+    data = room_message("#a", "al", "hi") + room_action("#a", "bo", "waves")
+    said, done = parse_room_lines("#a", data)
+    assert (said.nick, said.text, said.action) == ("al", "hi", False)
+    assert (done.nick, done.text, done.action) == ("bo", "waves", True)
+    nick, text, action = done
+    assert (nick, text, action) == ("bo", "waves", True)

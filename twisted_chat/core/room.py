@@ -35,9 +35,10 @@ _log = RateLimitedLogger()
 Send = Callable[[bytes], None]
 #: One line a room heard this turn and who said it (None: a notice, which
 #: everybody gets).  A pair rather than a record because one is made for
-#: every line said, on the fan-out path: a ``NamedTuple`` costs about eight
-#: times as much to build (BENCHMARKS.md, "Per-line records"), and the pairs
-#: stay inside :class:`Room`, which alone fills and reads them.
+#: every line said, on the fan-out path, and a ``NamedTuple`` costs several
+#: times as much to build (BENCHMARKS.md, "Per-line records"); the pairs
+#: stay inside :class:`Room`, which alone fills (:meth:`Room.hear`) and
+#: reads them.
 Heard = tuple[bytes, "Participant | None"]
 
 
