@@ -11,8 +11,9 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 
 from twisted_chat.core.settings import Settings
-from twisted_chat.daemon import options
-from twisted_chat.daemon.options import Options, parse_udp
+from twisted_chat.daemon import addresses
+from twisted_chat.daemon.options import Options
+from twisted_chat.transports.udp_listeners import parse_udp
 
 
 def parse(*argv: str) -> Settings:
@@ -26,7 +27,7 @@ def parse(*argv: str) -> Settings:
 @pytest.fixture
 def ipv4_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make bare ports spell out the same on hosts with and without IPv6."""
-    monkeypatch.setattr(options, "_dual_stack", lambda: False)
+    monkeypatch.setattr(addresses, "dual_stack", lambda: False)
 
 
 def test_defaults_listen_on_9000_and_9001(ipv4_only: None) -> None:
@@ -48,7 +49,7 @@ def test_bare_port_is_dual_stack_where_the_host_has_ipv6(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A bare port listens on :: (IPv4 too) when IPv6 is there."""
-    monkeypatch.setattr(options, "_dual_stack", lambda: True)
+    monkeypatch.setattr(addresses, "dual_stack", lambda: True)
     settings = parse("--tcp", "9000", "--udp", "9001")
     assert settings.tcp == ("tcp6:9000:interface=\\:\\::backlog=1024",)
     assert settings.udp == ("[::]:9001",)

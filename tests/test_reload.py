@@ -8,12 +8,8 @@ from typing import cast
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from twisted_chat.daemon.options import (
-    MOTD_MAX_CHARS,
-    MOTD_MAX_LINES,
-    Options,
-    read_motd,
-)
+from twisted_chat.daemon.config import MOTD_MAX_CHARS, MOTD_MAX_LINES, read_motd
+from twisted_chat.daemon.options import Options
 from twisted_chat.daemon.service import ChatService, make_chat_service
 from twisted_chat.transports.tcp import ChatLineProtocol
 

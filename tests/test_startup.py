@@ -17,6 +17,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.systemd import ListenFDs
 
 from twisted_chat.core.settings import Settings
+from twisted_chat.daemon.frontends import FRONT_ENDS
 from twisted_chat.daemon.inherited_sockets import InheritedSocketError, InheritedSockets
 from twisted_chat.daemon.options import Options
 from twisted_chat.daemon.service import ChatService, StartupError, make_chat_service
@@ -74,13 +75,18 @@ def passed(monkeypatch: pytest.MonkeyPatch) -> Callable[..., InheritedSockets]:
 NOTHING = InheritedSockets(ListenFDs([], ()))
 
 
+def adopt(configured: Settings, inherited: InheritedSockets) -> Settings:
+    """The settings with what the daemon's front-ends adopt of ``inherited``."""
+    return adopt_inherited(configured, inherited, front_ends=FRONT_ENDS)
+
+
 # --- adopting the sockets of the shipped .socket units ----------------------
 
 
 def test_defaults_give_way_to_both_passed_sockets(pair: Pair, passed: Passed) -> None:
     """Nothing configured and chat-tcp + chat-udp passed: both adopted, no 9000."""
     tcp, udp = pair
-    adopted = adopt_inherited(settings(), passed({"chat-tcp": tcp, "chat-udp": udp}))
+    adopted = adopt(settings(), passed({"chat-tcp": tcp, "chat-udp": udp}))
     assert adopted.tcp == ("systemd:name=chat-tcp",)
     assert adopted.udp == ("systemd:name=chat-udp",)
     assert not adopted.listeners_defaulted
@@ -91,7 +97,7 @@ def test_one_passed_socket_replaces_all_the_defaults(
 ) -> None:
     """Only twisted-chat.socket running: TCP adopted, UDP 9001 not opened behind it."""
     tcp, _ = pair
-    adopted = adopt_inherited(settings(), passed({"chat-tcp": tcp}))
+    adopted = adopt(settings(), passed({"chat-tcp": tcp}))
     assert adopted.tcp == ("systemd:name=chat-tcp",)
     assert adopted.udp == ()
 
@@ -99,7 +105,7 @@ def test_one_passed_socket_replaces_all_the_defaults(
 def test_without_passed_sockets_the_defaults_stay() -> None:
     """No socket activation, nothing configured: TCP 9000 and UDP 9001."""
     defaults = settings()
-    assert adopt_inherited(defaults, NOTHING) is defaults
+    assert adopt(defaults, NOTHING) is defaults
     assert len(defaults.tcp) == len(defaults.udp) == 1
     assert ":9000" in defaults.tcp[0] or defaults.tcp[0].startswith("tcp:9000")
 
@@ -110,7 +116,7 @@ def test_a_configured_kind_is_kept_and_the_other_kind_adopted(
     """--tcp given: TCP is what was asked for; the unconfigured UDP adopts chat-udp."""
     tcp, udp = pair
     configured = settings("--tcp", "tcp:0:interface=127.0.0.1")
-    adopted = adopt_inherited(configured, passed({"chat-tcp": tcp, "chat-udp": udp}))
+    adopted = adopt(configured, passed({"chat-tcp": tcp, "chat-udp": udp}))
     assert adopted.tcp == ("tcp:0:interface=127.0.0.1",)
     assert adopted.udp == ("systemd:name=chat-udp",)
 
@@ -119,7 +125,7 @@ def test_unknown_names_are_not_adopted(pair: Pair, passed: Passed) -> None:
     """Only the table's names are adopted; another unit's socket stays alone."""
     tcp, _ = pair
     defaults = settings()
-    assert adopt_inherited(defaults, passed({"other": tcp})) is defaults
+    assert adopt(defaults, passed({"other": tcp})) is defaults
 
 
 def test_inherited_sockets_from_a_fake_environment_are_adopted(

@@ -1,13 +1,16 @@
 """
 The daemon's settings as one immutable value.
 
-:mod:`twisted_chat.daemon.options` builds it from the command line and the config
+:mod:`twisted_chat.daemon.config` builds it from the command line and the config
 file; SIGHUP builds a new one and the parts that can change live are swapped
 in whole, so no reader ever sees half of an old and half of a new setting.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import attrs
 from attrs import field, frozen
 
 
@@ -33,12 +36,43 @@ class Settings:
     history_on_join: int = 20
     history_max: int = 10_000
     history_days: float = 30.0
-    #: True when no listener was configured and ``tcp``/``udp`` hold the
+    #: True when no listener was configured and the listeners are the
     #: defaults (TCP 9000, UDP 9001): sockets passed by systemd replace them
     #: (see :func:`twisted_chat.daemon.startup.adopt_inherited`).
     listeners_defaulted: bool = False
+    #: The listener values of front-ends without a field of their own here
+    #: (``tcp`` and ``udp`` have one), as ``(option name, values)`` pairs;
+    #: read and set them with :meth:`listeners` and :meth:`with_listeners`.
+    more_listeners: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def flood_control(self) -> bool:
         """Flood control is off when either number is 0 (PROTOCOL.md)."""
         return self.flood_burst > 0 and self.flood_rate > 0
+
+    def listeners(self, name: str) -> tuple[str, ...]:
+        """The values of the listener option ``name`` (``tcp``, ``udp``, ...)."""
+        if name in _FIELDS:
+            values: tuple[str, ...] = getattr(self, name)
+            return values
+        return dict(self.more_listeners).get(name, ())
+
+    def with_listeners(self, values: Mapping[str, tuple[str, ...]]) -> Settings:
+        """These settings with the listener values of some front-ends replaced."""
+        own: dict[str, tuple[str, ...]] = {}
+        more = dict(self.more_listeners)
+        for name, value in values.items():
+            if name in _FIELDS:
+                own[name] = value
+            elif value:
+                more[name] = value
+            else:
+                more.pop(name, None)
+        return attrs.evolve(
+            self,
+            **own,  # type: ignore[arg-type]
+            more_listeners=tuple(sorted(more.items())),
+        )
+
+
+_FIELDS = frozenset(attrs.fields_dict(Settings))

@@ -210,7 +210,7 @@ def adopt_udp(
     name: str,
     protocol: DatagramProtocol,
     *,
-    sockets: InheritedSockets | None = None,
+    sockets: InheritedSockets,
     max_packet_size: int = 8192,
 ) -> IListeningPort:
     """
@@ -222,14 +222,12 @@ def adopt_udp(
     next start anyway; closing ours could let the number be reused while
     :class:`InheritedSockets` still maps the name to it.
 
-    :param sockets: where to look ``name`` up;
-        :meth:`InheritedSockets.for_process` by default.
+    :param sockets: where to look ``name`` up (the daemon's
+        :meth:`InheritedSockets.for_process`).
     :param max_packet_size: the largest datagram read whole.
     :raises InheritedSocketError: see :meth:`InheritedSockets.datagram_fd`,
         and for a datagram socket that is not IPv4 or IPv6.
     """
-    if sockets is None:
-        sockets = InheritedSockets.for_process()
     fd = sockets.datagram_fd(name)
     family = _kind(fd)[0]
     if family not in (socket.AF_INET, socket.AF_INET6):

@@ -6,46 +6,63 @@ with named children, started in this order and stopped in reverse:
 
 - ``history``: the message store, so it is stopped (and every queued message
   committed) only after the last client has gone;
-- ``tcp``: one ``strports`` service per ``--tcp``, so twistd exits non-zero
-  with a clear message when a port is taken;
-- ``udp``: one listener per ``--udp``;
+- one :class:`~twisted_chat.daemon.startup.ListenerGroup` per front-end that
+  has listeners (``tcp``, then ``udp``: the order of
+  :data:`~twisted_chat.daemon.frontends.FRONT_ENDS`), so twistd exits
+  non-zero with a clear message when a port is taken;
 - ``systemd``: ``READY=1`` once everything above is bound, then ``STATUS=``
   and the watchdog.
 
-Every transport shares one :class:`~twisted_chat.core.chat.ChatServer`, so TCP and
-UDP users meet in the same rooms.
+Every front-end shares one :class:`~twisted_chat.core.chat.ChatServer`, so
+TCP and UDP users meet in the same rooms.  The service reaches their clients
+only through :class:`~twisted_chat.transports.listener.IChatListener`: to
+close them at shutdown, abort the stragglers and hand them reloaded settings.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import resource
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
-from twisted.application import strports
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.logger import Logger
 
 from twisted_chat.core.admission import Admission
 from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.logs import LIMITER, WINDOW
 from twisted_chat.core.settings import Settings
-from twisted_chat.daemon.inherited_sockets import InheritedSocketError, InheritedSockets
-from twisted_chat.daemon.options import (
-    ConfigError,
-    build_settings,
-    default_state_dir,
-    parse_udp,
+from twisted_chat.daemon.config import ConfigError, build_settings, default_state_dir
+from twisted_chat.daemon.frontends import FRONT_ENDS, FrontEnd, Wiring
+from twisted_chat.daemon.inherited_sockets import InheritedSockets
+from twisted_chat.daemon.startup import (
+    ListenerGroup,
+    StartupError,
+    adopt_inherited,
+    unadopted_socket,
 )
-from twisted_chat.daemon.startup import ListenerGroup, adopt_inherited, unadopted_socket
 from twisted_chat.daemon.systemd import SystemdNotifyService, install_sighup
 from twisted_chat.history.memory import HistoryStoreError, IHistoryStore, MemoryStore
 from twisted_chat.history.sqlite import SqliteStore
+from twisted_chat.transports.listener import IChatListener, TcpClients
 from twisted_chat.transports.tcp import ChatServerFactory
+
+__all__ = [
+    "PRUNE_INTERVAL",
+    "RESTART_ONLY",
+    "SHUTDOWN_GRACE",
+    "ChatService",
+    "StartupError",
+    "StoreService",
+    "make_chat_service",
+    "open_store",
+    "raise_open_file_limit",
+]
 
 _log = Logger()
 
@@ -55,12 +72,9 @@ SHUTDOWN_GRACE = 3.0
 #: How often old history is pruned.
 PRUNE_INTERVAL = 3600.0
 
-#: Settings a SIGHUP cannot change: they are bound sockets and open files.
-RESTART_ONLY = ("tcp", "udp", "state_dir", "history_db")
-
-
-class StartupError(Exception):
-    """The daemon cannot start; the message says why and what to fix."""
+#: Settings a SIGHUP cannot change besides every front-end's listeners:
+#: they are bound sockets and open files.
+RESTART_ONLY = ("state_dir", "history_db")
 
 
 class ChatService(MultiService):
@@ -70,16 +84,19 @@ class ChatService(MultiService):
         self,
         server: ChatServer,
         admission: Admission,
-        tcp_factory: ChatServerFactory,
         reactor: Any,
         given: Mapping[str, object],
+        *,
+        front_ends: Sequence[FrontEnd] = FRONT_ENDS,
     ) -> None:
         super().__init__()
         self.server = server
         self.admission = admission
-        self.tcp_factory = tcp_factory
         self.reactor = reactor
         self.given = dict(given)
+        self.front_ends = tuple(front_ends)
+        #: Each front-end's listeners, by front-end name.
+        self.listeners: dict[str, Sequence[IChatListener]] = {}
         self.handle_sighup = False
         self._uninstall_sighup: Callable[[], None] | None = None
         #: The sockets systemd passed, adopted again on reload so a reload
@@ -91,16 +108,25 @@ class ChatService(MultiService):
         """The settings in force (they change on reload)."""
         return self.server.settings
 
+    @property
+    def tcp_factory(self) -> ChatServerFactory:
+        """The TCP front-end's factory, for tests and tools that connect to it."""
+        (clients,) = self.listeners["tcp"]
+        return cast("TcpClients", clients).factory
+
+    def _all_listeners(self) -> list[IChatListener]:
+        return [one for listeners in self.listeners.values() for one in listeners]
+
     def startService(self) -> None:
         if self.handle_sighup:
             # Before the children start: the systemd child's READY=1 lets
             # `systemctl reload` through, and an unhandled SIGHUP kills us.
             self._uninstall_sighup = install_sighup(self.reactor, self._on_sighup)
         super().startService()
+        names = [front_end.name for front_end in self.front_ends]
         _log.info(
-            "twisted-chat ready: tcp={tcp} udp={udp}",
-            tcp=list(self.settings.tcp),
-            udp=list(self.settings.udp),
+            "twisted-chat ready: " + " ".join(f"{name}={{{name}}}" for name in names),
+            **{name: list(self.settings.listeners(name)) for name in names},
         )
 
     def stopService(self) -> Deferred[None]:
@@ -115,11 +141,10 @@ class ChatService(MultiService):
             self._uninstall_sighup = None
         _log.info("shutting down: {status}", status=self.server.status())
         self.server.shut_down("Server shutting down")
-        closing = self.tcp_factory.wait_until_empty()
-        for protocol in list(self.tcp_factory.protocols):
-            protocol.close()
-        for session in self._udp_sessions():
-            session.close()
+        listeners = self._all_listeners()
+        for listener in listeners:
+            listener.close_clients()
+        closing = gatherResults([one.wait_until_empty() for one in listeners])
         timer = self.reactor.callLater(SHUTDOWN_GRACE, self._abort_stragglers)
 
         def stop_children(_: object) -> Deferred[Any]:
@@ -138,23 +163,15 @@ class ChatService(MultiService):
         return closing.addCallback(lambda _: None)
 
     def _abort_stragglers(self) -> None:
-        stragglers = list(self.tcp_factory.protocols)
+        listeners = self._all_listeners()
+        stragglers = sum(listener.client_count() for listener in listeners)
         if stragglers:
             _log.warn(
                 "aborting {count} connections that did not close in time",
-                count=len(stragglers),
+                count=stragglers,
             )
-        for protocol in stragglers:
-            protocol.transport.abortConnection()
-
-    def _udp_sessions(self) -> list[Any]:
-        sessions: list[Any] = []
-        if "udp" in self.namedServices:
-            for listener in self.getServiceNamed("udp"):
-                protocol = getattr(listener, "chat_protocol", None)
-                if protocol is not None:
-                    sessions.extend(protocol.sessions.values())
-        return sessions
+        for listener in listeners:
+            listener.abort_clients()
 
     # -- reload ------------------------------------------------------------------
 
@@ -177,27 +194,33 @@ class ChatService(MultiService):
         """
         old = self.settings
         try:
-            new = build_settings(self.given, old.config)
+            new = build_settings(self.given, old.config, front_ends=self.front_ends)
             if self.inherited is not None:
-                new = adopt_inherited(new, self.inherited, quiet=True)
+                new = adopt_inherited(
+                    new, self.inherited, front_ends=self.front_ends, quiet=True
+                )
         except ConfigError as problem:
             _log.error(
                 "reload failed, keeping the old settings: {problem}",
                 problem=str(problem),
             )
             return False
-        for name in RESTART_ONLY:
-            if getattr(new, name) != getattr(old, name):
-                _log.warn(
-                    "reload: {name} changed; it takes effect after a restart",
-                    name=name.replace("_", "-"),
-                )
-        live = attrs.evolve(new, **{name: getattr(old, name) for name in RESTART_ONLY})
+        names = [front_end.name for front_end in self.front_ends]
+        changed = [n for n in names if new.listeners(n) != old.listeners(n)]
+        changed += [n for n in RESTART_ONLY if getattr(new, n) != getattr(old, n)]
+        for name in changed:
+            _log.warn(
+                "reload: {name} changed; it takes effect after a restart",
+                name=name.replace("_", "-"),
+            )
+        live = attrs.evolve(
+            new, **{name: getattr(old, name) for name in RESTART_ONLY}
+        ).with_listeners({name: old.listeners(name) for name in names})
         self.server.settings = live
         self.admission.max_clients = live.max_clients
         self.admission.max_per_ip = live.max_per_ip
-        for protocol in list(self.tcp_factory.protocols):
-            protocol.apply_settings(live)
+        for listener in self._all_listeners():
+            listener.apply_settings(live)
         _log.info("reloaded settings from {config}", config=old.config or "(none)")
         return True
 
@@ -227,10 +250,6 @@ def raise_open_file_limit() -> None:
     refuses ``@resources``; glibc reads and sets limits with ``prlimit64``):
     then the daemon logs it and starts with the limit it has.
     """
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on POSIX
-        return
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     except OSError as problem:
@@ -287,6 +306,7 @@ def make_chat_service(
     given: Mapping[str, object] | None = None,
     *,
     inherited: InheritedSockets | None = None,
+    front_ends: Sequence[FrontEnd] = FRONT_ENDS,
 ) -> ChatService:
     """
     Build the whole daemon from its settings.
@@ -296,11 +316,12 @@ def make_chat_service(
         settings with the command line still winning over the file.
     :param inherited: sockets passed by systemd; read from the process
         environment when not given.
+    :param front_ends: the ways in; the settings hold their listeners.
     :raises StartupError: when a listener or the history cannot be set up.
     """
     if inherited is None:
         inherited = InheritedSockets.for_process()
-    settings = adopt_inherited(settings, inherited)
+    settings = adopt_inherited(settings, inherited, front_ends=front_ends)
     store = open_store(settings, reactor)
     server = ChatServer(
         settings,
@@ -312,8 +333,9 @@ def make_chat_service(
     admission = Admission(
         max_clients=settings.max_clients, max_per_ip=settings.max_per_ip
     )
-    factory = ChatServerFactory(server, admission, reactor)
-    service = ChatService(server, admission, factory, reactor, given or {})
+    service = ChatService(
+        server, admission, reactor, given or {}, front_ends=front_ends
+    )
     service.inherited = inherited
     # Client-caused log lines are rate-limited (twisted_chat.core.logs); write the
     # counts of those held back even when nothing else of their kind comes.
@@ -329,38 +351,22 @@ def make_chat_service(
         prune.clock = reactor
         prune.setServiceParent(service)
 
-    tcp = ListenerGroup("TCP", "--tcp", unadopted_socket("tcp", settings, inherited))
-    tcp.setName("tcp")
-    tcp.setServiceParent(service)
-    for description in settings.tcp:
-        try:
-            endpoint = inherited.stream_description(description)
-        except InheritedSocketError as problem:
-            raise StartupError(f"--tcp {description}: {problem}") from None
-        strports.service(endpoint, factory, reactor=reactor).setServiceParent(tcp)
-
-    if settings.udp:
-        from twisted_chat.transports.udp_listeners import udp_listeners
-
-        udp = ListenerGroup(
-            "UDP", "--udp", unadopted_socket("udp", settings, inherited)
+    wiring = Wiring(settings, server, admission, reactor, inherited)
+    for front_end in front_ends:
+        values = settings.listeners(front_end.name)
+        if not values:
+            continue
+        built = front_end.build(wiring, values)
+        group = ListenerGroup(
+            front_end.kind,
+            front_end.option,
+            unadopted_socket(front_end, settings, inherited),
         )
-        udp.setName("udp")
-        udp.setServiceParent(service)
-        for value in settings.udp:
-            # Said now, as one line from makeService, rather than as a
-            # traceback when twistd would adopt the socket.
-            name = parse_udp(value).systemd_name
-            try:
-                if name:
-                    inherited.datagram_fd(name)
-            except InheritedSocketError as problem:
-                raise StartupError(f"--udp {value}: {problem}") from None
-        listeners = udp_listeners(
-            settings, server, admission, reactor, inherited=inherited
-        )
-        for listener in listeners:
-            listener.setServiceParent(udp)
+        group.setName(front_end.name)
+        group.setServiceParent(service)
+        for listener_service in built.services:
+            listener_service.setServiceParent(group)
+        service.listeners[front_end.name] = tuple(built.listeners)
 
     notify = SystemdNotifyService.from_environment(reactor, server.status)
     notify.setName("systemd")

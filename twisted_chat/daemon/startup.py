@@ -5,13 +5,14 @@ Two things a deployer meets before the first client:
 
 - **Socket activation out of the box.**  With ``twisted-chat.socket`` and
   ``twisted-chat-udp.socket`` enabled, systemd holds ports 9000 and 9001 and
-  passes them as ``chat-tcp`` and ``chat-udp``.  When the configuration names
-  no listener of that kind, :func:`adopt_inherited` adopts the passed socket
-  instead of binding the same port again (which fails: address in use).  With
-  nothing passed and nothing configured, the defaults stay (TCP 9000, UDP
-  9001).
+  passes them as ``chat-tcp`` and ``chat-udp`` (each front-end's
+  ``activation_socket`` in :mod:`twisted_chat.daemon.frontends`).  When the
+  configuration names no listener of that kind, :func:`adopt_inherited`
+  adopts the passed socket instead of binding the same port again (which
+  fails: address in use).  With nothing passed and nothing configured, the
+  defaults stay (TCP 9000, UDP 9001).
 - **Ports that cannot be had.**  twistd binds ports after ``makeService``, in
-  ``privilegedStartService``, and a taken port used to end in a 40-line
+  ``privilegedStartService``, and a taken port used to end in a page of
   traceback.  :class:`ListenerGroup` turns the failure into one line that
   names the port and what to do, as ``makeService`` does for bad options.
 """
@@ -22,6 +23,7 @@ import errno
 import platform
 import sys
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import attrs
 from twisted.application.service import MultiService, Service
@@ -37,10 +39,15 @@ from twisted_chat.daemon.inherited_sockets import (
     systemd_socket_name,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from twisted_chat.daemon.frontends import FrontEnd
+
 __all__ = [
-    "ACTIVATION_SOCKETS",
     "ListenFailure",
     "ListenerGroup",
+    "StartupError",
     "adopt_inherited",
     "explain_listen_failure",
     "unadopted_socket",
@@ -49,36 +56,37 @@ __all__ = [
 
 _log = Logger()
 
-#: The sockets a ``.socket`` unit may pass by ``FileDescriptorName=`` that
-#: the daemon adopts by itself, each with the listener setting (a tuple of
-#: descriptions) it fills when the configuration names no listener of that
-#: kind.  A new kind of listener (``"chat-irc": "irc"``, ``"chat-web":
-#: "web"``) adds its line here once its setting exists.
-ACTIVATION_SOCKETS = {"chat-tcp": "tcp", "chat-udp": "udp"}
 
-#: Listener settings the defaults fill when none is configured.
-_DEFAULTED = ("tcp", "udp")
+class StartupError(Exception):
+    """The daemon cannot start; the message says why and what to fix."""
 
 
 def adopt_inherited(
-    settings: Settings, inherited: InheritedSockets, *, quiet: bool = False
+    settings: Settings,
+    inherited: InheritedSockets,
+    *,
+    front_ends: Sequence[FrontEnd],
+    quiet: bool = False,
 ) -> Settings:
     """
     The settings with the sockets systemd passed filled in where the
     configuration names no listener of their kind.
 
-    Listeners the configuration names explicitly are kept as they are; the
-    default listeners (nothing configured) give way to any socket adopted, as
-    a configured listener would: what the deployer set up is all that opens.
+    A front-end adopts the socket named by its ``activation_socket``
+    (``chat-tcp``, ``chat-udp``).  Listeners the configuration names
+    explicitly are kept as they are; the default listeners (nothing
+    configured) give way to any socket adopted, as a configured listener
+    would: what the deployer set up is all that opens.
 
     :param quiet: do not log the adoption (on reload, which repeats it).
     """
     passed = inherited.names()
     adopted: dict[str, tuple[str, ...]] = {}
-    for name, kind in ACTIVATION_SOCKETS.items():
-        if name not in passed:
+    for front_end in front_ends:
+        name, kind = front_end.activation_socket, front_end.name
+        if not name or name not in passed:
             continue
-        if not settings.listeners_defaulted and getattr(settings, kind):
+        if not settings.listeners_defaulted and settings.listeners(kind):
             continue
         adopted[kind] = (f"systemd:name={name}",)
         if not quiet:
@@ -90,26 +98,26 @@ def adopt_inherited(
             )
     if not adopted:
         return settings
-    changes: dict[str, object] = dict(adopted)
     if settings.listeners_defaulted:
-        for kind in _DEFAULTED:
-            changes.setdefault(kind, ())
-        changes["listeners_defaulted"] = False
-    return attrs.evolve(settings, **changes)  # type: ignore[arg-type]
+        for front_end in front_ends:
+            adopted.setdefault(front_end.name, ())
+        settings = attrs.evolve(settings, listeners_defaulted=False)
+    return settings.with_listeners(adopted)
 
 
-def unadopted_socket(kind: str, settings: Settings, inherited: InheritedSockets) -> str:
+def unadopted_socket(
+    front_end: FrontEnd, settings: Settings, inherited: InheritedSockets
+) -> str:
     """
-    The name of a socket systemd passed for ``kind`` that the configuration
-    overrode ("" if none): when binding then fails, it is the likely cause.
+    The name of the socket systemd passed for ``front_end`` that the
+    configuration overrode ("" if none): when binding then fails, it is the
+    likely cause.
     """
-    passed = inherited.names()
-    configured = getattr(settings, kind, ())
-    used = {_socket_name(description) for description in configured}
-    for name, its_kind in ACTIVATION_SOCKETS.items():
-        if its_kind == kind and name in passed and name not in used:
-            return name
-    return ""
+    name = front_end.activation_socket
+    if not name or name not in inherited.names():
+        return ""
+    used = {_socket_name(value) for value in settings.listeners(front_end.name)}
+    return "" if name in used else name
 
 
 def _socket_name(description: str) -> str | None:
