@@ -1,13 +1,13 @@
-"""How fast is `SqliteStore.append` on the calling (reactor) thread?
+"""How fast is `SqliteStore.append_lines` on the calling (reactor) thread?
 
 Usage: ``python bench/history_append.py [-n 100000] [--rooms 10] [--dir DIR]``
 
-Appends N messages to a fresh database and reports appends per second as
-the caller sees them (a queue put: this is what the chat core pays per
-message), then how long `stop` took to commit the backlog (the writer
-thread's throughput). No reactor runs: a stand-in's ``callFromThread``
-queues the call for the main thread, which runs it while it waits, so the
-numbers are free of reactor overhead.
+Appends N messages, one turn of one line each, to a fresh database and
+reports appends per second as the caller sees them (a queue put: this is
+what the chat core pays per room and reactor turn), then how long `stop`
+took to commit the backlog (the writer thread's throughput). No reactor
+runs: a stand-in's ``callFromThread`` queues the call for the main thread,
+which runs it while it waits, so the numbers are free of reactor overhead.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from twisted_chat.core.records import StoredMessage
+from twisted_chat.core.lines import room_message
 from twisted_chat.history.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -58,18 +58,22 @@ def run(n: int, rooms: int, directory: Path) -> None:
         reactor=cast("IReactorFromThreads", reactor),
     )
     store.start()
-    messages = [
-        StoredMessage(
-            f"#room{i % rooms}", f"#Room{i % rooms}", "bench", "x" * 60, False, i
+    turns = [
+        (
+            f"#room{i % rooms}",
+            f"#Room{i % rooms}",
+            float(i),
+            room_message(f"#Room{i % rooms}", "bench", "x" * 60),
         )
         for i in range(n)
     ]
-    for key in {m.room_key for m in messages}:
+    for key in {turn[0] for turn in turns}:
         store.recent(key, 50)  # warm tails, as after people joined
 
+    append_lines = store.append_lines
     started = time.perf_counter()
-    for message in messages:
-        store.append(message)
+    for room_key, room, at, data in turns:
+        append_lines(room_key, room, at, data)
     appended = time.perf_counter()
 
     done: list[bool] = []

@@ -40,7 +40,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 
 from twisted_chat.core.chat import ChatServer
-from twisted_chat.core.lines import parse_room_lines
+from twisted_chat.core.lines import parse_room_lines, room_action, room_message
 from twisted_chat.core.records import StoredMessage
 from twisted_chat.core.settings import Settings
 from twisted_chat.daemon.service import ChatService, StoreService, make_chat_service
@@ -398,7 +398,8 @@ async def test_a_large_batch_reaches_the_file_whole_and_in_order(
     store = SqliteStore.open(str(path), reactor=reactor)
     store.start()
     for n in range(300):
-        store.append(StoredMessage("#a", "#A", "al", f"m{n}", n % 3 == 0, 1e9 + n))
+        shape = room_action if n % 3 == 0 else room_message
+        store.append_lines("#a", "#A", 1e9 + n, shape("#A", "al", f"m{n}"))
     await store.stop()
     with sqlite3.connect(path) as conn:
         rows = conn.execute(

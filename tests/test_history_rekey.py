@@ -27,6 +27,7 @@ from twisted_chat.history.memory import HistoryStoreError
 from twisted_chat.history.rekey import recorded_key_version
 from twisted_chat.history.schema import SCHEMA_VERSION
 from twisted_chat.history.sqlite import SqliteStore
+from twisted_chat.history.thread import ThreadLink
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -93,7 +94,9 @@ def open_store(path: Path) -> SqliteStore:
 def close_store(store: SqliteStore) -> None:
     """Close a store that was never started."""
     store._close_reader(None)
-    store._link.core.close()
+    link = store._link
+    assert isinstance(link, ThreadLink)
+    link.core.close()
 
 
 def test_open_rekeys_history_and_merges_topics(tmp_path: Path) -> None:
@@ -118,7 +121,7 @@ def test_open_rekeys_history_and_merges_topics(tmp_path: Path) -> None:
         games = store.topic(name_key("#games"))
         assert games is not None
         assert games.text == "play"
-        assert store._next_id == 5
+        assert store._backlog.next_id == 5
     finally:
         close_store(store)
     conn = sqlite3.connect(path)
@@ -312,12 +315,18 @@ def test_newer_key_version_rekeys_again(tmp_path: Path) -> None:
 
 
 def test_writer_child_does_not_load_the_confusables() -> None:
-    """The writer process needs no key function: its imports stay light."""
+    """The writer process needs no key function: its imports stay light.
+
+    Nor anything but the standard library and its own few modules: no
+    Twisted, zope.interface or attrs, and nothing of the daemon's side.
+    """
     code = (
         "import sys, twisted_chat.history.writer;"
-        " print('twisted_chat.core.confusables' in sys.modules)"
+        " print('twisted_chat.core.confusables' in sys.modules);"
+        " print(sorted(m for m in sys.modules"
+        " if m.split('.')[0] in ('twisted', 'zope', 'attr', 'attrs')))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "False"
+    assert out.stdout.split("\n")[:2] == ["False", "[]"]

@@ -2,7 +2,7 @@
 
 The ``make_store`` fixture is parametrized over `MemoryStore` and
 `SqliteStore` (a file under ``tmp_path``) with each writer, a thread and a
-child process (`ProcessSqliteStore`), as txacme runs one suite over its
+child process (`ProcessLink`), as txacme runs one suite over its
 stores. SQLite-only behaviour (files, start-up checks, backups) follows, run
 with both writers too, then the writer process's own behaviour. Nothing
 here sleeps: the writer is waited for through the Deferreds of ``flush()``
@@ -35,25 +35,43 @@ from twisted_chat.core.records import StoredMessage, StoredTopic, format_history
 from twisted_chat.core.settings import Settings
 from twisted_chat.core.store import MAX_RECENT
 from twisted_chat.history import memory as history_store
+from twisted_chat.history import reader as history_reader
 from twisted_chat.history import schema as history_schema
-from twisted_chat.history import side as history_side
-from twisted_chat.history import sqlite as history_sqlite
 from twisted_chat.history import writer as history_writer
+from twisted_chat.history import writer_core
 from twisted_chat.history.memory import (
     HistoryStoreError,
     IHistoryStore,
     MemoryStore,
-    _Tail,
+    Tail,
+    Turn,
 )
-from twisted_chat.history.process import ProcessSqliteStore
-from twisted_chat.history.schema import SCHEMA_VERSION
+from twisted_chat.history.process import ProcessLink
+from twisted_chat.history.schema import SCHEMA_VERSION, TopicRow
 from twisted_chat.history.sqlite import STOP_TIMEOUT, SqliteStore
+from twisted_chat.history.thread import ThreadLink
+from twisted_chat.history.wire import (
+    OP_FLUSH,
+    OP_LINES,
+    OP_STOP,
+    OP_TOPIC,
+    REPORT_COMMITTED,
+    Committed,
+    FrameDecoder,
+    Lines,
+    Marker,
+    Op,
+    Topic,
+    decode_ops,
+    encode_frame,
+    encode_ops,
+)
 from twisted_chat.testing import RecordingClient
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from twisted.internet.interfaces import IReactorFromThreads
+    from twisted.internet.interfaces import IProcessTransport, IReactorFromThreads
     from twisted.logger import ILogObserver
 
 #: The tables of a file of the first release (schema version 1: a row per
@@ -102,6 +120,44 @@ def msg(
         action=action,
         at=at + n,
     )
+
+
+def say(store: IHistoryStore, message: StoredMessage) -> None:
+    """Hand ``message`` to ``store`` as the chat core does: its room's line."""
+    shape = lines.room_action if message.action else lines.room_message
+    line = shape(message.room, message.sender, message.text)
+    store.append_lines(message.room_key, message.room, message.at, line)
+
+
+def writer_process(store: IHistoryStore) -> IProcessTransport | None:
+    """The store's writer process, None while none runs."""
+    link = cast("SqliteStore", store)._link
+    assert isinstance(link, ProcessLink)
+    return link.process
+
+
+def running_writer(store: IHistoryStore) -> IProcessTransport:
+    """The store's writer process, which must be running."""
+    process = writer_process(store)
+    assert process is not None
+    return process
+
+
+def thread_link(store: SqliteStore) -> ThreadLink:
+    """The store's link to its writer thread."""
+    link = store._link
+    assert isinstance(link, ThreadLink)
+    return link
+
+
+def close_thread_writer(store: SqliteStore) -> None:
+    """Close the writer connection of a store whose thread never started."""
+    thread_link(store).core.close()
+
+
+def has_process_writer(store: IHistoryStore) -> bool:
+    """Whether ``store`` writes through a child process."""
+    return isinstance(store, SqliteStore) and isinstance(store._link, ProcessLink)
 
 
 def texts(messages: list[StoredMessage]) -> list[str]:
@@ -190,7 +246,7 @@ async def test_recent_is_oldest_first_and_limited(make_store: MakeStore) -> None
     """recent() returns the last `limit` messages of a room, oldest first."""
     store = make_store()
     for n in range(5):
-        store.append(msg("#a", n))
+        say(store, msg("#a", n))
     assert texts(store.recent("#a", 3)) == ["text 2", "text 3", "text 4"]
     await store.flush()
     assert store.recent("#a", 10) == [msg("#a", n) for n in range(5)]
@@ -202,7 +258,7 @@ def test_recent_clamps_limit(make_store: MakeStore) -> None:
     """A limit above MAX_RECENT returns the last MAX_RECENT messages."""
     store = make_store()
     for n in range(MAX_RECENT + 10):
-        store.append(msg("#a", n))
+        say(store, msg("#a", n))
     recent = store.recent("#a", 10 * MAX_RECENT)
     assert len(recent) == MAX_RECENT
     assert recent[-1] == msg("#a", MAX_RECENT + 9)
@@ -211,10 +267,10 @@ def test_recent_clamps_limit(make_store: MakeStore) -> None:
 def test_recent_includes_queued_messages(make_store: MakeStore) -> None:
     """Messages not yet committed show in recent(), read cold or warm."""
     store = make_store(flush_interval=NEVER)
-    store.append(msg("#cold", 1))
+    say(store, msg("#cold", 1))
     assert store.recent("#warm", 5) == []
-    store.append(msg("#warm", 1))
-    store.append(msg("#warm", 2))
+    say(store, msg("#warm", 1))
+    say(store, msg("#warm", 2))
     assert store.recent("#cold", 5) == [msg("#cold", 1)]
     assert store.recent("#warm", 5) == [msg("#warm", 1), msg("#warm", 2)]
 
@@ -223,12 +279,12 @@ def test_recent_includes_queued_messages(make_store: MakeStore) -> None:
 async def test_recent_merges_committed_and_queued(make_store: MakeStore) -> None:
     """A room read first after some commits shows committed then queued, once."""
     store = make_store(flush_interval=NEVER)
-    store.append(msg("#a", 1))
-    store.append(msg("#a", 2))
+    say(store, msg("#a", 1))
+    say(store, msg("#a", 2))
     await store.flush()
-    store.append(msg("#a", 3))
+    say(store, msg("#a", 3))
     assert texts(store.recent("#a", 10)) == ["text 1", "text 2", "text 3"]
-    store.append(msg("#a", 4))
+    say(store, msg("#a", 4))
     assert texts(store.recent("#a", 10)) == ["text 1", "text 2", "text 3", "text 4"]
 
 
@@ -266,9 +322,9 @@ async def test_append_lines_takes_a_turn_apart(make_store: MakeStore) -> None:
 def test_rooms_are_separate(make_store: MakeStore) -> None:
     """Messages of one room never show in another."""
     store = make_store()
-    store.append(msg("#a", 1))
-    store.append(msg("#b", 2))
-    store.append(msg("#a", 3, action=True))
+    say(store, msg("#a", 1))
+    say(store, msg("#b", 2))
+    say(store, msg("#a", 3, action=True))
     assert store.recent("#a", 10) == [msg("#a", 1), msg("#a", 3, action=True)]
     assert store.recent("#b", 10) == [msg("#b", 2)]
     assert store.recent("#c", 10) == []
@@ -278,9 +334,9 @@ def test_prune_keeps_max_per_room(make_store: MakeStore) -> None:
     """prune() leaves at most max_per_room newest messages in each room."""
     store = make_store(max_per_room=3, max_age_days=0, flush_interval=NEVER)
     for n in range(6):
-        store.append(msg("#warm", n))
-        store.append(msg("#cold", n))
-    store.append(msg("#small", 1))
+        say(store, msg("#warm", n))
+        say(store, msg("#cold", n))
+    say(store, msg("#small", 1))
     assert len(store.recent("#warm", 10)) == 3  # loads the tail before pruning
     store.prune(now=1_000_000.0)
     assert texts(store.recent("#warm", 10)) == ["text 3", "text 4", "text 5"]
@@ -291,11 +347,11 @@ def test_prune_keeps_max_per_room(make_store: MakeStore) -> None:
 def test_prune_drops_old_messages(make_store: MakeStore) -> None:
     """prune(now) drops messages older than max_age_days before now."""
     store = make_store(max_age_days=1, flush_interval=NEVER)
-    store.append(msg("#warm", 1, at=10_000))
-    store.append(msg("#warm", 2, at=20_000))
-    store.append(msg("#cold", 1, at=10_000))
-    store.append(msg("#cold", 2, at=20_000))
-    store.append(msg("#old", 1, at=10_000))
+    say(store, msg("#warm", 1, at=10_000))
+    say(store, msg("#warm", 2, at=20_000))
+    say(store, msg("#cold", 1, at=10_000))
+    say(store, msg("#cold", 2, at=20_000))
+    say(store, msg("#old", 1, at=10_000))
     assert len(store.recent("#warm", 10)) == 2
     store.prune(now=20_000 + 86_400 - 1)  # cutoff between the two messages
     assert store.recent("#warm", 10) == [msg("#warm", 2, at=20_000)]
@@ -306,7 +362,7 @@ def test_prune_drops_old_messages(make_store: MakeStore) -> None:
 def test_prune_age_zero_keeps_everything(make_store: MakeStore) -> None:
     """max_age_days=0 keeps messages of any age."""
     store = make_store(max_age_days=0)
-    store.append(msg("#a", 1, at=0))
+    say(store, msg("#a", 1, at=0))
     store.prune(now=1e12)
     assert store.recent("#a", 10) == [msg("#a", 1, at=0)]
 
@@ -336,7 +392,7 @@ async def test_topics_round_trip(make_store: MakeStore) -> None:
 async def test_stop_twice(make_store: MakeStore) -> None:
     """stop() may be called again and fires again."""
     store = make_store()
-    store.append(msg("#a", 1))
+    say(store, msg("#a", 1))
     await store.stop()
     await store.stop()
 
@@ -349,9 +405,9 @@ async def test_sqlite_survives_reopen(open_sqlite: OpenSqlite) -> None:
     """Messages and topics are read back after stop() and a new open()."""
     store = open_sqlite()
     store.start()
-    store.append(msg("#a", 1))
-    store.append(msg("#b", 2, action=True))
-    store.append(msg("#a", 3))
+    say(store, msg("#a", 1))
+    say(store, msg("#b", 2, action=True))
+    say(store, msg("#a", 3))
     topic = StoredTopic("#a", "#A", "ünïcode topic", "alice", 5.5)
     store.set_topic(topic)
     await store.stop()
@@ -362,7 +418,7 @@ async def test_sqlite_survives_reopen(open_sqlite: OpenSqlite) -> None:
     assert again.recent("#b", 10) == [msg("#b", 2, action=True)]
     assert again.topic("#a") == topic
     assert again.topic("#b") is None
-    again.append(msg("#a", 4))
+    say(again, msg("#a", 4))
     await again.stop()
     assert texts(open_sqlite().recent("#a", 10)) == ["text 1", "text 3", "text 4"]
 
@@ -375,7 +431,7 @@ async def test_sqlite_stop_commits_everything_queued(
     store = open_sqlite(flush_interval=NEVER)
     store.start()
     for n in range(500):
-        store.append(msg(f"#r{n % 3}", n))
+        say(store, msg(f"#r{n % 3}", n))
     await store.stop()
     with sqlite3.connect(tmp_path / "history.db") as conn:
         (count,) = conn.execute("SELECT sum(count) FROM turns").fetchone()
@@ -387,7 +443,7 @@ async def test_sqlite_stop_commits_everything_queued(
 async def test_sqlite_stop_without_start_commits(open_sqlite: OpenSqlite) -> None:
     """A store stopped before it was started still commits its queue."""
     store = open_sqlite()
-    store.append(msg("#a", 1))
+    say(store, msg("#a", 1))
     await store.stop()
     assert open_sqlite().recent("#a", 10) == [msg("#a", 1)]
 
@@ -399,13 +455,13 @@ async def test_sqlite_commit_during_tail_load_shows_once(
     """A message both committed and still queued when a tail loads shows once."""
     store = open_sqlite(flush_interval=NEVER)
     store.start()
-    store.append(msg("#a", 1))
+    say(store, msg("#a", 1))
     # As if the writer committed these before it reported so.
-    monkeypatch.setattr(store, "_trim_pending", lambda: None)
-    store.append(msg("#a", 2))
-    store.append(msg("#a", 3))
+    monkeypatch.setattr(store._backlog, "trim", lambda: None)
+    say(store, msg("#a", 2))
+    say(store, msg("#a", 3))
     await store.flush()
-    assert len(store._pending) == 3
+    assert len(store._backlog.turns) == 3
     assert texts(store.recent("#a", 10)) == ["text 1", "text 2", "text 3"]
 
 
@@ -415,11 +471,11 @@ async def test_sqlite_prune_on_disk(open_sqlite: OpenSqlite) -> None:
     store = open_sqlite(max_per_room=2, max_age_days=1)
     store.start()
     for n in range(4):
-        store.append(msg("#a", n, at=50_000))
-    store.append(msg("#b", 1, at=1_000))
-    store.append(msg("#b", 2, at=50_000))
+        say(store, msg("#a", n, at=50_000))
+    say(store, msg("#b", 1, at=1_000))
+    say(store, msg("#b", 2, at=50_000))
     store.prune(now=50_000 + 86_400 - 10)
-    store.append(msg("#b", 3, at=50_000))  # queued after prune: kept
+    say(store, msg("#b", 3, at=50_000))  # queued after prune: kept
     await store.stop()
 
     again = open_sqlite(max_per_room=2, max_age_days=1)
@@ -456,7 +512,7 @@ async def test_sqlite_prune_trims_a_turn_to_the_limit(
     again = open_sqlite(max_per_room=3, max_age_days=0)
     assert texts(again.recent("#a", 10)) == ["text 5", "text 7", "text 8"]
     again.start()
-    again.append(msg("#a", 9))  # numbered after everything on disk
+    say(again, msg("#a", 9))  # numbered after everything on disk
     await again.stop()
     assert texts(open_sqlite().recent("#a", 10)) == [
         "text 5",
@@ -493,10 +549,10 @@ def test_sqlite_upgrades_a_version_1_file(tmp_path: Path) -> None:
         topic = store.topic("#a")
         assert topic is not None
         assert topic.text == "the topic"
-        assert store._next_id == 5
+        assert store._backlog.next_id == 5
     finally:
         store._close_reader(None)
-        store._link.core.close()
+        close_thread_writer(store)
     conn = sqlite3.connect(path)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
@@ -609,7 +665,7 @@ async def test_sqlite_write_error_is_logged_not_raised(
     store = open_sqlite()
     events = capture_log(store)
     store.start()
-    store.append(msg("#a", 1))
+    say(store, msg("#a", 1))
     await store.flush()
     assert texts(store.recent("#a", 10)) == ["text 1"]  # cache #a's tail
     # Break the file under the running store: its next insert fails.
@@ -618,7 +674,7 @@ async def test_sqlite_write_error_is_logged_not_raised(
     conn.commit()
     conn.close()
 
-    store.append(msg("#a", 2))
+    say(store, msg("#a", 2))
     await store.flush()
     failures = [e for e in events if "log_failure" in e]
     assert len(failures) == 1
@@ -627,7 +683,7 @@ async def test_sqlite_write_error_is_logged_not_raised(
     assert texts(store.recent("#a", 10)) == ["text 1", "text 2"]
     assert store.recent("#unread", 10) == []
     assert len([e for e in events if "log_failure" in e]) == 2  # the read failed
-    store.append(msg("#a", 3))
+    say(store, msg("#a", 3))
     await store.stop()
 
 
@@ -639,12 +695,12 @@ async def test_thread_writer_bug_is_logged_and_markers_still_fire(
     store = _sqlite_opener(tmp_path, cleanup, "thread")(flush_interval=NEVER)
     events = capture_log(store)
 
-    def broken(self: history_writer.WriterCore, batch: Any) -> bool:
+    def broken(self: writer_core.WriterCore, batch: Any) -> bool:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(history_writer.WriterCore, "write_batch", broken)
+    monkeypatch.setattr(writer_core.WriterCore, "write_batch", broken)
     store.start()
-    store.append(msg("#a", 1))
+    say(store, msg("#a", 1))
     await store.flush()
     failures = [e for e in events if "log_failure" in e]
     assert "in the history writer" in formatEvent(failures[0])
@@ -658,36 +714,31 @@ async def test_sqlite_append_after_stop_is_ignored(open_sqlite: OpenSqlite) -> N
     store = open_sqlite()
     events = capture_log(store)
     await store.stop()
-    store.append(msg("#a", 1))
+    say(store, msg("#a", 1))
     store.set_topic(StoredTopic("#a", "#a", "t", "x", 1.0))
     assert events
     assert open_sqlite().recent("#a", 10) == []
 
 
 @ensure_deferred
-async def test_sqlite_backup_is_readable(
+async def test_sqlite_online_backup_of_the_live_file_is_readable(
     open_sqlite: OpenSqlite, tmp_path: Path
 ) -> None:
-    """backup() writes a copy that opens as a history database."""
+    """The README's backup, SQLite's online backup of the running file, reads back."""
     store = open_sqlite()
     store.start()
-    store.append(msg("#a", 1))
+    say(store, msg("#a", 1))
     store.set_topic(StoredTopic("#a", "#a", "t", "x", 1.0))
     await store.flush()
-    dest = tmp_path / "backups" / "copy.db"
-    store.backup(str(dest))
+    dest = tmp_path / "copy.db"
+    source = sqlite3.connect(tmp_path / "history.db")
+    copy_conn = sqlite3.connect(dest)
+    source.backup(copy_conn)
+    copy_conn.close()
+    source.close()
     copy = open_sqlite(dest)
     assert copy.recent("#a", 10) == [msg("#a", 1)]
     assert copy.topic("#a") is not None
-
-
-def test_sqlite_backup_to_bad_path_raises(
-    open_sqlite: OpenSqlite, tmp_path: Path
-) -> None:
-    """backup() to an impossible path raises HistoryStoreError."""
-    (tmp_path / "a-file").write_text("x")
-    with pytest.raises(HistoryStoreError, match="cannot back up"):
-        open_sqlite().backup(str(tmp_path / "a-file" / "copy.db"))
 
 
 def test_bad_settings_are_refused(tmp_path: Path) -> None:
@@ -704,12 +755,12 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
 
 
 def test_open_with_process_writer_gives_process_store(tmp_path: Path) -> None:
-    """writer="process" gives a ProcessSqliteStore when the reactor can spawn."""
+    """writer="process" gives a process link when the reactor can spawn."""
     store = SqliteStore.open(
         str(tmp_path / "h.db"), reactor=_reactor(), writer="process"
     )
     try:
-        assert isinstance(store, ProcessSqliteStore)
+        assert isinstance(store._link, ProcessLink)
     finally:
         store._close_reader(None)
 
@@ -719,10 +770,10 @@ def test_process_writer_falls_back_to_thread(tmp_path: Path) -> None:
     fake = cast("IReactorFromThreads", MemoryReactor())
     store = SqliteStore.open(str(tmp_path / "h.db"), reactor=fake, writer="process")
     try:
-        assert type(store) is SqliteStore
+        assert isinstance(store._link, ThreadLink)
     finally:
         store._close_reader(None)
-        store._link.core.close()
+        close_thread_writer(store)
 
 
 def test_unknown_writer_is_refused(tmp_path: Path) -> None:
@@ -748,26 +799,25 @@ async def test_process_writer_death_is_loud_and_it_is_restarted(
 ) -> None:
     """A killed writer is logged, shown by trouble(), and started again."""
     store = _sqlite_opener(tmp_path, cleanup, "process")(flush_interval=NEVER)
-    assert isinstance(store, ProcessSqliteStore)
+    assert has_process_writer(store)
     events = capture_log(store)
     store.start()
-    store.append(msg("#a", 1))
+    say(store, msg("#a", 1))
     await store.flush()
     assert texts(store.recent("#a", 10)) == ["text 1"]  # cache #a's tail
     assert store.trouble() is None
-    assert store._process is not None
-    store._process.signalProcess("KILL")
-    await wait_until(lambda: store._process is None, "the death is noticed")
+    running_writer(store).signalProcess("KILL")
+    await wait_until(lambda: writer_process(store) is None, "the death is noticed")
     trouble = store.trouble()
     assert trouble is not None
     assert "history writer was killed (signal 9); history is not saved" in trouble
     assert [e for e in events if e["log_level"].name == "error"]
-    store.append(msg("#a", 2))  # dropped: nobody to write it
+    say(store, msg("#a", 2))  # dropped: nobody to write it
     await store.flush()
-    assert not store._pending  # nothing waits for a writer that is gone
-    await wait_until(lambda: store._process is not None, "the writer restarts")
+    assert not store._backlog.turns  # nothing waits for a writer that is gone
+    await wait_until(lambda: writer_process(store) is not None, "the writer restarts")
     assert store.trouble() is None
-    store.append(msg("#a", 3))
+    say(store, msg("#a", 3))
     await store.flush()
     assert texts(store.recent("#a", 10)) == ["text 1", "text 2", "text 3"]
     await store.stop()
@@ -781,14 +831,13 @@ async def test_stop_kills_a_stopped_writer_within_the_deadline(
 ) -> None:
     """A SIGSTOPped writer cannot hold stop(): it is killed after STOP_TIMEOUT."""
     store = _sqlite_opener(tmp_path, cleanup, "process")()
-    assert isinstance(store, ProcessSqliteStore)
+    assert has_process_writer(store)
     events = capture_log(store)
     store.start()
     await store.flush()
-    assert store._process is not None
-    store._process.signalProcess(signal.SIGSTOP)
+    running_writer(store).signalProcess(signal.SIGSTOP)
     for n in range(100):
-        store.append(msg("#a", n))
+        say(store, msg("#a", n))
     began = time.monotonic()
     await store.stop()
     took = time.monotonic() - began
@@ -808,7 +857,7 @@ async def test_stop_gives_up_on_a_locked_file_within_the_deadline(
     other = sqlite3.connect(tmp_path / "history.db", isolation_level=None)
     try:
         other.execute("BEGIN EXCLUSIVE")
-        store.append(msg("#a", 1))
+        say(store, msg("#a", 1))
         began = time.monotonic()
         await store.stop()
         assert time.monotonic() - began < STOP_TIMEOUT + 2
@@ -822,35 +871,33 @@ async def test_a_writer_behind_drops_rows_past_the_byte_bound(
 ) -> None:
     """Past max_waiting_bytes rows are dropped, counted and logged once."""
     store = open_sqlite(flush_interval=NEVER)
-    store.max_waiting_bytes = 2_000
+    store._backlog.max_bytes = 2_000
     events = capture_log(store)
     store.start()
-    if isinstance(store, ProcessSqliteStore):
+    if has_process_writer(store):
         await store.flush()
-        assert store._process is not None
-        store._process.signalProcess(signal.SIGSTOP)  # behind for real
+        running_writer(store).signalProcess(signal.SIGSTOP)  # behind for real
     else:
-        store._link._hurry.set = lambda: None  # type: ignore[method-assign]
+        thread_link(store)._hurry.set = lambda: None  # type: ignore[method-assign]
     for n in range(1, 41):
-        store.append(msg("#a", n))
-    assert store._waiting <= store.max_waiting_bytes
-    dropped = store._dropped
+        say(store, msg("#a", n))
+    assert store._backlog.waiting <= store._backlog.max_bytes
+    dropped = store._backlog.dropped
     assert dropped > 20
     trouble = store.trouble()
     assert trouble is not None
     assert f"{dropped} messages dropped" in trouble
     errors = [formatEvent(e) for e in events if "behind" in e.get("log_format", "")]
     assert len(errors) == 1, errors
-    if isinstance(store, ProcessSqliteStore):
-        assert store._process is not None
-        store._process.signalProcess(signal.SIGCONT)
+    if has_process_writer(store):
+        running_writer(store).signalProcess(signal.SIGCONT)
     else:
-        del store._link._hurry.set
-        store._link._hurry.set()
+        del thread_link(store)._hurry.set
+        thread_link(store)._hurry.set()
     await store.flush()
     assert store.trouble() is None
     assert [e for e in events if "caught up" in e.get("log_format", "")]
-    store.append(msg("#b", 1))
+    say(store, msg("#b", 1))
     await store.stop()
 
 
@@ -860,12 +907,12 @@ async def test_topics_count_against_the_byte_bound_too(
 ) -> None:
     """Topics queued for a writer that is behind stop at max_waiting_bytes."""
     store = _sqlite_opener(tmp_path, cleanup, "thread")(flush_interval=NEVER)
-    store.max_waiting_bytes = 2_000
+    store._backlog.max_bytes = 2_000
     store.start()
     for n in range(40):
         store.set_topic(StoredTopic(f"#r{n}", f"#r{n}", "t" * 100, "x", float(n)))
-    assert store._waiting <= store.max_waiting_bytes
-    assert 0 < len(store._pending_topics) < 40
+    assert store._backlog.waiting <= store._backlog.max_bytes
+    assert 0 < len(store._backlog.topics) < 40
     assert store.trouble() is not None
     await store.stop()
 
@@ -875,17 +922,17 @@ async def test_the_tail_cache_keeps_the_rooms_read_last(
     open_sqlite: OpenSqlite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past _MAX_CACHED_ROOMS tails the least recently read room is dropped."""
-    monkeypatch.setattr(history_side, "_MAX_CACHED_ROOMS", 2)
+    monkeypatch.setattr(history_reader, "_MAX_CACHED_ROOMS", 2)
     store = open_sqlite()
     store.start()
     for room in ("#a", "#b", "#c"):
-        store.append(msg(room, 1))
+        say(store, msg(room, 1))
     await store.flush()
     for room in ("#a", "#b", "#c"):
         assert [m.text for m in store.recent(room, 5)] == ["text 1"]
-    assert list(store._tails) == ["#b", "#c"]
+    assert list(store._reads.tails) == ["#b", "#c"]
     assert [m.text for m in store.recent("#a", 5)] == ["text 1"]  # from disk
-    assert list(store._tails) == ["#c", "#a"]
+    assert list(store._reads.tails) == ["#c", "#a"]
 
 
 @ensure_deferred
@@ -893,12 +940,12 @@ async def test_the_topic_cache_keeps_the_topics_set_last(
     open_sqlite: OpenSqlite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past _MAX_CACHED_TOPICS the oldest set topic is dropped (and read back)."""
-    monkeypatch.setattr(history_sqlite, "_MAX_CACHED_TOPICS", 2)
+    monkeypatch.setattr(history_reader, "_MAX_CACHED_TOPICS", 2)
     store = open_sqlite()
     store.start()
     for n in range(3):
         store.set_topic(StoredTopic(f"#r{n}", f"#r{n}", f"t{n}", "x", float(n)))
-    assert list(store._topics) == ["#r1", "#r2"]
+    assert list(store._reads.topics) == ["#r1", "#r2"]
     await store.flush()
     found = store.topic("#r0")  # from disk
     assert found is not None
@@ -915,7 +962,7 @@ async def test_a_removed_file_is_noticed_and_made_again(
     store = open_sqlite()
     events = capture_log(store)
     store.start()
-    store.append(msg("#a", 1))
+    say(store, msg("#a", 1))
     store.set_topic(StoredTopic("#a", "#a", "kept topic", "x", 1.0))
     await store.flush()
     for name in ("history.db", "history.db-wal", "history.db-shm"):
@@ -931,7 +978,7 @@ async def test_a_removed_file_is_noticed_and_made_again(
     trouble = store.trouble()
     assert trouble is not None
     assert "history" in trouble
-    store.append(msg("#a", 2))
+    say(store, msg("#a", 2))
     await store.stop()
     again = open_sqlite(path)
     assert texts(again.recent("#a", 10)) == ["text 2"]
@@ -951,10 +998,10 @@ async def test_topics_are_capped_oldest_first(
     for n in range(5):
         store.set_topic(StoredTopic(f"#r{n}", f"#r{n}", "t", "x", float(n)))
     await store.flush()
-    if isinstance(store, ProcessSqliteStore):
+    if has_process_writer(store):
         return  # the child has its own MAX_TOPICS; the SQL is the thread's
     if isinstance(store, SqliteStore):
-        store._topics.clear()  # read from the file
+        store._reads.topics.clear()  # read from the file
     kept = [n for n in range(5) if store.topic(f"#r{n}") is not None]
     assert kept == [2, 3, 4]
 
@@ -966,14 +1013,14 @@ async def test_prune_forgets_topics_of_rooms_whose_history_is_gone(
     """An old topic goes with its room's history; one of a room with turns stays."""
     store = make_store(max_age_days=1)
     day = 86_400.0
-    store.append(msg("#busy", 1, at=10 * day))
+    say(store, msg("#busy", 1, at=10 * day))
     store.set_topic(StoredTopic("#busy", "#busy", "old", "x", 1.0))
     store.set_topic(StoredTopic("#gone", "#gone", "old", "x", 1.0))
     store.set_topic(StoredTopic("#new", "#new", "recent", "x", 10 * day))
     store.prune(now=10.5 * day)
     await store.flush()
     if isinstance(store, SqliteStore):
-        store._topics.clear()  # read from the file
+        store._reads.topics.clear()  # read from the file
     assert store.topic("#busy") is not None
     assert store.topic("#gone") is None
     assert store.topic("#new") is not None
@@ -1043,41 +1090,48 @@ async def test_process_writer_runs_nicer_with_a_big_pipe(
 ) -> None:
     """The writer yields the CPU to the daemon and its pipe holds 1 MiB."""
     store = _sqlite_opener(tmp_path, cleanup, "process")()
-    assert isinstance(store, ProcessSqliteStore)
+    assert has_process_writer(store)
     store.start()
     await store.flush()  # the child has started and set itself up
-    assert store._process is not None
-    pid = store._process.pid
+    pid = running_writer(store).pid
     assert pid is not None
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     theirs = os.getpriority(os.PRIO_PROCESS, pid)
     assert theirs == min(19, ours + history_writer.NICENESS)
-    pipe = cast("Any", store._process).pipes[0].fileno()
+    pipe = cast("Any", running_writer(store)).pipes[0].fileno()
     assert fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ) >= history_writer.PIPE_SIZE
 
 
 def test_frames_survive_any_split() -> None:
-    """Frames fed one byte at a time decode to the values sent, in order."""
+    """Frames fed one byte at a time decode to the ops sent, in order."""
     said = lines.room_message("#A", "al", "hi ünï")
-    values = [[("l", 1, "#a", "#A", 1.5, said)], [("f", 7)], [("s", 8)]]
-    stream = b"".join(history_writer.encode_frame(v) for v in values)
-    decoder = history_writer.FrameDecoder()
+    topic = TopicRow("#a", "#A", "the topic", "al", 2.0)
+    frames: list[list[Op]] = [
+        [Lines(OP_LINES, 1, "#a", "#A", 1.5, said), Topic(OP_TOPIC, topic, 2)],
+        [Marker(OP_FLUSH, 7)],
+        [Marker(OP_STOP, 8)],
+    ]
+    stream = b"".join(encode_ops(ops) for ops in frames)
+    decoder = FrameDecoder()
     got: list[Any] = []
     for n in range(len(stream)):
-        got.extend(decoder.feed(stream[n : n + 1]))
-    assert got == values
+        got.extend(decode_ops(frame) for frame in decoder.feed(stream[n : n + 1]))
+    assert got == frames
+    assert [type(op) for op in got[0]] == [Lines, Topic]
+    assert type(got[0][1].row) is TopicRow
 
 
 def test_writer_core_stores_bad_utf8_replaced(tmp_path: Path) -> None:
     """A turn that is not UTF-8 is stored with U+FFFD, not dropped."""
     conn = sqlite3.connect(tmp_path / "h.db")
-    history_writer.prepare(conn)
-    reports: list[tuple[Any, ...]] = []
-    core = history_writer.WriterCore(
+    history_schema.prepare(conn)
+    reports: list[Any] = []
+    core = writer_core.WriterCore(
         conn, path="h.db", max_per_room=0, max_age_days=0, send=reports.append
     )
-    assert not core.write_batch([("l", 1, "#a", "#a", 1.0, b"[#a] <al> \xff\r\n")])
-    assert reports == [("c", 1, -1)]
+    bad = b"[#a] <al> \xff\r\n"
+    assert not core.write_batch([Lines(OP_LINES, 1, "#a", "#a", 1.0, bad)])
+    assert reports == [Committed(REPORT_COMMITTED, 1, -1)]
     assert conn.execute("SELECT lines FROM turns").fetchall() == [
         ("[#a] <al> \ufffd\r\n",)
     ]
@@ -1088,7 +1142,7 @@ def test_writer_commits_what_it_read_at_end_of_input(tmp_path: Path) -> None:
     """At end of input (the daemon died) the writer commits all it received."""
     path = tmp_path / "h.db"
     with sqlite3.connect(path) as conn:
-        history_writer.prepare(conn)
+        history_schema.prepare(conn)
     conn.close()
     said = b"".join(
         (lines.room_action if n == 2 else lines.room_message)("#A", "al", f"m{n}")
@@ -1098,8 +1152,9 @@ def test_writer_commits_what_it_read_at_end_of_input(tmp_path: Path) -> None:
     read_in, write_in = os.pipe()
     read_out, write_out = os.pipe()
     with os.fdopen(write_in, "wb") as pipe:
-        pipe.write(history_writer.encode_frame([("l", 1, "#a", "#A", 7.0, said)]))
-        pipe.write(history_writer.encode_frame([("t", topic)]))
+        # As the daemon writes them (plain tuples), a topic without its id too.
+        pipe.write(encode_frame([(OP_LINES, 1, "#a", "#A", 7.0, said)]))
+        pipe.write(encode_frame([(OP_TOPIC, topic)]))
     status = history_writer.run(
         str(path),
         flush_interval=NEVER,
@@ -1111,7 +1166,7 @@ def test_writer_commits_what_it_read_at_end_of_input(tmp_path: Path) -> None:
     os.close(read_in)
     os.close(write_out)
     with os.fdopen(read_out, "rb") as pipe:
-        reports = history_writer.FrameDecoder().feed(pipe.read())
+        reports = FrameDecoder().feed(pipe.read())
     assert status == 0
     assert reports == [("c", 3, -1)]
     with sqlite3.connect(path) as conn:
@@ -1125,21 +1180,21 @@ def test_writer_commits_what_it_read_at_end_of_input(tmp_path: Path) -> None:
 # -- the tails ---------------------------------------------------------------
 
 
-def _turn(first_id: int, count: int, at: float = 1.0) -> Any:
+def _turn(first_id: int, count: int, at: float = 1.0) -> Turn:
     data = b"".join(
         lines.room_message("#a", "al", f"m{n}")
         for n in range(first_id, first_id + count)
     )
-    return (first_id, "#a", "#a", at, data, count)
+    return Turn(first_id, "#a", "#a", at, data, count)
 
 
 def test_tail_keeps_whole_turns_and_at_least_keep() -> None:
     """Old turns go once the newer ones alone hold ``keep`` messages."""
-    tail = _Tail(5)
+    tail = Tail(5)
     for first, count in [(1, 3), (4, 3), (7, 1), (8, 1)]:
         tail.add(_turn(first, count))
     # 4..8 are 5 messages: the turn 1..3 went, the turn 4..6 stays whole.
-    assert [said[0] for said in tail.turns] == [4, 7, 8]
+    assert [turn.first_id for turn in tail.turns] == [4, 7, 8]
     assert tail.count == 5
     assert texts(tail.newest(2)) == ["m7", "m8"]
     assert texts(tail.newest(4)) == ["m5", "m6", "m7", "m8"]
@@ -1148,7 +1203,7 @@ def test_tail_keeps_whole_turns_and_at_least_keep() -> None:
 
 
 def test_tail_age_cutoff_is_per_turn() -> None:
-    tail = _Tail(None, [_turn(1, 2, at=10.0), _turn(3, 2, at=20.0)])
+    tail = Tail(None, [_turn(1, 2, at=10.0), _turn(3, 2, at=20.0)])
     assert texts(tail.newest(10, cutoff=15.0)) == ["m3", "m4"]
     tail.drop_before(15.0)
     assert tail.count == 2

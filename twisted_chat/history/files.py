@@ -1,4 +1,4 @@
-"""Opening, checking and copying the history file, on the daemon's side.
+"""Opening and checking the history file, on the daemon's side.
 
 `SqliteStore.open` checks the file with `open_database` before any port is
 bound, so that a file that cannot be used stops ``twistd`` with one
@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import NamedTuple
 
 from twisted_chat.core import names
 from twisted_chat.history.memory import HistoryStoreError
 from twisted_chat.history.rekey import RekeyError, RoomKeys
 from twisted_chat.history.schema import SCHEMA_VERSION, prepare
 
-__all__ = ["backup_database", "connect_reader", "open_database"]
+__all__ = ["OpenedDatabase", "connect_reader", "open_database"]
+
+
+class OpenedDatabase(NamedTuple):
+    """A checked history file, as `open_database` hands it over."""
+
+    #: The checked writer connection, usable from any thread.
+    writer: sqlite3.Connection
+    #: The reactor thread's read connection (`connect_reader`).
+    reader: sqlite3.Connection
+    #: The next free message id.
+    next_id: int
 
 
 def connect_reader(path: str) -> sqlite3.Connection:
@@ -33,7 +45,7 @@ def connect_reader(path: str) -> sqlite3.Connection:
     return reader
 
 
-def open_database(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection, int]:
+def open_database(path: str) -> OpenedDatabase:
     """Check the file at ``path``, creating it if missing.
 
     Creates the parent directory if it is missing, sets WAL mode and
@@ -44,8 +56,6 @@ def open_database(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection, in
     proves the file is writable. Only this check re-keys: it runs before
     the writer, thread or child, is started.
 
-    :return: the checked writer connection (usable from any thread), the
-        reader connection and the next free message id.
     :raises HistoryStoreError: the path cannot be used; the message says why.
     """
     prefix = f"{path} is not a valid history database"
@@ -80,27 +90,4 @@ def open_database(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection, in
         if isinstance(e, RekeyError):
             raise HistoryStoreError(f"{path} cannot be upgraded: {e}") from e
         raise HistoryStoreError(f"{prefix}: {e}") from e
-    return write_conn, reader, int(next_id)
-
-
-def backup_database(path: str, dest_path: str) -> None:
-    """Copy the committed history at ``path`` to ``dest_path``.
-
-    See `SqliteStore.backup`.
-
-    :raises HistoryStoreError: the copy could not be made.
-    """
-    try:
-        Path(dest_path).absolute().parent.mkdir(parents=True, exist_ok=True)
-        source = sqlite3.connect(path)
-        try:
-            dest = sqlite3.connect(dest_path)
-            try:
-                # Copy in steps so the writer is not locked out meanwhile.
-                source.backup(dest, pages=256)
-            finally:
-                dest.close()
-        finally:
-            source.close()
-    except (sqlite3.Error, OSError) as e:
-        raise HistoryStoreError(f"cannot back up {path} to {dest_path}: {e}") from e
+    return OpenedDatabase(write_conn, reader, int(next_id))

@@ -1,18 +1,39 @@
 """What is wrong with saving history right now (issue 11, finding 1).
 
 A history writer that cannot start, dies, falls behind or loses its file
-must not be one quiet log line: `Troubles` keeps the current reasons for
-`IMessageStore.trouble` (which ``STATUS=`` shows) and repeats them in the
-log, at most once a `NAG_INTERVAL`, for as long as they last.
+must not be one quiet log line: `WriterHealth` keeps the current reasons
+for `IMessageStore.trouble` (which ``STATUS=`` shows), says each when it
+happens, and repeats them in the log, at most once a `NAG_INTERVAL`, for
+as long as they last (it looks every `HEALTH_INTERVAL`).
 """
 
 from __future__ import annotations
 
-from typing import Final
+import time
+from typing import TYPE_CHECKING, Final
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 
 from twisted_chat.core.throttle import LogThrottle
 
-__all__ = ["NAG_INTERVAL", "TROUBLE_HOLD", "Troubles"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from twisted.internet.interfaces import IDelayedCall
+
+    from twisted_chat.history.side import LinkOwner
+
+__all__ = [
+    "HEALTH_INTERVAL",
+    "NAG_INTERVAL",
+    "TROUBLE_HOLD",
+    "Troubles",
+    "WriterHealth",
+]
+
+#: How often a store looks at its health, in seconds.
+HEALTH_INTERVAL: Final = 5.0
 
 #: How often a lasting problem is logged again, in seconds.
 NAG_INTERVAL: Final = 60.0
@@ -20,6 +41,10 @@ NAG_INTERVAL: Final = 60.0
 #: How long a problem that is over (a failed commit, a lost file) is still
 #: shown, in seconds: long enough for somebody to see it in ``STATUS=``.
 TROUBLE_HOLD: Final = 600.0
+
+
+class _WriterFailed(Exception):
+    """A commit failed in the writer; the text is the writer's traceback."""
 
 
 class Troubles:
@@ -50,3 +75,85 @@ class Troubles:
         if trouble is None:
             return False
         return self._nag.report(now) is not None
+
+
+class WriterHealth:
+    """A store's troubles with its writer, said in its log and ``trouble``.
+
+    :param owner: the store: its path and its logger.
+    :param reactor: for the timer; one without ``IReactorTime`` (a test's
+        stand-in) gets none.
+    :param behind: why rows are being dropped, or None.
+    """
+
+    def __init__(
+        self, owner: LinkOwner, reactor: object, behind: Callable[[], str | None]
+    ) -> None:
+        self._owner = owner
+        self._reactor = reactor
+        self._behind = behind
+        self._troubles = Troubles()
+        #: Set while the writer is known to be gone: rows are dropped.
+        self.down: str | None = None
+        self._call: IDelayedCall | None = None
+        self._stopped = False
+
+    def trouble(self) -> str | None:
+        """Why history is not (all) being saved now, or None."""
+        return self._troubles.text(time.monotonic(), self.down, self._behind())
+
+    def commit_failed(self, problem: str, details: str) -> None:
+        """The writer could not commit: ``problem`` to say, its traceback."""
+        self._troubles.set("commit", problem, time.monotonic() + TROUBLE_HOLD)
+        self._owner._log.failure(
+            "{problem}",
+            failure=Failure(_WriterFailed(details)),
+            problem=problem,
+            path=self._owner.path,
+        )
+
+    def file_changed(self, text: str, *, ready: bool) -> None:
+        """The file went away or cannot be made again (error), or is ``ready``."""
+        self._troubles.set("file", text, time.monotonic() + TROUBLE_HOLD)
+        if ready:
+            self._owner._log.warn("{text}", text=text)
+        else:
+            self._owner._log.error("{text}", text=text)
+
+    def start(self) -> None:
+        """Start looking every `HEALTH_INTERVAL` (once)."""
+        if self._call is None and not self._stopped:
+            self._schedule()
+
+    def stop(self) -> None:
+        """Stop looking, for good."""
+        self._stopped = True
+        call, self._call = self._call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _schedule(self) -> None:
+        if IReactorTime.providedBy(self._reactor):
+            self._call = IReactorTime(self._reactor).callLater(
+                HEALTH_INTERVAL, self._look
+            )
+
+    def _look(self) -> None:
+        """Repeat lasting trouble in the log."""
+        self._call = None
+        if self._stopped:
+            return
+        owner = self._owner
+        try:
+            trouble = self.trouble()
+            if self._troubles.nag(time.monotonic(), trouble):
+                owner._log.error(
+                    "history of {path} is not being saved: {trouble} (said again"
+                    " every {interval:.0f} s while it lasts)",
+                    path=owner.path,
+                    trouble=trouble,
+                    interval=NAG_INTERVAL,
+                )
+        except Exception:
+            owner._log.failure("while checking the history of {path}", path=owner.path)
+        self._schedule()

@@ -1,26 +1,29 @@
-"""The contract of room history, and the store kept in memory (issue 6).
+"""The store kept in memory, and what every store shares (issue 6).
 
-`IMessageStore` is what the chat core calls; `MemoryStore` fulfils it with
-dicts and deques (tests, ``--history-db :memory:``); the SQLite stores are
-in `twisted_chat.history.sqlite` and `twisted_chat.history.process`.
-`twisted_chat.history` gathers them all.
+`IHistoryStore` is what the daemon runs (`IMessageStore`, which the chat
+core calls, plus start, flush, prune and stop). `MemoryStore` fulfils it
+with dicts and deques (tests, ``--history-db :memory:``); the SQLite store
+(`twisted_chat.history.sqlite`) shares its per-room tails of `Turn`
+records (`Tail`) and its limits.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from twisted_chat.core import lines
-from twisted_chat.core.records import StoredMessage, StoredTopic
+from twisted_chat.core.records import StoredMessage
 from twisted_chat.core.store import MAX_RECENT, IMessageStore
 from twisted_chat.history.schema import MAX_TOPICS, age_cutoff
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from twisted_chat.core.records import StoredTopic
 
 __all__ = [
     "DEFAULT_FLUSH_INTERVAL",
@@ -31,6 +34,10 @@ __all__ = [
     "IHistoryStore",
     "IMessageStore",
     "MemoryStore",
+    "Tail",
+    "Turn",
+    "check_retention",
+    "clamp_limit",
 ]
 
 DEFAULT_MAX_PER_ROOM: Final = 10_000
@@ -60,18 +67,11 @@ class IHistoryStore(IMessageStore):
         """Commit everything queued, release the store; fires when done.
 
         Calling it again returns a Deferred that fires with the first one.
-        After `stop`, `append` and `set_topic` are ignored (and logged).
+        After `stop`, `append_lines` and `set_topic` are ignored (and logged).
         """
 
     def flush() -> Deferred[None]:
         """Fire once everything queued before this call is committed."""
-
-    def append(message: StoredMessage) -> None:
-        """Queue one message; never blocks, never raises.
-
-        The sender must be a valid nickname and the text a cleaned line, as
-        the chat core makes them (see `append_lines`).
-        """
 
     def prune(now: float) -> None:
         """Apply retention: at most ``max_per_room`` messages per room, none
@@ -82,40 +82,40 @@ class IHistoryStore(IMessageStore):
         """
 
 
-def _check_retention(max_per_room: int, max_age_days: float) -> None:
+def check_retention(max_per_room: int, max_age_days: float) -> None:
+    """Refuse negative limits (ValueError)."""
     if max_per_room < 0:
         raise ValueError(f"max_per_room must be 0 (no limit) or more: {max_per_room}")
     if max_age_days < 0:
         raise ValueError(f"max_age_days must be 0 (forever) or more: {max_age_days}")
 
 
-def _clamp_limit(limit: int, max_per_room: int) -> int:
+def clamp_limit(limit: int, max_per_room: int) -> int:
+    """``recent``'s limit, within `MAX_RECENT` and ``max_per_room``."""
     limit = min(limit, MAX_RECENT)
     if max_per_room > 0:
         limit = min(limit, max_per_room)
     return max(limit, 0)
 
 
-def _message_lines(message: StoredMessage) -> bytes:
-    """``message`` as the line its room's members were sent."""
-    shape = lines.room_action if message.action else lines.room_message
-    return shape(message.room, message.sender, message.text)
+class Turn(NamedTuple):
+    """What a room said in one reactor turn, on the reactor's side.
+
+    ``data`` is as `IMessageStore.append_lines` takes it; its ``line_count``
+    lines are the messages ``first_id``, ``first_id + 1``, ... (the memory
+    store numbers nothing: 0). Kept in the tails, and by the SQLite store
+    until its writer is done with it.
+    """
+
+    first_id: int
+    room_key: str
+    room: str
+    at: float
+    data: bytes
+    line_count: int
 
 
-# What a room said in one reactor turn: (first_id, room_key, room, at, data,
-# count), with ``data`` as `IMessageStore.append_lines` takes it and its
-# ``count`` lines numbered first_id, first_id + 1, ... A plain tuple, as
-# thousands of them can be alive at a time (queued, in the tails): the
-# garbage collector stops tracking a tuple of strings and numbers at its
-# first pass, so they do not make the reactor's collections longer.
-_Said = tuple[int, str, str, float, bytes, int]
-
-
-def _said(first_id: int, room_key: str, room: str, at: float, data: bytes) -> _Said:
-    return (first_id, room_key, room, at, data, data.count(b"\n"))
-
-
-class _Tail:
+class Tail:
     """The newest messages of one room, kept as the turns they were said in.
 
     Adding a turn costs the same for one message as for a thousand; lines
@@ -126,22 +126,22 @@ class _Tail:
 
     __slots__ = ("count", "keep", "turns")
 
-    def __init__(self, keep: int | None, turns: Iterable[_Said] = ()) -> None:
+    def __init__(self, keep: int | None, turns: Iterable[Turn] = ()) -> None:
         self.keep = keep
-        self.turns: deque[_Said] = deque()
+        self.turns: deque[Turn] = deque()
         self.count = 0
-        for said in turns:
-            self.add(said)
+        for turn in turns:
+            self.add(turn)
 
-    def add(self, said: _Said) -> None:
-        """Keep ``said``, forgetting the oldest turns no longer needed."""
+    def add(self, turn: Turn) -> None:
+        """Keep ``turn``, forgetting the oldest turns no longer needed."""
         turns = self.turns
-        turns.append(said)
-        self.count += said[5]
+        turns.append(turn)
+        self.count += turn.line_count
         keep = self.keep
         if keep is not None:
-            while self.count - turns[0][5] >= keep:
-                self.count -= turns.popleft()[5]
+            while self.count - turns[0].line_count >= keep:
+                self.count -= turns.popleft().line_count
 
     def newest(self, limit: int, cutoff: float | None = None) -> list[StoredMessage]:
         """The last ``limit`` messages said at or after ``cutoff``, oldest first."""
@@ -166,9 +166,9 @@ class _Tail:
 
     def drop_before(self, cutoff: float) -> None:
         """Forget the turns said before ``cutoff``."""
-        kept = [said for said in self.turns if said[3] >= cutoff]
+        kept = [turn for turn in self.turns if turn.at >= cutoff]
         self.turns = deque(kept)
-        self.count = sum(said[5] for said in kept)
+        self.count = sum(turn.line_count for turn in kept)
 
 
 @implementer(IHistoryStore)
@@ -185,10 +185,10 @@ class MemoryStore:
         max_per_room: int = DEFAULT_MAX_PER_ROOM,
         max_age_days: float = DEFAULT_MAX_AGE_DAYS,
     ) -> None:
-        _check_retention(max_per_room, max_age_days)
+        check_retention(max_per_room, max_age_days)
         self.max_per_room = max_per_room
         self.max_age_days = max_age_days
-        self._rooms: dict[str, _Tail] = {}
+        self._rooms: dict[str, Tail] = {}
         #: Oldest set first; at most MAX_TOPICS.
         self._topics: OrderedDict[str, StoredTopic] = OrderedDict()
 
@@ -203,25 +203,19 @@ class MemoryStore:
         """`IMessageStore` API: everything is already "committed"."""
         return succeed(None)
 
-    def append(self, message: StoredMessage) -> None:
-        """`IMessageStore` API."""
-        self.append_lines(
-            message.room_key, message.room, message.at, _message_lines(message)
-        )
-
     def append_lines(self, room_key: str, room: str, at: float, data: bytes) -> None:
         """`IMessageStore` API."""
         tail = self._rooms.get(room_key)
         if tail is None:
-            tail = self._rooms[room_key] = _Tail(self.max_per_room or None)
-        tail.add(_said(0, room_key, room, at, data))
+            tail = self._rooms[room_key] = Tail(self.max_per_room or None)
+        tail.add(Turn(0, room_key, room, at, data, data.count(b"\n")))
 
     def recent(self, room_key: str, limit: int) -> list[StoredMessage]:
         """`IMessageStore` API."""
         tail = self._rooms.get(room_key)
         if tail is None:
             return []
-        return tail.newest(_clamp_limit(limit, self.max_per_room))
+        return tail.newest(clamp_limit(limit, self.max_per_room))
 
     def set_topic(self, topic: StoredTopic) -> None:
         """`IMessageStore` API."""

@@ -9,7 +9,7 @@ retention DELETEs. Standard library only, so the writer child starts fast.
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from twisted_chat.history.rekey import RoomKeys, recorded_key_version, rekey
 
@@ -20,7 +20,7 @@ __all__ = [
     "MAX_TOPICS",
     "SCHEMA_VERSION",
     "TopicRow",
-    "Turn",
+    "TurnRow",
     "age_cutoff",
     "checkpoint_and_close",
     "commit",
@@ -44,16 +44,35 @@ _SECONDS_PER_DAY: Final = 86_400
 #: whose history is gone.
 MAX_TOPICS: Final = 10_000
 
-#: What a room said in one reactor turn, as its row on disk: (first_id,
-#: room_key, room, at, count, lines).
-Turn = tuple[int, str, str, float, int, str]
-#: One topic as its row on disk: (room_key, room, text, set_by, set_at).
-TopicRow = tuple[str, str, str, str, float]
 
-#: Why a row per turn and not per message: SQLite costs about a
-#: microsecond per row inserted (binding, the table and its index), which
-#: on a busy two-core machine came straight off the fan-out; a turn of a
-#: busy room holds tens of messages for the price of one row. The lines
+class TurnRow(NamedTuple):
+    """What a room said in one reactor turn, as its row of ``turns``.
+
+    The fields are the table's columns, in `INSERT_TURN`'s order.
+    """
+
+    first_id: int
+    room_key: str
+    room: str
+    at: float
+    line_count: int
+    lines: str
+
+
+class TopicRow(NamedTuple):
+    """One topic as its row of ``topics``, in `UPSERT_TOPIC`'s order."""
+
+    room_key: str
+    room: str
+    text: str
+    set_by: str
+    set_at: float
+
+
+#: Why a row per turn and not per message: SQLite's cost is per row
+#: inserted (binding, the table and its index; BENCHMARKS.md has the
+#: figures), and a turn of a busy room holds tens of messages for the
+#: price of one row. The lines
 #: are kept as sent, ``[#room] <nick> text`` CRLF, so the file reads like
 #: the chat (``SELECT datetime(at, 'unixepoch'), lines FROM turns``); the
 #: daemon takes them apart when it replays them
@@ -152,14 +171,16 @@ _BOUNDARY_TURN: Final = """
 """
 
 
-def turn_row(first_id: int, room_key: str, room: str, at: float, data: bytes) -> Turn:
-    """The row of an ``"l"`` op.
+def turn_row(
+    first_id: int, room_key: str, room: str, at: float, data: bytes
+) -> TurnRow:
+    """The row of the turn a `twisted_chat.history.wire.Lines` op carries.
 
     The core's lines are always valid UTF-8; "replace" makes sure a bug
     there costs a few characters, not the writer.
     """
     lines = data.decode("utf-8", "replace")
-    return (first_id, room_key, room, at, data.count(b"\n"), lines)
+    return TurnRow(first_id, room_key, room, at, data.count(b"\n"), lines)
 
 
 def age_cutoff(now: float, max_age_days: float) -> float | None:
@@ -254,7 +275,7 @@ def ensure_indexes(conn: sqlite3.Connection) -> None:
 
 
 def commit(
-    conn: sqlite3.Connection, turns: Sequence[Turn], topics: Sequence[TopicRow]
+    conn: sqlite3.Connection, turns: Sequence[TurnRow], topics: Sequence[TopicRow]
 ) -> None:
     """Insert turns and upsert topics in one transaction (sqlite3.Error)."""
     if not turns and not topics:
@@ -264,8 +285,8 @@ def commit(
             conn.executemany(INSERT_TURN, turns)
         if topics:
             conn.executemany(UPSERT_TOPIC, topics)
-            # Walks the set_at index past MAX_TOPICS rows: about a
-            # millisecond, and only for a batch that set a topic.
+            # Walks the set_at index past MAX_TOPICS rows, and only for a
+            # batch that set a topic.
             conn.execute(TRIM_TOPICS, (MAX_TOPICS,))
 
 

@@ -1,60 +1,61 @@
-"""The reactor side of the writer: its state, its reports, its health.
+"""What the reactor side keeps for the writer, and the link it talks over.
 
-`WriterSide` is the part of `twisted_chat.history.sqlite.SqliteStore` that
-does not depend on how ops travel (thread or process): what waits for the
-writer and its byte bound, acknowledgements, the tails' refill from disk,
-the writer's reports (a failed commit, a lost file), the health timer that
-repeats lasting trouble in the log, and `stop`'s deadline.
+`twisted_chat.history.sqlite.SqliteStore` hands every change to one writer
+over a `WriterLink`: a thread (`twisted_chat.history.thread.ThreadLink`) or
+a child process (`twisted_chat.history.process.ProcessLink`). The store is
+the link's `LinkOwner`: the link calls it back with the writer's reports
+and with what became of the writer. The store is the same whichever link
+it was handed; only how the ops travel differs.
+
+`Backlog` is the store's account of what waits for the writer: the turns
+and topics handed over and not yet acknowledged, and their size in bytes,
+which is bounded (`MAX_WAITING_BYTES`). It is also a bound on what the
+pipe's transport and the process link's outbox hold, since they only hold
+those. The cost on the reactor is an add and a compare per turn.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any, Final
+from collections import deque
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Protocol
 
-from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-
-from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.throttle import LogThrottle
-from twisted_chat.history.files import connect_reader
-from twisted_chat.history.health import NAG_INTERVAL, TROUBLE_HOLD, Troubles
-from twisted_chat.history.memory import MAX_RECENT, _Said, _Tail
-from twisted_chat.history.writer_core import (
-    ERROR_LOG_INTERVAL,
-    FILE_LOST,
-    FILE_READY,
-    OP_REOPEN,
-    REPORT_COMMITTED,
-    REPORT_ERROR,
-    REPORT_FILE,
-)
+from twisted_chat.history.writer_core import ERROR_LOG_INTERVAL
 
 if TYPE_CHECKING:
-    from twisted.internet.defer import Deferred
-    from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads
+    import sqlite3
+    from collections.abc import Callable
 
-    from twisted_chat.core.records import StoredTopic
+    from twisted.internet.interfaces import IReactorFromThreads
+    from twisted.logger import Logger
 
-__all__ = ["HEALTH_INTERVAL", "MAX_WAITING_BYTES", "STOP_TIMEOUT", "WriterSide"]
+    from twisted_chat.history.memory import Turn
+    from twisted_chat.history.wire import Marker, Op, Report
 
-#: How many rooms' tails `SqliteStore` keeps in memory (least recently read
-#: rooms are dropped first and reloaded from disk when read again).
-_MAX_CACHED_ROOMS: Final = 512
+__all__ = [
+    "MAX_WAITING_BYTES",
+    "STOP_TIMEOUT",
+    "Backlog",
+    "LinkOwner",
+    "WriterKind",
+    "WriterLink",
+    "WriterSettings",
+    "link_to",
+]
 
-#: The most bytes that may wait for the writer (see `twisted_chat.history.sqlite`).
-#: A flat-out burst on two cores leaves the writer about half a second
-#: behind, a few MiB; the slow-reader test of issue 11 allows 12 MiB of
-#: daemon growth in all, and what waits is held about twice (the queued
-#: turns and their frame in the pipe's buffer).
+#: Who commits: a thread of the daemon, or a child process.
+WriterKind = Literal["thread", "process"]
+
+#: The most bytes that may wait for the writer. A flat-out burst leaves the
+#: writer behind by a few MiB (BENCHMARKS.md); the slow-reader test of
+#: issue 11 allows 12 MiB of daemon growth in all, and what waits is held
+#: about twice (the queued turns and their frame in the pipe's buffer).
 MAX_WAITING_BYTES: Final = 4 << 20
 
 #: What a queued turn or topic costs beyond its text: the tuple, the bytes
 #: object, the deque slot and its part of a frame.
-_ITEM_COST: Final = 200
+ITEM_COST: Final = 200
 
 #: How long `stop` waits for the writer to commit and close, in seconds;
 #: then it gives up (the process writer is killed) and logs what was lost,
@@ -62,285 +63,187 @@ _ITEM_COST: Final = 200
 #: letting clients go, ``service.SHUTDOWN_GRACE``).
 STOP_TIMEOUT: Final = 1.5
 
-#: How often the store looks at its health (logs lasting trouble again),
-#: in seconds.
-HEALTH_INTERVAL: Final = 5.0
 
-#: A room's newest turns, newest first; MAX_RECENT of them always hold at
-#: least MAX_RECENT messages.
-_SELECT_TAIL: Final = (
-    "SELECT first_id, room_key, room, at, lines, count FROM turns"
-    " WHERE room_key = ? ORDER BY first_id DESC LIMIT ?"
-)
+class WriterSettings(NamedTuple):
+    """What every writer is told: its file and how it commits and prunes."""
 
-#: A change for the writer: an op of `twisted_chat.history.writer`.
-_Op = tuple[Any, ...]
+    path: str
+    flush_interval: float
+    max_per_room: int
+    max_age_days: float
 
 
-class _WriterFailed(Exception):
-    """A commit failed in the writer; the text is the writer's traceback."""
+class LinkOwner(Protocol):
+    """What a `WriterLink` calls back, always on the reactor thread."""
+
+    path: str
+    #: The store's logger, which its link logs to as well (tests replace it).
+    _log: Logger
+
+    def writer_said(self, report: Report) -> None:
+        """Act on a report of the writer."""
+
+    def writer_started(self) -> None:
+        """A writer runs (again): changes are kept from now on."""
+
+    def writer_ended(self, why: str | None, restart_in: float | None) -> None:
+        """The writer is gone: nothing queued will be committed.
+
+        :param why: how it ended, or None for the clean exit after `stop`.
+        :param restart_in: seconds until the link starts another, or None.
+        """
+
+    def writer_closed(self) -> None:
+        """The stop asked for is complete (or abandoned): the file is closed."""
 
 
-class WriterSide:
-    """The state and the report handling every SQLite store shares."""
+class WriterLink(Protocol):
+    """The way from the store to its writer."""
 
-    _log: Logger = RateLimitedLogger()
+    def start(self) -> None:
+        """Start the writer (once; the link restarts a process that dies)."""
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        reactor: IReactorFromThreads,
-        writer: sqlite3.Connection,
-        reader: sqlite3.Connection,
-        next_id: int,
-        max_per_room: int,
-        max_age_days: float,
-        flush_interval: float,
-    ) -> None:
-        """Use `SqliteStore.open`; this only assembles checked parts."""
-        self.path = path
-        self.max_per_room = max_per_room
-        self.max_age_days = max_age_days
-        self.flush_interval = flush_interval
-        #: See `MAX_WAITING_BYTES`; an attribute so tests can lower it.
-        self.max_waiting_bytes = MAX_WAITING_BYTES
-        self._reactor = reactor
-        self._reader: sqlite3.Connection | None = reader
-        self._next_id = next_id
+    def send(self, op: Op) -> None:
+        """Hand over a change; it may wait a moment to travel with others."""
+
+    def send_marker(self, op: Marker) -> None:
+        """Hand over a marker now; `Committed` acknowledges its ``seq``."""
+
+    def stop(self, seq: int) -> None:
+        """Send the stop marker ``seq``; `LinkOwner.writer_closed` follows."""
+
+    def abandon(self) -> None:
+        """The stop is overdue: give up on the writer (kill it if it can)."""
+
+
+class _QueuedTopic(NamedTuple):
+    """A topic handed to the writer: its id among the messages', its cost."""
+
+    id: int
+    cost: int
+
+
+class Backlog:
+    """The turns and topics handed to the writer and not yet done with.
+
+    Message ids are handed out here (`number`): the writer acknowledges
+    "everything up to id N" (`acknowledge`), which counts turns and topics
+    off what waits.
+
+    :param next_id: the first free message id of the file.
+    """
+
+    def __init__(self, next_id: int) -> None:
+        self.next_id = next_id
         #: Everything up to this id is committed (or failed).
-        self._committed_id = next_id - 1
-        #: Turns handed to the writer and not yet reported committed.
-        self._pending: deque[_Said] = deque()
-        #: Topics handed to the writer: (id, cost), not yet reported.
-        self._pending_topics: deque[tuple[int, int]] = deque()
+        self.committed_id = next_id - 1
+        self.turns: deque[Turn] = deque()
+        self.topics: deque[_QueuedTopic] = deque()
         #: Bytes of what waits for the writer (see `MAX_WAITING_BYTES`).
-        self._waiting = 0
+        self.waiting = 0
+        #: See `MAX_WAITING_BYTES`; an attribute so tests can lower it.
+        self.max_bytes = MAX_WAITING_BYTES
         #: Rows are being dropped; how many messages so far.
-        self._dropping = False
-        self._dropped = 0
+        self.dropping = False
+        self.dropped = 0
         self._drop_log = LogThrottle(ERROR_LOG_INTERVAL)
-        #: Set while the writer is known to be gone: rows are dropped.
-        self._writer_down: str | None = None
-        self._troubles = Troubles()
-        self._health_call: IDelayedCall | None = None
-        self._tails: OrderedDict[str, _Tail] = OrderedDict()
-        self._topics: OrderedDict[str, StoredTopic] = OrderedDict()
-        self._age_cutoff: float | None = None
-        self._seq = 0
-        self._flush_waiters: dict[int, Deferred[None]] = {}
-        self._stopping = False
-        self._stopped: Deferred[None] | None = None
-        self._stop_waiters: list[Deferred[None]] = []
-        self._stop_timer: IDelayedCall | None = None
-        self._dropped_after_stop = 0
-        self._init_writer(writer)
 
-    def _init_writer(self, conn: sqlite3.Connection) -> None:
-        """Set up the way to the writer (the writer's own kind does)."""
-        raise NotImplementedError
+    def take_ids(self, count: int) -> int:
+        """Number ``count`` messages (or one topic); the first id."""
+        first = self.next_id
+        self.next_id += count
+        return first
 
-    def _send_marker(self, op: _Op) -> None:
-        """Send a marker op to the writer now."""
-        raise NotImplementedError
+    def fits(self, cost: int) -> bool:
+        """Whether ``cost`` more bytes may wait (after forgetting what is done)."""
+        self.trim()
+        return self.waiting + cost <= self.max_bytes
 
-    def trouble(self) -> str | None:
-        """`IMessageStore` API: why history is not (all) being saved now."""
-        behind = None
-        if self._dropping:
-            behind = (
-                f"the writer is {self._waiting / (1 << 20):.1f} MiB behind;"
-                f" {self._dropped} messages dropped"
-            )
-        return self._troubles.text(time.monotonic(), self._writer_down, behind)
+    def add_turn(self, turn: Turn) -> None:
+        """``turn`` waits for the writer (see `fits`)."""
+        self.waiting += len(turn.data) + ITEM_COST
+        self.turns.append(turn)
 
-    # -- reactor-thread helpers -----------------------------------------------
+    def add_topic(self, topic_id: int, cost: int) -> None:
+        """A topic of ``cost`` bytes waits for the writer (see `fits`)."""
+        self.waiting += cost
+        self.topics.append(_QueuedTopic(topic_id, cost))
 
-    def _trim_pending(self) -> None:
+    def acknowledge(self, last_id: int) -> bool:
+        """The writer is done up to ``last_id``; True if it just caught up."""
+        self.committed_id = max(self.committed_id, last_id)
+        self.trim()
+        topics = self.topics
+        while topics and topics[0].id <= self.committed_id:
+            self.waiting -= topics.popleft().cost
+        if self.dropping and self.waiting <= self.max_bytes // 2:
+            self.dropping = False
+            return True
+        return False
+
+    def trim(self) -> None:
         """Forget queued turns the writer has finished with."""
-        committed = self._committed_id
-        pending = self._pending
-        while pending and pending[0][0] + pending[0][5] - 1 <= committed:
-            self._waiting -= len(pending.popleft()[4]) + _ITEM_COST
+        committed = self.committed_id
+        turns = self.turns
+        while turns and turns[0].first_id + turns[0].line_count - 1 <= committed:
+            self.waiting -= len(turns.popleft().data) + ITEM_COST
 
-    def _trim_topics(self) -> None:
-        committed = self._committed_id
-        topics = self._pending_topics
-        while topics and topics[0][0] <= committed:
-            self._waiting -= topics.popleft()[1]
+    def drop(self, count: int, *, writer_down: bool) -> bool:
+        """Count a turn (``count`` messages) or topic (0) not kept; log now?
 
-    def _drop(self, count: int) -> None:
-        """Do not keep a turn (``count`` messages) or a topic (0): too much waits."""
-        self._dropped += count
-        if self._writer_down:
-            return  # said by the writer's own trouble
-        self._dropping = True
-        if self._drop_log.report(time.monotonic()) is not None:
-            self._log.error(
-                "the history writer for {path} is {waiting} bytes behind (at most"
-                " {limit} may wait); {dropped} messages were not saved so far;"
-                " the chat goes on",
-                path=self.path,
-                waiting=self._waiting,
-                limit=self.max_waiting_bytes,
-                dropped=self._dropped,
-            )
+        While the writer is gone, its own trouble says why (False).
+        """
+        self.dropped += count
+        if writer_down:
+            return False
+        self.dropping = True
+        return self._drop_log.report(time.monotonic()) is not None
 
-    def _forget_queue(self) -> int:
+    def unsaved(self) -> int:
+        """Messages queued and not yet acknowledged."""
+        return sum(turn.line_count for turn in self.turns)
+
+    def forget(self) -> int:
         """Nobody will commit what is queued: forget it; the messages lost."""
-        lost = sum(said[5] for said in self._pending)
-        self._pending.clear()
-        self._pending_topics.clear()
-        self._waiting = 0
-        self._committed_id = self._next_id - 1
+        lost = self.unsaved()
+        self.turns.clear()
+        self.topics.clear()
+        self.waiting = 0
+        self.committed_id = self.next_id - 1
         return lost
 
-    def _load_tail(self, room_key: str) -> _Tail | None:
-        """Fill a room's tail cache from disk plus the queue; None on error."""
-        if self._reader is None:
+    def queued(self, room_key: str) -> list[Turn]:
+        """The queued turns of one room, oldest first."""
+        return [turn for turn in self.turns if turn.room_key == room_key]
+
+    def behind(self) -> str | None:
+        """Why rows are dropped, for `trouble`, or None."""
+        if not self.dropping:
             return None
-        try:
-            rows = self._reader.execute(_SELECT_TAIL, (room_key, MAX_RECENT)).fetchall()
-        except sqlite3.Error:
-            self._log.failure(
-                "while reading history of {room_key} from {path}",
-                room_key=room_key,
-                path=self.path,
-            )
-            return None
-        # A queued turn may have been committed since the writer last
-        # reported: it is on disk and in the queue, so take the disk's
-        # turns only up to the first queued one.
-        queued = [said for said in self._pending if said[1] == room_key]
-        first_queued = queued[0][0] if queued else self._next_id
-        committed = [
-            (first_id, key, room, at, text.encode(), count)
-            for first_id, key, room, at, text, count in reversed(rows)
-            if first_id < first_queued
-        ]
-        tail = _Tail(MAX_RECENT, [*committed, *queued])
-        if self._age_cutoff is not None:
-            tail.drop_before(self._age_cutoff)
-        self._tails[room_key] = tail
-        if len(self._tails) > _MAX_CACHED_ROOMS:
-            self._tails.popitem(last=False)
-        return tail
-
-    def _close_reader(self, result: None) -> None:
-        """Last step of `stop`, on the reactor thread: release, then fire."""
-        reader, self._reader = self._reader, None
-        self._tails.clear()
-        self._forget_queue()
-        timer, self._stop_timer = self._stop_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-        try:
-            if reader is not None:
-                reader.close()
-        except sqlite3.Error:
-            self._log.failure("while closing {path}", path=self.path)
-        finally:
-            waiters, self._stop_waiters = self._stop_waiters, []
-            for d in waiters:
-                d.callback(None)
-        return result
-
-    def _stop_overdue(self) -> None:
-        """`stop` waited `STOP_TIMEOUT`: give up on the writer, say what is lost."""
-        self._stop_timer = None
-        if self._stopped is None or self._stopped.called:
-            return
-        self._log.error(
-            "the history writer for {path} did not finish within {timeout} s;"
-            " up to {lost} messages are not saved",
-            path=self.path,
-            timeout=STOP_TIMEOUT,
-            lost=sum(said[5] for said in self._pending),
-        )
-        self._abandon_writer()
-
-    def _abandon_writer(self) -> None:
-        """Stop waiting for the writer thread (a daemon thread: it dies with us)."""
-        if self._stopped is not None and not self._stopped.called:
-            self._stopped.callback(None)
-
-    def _health(self) -> None:
-        """Every `HEALTH_INTERVAL`: repeat lasting trouble in the log."""
-        self._health_call = None
-        if self._stopping:
-            return
-        try:
-            self._check_health()
-        except Exception:
-            self._log.failure("while checking the history of {path}", path=self.path)
-        self._health_call = IReactorTime(self._reactor).callLater(
-            HEALTH_INTERVAL, self._health
+        return (
+            f"the writer is {self.waiting / (1 << 20):.1f} MiB behind;"
+            f" {self.dropped} messages dropped"
         )
 
-    def _check_health(self) -> None:
-        trouble = self.trouble()
-        if self._troubles.nag(time.monotonic(), trouble):
-            self._log.error(
-                "history of {path} is not being saved: {trouble} (said again"
-                " every {interval:.0f} s while it lasts)",
-                path=self.path,
-                trouble=trouble,
-                interval=NAG_INTERVAL,
-            )
 
-    def _cancel_health(self) -> None:
-        call, self._health_call = self._health_call, None
-        if call is not None and call.active():
-            call.cancel()
+def link_to(
+    writer: WriterKind,
+    reactor: IReactorFromThreads,
+    settings: WriterSettings,
+    conn: sqlite3.Connection,
+) -> Callable[[LinkOwner], WriterLink]:
+    """How a store reaches its writer: a thread, or a child process.
 
-    def _writer_said(self, report: tuple[Any, ...]) -> None:
-        """Act on a report of the writer (see `twisted_chat.history.writer`)."""
-        if report[0] == REPORT_COMMITTED:
-            _, last_id, seq = report
-            self._committed_id = max(self._committed_id, last_id)
-            self._trim_pending()
-            self._trim_topics()
-            if self._dropping and self._waiting <= self.max_waiting_bytes // 2:
-                self._dropping = False
-                self._log.warn(
-                    "the history writer for {path} caught up; {dropped} messages"
-                    " were not saved while it was behind",
-                    path=self.path,
-                    dropped=self._dropped,
-                )
-            for s in [s for s in self._flush_waiters if s <= seq]:
-                self._flush_waiters.pop(s).callback(None)
-        elif report[0] == REPORT_ERROR:
-            _, problem, details = report
-            self._troubles.set("commit", problem, time.monotonic() + TROUBLE_HOLD)
-            self._log.failure(
-                "{problem}",
-                failure=Failure(_WriterFailed(details)),
-                problem=problem,
-                path=self.path,
-            )
-        elif report[0] == REPORT_FILE:
-            self._file_changed(report[1], report[2])
+    :param conn: the checked writer connection: the thread's from now on,
+        or closed (the child opens its own; this one only proved the file
+        usable).
+    :return: makes the link for its owner, the store.
+    """
+    if writer == "process":
+        from twisted_chat.history.process import ProcessLink
 
-    def _file_changed(self, text: str, step: int) -> None:
-        """The writer's file went away, a new one is ready, or cannot be made."""
-        self._troubles.set("file", text, time.monotonic() + TROUBLE_HOLD)
-        if step == FILE_READY:
-            self._log.warn("{text}", text=text)
-        else:
-            self._log.error("{text}", text=text)
-        if step in {FILE_LOST, FILE_READY}:
-            # Closed before the writer makes the new file (see WriterCore).
-            reader, self._reader = self._reader, None
-            if reader is not None:
-                try:
-                    reader.close()
-                except sqlite3.Error:
-                    self._log.failure("while closing {path}", path=self.path)
-        if step == FILE_LOST:
-            self._send_marker((OP_REOPEN, -1))
-        elif step == FILE_READY:
-            try:
-                self._reader = connect_reader(self.path)
-            except sqlite3.Error:
-                self._log.failure("while opening {path} again", path=self.path)
+        conn.close()
+        return lambda owner: ProcessLink(owner, reactor, settings)
+    from twisted_chat.history.thread import ThreadLink
+
+    return lambda owner: ThreadLink(owner, reactor, settings, conn)

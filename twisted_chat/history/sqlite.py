@@ -1,23 +1,19 @@
-"""Room history in an SQLite file: the reactor side of the writer.
+"""Room history in an SQLite file: the store on the reactor's side.
 
 See `twisted_chat.history` for the whole design. `SqliteStore` checks the
 file at start-up (`twisted_chat.history.files`), answers reads from
-per-room tail caches and hands every change to one writer: a thread of the
-daemon here (`twisted_chat.history.thread`), a child process in
-`twisted_chat.history.process` (the daemon's choice).
-
-What waits for the writer is bounded in bytes (`MAX_WAITING_BYTES`): the
-turns and topics handed over and not yet acknowledged, which is also a
-bound on what the pipe's transport and the outbox hold, since they only
-hold those. Past it, history rows are dropped, counted and logged at most
-once a minute, and the chat goes on; `trouble` says so while it lasts.
-The cost on the reactor is an add and a compare per turn.
+per-room tail caches and a reader connection, and hands every change to
+one writer over the `~twisted_chat.history.side.WriterLink` it is given:
+a thread (`twisted_chat.history.thread`) or a child process
+(`twisted_chat.history.process`, the daemon's choice). What waits for the
+writer is bounded in bytes (`twisted_chat.history.side.Backlog`); past
+the bound, history rows are dropped, counted and logged at most once a
+minute, and the chat goes on.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
@@ -26,93 +22,87 @@ from zope.interface import implementer
 
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.records import StoredMessage, StoredTopic
-from twisted_chat.history.files import (
-    backup_database,
-    open_database,
-)
+from twisted_chat.history import wire
+from twisted_chat.history.files import open_database
+from twisted_chat.history.health import WriterHealth
 from twisted_chat.history.memory import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_AGE_DAYS,
     DEFAULT_MAX_PER_ROOM,
-    MAX_RECENT,
     IHistoryStore,
-    _check_retention,
-    _clamp_limit,
-    _message_lines,
-    _Tail,
+    Turn,
+    check_retention,
+    clamp_limit,
 )
-from twisted_chat.history.schema import age_cutoff
+from twisted_chat.history.reader import Reads
+from twisted_chat.history.schema import TopicRow, age_cutoff
 from twisted_chat.history.side import (
-    _ITEM_COST,
-    HEALTH_INTERVAL,
-    MAX_WAITING_BYTES,
+    ITEM_COST,
     STOP_TIMEOUT,
-    WriterSide,
-    _Op,
-)
-from twisted_chat.history.thread import ThreadLink
-from twisted_chat.history.writer_core import (
-    OP_FLUSH,
-    OP_LINES,
-    OP_PRUNE,
-    OP_STOP,
-    OP_TOPIC,
+    Backlog,
+    WriterKind,
+    WriterSettings,
+    link_to,
 )
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IReactorFromThreads
+    import sqlite3
+    from collections.abc import Callable
 
-__all__ = ["MAX_WAITING_BYTES", "STOP_TIMEOUT", "SqliteStore", "WriterKind"]
+    from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads
 
-#: How many topics set by this process are kept in memory for `topic`
-#: (the rest are read from the file when a room is made).
-_MAX_CACHED_TOPICS: Final = 1024
+    from twisted_chat.history.side import LinkOwner, WriterLink
+    from twisted_chat.history.wire import Report
 
-_SELECT_TOPIC: Final = (
-    "SELECT room_key, room, text, set_by, set_at FROM topics WHERE room_key = ?"
-)
-
-#: Who commits: a thread of the daemon, or a child process.
-WriterKind = Literal["thread", "process"]
+__all__ = ["STOP_TIMEOUT", "SqliteStore"]
 
 
 @implementer(IHistoryStore)
-class SqliteStore(WriterSide):
-    """`IMessageStore` in an SQLite file, written by one writer thread.
+class SqliteStore:
+    """`IMessageStore` in an SQLite file, written by one writer.
 
-    Build it with `SqliteStore.open`, which checks the file at start-up.
+    Build it with `SqliteStore.open`, which checks the file and picks the
+    link to the writer. Reads run on the reactor thread on a connection
+    of their own (WAL lets it read while the writer commits): once per
+    room, to fill that room's tail cache, which `append_lines` then keeps
+    current, and once per room made, for its topic. That connection
+    belongs to the thread that called `open`, so call `open` on the
+    reactor thread (``makeService`` runs there).
 
-    The reactor side (this class) and the writer speak the ops and reports
-    of `twisted_chat.history.writer`, and the writer is the same
-    `~twisted_chat.history.writer_core.WriterCore` whether it runs on a thread
-    (here) or in a child process (`ProcessSqliteStore`); only how the ops
-    travel differs.
-
-    Reads run on the reactor thread on a second connection (WAL lets it
-    read while the writer commits): once per room, to fill that room's
-    tail cache, which `append_lines` then keeps current, and once per room
-    made, for its topic. That connection belongs to the thread that called
-    `open`, so call `open` on the reactor thread (``makeService`` runs
-    there).
+    :param link: makes the link to the writer, given this store as its
+        `~twisted_chat.history.side.LinkOwner`.
     """
 
+    #: Where the store and its link log; tests replace it.
     _log: Logger = RateLimitedLogger()
 
-    # __init__ (the state): `WriterSide`.
-
-    def _init_writer(self, conn: sqlite3.Connection) -> None:
-        """Set up the way to the writer: here, a writer thread."""
-        self._link = ThreadLink(
-            conn,
-            path=self.path,
-            flush_interval=self.flush_interval,
-            max_per_room=self.max_per_room,
-            max_age_days=self.max_age_days,
-            report=lambda value: self._reactor.callFromThread(self._writer_said, value),
-            bug=lambda: self._log.failure(
-                "in the history writer for {path}", path=self.path
-            ),
-        )
+    def __init__(
+        self,
+        path: str,
+        *,
+        reactor: IReactorFromThreads,
+        reader: sqlite3.Connection,
+        next_id: int,
+        link: Callable[[LinkOwner], WriterLink],
+        max_per_room: int,
+        max_age_days: float,
+    ) -> None:
+        """Use `SqliteStore.open`; this only assembles checked parts."""
+        self.path = path
+        self.max_per_room = max_per_room
+        self.max_age_days = max_age_days
+        self._reactor = reactor
+        self._reads = Reads(path, reader, self._read_failed)
+        self._backlog = Backlog(next_id)
+        self._health = WriterHealth(self, reactor, self._backlog.behind)
+        self._seq = 0
+        self._flush_waiters: dict[int, Deferred[None]] = {}
+        self._stopping = False
+        self._stopped: Deferred[None] | None = None
+        self._stop_waiters: list[Deferred[None]] = []
+        self._stop_timer: IDelayedCall | None = None
+        self._dropped_after_stop = 0
+        self._link = link(self)
 
     @classmethod
     def open(
@@ -136,58 +126,45 @@ class SqliteStore(WriterSide):
         :param max_age_days: age limit applied by `prune`; 0 = forever.
         :param flush_interval: longest time, in seconds, a queued change
             waits before the writer commits it (the crash bound).
-        :param writer: ``"thread"`` commits on a thread of this process
-            (`SqliteStore`); ``"process"`` in a child process
-            (`ProcessSqliteStore`), or on a thread if ``reactor`` cannot
-            start processes.
+        :param writer: ``"thread"`` commits on a thread of this process;
+            ``"process"`` in a child process, or on a thread if
+            ``reactor`` cannot start processes.
         :raises HistoryStoreError: the path cannot be used; the message
             says why.
         :raises ValueError: a negative limit or a non-positive interval.
         """
-        _check_retention(max_per_room, max_age_days)
+        check_retention(max_per_room, max_age_days)
         if writer not in ("thread", "process"):
             raise ValueError(f"writer must be 'thread' or 'process': {writer!r}")
         if flush_interval <= 0:
             raise ValueError(f"flush_interval must be positive: {flush_interval}")
-        write_conn, reader, next_id = open_database(path)
-        store_class: type[SqliteStore] = SqliteStore
-        if writer == "process":
-            if IReactorProcess.providedBy(reactor):
-                # Imported here: that module builds on this one.
-                from twisted_chat.history.process import ProcessSqliteStore
-
-                store_class = ProcessSqliteStore
-            else:
-                cls._log.info(
-                    "the reactor cannot start processes; history of {path} is"
-                    " written by a thread",
-                    path=path,
-                )
-        return store_class(
+        opened = open_database(path)
+        settings = WriterSettings(path, flush_interval, max_per_room, max_age_days)
+        if writer == "process" and not IReactorProcess.providedBy(reactor):
+            writer = "thread"
+            cls._log.info(
+                "the reactor cannot start processes; history of {path} is"
+                " written by a thread",
+                path=path,
+            )
+        return cls(
             path,
             reactor=reactor,
-            writer=write_conn,
-            reader=reader,
-            next_id=next_id,
+            reader=opened.reader,
+            next_id=opened.next_id,
+            link=link_to(writer, reactor, settings, opened.writer),
             max_per_room=max_per_room,
             max_age_days=max_age_days,
-            flush_interval=flush_interval,
         )
 
-    # -- IMessageStore, reactor thread --------------------------------------
+    # -- IHistoryStore, reactor thread -----------------------------------------
 
     def start(self) -> None:
         """`IMessageStore` API: start the writer (once), and the health timer."""
         if self._stopping:
             return
-        self._start_writer()
-        if self._health_call is None and IReactorTime.providedBy(self._reactor):
-            self._health_call = IReactorTime(self._reactor).callLater(
-                HEALTH_INTERVAL, self._health
-            )
-
-    def _start_writer(self) -> None:
         self._link.start()
+        self._health.start()
 
     def stop(self) -> Deferred[None]:
         """`IMessageStore` API: commit the queue, close the database.
@@ -204,7 +181,7 @@ class SqliteStore(WriterSide):
         if not self._stopping:
             self.start()
             self._stopping = True
-            self._cancel_health()
+            self._health.stop()
             self._stopped = Deferred()
             self._stopped.addCallback(self._close_reader)
             self._seq += 1
@@ -212,7 +189,7 @@ class SqliteStore(WriterSide):
                 self._stop_timer = IReactorTime(self._reactor).callLater(
                     STOP_TIMEOUT, self._stop_overdue
                 )
-            self._send_stop(self._seq, self._stopped)
+            self._link.stop(self._seq)
         return d
 
     def flush(self) -> Deferred[None]:
@@ -222,20 +199,11 @@ class SqliteStore(WriterSide):
         d: Deferred[None] = Deferred()
         self._seq += 1
         self._flush_waiters[self._seq] = d
-        self._send_marker((OP_FLUSH, self._seq))
+        self._link.send_marker(wire.Marker(wire.OP_FLUSH, self._seq))
         return d
 
-    def append(self, message: StoredMessage) -> None:
-        """`IMessageStore` API: see `append_lines`."""
-        self.append_lines(
-            message.room_key, message.room, message.at, _message_lines(message)
-        )
-
     def append_lines(self, room_key: str, room: str, at: float, data: bytes) -> None:
-        """`IMessageStore` API: numbers the turn, queues it, updates the tail.
-
-        The bound on what waits for the writer costs an add and a compare.
-        """
+        """`IMessageStore` API: numbers the turn, queues it, updates the tail."""
         if self._stopping:
             self._dropped_after_stop += 1
             if self._dropped_after_stop == 1:
@@ -248,19 +216,16 @@ class SqliteStore(WriterSide):
             count = data.count(b"\n")
             if not count:
                 return  # no line: nothing to keep, and no id to give
-            said = (self._next_id, room_key, room, at, data, count)
-            self._next_id += count
-            tail = self._tails.get(room_key)
-            if tail is not None:
-                tail.add(said)
-            self._trim_pending()
-            cost = len(data) + _ITEM_COST
-            if self._waiting + cost > self.max_waiting_bytes or self._writer_down:
+            backlog = self._backlog
+            turn = Turn(backlog.take_ids(count), room_key, room, at, data, count)
+            self._reads.added(turn)
+            if not backlog.fits(len(data) + ITEM_COST) or self._health.down:
                 self._drop(count)
                 return
-            self._waiting += cost
-            self._pending.append(said)
-            self._send((OP_LINES, *said[:5]))
+            backlog.add_turn(turn)
+            self._link.send(
+                wire.Lines(wire.OP_LINES, turn.first_id, room_key, room, at, data)
+            )
         except Exception:
             self._log.failure("while queueing messages for {path}", path=self.path)
 
@@ -270,18 +235,14 @@ class SqliteStore(WriterSide):
         Reads SQLite (one indexed query) only the first time a room is
         read, or after it dropped out of the tail cache.
         """
-        limit = _clamp_limit(limit, self.max_per_room)
+        limit = clamp_limit(limit, self.max_per_room)
         if limit == 0:
             return []
-        tail = self._tails.get(room_key)
+        reads = self._reads
+        tail = reads.cached(room_key)
         if tail is None:
-            tail = self._load_tail(room_key)
-            if tail is None:  # the read failed; show what is queued
-                queued = (said for said in self._pending if said[1] == room_key)
-                tail = _Tail(MAX_RECENT, queued)
-        else:
-            self._tails.move_to_end(room_key)
-        return tail.newest(limit, self._age_cutoff)
+            tail = reads.load(room_key, self._backlog.queued(room_key))
+        return tail.newest(limit, reads.age_cutoff)
 
     def set_topic(self, topic: StoredTopic) -> None:
         """`IMessageStore` API: kept in a bounded cache, and queued."""
@@ -292,90 +253,139 @@ class SqliteStore(WriterSide):
                 room=topic.room,
             )
             return
-        topics = self._topics
-        topics[topic.room_key] = topic
-        topics.move_to_end(topic.room_key)
-        if len(topics) > _MAX_CACHED_TOPICS:
-            topics.popitem(last=False)
-        self._trim_pending()
-        cost = len(topic.text) + len(topic.room) + _ITEM_COST
-        if self._waiting + cost > self.max_waiting_bytes or self._writer_down:
+        self._reads.set_topic(topic)
+        backlog = self._backlog
+        cost = len(topic.text) + len(topic.room) + ITEM_COST
+        if not backlog.fits(cost) or self._health.down:
             self._drop(0)
             return
-        topic_id = self._next_id
-        self._next_id += 1
-        self._waiting += cost
-        self._pending_topics.append((topic_id, cost))
-        row = (topic.room_key, topic.room, topic.text, topic.set_by, topic.set_at)
-        self._send((OP_TOPIC, row, topic_id))
+        topic_id = backlog.take_ids(1)
+        backlog.add_topic(topic_id, cost)
+        row = TopicRow(
+            topic.room_key, topic.room, topic.text, topic.set_by, topic.set_at
+        )
+        self._link.send(wire.Topic(wire.OP_TOPIC, row, topic_id))
 
     def topic(self, room_key: str) -> StoredTopic | None:
         """`IMessageStore` API: one indexed read, unless set here lately."""
-        found = self._topics.get(room_key)
-        if found is not None or self._reader is None:
-            return found
-        try:
-            row = self._reader.execute(_SELECT_TOPIC, (room_key,)).fetchone()
-        except sqlite3.Error:
-            self._log.failure(
-                "while reading the topic of {room_key} from {path}",
-                room_key=room_key,
-                path=self.path,
-            )
-            return None
-        return None if row is None else StoredTopic(*row)
+        return self._reads.topic(room_key)
 
     def prune(self, now: float) -> None:
-        """`IMessageStore` API: the deletes are the writer's.
-
-        The tail caches are pruned at once by age (`recent` clamps to
-        ``max_per_room``), so `recent` agrees with what the file will hold;
-        cached topics older than the cutoff are forgotten (the file decides
-        about them).
-        """
+        """`IMessageStore` API: the deletes are the writer's; reads agree at once."""
         if self._stopping:
             return
-        cutoff = age_cutoff(now, self.max_age_days)
-        if cutoff is not None and (
-            self._age_cutoff is None or cutoff > self._age_cutoff
-        ):
-            self._age_cutoff = cutoff
-        if self._age_cutoff is not None:
-            for key, tail in list(self._tails.items()):
-                tail.drop_before(self._age_cutoff)
-                if not tail.count:
-                    del self._tails[key]
-            for key, topic in list(self._topics.items()):
-                if topic.set_at < self._age_cutoff:
-                    del self._topics[key]
-        self._send((OP_PRUNE, now))
+        self._reads.prune(age_cutoff(now, self.max_age_days))
+        self._link.send(wire.Prune(wire.OP_PRUNE, now))
 
-    def backup(self, dest_path: str) -> None:
-        """Copy the committed history to ``dest_path`` (SQLite online backup).
+    def trouble(self) -> str | None:
+        """`IMessageStore` API: why history is not (all) being saved now."""
+        return self._health.trouble()
 
-        Safe while the daemon writes: SQLite copies a consistent snapshot.
-        Changes still queued (at most one flush window) are not in the copy;
-        wait for `flush` first to include them. This blocks the calling
-        thread for the copy, so call it with ``deferToThread`` or from an
-        admin tool, not on the reactor thread with a large history. It uses
-        its own connections and may run in any thread. An existing file at
-        ``dest_path`` is overwritten.
+    # -- LinkOwner: what the link tells, on the reactor thread -----------------
 
-        :raises HistoryStoreError: the copy could not be made.
-        """
-        backup_database(self.path, dest_path)
+    def writer_said(self, report: Report) -> None:
+        """`LinkOwner` API: act on a report of the writer."""
+        if isinstance(report, wire.Committed):
+            if self._backlog.acknowledge(report.last_id):
+                self._log.warn(
+                    "the history writer for {path} caught up; {dropped} messages"
+                    " were not saved while it was behind",
+                    path=self.path,
+                    dropped=self._backlog.dropped,
+                )
+            for s in [s for s in self._flush_waiters if s <= report.seq]:
+                self._flush_waiters.pop(s).callback(None)
+        elif isinstance(report, wire.Failed):
+            self._health.commit_failed(report.problem, report.details)
+        else:
+            self._file_changed(report.text, report.step)
 
-    # -- how ops reach the writer: a queue to the writer thread ----------------
+    def writer_started(self) -> None:
+        """`LinkOwner` API: rows are kept again."""
+        self._health.down = None
 
-    def _send(self, op: _Op) -> None:
-        """Hand a change to the writer."""
-        self._link.send(op)
+    def writer_ended(self, why: str | None, restart_in: float | None) -> None:
+        """`LinkOwner` API: forget the queue; loud unless it was the stop."""
+        lost = self._backlog.forget()
+        if why is not None:
+            down = f"history writer {why}"
+            if restart_in is not None:
+                down += f"; history is not saved; restarting it in {restart_in:.0f} s"
+            self._health.down = down
+            self._log.error(
+                "the history writer for {path} {why}; up to {lost} messages it had"
+                " not yet confirmed are lost, and history is not saved until it"
+                " runs again",
+                path=self.path,
+                why=why,
+                lost=lost,
+            )
+        waiters = list(self._flush_waiters.values())
+        self._flush_waiters.clear()
+        for d in waiters:
+            d.callback(None)
 
-    def _send_marker(self, op: _Op) -> None:
-        """Queue a marker and cut the writer's window short."""
-        self._link.send_marker(op)
+    def writer_closed(self) -> None:
+        """`LinkOwner` API: the stop is complete; release and fire."""
+        if self._stopped is not None and not self._stopped.called:
+            self._stopped.callback(None)
 
-    def _send_stop(self, seq: int, done: Deferred[None]) -> None:
-        """Queue the stop marker; ``done`` fires once the file is closed."""
-        self._flush_waiters[seq] = done
-        self._send_marker((OP_STOP, seq))
+    # -- the reactor side's own work ---------------------------------------------
+
+    def _drop(self, count: int) -> None:
+        """Do not keep a turn (``count`` messages) or a topic (0): too much waits."""
+        backlog = self._backlog
+        if backlog.drop(count, writer_down=bool(self._health.down)):
+            self._log.error(
+                "the history writer for {path} is {waiting} bytes behind (at most"
+                " {limit} may wait); {dropped} messages were not saved so far;"
+                " the chat goes on",
+                path=self.path,
+                waiting=backlog.waiting,
+                limit=backlog.max_bytes,
+                dropped=backlog.dropped,
+            )
+
+    def _close_reader(self, result: None) -> None:
+        """Last step of `stop`, on the reactor thread: release, then fire."""
+        self._reads.tails.clear()
+        self._backlog.forget()
+        timer, self._stop_timer = self._stop_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        try:
+            self._reads.close()
+        finally:
+            waiters, self._stop_waiters = self._stop_waiters, []
+            for d in waiters:
+                d.callback(None)
+        return result
+
+    def _stop_overdue(self) -> None:
+        """`stop` waited `STOP_TIMEOUT`: give up on the writer, say what is lost."""
+        self._stop_timer = None
+        if self._stopped is None or self._stopped.called:
+            return
+        self._log.error(
+            "the history writer for {path} did not finish within {timeout} s;"
+            " up to {lost} messages are not saved",
+            path=self.path,
+            timeout=STOP_TIMEOUT,
+            lost=self._backlog.unsaved(),
+        )
+        self._link.abandon()
+
+    def _file_changed(self, text: str, step: int) -> None:
+        """The writer's file went away, a new one is ready, or cannot be made."""
+        self._health.file_changed(text, ready=step == wire.FILE_READY)
+        if step in {wire.FILE_LOST, wire.FILE_READY}:
+            # Closed before the writer makes the new file (see WriterCore).
+            self._reads.close()
+        if step == wire.FILE_LOST:
+            self._link.send_marker(wire.Marker(wire.OP_REOPEN))
+        elif step == wire.FILE_READY:
+            self._reads.reopen()
+
+    def _read_failed(self, text: str, **fields: Any) -> None:
+        """Log a failed read (called inside ``except``)."""
+        self._log.failure(text, **fields)

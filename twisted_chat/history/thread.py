@@ -1,4 +1,11 @@
-"""The writer thread of `twisted_chat.history.sqlite.SqliteStore`.
+"""The link to a writer thread: `ThreadLink` (issue 6).
+
+`twisted_chat.history.sqlite.SqliteStore.open` hands the store this link
+for ``writer="thread"``, and where the reactor cannot start processes: a
+thread of the daemon commits what the store sends it, with the same
+`~twisted_chat.history.writer_core.WriterCore` as the writer process, and
+the ops and reports of `twisted_chat.history.wire` travel as they are,
+through a queue and ``callFromThread``.
 
 Why a dedicated ``threading.Thread`` and not the reactor's threadpool
 (``deferToThread``): SQLite wants one writer and the batches must be
@@ -16,65 +23,62 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twisted_chat.history.watch import CHECK_INTERVAL, FileWatch
-from twisted_chat.history.writer_core import (
+from twisted_chat.history.wire import (
     MARKER_OPS,
-    MAX_BATCH,
     OP_STOP,
     REPORT_COMMITTED,
     URGENT_OPS,
-    WriterCore,
+    Committed,
+    Marker,
 )
+from twisted_chat.history.writer_core import MAX_BATCH, WriterCore
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Callable
+
+    from twisted.internet.interfaces import IReactorFromThreads
+
+    from twisted_chat.history.side import LinkOwner, WriterSettings
+    from twisted_chat.history.wire import Op, Report
 
 __all__ = ["ThreadLink"]
 
-_Op = tuple[Any, ...]
-
 
 class ThreadLink:
-    """A queue to one writer thread that commits what it is handed.
+    """A `~twisted_chat.history.side.WriterLink`: a queue to one writer thread.
 
-    :param report: called on the writer thread with each report; it must
-        hand it to the reactor thread (``callFromThread``).
-    :param bug: called on the writer thread inside ``except`` for a bug.
+    :param conn: the checked writer connection; the thread owns it.
     """
 
     def __init__(
         self,
+        owner: LinkOwner,
+        reactor: IReactorFromThreads,
+        settings: WriterSettings,
         conn: sqlite3.Connection,
-        *,
-        path: str,
-        flush_interval: float,
-        max_per_room: int,
-        max_age_days: float,
-        report: Callable[[tuple[Any, ...]], None],
-        bug: Callable[[], None],
     ) -> None:
-        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        self._owner = owner
+        self._reactor = reactor
+        self._queue: queue.SimpleQueue[Op] = queue.SimpleQueue()
         #: Set when a flush or stop marker is queued, to end the writer's
         #: wait for more of the batch.
         self._hurry = threading.Event()
         self._thread: threading.Thread | None = None
-        self._flush_interval = flush_interval
-        self._report = report
-        self._bug = bug
+        self._flush_interval = settings.flush_interval
         self.core = WriterCore(
             conn,
-            path=path,
-            max_per_room=max_per_room,
-            max_age_days=max_age_days,
-            send=report,
-            watch=FileWatch(path, time.monotonic() + CHECK_INTERVAL),
+            path=settings.path,
+            max_per_room=settings.max_per_room,
+            max_age_days=settings.max_age_days,
+            send=self._report,
+            watch=FileWatch(settings.path, time.monotonic() + CHECK_INTERVAL),
         )
 
     def start(self) -> None:
-        """Start the thread (once)."""
+        """`WriterLink` API: start the thread (once)."""
         if self._thread is not None:
             return
         self._thread = threading.Thread(
@@ -82,14 +86,30 @@ class ThreadLink:
         )
         self._thread.start()
 
-    def send(self, op: _Op) -> None:
-        """Queue a change."""
+    def send(self, op: Op) -> None:
+        """`WriterLink` API: queue a change."""
         self._queue.put(op)
 
-    def send_marker(self, op: _Op) -> None:
-        """Queue a marker and cut the writer's window short."""
+    def send_marker(self, op: Marker) -> None:
+        """`WriterLink` API: queue a marker and cut the writer's window short."""
         self._queue.put(op)
         self._hurry.set()
+
+    def stop(self, seq: int) -> None:
+        """`WriterLink` API: queue the stop marker; the thread then ends."""
+        self.send_marker(Marker(OP_STOP, seq))
+
+    def abandon(self) -> None:
+        """`WriterLink` API: stop waiting (a daemon thread dies with us)."""
+        self._owner.writer_closed()
+
+    def _report(self, report: Report) -> None:
+        """On the writer thread: hand ``report`` to the reactor thread."""
+        self._reactor.callFromThread(self._owner.writer_said, report)
+
+    def _closed(self) -> None:
+        """On the writer thread: the stop is done (after the last report)."""
+        self._reactor.callFromThread(self._owner.writer_closed)
 
     def _run(self) -> None:
         """The writer loop: gather a batch for flush_interval, commit it.
@@ -107,7 +127,7 @@ class ThreadLink:
             except queue.Empty:
                 core.check_file(time.monotonic())
                 continue
-            if batch[0][0] not in URGENT_OPS:
+            if batch[0].kind not in URGENT_OPS:
                 self._hurry.wait(self._flush_interval)
             self._hurry.clear()
             # Cleared before draining: a marker queued before a later
@@ -123,15 +143,21 @@ class ThreadLink:
             try:
                 core.check_file(time.monotonic())
                 if core.write_batch(batch):
+                    self._closed()
                     return
             except Exception:
                 # A bug, not a disk error (the core reports those): log it
                 # and answer the markers anyway, or flush() and stop() would
                 # never fire.
-                self._bug()
-                markers = [op for op in batch if op[0] in MARKER_OPS]
+                self._owner._log.failure(
+                    "in the history writer for {path}", path=core.path
+                )
+                markers = [op for op in batch if isinstance(op, Marker)]
+                markers = [op for op in markers if op.kind in MARKER_OPS]
                 if markers:
-                    self._report((REPORT_COMMITTED, -1, max(op[1] for op in markers)))
-                if any(op[0] == OP_STOP for op in markers):
+                    seq = max(op.seq for op in markers)
+                    self._report(Committed(REPORT_COMMITTED, -1, seq))
+                if any(op.kind == OP_STOP for op in markers):
                     core.close()
+                    self._closed()
                     return

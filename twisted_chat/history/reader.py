@@ -1,0 +1,183 @@
+"""The reactor's reads of the history file: tail caches and topics.
+
+`twisted_chat.history.sqlite.SqliteStore` answers `recent` and `topic`
+from memory where it can and from the file where it must, on the reactor
+thread, without waiting for the writer: `Reads` keeps the newest turns of
+the rooms read lately (`~twisted_chat.history.memory.Tail`, kept current
+by every turn the store queues) and the topics set lately, and reads the
+file through its own connection (WAL lets it read while the writer
+commits) once per room, to fill a tail, and once per room made, for its
+topic.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Final
+
+from twisted_chat.core.records import StoredTopic
+from twisted_chat.history.files import connect_reader
+from twisted_chat.history.memory import MAX_RECENT, Tail, Turn
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["Reads"]
+
+#: How many rooms' tails are kept in memory (least recently read rooms are
+#: dropped first and reloaded from disk when read again).
+_MAX_CACHED_ROOMS: Final = 512
+
+#: How many topics set by this process are kept in memory for `topic`
+#: (the rest are read from the file when a room is made).
+_MAX_CACHED_TOPICS: Final = 1024
+
+_SELECT_TOPIC: Final = (
+    "SELECT room_key, room, text, set_by, set_at FROM topics WHERE room_key = ?"
+)
+
+#: A room's newest turns, newest first; MAX_RECENT of them always hold at
+#: least MAX_RECENT messages.
+_SELECT_TAIL: Final = (
+    "SELECT first_id, room_key, room, at, lines, count FROM turns"
+    " WHERE room_key = ? ORDER BY first_id DESC LIMIT ?"
+)
+
+
+class Reads:
+    """The tails and topics served from memory, and the reader behind them.
+
+    :param reader: the reader connection; it belongs to the thread that
+        made it, the reactor's.
+    :param failed: called inside ``except`` for a failed read, with a
+        format and its fields, to log it (the read gives nothing, and the
+        chat goes on).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        reader: sqlite3.Connection | None,
+        failed: Callable[..., None],
+    ) -> None:
+        self.path = path
+        self.reader = reader
+        self._failed = failed
+        self.tails: OrderedDict[str, Tail] = OrderedDict()
+        self.topics: OrderedDict[str, StoredTopic] = OrderedDict()
+        #: Nothing said before it is shown (the newest prune's cutoff).
+        self.age_cutoff: float | None = None
+
+    def added(self, turn: Turn) -> None:
+        """A turn was said: keep its room's tail current, if it is cached."""
+        tail = self.tails.get(turn.room_key)
+        if tail is not None:
+            tail.add(turn)
+
+    def cached(self, room_key: str) -> Tail | None:
+        """A room's tail if it is cached (it becomes the newest read)."""
+        tail = self.tails.get(room_key)
+        if tail is not None:
+            self.tails.move_to_end(room_key)
+        return tail
+
+    def load(self, room_key: str, queued: list[Turn]) -> Tail:
+        """Read a room's tail from disk, add ``queued`` and cache it.
+
+        ``queued`` is the room's turns not yet acknowledged by the writer;
+        if the read fails, the tail holds them alone (and is not cached).
+        """
+        rows = self._read_tail(room_key)
+        if rows is None:
+            return Tail(MAX_RECENT, queued)
+        # A queued turn may have been committed since the writer last
+        # reported: it is on disk and in the queue, so take the disk's
+        # turns only up to the first queued one.
+        first_queued = queued[0].first_id if queued else None
+        committed = [
+            Turn(first_id, key, room, at, text.encode(), count)
+            for first_id, key, room, at, text, count in reversed(rows)
+            if first_queued is None or first_id < first_queued
+        ]
+        tail = Tail(MAX_RECENT, [*committed, *queued])
+        if self.age_cutoff is not None:
+            tail.drop_before(self.age_cutoff)
+        self.tails[room_key] = tail
+        if len(self.tails) > _MAX_CACHED_ROOMS:
+            self.tails.popitem(last=False)
+        return tail
+
+    def _read_tail(self, room_key: str) -> list[tuple[Any, ...]] | None:
+        if self.reader is None:
+            return None
+        try:
+            rows = self.reader.execute(_SELECT_TAIL, (room_key, MAX_RECENT)).fetchall()
+        except sqlite3.Error:
+            self._failed(
+                "while reading history of {room_key} from {path}",
+                room_key=room_key,
+                path=self.path,
+            )
+            return None
+        return list(rows)
+
+    def set_topic(self, topic: StoredTopic) -> None:
+        """Keep ``topic`` among the topics set lately."""
+        topics = self.topics
+        topics[topic.room_key] = topic
+        topics.move_to_end(topic.room_key)
+        if len(topics) > _MAX_CACHED_TOPICS:
+            topics.popitem(last=False)
+
+    def topic(self, room_key: str) -> StoredTopic | None:
+        """A room's topic: one indexed read, unless set here lately."""
+        found = self.topics.get(room_key)
+        if found is not None or self.reader is None:
+            return found
+        try:
+            row = self.reader.execute(_SELECT_TOPIC, (room_key,)).fetchone()
+        except sqlite3.Error:
+            self._failed(
+                "while reading the topic of {room_key} from {path}",
+                room_key=room_key,
+                path=self.path,
+            )
+            return None
+        return None if row is None else StoredTopic(*row)
+
+    def prune(self, cutoff: float | None) -> None:
+        """Forget what is older than ``cutoff`` (a later cutoff only).
+
+        The tails are pruned at once by age (``recent`` clamps to
+        ``max_per_room``), so that reads agree with what the file will hold;
+        cached topics older than the cutoff are forgotten (the file decides
+        about them).
+        """
+        if cutoff is not None and (self.age_cutoff is None or cutoff > self.age_cutoff):
+            self.age_cutoff = cutoff
+        if self.age_cutoff is None:
+            return
+        for key, tail in list(self.tails.items()):
+            tail.drop_before(self.age_cutoff)
+            if not tail.count:
+                del self.tails[key]
+        for key, topic in list(self.topics.items()):
+            if topic.set_at < self.age_cutoff:
+                del self.topics[key]
+
+    def close(self) -> None:
+        """Close the reader (until `reopen`); sqlite3.Error is logged."""
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            try:
+                reader.close()
+            except sqlite3.Error:
+                self._failed("while closing {path}", path=self.path)
+
+    def reopen(self) -> None:
+        """Read the (new) file at the path from now on."""
+        try:
+            self.reader = connect_reader(self.path)
+        except sqlite3.Error:
+            self._failed("while opening {path} again", path=self.path)
