@@ -48,23 +48,20 @@ class _WriterFailed(Exception):
 
 
 class Troubles:
-    """Reasons, by kind, each until it is cleared or until a given time."""
+    """Reasons, by kind, each until a given time."""
 
     def __init__(self) -> None:
-        self._reasons: dict[str, tuple[str, float | None]] = {}
+        self._reasons: dict[str, tuple[str, float]] = {}
         self._nag = LogThrottle(NAG_INTERVAL)
 
-    def set(self, kind: str, text: str, until: float | None = None) -> None:
-        """Say ``text`` for ``kind`` until `clear` (or until time ``until``)."""
+    def set(self, kind: str, text: str, until: float) -> None:
+        """Say ``text`` for ``kind`` until time ``until``."""
         self._reasons[kind] = (text, until)
-
-    def clear(self, kind: str) -> None:
-        self._reasons.pop(kind, None)
 
     def text(self, now: float, *extra: str | None) -> str | None:
         """The current reasons (and ``extra`` ones), or None when all is well."""
         for kind, (_, until) in list(self._reasons.items()):
-            if until is not None and until <= now:
+            if until <= now:
                 del self._reasons[kind]
         found = [text for text, _ in self._reasons.values()]
         found.extend(text for text in extra if text)

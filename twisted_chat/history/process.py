@@ -23,6 +23,7 @@ from twisted.internet.protocol import ProcessProtocol
 from zope.interface import implementer
 
 from twisted_chat.history.wire import (
+    NO_ID,
     OP_STOP,
     REPORT_COMMITTED,
     Committed,
@@ -185,7 +186,7 @@ class ProcessLink:
     def send_marker(self, op: Marker) -> None:
         """`WriterLink` API: send a marker now; with no writer, acknowledge it."""
         if self._down:
-            self._owner.writer_said(Committed(REPORT_COMMITTED, -1, op.seq))
+            self._owner.writer_said(Committed(REPORT_COMMITTED, NO_ID, op.seq))
             return
         self._outbox.append(op)
         self._drain()

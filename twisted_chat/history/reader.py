@@ -17,8 +17,9 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final
 
 from twisted_chat.core.records import StoredTopic
+from twisted_chat.core.store import MAX_RECENT
 from twisted_chat.history.files import connect_reader
-from twisted_chat.history.memory import MAX_RECENT, Tail, Turn
+from twisted_chat.history.memory import Tail, Turn
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from twisted_chat.history.watch import CHECK_INTERVAL, FileWatch
 from twisted_chat.history.wire import (
     MARKER_OPS,
+    NO_ID,
     OP_STOP,
     REPORT_COMMITTED,
     URGENT_OPS,
@@ -156,7 +157,7 @@ class ThreadLink:
                 markers = [op for op in markers if op.kind in MARKER_OPS]
                 if markers:
                     seq = max(op.seq for op in markers)
-                    self._report(Committed(REPORT_COMMITTED, -1, seq))
+                    self._report(Committed(REPORT_COMMITTED, NO_ID, seq))
                 if any(op.kind == OP_STOP for op in markers):
                     core.close()
                     self._closed()

@@ -29,9 +29,9 @@ Daemon to writer, the ops:
 
 Writer to daemon, the reports:
 
-- `Committed`: everything up to message ``last_id`` (-1: no message in
-  the batch) is finished with, committed or failed, and so is every marker
-  up to ``seq`` (-1: none);
+- `Committed`: everything up to message ``last_id`` (`NO_ID`: no message
+  in the batch) is finished with, committed or failed, and so is every
+  marker up to ``seq`` (`NO_SEQ`: none);
 - `Failed`: a commit failed; ``problem`` is the sentence to log,
   ``details`` the writer's traceback (at most one a minute);
 - `FileChanged`: the history file was removed or replaced (`FILE_LOST`:
@@ -61,6 +61,7 @@ __all__ = [
     "FILE_LOST",
     "FILE_READY",
     "MARKER_OPS",
+    "NO_ID",
     "NO_SEQ",
     "OP_FLUSH",
     "OP_LINES",
@@ -109,8 +110,12 @@ MARKER_OPS: Final = (OP_FLUSH, OP_STOP)
 #: Ops the writer acts on at once, without waiting for the rest of a batch.
 URGENT_OPS: Final = (OP_FLUSH, OP_STOP, OP_REOPEN)
 
-#: ``seq`` of a marker that asks for no acknowledgement (`OP_REOPEN`).
+#: ``seq`` of a marker that asks for no acknowledgement (`OP_REOPEN`), and
+#: of a `Committed` that acknowledges no marker.
 NO_SEQ: Final = -1
+#: ``last_id`` of a `Committed` whose batch held no message; ``id`` of a
+#: `Topic` that counts nothing off the backlog.
+NO_ID: Final = -1
 
 
 class Lines(NamedTuple):
@@ -129,7 +134,7 @@ class Topic(NamedTuple):
 
     kind: str
     row: TopicRow
-    id: int = -1
+    id: int = NO_ID
 
 
 class Prune(NamedTuple):

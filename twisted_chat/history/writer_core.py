@@ -28,6 +28,8 @@ from twisted_chat.history.wire import (
     FILE_FAILED,
     FILE_LOST,
     FILE_READY,
+    NO_ID,
+    NO_SEQ,
     OP_REOPEN,
     OP_STOP,
     REPORT_COMMITTED,
@@ -148,8 +150,8 @@ class WriterCore:
         """Commit ``batch`` in order, report it; True if it asked to stop."""
         turns: list[TurnRow] = []
         topics: list[TopicRow] = []
-        done_id = -1
-        seq = -1
+        done_id = NO_ID
+        seq = NO_SEQ
         stop = False
         for op in batch:
             if isinstance(op, Lines):
@@ -175,7 +177,7 @@ class WriterCore:
         done_id = max(done_id, self._commit(turns, topics))
         if stop:
             self.close()
-        if done_id >= 0 or seq >= 0:
+        if done_id != NO_ID or seq != NO_SEQ:
             self._send(Committed(REPORT_COMMITTED, done_id, seq))
         return stop
 
@@ -190,9 +192,9 @@ class WriterCore:
             self._report("closing {path} failed")
 
     def _commit(self, turns: list[TurnRow], topics: list[TopicRow]) -> int:
-        """Commit; return the last message id of ``turns`` (-1 if none)."""
+        """Commit; return the last message id of ``turns`` (`NO_ID` if none)."""
         if not turns and not topics:
-            return -1
+            return NO_ID
         try:
             if self.conn is None:
                 if self._awaiting_reader or self._retry:
@@ -211,7 +213,7 @@ class WriterCore:
     @staticmethod
     def _last_id(turns: list[TurnRow]) -> int:
         if not turns:
-            return -1
+            return NO_ID
         last = turns[-1]
         return last.first_id + last.line_count - 1
 
