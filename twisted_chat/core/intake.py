@@ -334,22 +334,16 @@ class LineIntake:
             if b"" in parts:
                 parts = [line for line in parts if line]
         paid = len(parts)
-        out: list[Verdict]
-        if parts and max(map(len, parts)) > limit:
-            out = []
-            for line in parts:
-                if len(line) > limit:
-                    out.append(REFUSE)
-                    paid -= 1
-                elif (text := decode_line(line)) and not text.isspace():
-                    out.append(text)
-        else:
-            out = [
-                text
-                for line in parts
-                if (text := clean_text(line.decode("utf-8", "replace")))
-                and not text.isspace()
-            ]
+        out: list[Verdict] = []
+        append = out.append
+        for line in parts:
+            if len(line) > limit:
+                append(REFUSE)
+                paid -= 1
+            elif (text := clean_text(line.decode("utf-8", "replace"))) and (
+                not text.isspace()
+            ):
+                append(text)
         if len(data) > limit:
             data = b""
             self._discarding = True
