@@ -33,8 +33,8 @@ include connecting the clients, which costs the same in every setting.
 held every message: the writer runs at a lower priority than the daemon
 (`twisted_chat.history.writer.NICENESS`) and catches up after a burst.
 
-Why 40,000 messages per sender: at 10,000 a run lasted under a second,
-and two runs of the same setting differed by up to 30 %.
+Why 40,000 messages per sender: shorter runs last too little for two
+runs of the same setting to agree (BENCHMARKS.md, "Noise").
 
 How to read it: the load generator runs on the same machine. When it is the
 bottleneck (a busy or small machine), deliveries per second barely move

@@ -44,7 +44,6 @@ from twisted_chat.history.memory import (
     IHistoryStore,
     MemoryStore,
     Tail,
-    Turn,
 )
 from twisted_chat.history.process import ProcessLink
 from twisted_chat.history.schema import SCHEMA_VERSION, TopicRow
@@ -58,10 +57,10 @@ from twisted_chat.history.wire import (
     REPORT_COMMITTED,
     Committed,
     FrameDecoder,
-    Lines,
     Marker,
     Op,
     Topic,
+    Turn,
     decode_ops,
     encode_frame,
     encode_ops,
@@ -1107,7 +1106,7 @@ def test_frames_survive_any_split() -> None:
     said = lines.room_message("#A", "al", "hi ünï")
     topic = TopicRow("#a", "#A", "the topic", "al", 2.0)
     frames: list[list[Op]] = [
-        [Lines(OP_LINES, 1, "#a", "#A", 1.5, said), Topic(OP_TOPIC, topic, 2)],
+        [Turn(1, "#a", "#A", 1.5, said, 1), Topic(OP_TOPIC, topic, 2)],
         [Marker(OP_FLUSH, 7)],
         [Marker(OP_STOP, 8)],
     ]
@@ -1117,7 +1116,7 @@ def test_frames_survive_any_split() -> None:
     for n in range(len(stream)):
         got.extend(decode_ops(frame) for frame in decoder.feed(stream[n : n + 1]))
     assert got == frames
-    assert [type(op) for op in got[0]] == [Lines, Topic]
+    assert [type(op) for op in got[0]] == [Turn, Topic]
     assert type(got[0][1].row) is TopicRow
 
 
@@ -1130,7 +1129,7 @@ def test_writer_core_stores_bad_utf8_replaced(tmp_path: Path) -> None:
         conn, path="h.db", max_per_room=0, max_age_days=0, send=reports.append
     )
     bad = b"[#a] <al> \xff\r\n"
-    assert not core.write_batch([Lines(OP_LINES, 1, "#a", "#a", 1.0, bad)])
+    assert not core.write_batch([Turn(1, "#a", "#a", 1.0, bad, 1)])
     assert reports == [Committed(REPORT_COMMITTED, 1, -1)]
     assert conn.execute("SELECT lines FROM turns").fetchall() == [
         ("[#a] <al> \ufffd\r\n",)

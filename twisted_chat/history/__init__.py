@@ -72,7 +72,7 @@ file (README, "Backups").
 The modules, in the order a line takes to the file:
 
 - ``memory``: `IHistoryStore`, `MemoryStore`, and the per-room tails of
-  `~twisted_chat.history.memory.Turn` records every store keeps;
+  `~twisted_chat.history.wire.Turn` records every store keeps;
 - ``sqlite``: `SqliteStore`, the reactor side of the SQLite store;
   ``reader``: its tail caches and topic reads; ``side``: what waits for
   the writer (`~twisted_chat.history.side.Backlog`) and the interface of

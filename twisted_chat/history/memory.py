@@ -3,14 +3,14 @@
 `IHistoryStore` is what the daemon runs (`IMessageStore`, which the chat
 core calls, plus start, flush, prune and stop). `MemoryStore` fulfils it
 with dicts and deques (tests, ``--history-db :memory:``); the SQLite store
-(`twisted_chat.history.sqlite`) shares its per-room tails of `Turn`
-records (`Tail`) and its limits.
+(`twisted_chat.history.sqlite`) shares its per-room tails (`Tail`, of
+`twisted_chat.history.wire.Turn` records) and its limits.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Final
 
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
@@ -19,6 +19,7 @@ from twisted_chat.core import lines
 from twisted_chat.core.records import StoredMessage
 from twisted_chat.core.store import MAX_RECENT, IMessageStore
 from twisted_chat.history.schema import MAX_TOPICS, age_cutoff
+from twisted_chat.history.wire import Turn
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -33,7 +34,6 @@ __all__ = [
     "IHistoryStore",
     "MemoryStore",
     "Tail",
-    "Turn",
     "check_retention",
     "clamp_limit",
 ]
@@ -94,23 +94,6 @@ def clamp_limit(limit: int, max_per_room: int) -> int:
     if max_per_room > 0:
         limit = min(limit, max_per_room)
     return max(limit, 0)
-
-
-class Turn(NamedTuple):
-    """What a room said in one reactor turn, on the reactor's side.
-
-    ``data`` is as `IMessageStore.append_lines` takes it; its ``line_count``
-    lines are the messages ``first_id``, ``first_id + 1``, ... (the memory
-    store numbers nothing: 0). Kept in the tails, and by the SQLite store
-    until its writer is done with it.
-    """
-
-    first_id: int
-    room_key: str
-    room: str
-    at: float
-    data: bytes
-    line_count: int
 
 
 class Tail:

@@ -28,8 +28,8 @@ from twisted_chat.history.wire import (
     REPORT_COMMITTED,
     Committed,
     FrameDecoder,
-    Lines,
     Marker,
+    Turn,
     decode_report,
     encode_ops,
 )
@@ -287,7 +287,7 @@ class ProcessLink:
             end = 0
             for op in outbox:
                 end += 1
-                if isinstance(op, Lines):
+                if isinstance(op, Turn):
                     size += len(op.data)
                     if size >= _FRAME_BYTES:
                         break

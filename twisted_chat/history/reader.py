@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Final
 from twisted_chat.core.records import StoredTopic
 from twisted_chat.core.store import MAX_RECENT
 from twisted_chat.history.files import connect_reader
-from twisted_chat.history.memory import Tail, Turn
+from twisted_chat.history.memory import Tail
+from twisted_chat.history.wire import Turn
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -65,16 +66,11 @@ class Reads:
         self.path = path
         self.reader = reader
         self._failed = failed
+        #: The store adds each turn said to its room's tail, if cached here.
         self.tails: OrderedDict[str, Tail] = OrderedDict()
         self.topics: OrderedDict[str, StoredTopic] = OrderedDict()
         #: Nothing said before it is shown (the newest prune's cutoff).
         self.age_cutoff: float | None = None
-
-    def added(self, turn: Turn) -> None:
-        """A turn was said: keep its room's tail current, if it is cached."""
-        tail = self.tails.get(turn.room_key)
-        if tail is not None:
-            tail.add(turn)
 
     def cached(self, room_key: str) -> Tail | None:
         """A room's tail if it is cached (it becomes the newest read)."""

@@ -16,6 +16,8 @@ from twisted_chat.history.rekey import RoomKeys, recorded_key_version, rekey
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from twisted_chat.history.wire import Turn
+
 __all__ = [
     "MAX_TOPICS",
     "SCHEMA_VERSION",
@@ -171,16 +173,15 @@ _BOUNDARY_TURN: Final = """
 """
 
 
-def turn_row(
-    first_id: int, room_key: str, room: str, at: float, data: bytes
-) -> TurnRow:
-    """The row of the turn a `twisted_chat.history.wire.Lines` op carries.
+def turn_row(turn: Turn) -> TurnRow:
+    """The row of a turn the writer was handed.
 
     The core's lines are always valid UTF-8; "replace" makes sure a bug
     there costs a few characters, not the writer.
     """
+    first_id, room_key, room, at, data, line_count = turn
     lines = data.decode("utf-8", "replace")
-    return TurnRow(first_id, room_key, room, at, data.count(b"\n"), lines)
+    return TurnRow(first_id, room_key, room, at, line_count, lines)
 
 
 def age_cutoff(now: float, max_age_days: float) -> float | None:

@@ -30,8 +30,7 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorFromThreads
     from twisted.logger import Logger
 
-    from twisted_chat.history.memory import Turn
-    from twisted_chat.history.wire import Marker, Op, Report
+    from twisted_chat.history.wire import Marker, Op, Report, Turn
 
 __all__ = [
     "MAX_WAITING_BYTES",
@@ -126,7 +125,7 @@ class _QueuedTopic(NamedTuple):
 class Backlog:
     """The turns and topics handed to the writer and not yet done with.
 
-    Message ids are handed out here (`number`): the writer acknowledges
+    Message ids are handed out from ``next_id``: the writer acknowledges
     "everything up to id N" (`acknowledge`), which counts turns and topics
     off what waits.
 
@@ -148,21 +147,20 @@ class Backlog:
         self.dropped = 0
         self._drop_log = LogThrottle(ERROR_LOG_INTERVAL)
 
-    def take_ids(self, count: int) -> int:
-        """Number ``count`` messages (or one topic); the first id."""
-        first = self.next_id
-        self.next_id += count
-        return first
-
     def fits(self, cost: int) -> bool:
         """Whether ``cost`` more bytes may wait (after forgetting what is done)."""
         self.trim()
         return self.waiting + cost <= self.max_bytes
 
-    def add_turn(self, turn: Turn) -> None:
-        """``turn`` waits for the writer (see `fits`)."""
-        self.waiting += len(turn.data) + ITEM_COST
+    def admit(self, turn: Turn) -> bool:
+        """Let ``turn`` wait for the writer, if it `fits`; False if not."""
+        self.trim()
+        cost = len(turn.data) + ITEM_COST
+        if self.waiting + cost > self.max_bytes:
+            return False
+        self.waiting += cost
         self.turns.append(turn)
+        return True
 
     def add_topic(self, topic_id: int, cost: int) -> None:
         """A topic of ``cost`` bytes waits for the writer (see `fits`)."""

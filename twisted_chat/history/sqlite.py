@@ -30,7 +30,6 @@ from twisted_chat.history.memory import (
     DEFAULT_MAX_AGE_DAYS,
     DEFAULT_MAX_PER_ROOM,
     IHistoryStore,
-    Turn,
     check_retention,
     clamp_limit,
 )
@@ -203,7 +202,10 @@ class SqliteStore:
         return d
 
     def append_lines(self, room_key: str, room: str, at: float, data: bytes) -> None:
-        """`IMessageStore` API: numbers the turn, queues it, updates the tail."""
+        """`IMessageStore` API: numbers the turn, queues it, updates the tail.
+
+        Called once per room and reactor turn: kept to a handful of steps.
+        """
         if self._stopping:
             self._dropped_after_stop += 1
             if self._dropped_after_stop == 1:
@@ -217,15 +219,16 @@ class SqliteStore:
             if not count:
                 return  # no line: nothing to keep, and no id to give
             backlog = self._backlog
-            turn = Turn(backlog.take_ids(count), room_key, room, at, data, count)
-            self._reads.added(turn)
-            if not backlog.fits(len(data) + ITEM_COST) or self._health.down:
+            first_id = backlog.next_id
+            backlog.next_id = first_id + count
+            turn = wire.Turn(first_id, room_key, room, at, data, count)
+            tail = self._reads.tails.get(room_key)
+            if tail is not None:
+                tail.add(turn)
+            if self._health.down or not backlog.admit(turn):
                 self._drop(count)
                 return
-            backlog.add_turn(turn)
-            self._link.send(
-                wire.Lines(wire.OP_LINES, turn.first_id, room_key, room, at, data)
-            )
+            self._link.send(turn)
         except Exception:
             self._log.failure("while queueing messages for {path}", path=self.path)
 
@@ -259,7 +262,8 @@ class SqliteStore:
         if not backlog.fits(cost) or self._health.down:
             self._drop(0)
             return
-        topic_id = backlog.take_ids(1)
+        topic_id = backlog.next_id
+        backlog.next_id += 1
         backlog.add_topic(topic_id, cost)
         row = TopicRow(
             topic.room_key, topic.room, topic.text, topic.set_by, topic.set_at

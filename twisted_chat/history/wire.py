@@ -15,10 +15,12 @@ ship together.
 
 Daemon to writer, the ops:
 
-- `Lines`: what was said in a room in one reactor turn, ``data`` holding
-  the lines exactly as the room's members were sent them
+- `Turn` (`OP_LINES`): what was said in a room in one reactor turn,
+  ``data`` holding the lines exactly as the room's members were sent them
   (`twisted_chat.core.lines`), numbered from ``first_id`` on, all said at
-  ``at``; the writer stores them as they are, one row a turn;
+  ``at``; the writer stores them as they are, one row a turn. The same
+  record is what the stores keep in their tails and backlog, so that
+  handing a turn over costs the reactor no second record;
 - `Topic`: a topic; its ``id`` is taken from the message ids, so that its
   acknowledgement lets the daemon count it off what waits for the writer;
 - `Prune`: apply retention as of ``now``;
@@ -77,12 +79,12 @@ __all__ = [
     "Failed",
     "FileChanged",
     "FrameDecoder",
-    "Lines",
     "Marker",
     "Op",
     "Prune",
     "Report",
     "Topic",
+    "Turn",
     "decode_ops",
     "decode_report",
     "encode_frame",
@@ -118,15 +120,25 @@ NO_SEQ: Final = -1
 NO_ID: Final = -1
 
 
-class Lines(NamedTuple):
-    """`OP_LINES`: a room's lines of one reactor turn."""
+class Turn(NamedTuple):
+    """`OP_LINES`: what a room said in one reactor turn.
 
-    kind: str
+    ``data`` is as `IMessageStore.append_lines` takes it; its
+    ``line_count`` lines are the messages ``first_id``, ``first_id + 1``,
+    ... (the memory store numbers nothing: 0).
+    """
+
     first_id: int
     room_key: str
     room: str
     at: float
     data: bytes
+    line_count: int
+
+    @property
+    def kind(self) -> str:
+        """`OP_LINES`, as the other ops say their kind."""
+        return OP_LINES
 
 
 class Topic(NamedTuple):
@@ -151,7 +163,7 @@ class Marker(NamedTuple):
     seq: int = NO_SEQ
 
 
-Op = Lines | Topic | Prune | Marker
+Op = Turn | Topic | Prune | Marker
 
 
 class Committed(NamedTuple):
@@ -181,7 +193,6 @@ class FileChanged(NamedTuple):
 Report = Committed | Failed | FileChanged
 
 _OPS: Final[dict[str, Any]] = {
-    OP_LINES: Lines,
     OP_PRUNE: Prune,
     OP_FLUSH: Marker,
     OP_STOP: Marker,
@@ -204,12 +215,15 @@ def encode_frame(value: Any) -> bytes:
 
 def encode_ops(ops: list[Op]) -> bytes:
     """The frame of ``ops``, as the plain tuples `marshal` takes."""
-    return encode_frame(
-        [
-            (OP_TOPIC, tuple(op.row), op.id) if isinstance(op, Topic) else tuple(op)
-            for op in ops
-        ]
-    )
+    return encode_frame([_plain(op) for op in ops])
+
+
+def _plain(op: Op) -> tuple[Any, ...]:
+    if isinstance(op, Turn):
+        return (OP_LINES, *op[:5])  # the writer counts the lines again
+    if isinstance(op, Topic):
+        return (OP_TOPIC, tuple(op.row), op.id)
+    return tuple(op)
 
 
 def encode_report(report: Report) -> bytes:
@@ -221,7 +235,10 @@ def decode_ops(values: list[tuple[Any, ...]]) -> list[Op]:
     """The ops of one decoded frame, as records again."""
     ops: list[Op] = []
     for value in values:
-        if value[0] == OP_TOPIC:
+        if value[0] == OP_LINES:
+            _, first_id, room_key, room, at, data = value
+            ops.append(Turn(first_id, room_key, room, at, data, data.count(b"\n")))
+        elif value[0] == OP_TOPIC:
             ops.append(Topic(value[0], TopicRow._make(value[1]), *value[2:]))
         else:
             ops.append(_OPS[value[0]]._make(value))

@@ -38,9 +38,9 @@ from twisted_chat.history.wire import (
     Committed,
     Failed,
     FileChanged,
-    Lines,
     Prune,
     Topic,
+    Turn,
 )
 
 if TYPE_CHECKING:
@@ -154,8 +154,8 @@ class WriterCore:
         seq = NO_SEQ
         stop = False
         for op in batch:
-            if isinstance(op, Lines):
-                turns.append(turn_row(*op[1:]))
+            if isinstance(op, Turn):
+                turns.append(turn_row(op))
             elif isinstance(op, Topic):
                 topics.append(op.row)
                 # The id the daemon gave it, to count it off its backlog.
