@@ -4,14 +4,13 @@ Both ends of the link speak it: the reactor side
 (`twisted_chat.history.sqlite.SqliteStore`) sends ops and reads reports,
 the writer (`twisted_chat.history.writer_core.WriterCore`, on a thread or
 in the child process of `twisted_chat.history.writer`) does the opposite.
-Every op and report is a tuple whose first item names its kind (the
-``OP_*`` and ``REPORT_*`` constants); the records below give the other
-items their names. A thread link hands the records over as they are; the
-process link sends them as plain tuples in frames (`encode_ops`,
-`encode_report`, `FrameDecoder`), because `marshal` takes only plain
-tuples, and both ends rebuild the records (`decode_ops`,
-`decode_report`). The format is private to this package and both ends
-ship together.
+Every op and report is a record (a named tuple) that says its ``kind``
+(the ``OP_*`` and ``REPORT_*`` constants). A thread link hands the records
+over as they are; the process link sends them in frames as plain tuples
+whose first item is the kind (`encode_ops`, `encode_report`,
+`FrameDecoder`), because `marshal` takes only plain tuples, and both ends
+rebuild the records (`decode_ops`, `decode_report`). The format is private
+to this package and both ends ship together.
 
 Daemon to writer, the ops:
 
