@@ -242,11 +242,7 @@ class ChatDatagramProtocol(DatagramProtocol):
         )
 
     def apply_settings(self, settings: Settings) -> None:
-        """
-        Take reloaded flood-control settings in every session, keeping the
-        tokens, as a TCP connection does (the ``! slow-down`` notice already
-        quotes ``settings``).
-        """
+        """Retune every session's flood bucket after a reload, as over TCP."""
         for session in self.sessions.values():
             session.bucket = reloaded_bucket(session.bucket, settings)
 
