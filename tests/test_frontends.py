@@ -227,13 +227,20 @@ def test_a_front_end_is_built_started_and_stopped_by_the_service(
     assert fake.listener.calls == ["close", "wait"]
 
 
+@pytest.mark.parametrize(
+    ("clients", "said"), [(2, "2 connections"), (1, "1 connection")]
+)
 def test_clients_left_after_the_grace_are_aborted_through_the_listener(
-    fake: Fake, fake_options: type[Options], log_events: list[LogEvent]
+    fake: Fake,
+    fake_options: type[Options],
+    log_events: list[LogEvent],
+    clients: int,
+    said: str,
 ) -> None:
     """Shutdown waits on wait_until_empty, then counts and aborts the rest."""
     service = daemon(fake_options, "--fake", "one")
     service.startService()
-    fake.listener.clients = 2
+    fake.listener.clients = clients
     stopped: list[None] = []
     service.stopService().addCallback(stopped.append)
     clock = cast("MemoryReactorClock", service.reactor)
@@ -243,7 +250,7 @@ def test_clients_left_after_the_grace_are_aborted_through_the_listener(
     clock.advance(0.2)
     assert fake.listener.calls == ["close", "wait", "abort"]
     assert formatted(log_events, "aborting") == [
-        "aborting 2 connections that did not close in time"
+        f"aborting {said} that did not close in time"
     ]
     assert stopped == []
     fake.listener.clients = 0

@@ -67,6 +67,15 @@ def test_max_clients_refuses_everyone_when_full() -> None:
     refusal = admission.admit("c", 0.0)
     assert isinstance(refusal, ServerFull)
     assert refusal.code == "server-full"
+    assert refusal.text == "The server is full (2 clients); try again later."
+
+
+def test_a_server_full_at_one_client_says_one_client() -> None:
+    admission = Admission(max_clients=1, max_per_ip=10)
+    assert admission.admit("a", 0.0) is None
+    refusal = admission.admit("b", 0.0)
+    assert refusal is not None
+    assert refusal.text == ("The server is full (1 client); try again later.")
 
 
 def test_refusal_counts_nothing() -> None:

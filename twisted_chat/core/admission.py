@@ -22,6 +22,7 @@ from attrs import define, field
 
 from twisted_chat.core.errors import ChatError, ServerFull, TooManyConnections
 from twisted_chat.core.flood import BucketTable, FloodCredit, TokenBucket
+from twisted_chat.core.lines import counted
 from twisted_chat.core.logs import RateLimitedLogger
 
 _log = RateLimitedLogger()
@@ -100,9 +101,8 @@ class Admission:
     def admit(self, group: str, now: float) -> ChatError | None:
         """Count a new client in at ``now``, or say why not (nothing counted)."""
         if self.max_clients and self.total >= self.max_clients:
-            return ServerFull(
-                f"The server is full ({self.max_clients} clients); try again later."
-            )
+            clients = counted(self.max_clients, "client", "clients")
+            return ServerFull(f"The server is full ({clients}); try again later.")
         count = self.per_group.get(group, 0)
         per_ip = self.max_per_ip
         if per_ip and group:

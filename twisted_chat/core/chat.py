@@ -212,8 +212,8 @@ class ChatServer:
 
     def status(self) -> str:
         """A one-line summary for ``STATUS=`` and logs, with history trouble."""
-        clients = listing.counted(len(self.participants), "client", "clients")
-        text = f"{clients} in {listing.counted(len(self.rooms), 'room', 'rooms')}"
+        clients = lines.counted(len(self.participants), "client", "clients")
+        text = f"{clients} in {lines.counted(len(self.rooms), 'room', 'rooms')}"
         trouble = self._store.trouble() if self._store is not None else None
         if trouble:
             text += f"; HISTORY NOT SAVED: {trouble}"

@@ -78,3 +78,8 @@ def parse_room_lines(room: str, data: bytes) -> list[SaidLine]:
             nick, _, text = line[skip + 1 :].partition("> ")
             said.append(SaidLine(nick, text, False))
     return said
+
+
+def counted(count: int, one: str, many: str) -> str:
+    """``1 room``, ``2 rooms``: ``count`` and the word that goes with it."""
+    return f"{count} {one if count == 1 else many}"

@@ -19,6 +19,7 @@ from attrs import evolve
 
 from twisted_chat.core import lines
 from twisted_chat.core.bounds import ROOMS_SHOWN, WHO_NAMES_PER_LINE, WHO_NAMES_SHOWN
+from twisted_chat.core.lines import counted
 from twisted_chat.core.names import name_key
 from twisted_chat.core.records import format_history_line
 
@@ -122,8 +123,3 @@ def history_reply(
         shown = message if message.room == display else evolve(message, room=display)
         reply.append(lines.encode(format_history_line(shown, now)))
     return reply
-
-
-def counted(count: int, one: str, many: str) -> str:
-    """``1 room``, ``2 rooms``: ``count`` and the word that goes with it."""
-    return f"{count} {one if count == 1 else many}"

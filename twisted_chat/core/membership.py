@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
-from twisted_chat.core import lines, listing
+from twisted_chat.core import lines
 from twisted_chat.core.bounds import MAX_ROOMS_PER_USER
 from twisted_chat.core.errors import (
     InvalidName,
@@ -113,7 +113,7 @@ class Membership:
         participant.current = room
         others = len(room.members) - 1
         company = (
-            f"{listing.counted(others, 'other person', 'other people')} here "
+            f"{lines.counted(others, 'other person', 'other people')} here "
             f"(/who lists them)"
             if others
             else "nobody else is here yet"

@@ -35,6 +35,7 @@ from twisted.logger import Logger
 
 from twisted_chat.core.admission import Admission
 from twisted_chat.core.chat import ChatServer
+from twisted_chat.core.lines import counted
 from twisted_chat.core.logs import LIMITER, WINDOW
 from twisted_chat.core.settings import Settings
 from twisted_chat.daemon.config import ConfigError, build_settings, default_state_dir
@@ -167,7 +168,8 @@ class ChatService(MultiService):
         stragglers = sum(listener.client_count() for listener in listeners)
         if stragglers:
             _log.warn(
-                "aborting {count} connections that did not close in time",
+                "aborting {connections} that did not close in time",
+                connections=counted(stragglers, "connection", "connections"),
                 count=stragglers,
             )
         for listener in listeners:
