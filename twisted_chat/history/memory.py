@@ -10,7 +10,7 @@ with dicts and deques (tests, ``--history-db :memory:``); the SQLite store
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
@@ -36,7 +36,10 @@ __all__ = [
     "Tail",
     "check_retention",
     "clamp_limit",
+    "keep_newest",
 ]
+
+_Entry = TypeVar("_Entry")
 
 DEFAULT_MAX_PER_ROOM: Final = 10_000
 DEFAULT_MAX_AGE_DAYS: Final = 30
@@ -94,6 +97,20 @@ def clamp_limit(limit: int, max_per_room: int) -> int:
     if max_per_room > 0:
         limit = min(limit, max_per_room)
     return max(limit, 0)
+
+
+def keep_newest(
+    entries: OrderedDict[str, _Entry], key: str, entry: _Entry, cap: int
+) -> None:
+    """Store ``entry`` as the newest, and forget the oldest past ``cap``.
+
+    The one bounded cache of this package: topics kept in memory, and the
+    SQLite store's cached tails and topics.
+    """
+    entries[key] = entry
+    entries.move_to_end(key)
+    if len(entries) > cap:
+        entries.popitem(last=False)
 
 
 class Tail:
@@ -200,11 +217,7 @@ class MemoryStore:
 
     def set_topic(self, topic: StoredTopic) -> None:
         """`IMessageStore` API."""
-        topics = self._topics
-        topics[topic.room_key] = topic
-        topics.move_to_end(topic.room_key)
-        if len(topics) > MAX_TOPICS:
-            topics.popitem(last=False)
+        keep_newest(self._topics, topic.room_key, topic, MAX_TOPICS)
 
     def topic(self, room_key: str) -> StoredTopic | None:
         """`IMessageStore` API."""

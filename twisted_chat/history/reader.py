@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from twisted_chat.core.records import StoredTopic
 from twisted_chat.core.store import MAX_RECENT
 from twisted_chat.history.files import connect_reader
-from twisted_chat.history.memory import Tail
+from twisted_chat.history.memory import Tail, keep_newest
 from twisted_chat.history.wire import Turn
 
 if TYPE_CHECKING:
@@ -100,9 +100,7 @@ class Reads:
         tail = Tail(MAX_RECENT, [*committed, *queued])
         if self.age_cutoff is not None:
             tail.drop_before(self.age_cutoff)
-        self.tails[room_key] = tail
-        if len(self.tails) > _MAX_CACHED_ROOMS:
-            self.tails.popitem(last=False)
+        keep_newest(self.tails, room_key, tail, _MAX_CACHED_ROOMS)
         return tail
 
     def _read_tail(self, room_key: str) -> list[tuple[Any, ...]] | None:
@@ -121,11 +119,7 @@ class Reads:
 
     def set_topic(self, topic: StoredTopic) -> None:
         """Keep ``topic`` among the topics set lately."""
-        topics = self.topics
-        topics[topic.room_key] = topic
-        topics.move_to_end(topic.room_key)
-        if len(topics) > _MAX_CACHED_TOPICS:
-            topics.popitem(last=False)
+        keep_newest(self.topics, topic.room_key, topic, _MAX_CACHED_TOPICS)
 
     def topic(self, room_key: str) -> StoredTopic | None:
         """A room's topic: one indexed read, unless set here lately."""
