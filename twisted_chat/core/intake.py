@@ -115,7 +115,7 @@ def judge(
         delay = bucket.take(now)
         if delay:
             return Wait(delay)
-    text = clean_text(line.decode("utf-8", "replace"))
+    text = decode_line(line)
     return text if text and not text.isspace() else None
 
 
