@@ -154,9 +154,8 @@ class Backlog:
 
     def admit(self, turn: Turn) -> bool:
         """Let ``turn`` wait for the writer, if it `fits`; False if not."""
-        self.trim()
         cost = len(turn.data) + ITEM_COST
-        if self.waiting + cost > self.max_bytes:
+        if not self.fits(cost):
             return False
         self.waiting += cost
         self.turns.append(turn)
