@@ -402,3 +402,23 @@ def test_udp_listeners_are_their_sessions(tmp_path: Path) -> None:
     assert udp.client_count() == 0
     assert (b"* Server shutting down\r\n", carol) in reactor.wire.written
     assert not reactor.wire.listening
+
+
+def test_a_udp_session_begun_after_close_is_ended_by_abort(tmp_path: Path) -> None:
+    """UDP has nothing to drain, so ``abort_clients`` closes late arrivals."""
+    config = tmp_path / "chat.toml"
+    config.write_text('udp = ["127.0.0.1:0"]\nhistory-db = "off"\n')
+    reactor = DatagramReactor()
+    service = daemon(Options, "--config", str(config), reactor=reactor)
+    (udp,) = service.listeners["udp"]
+    assert isinstance(udp, ChatUDPServer)
+    service.startService()
+    udp.close_clients()
+    assert udp.wait_until_empty().called
+    dave = ("127.0.0.1", 6666)
+    udp.chat_protocol.datagramReceived(b"hi\n", dave)
+    token = reactor.wire.written[-1][0].split()[3]
+    udp.chat_protocol.datagramReceived(b"/hello " + token + b"\n", dave)
+    assert udp.client_count() == 1
+    udp.abort_clients()
+    assert udp.client_count() == 0
