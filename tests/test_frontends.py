@@ -422,3 +422,15 @@ def test_a_udp_session_begun_after_close_is_ended_by_abort(tmp_path: Path) -> No
     assert udp.client_count() == 1
     udp.abort_clients()
     assert udp.client_count() == 0
+
+
+def test_settings_keep_listener_values_by_front_end_name() -> None:
+    """tcp/udp have fields; any other front-end's values go in more_listeners."""
+    settings = Settings(tcp=("9000",)).with_listeners({"irc": ("6667",)})
+    assert settings.listeners("tcp") == ("9000",)
+    assert settings.listeners("irc") == ("6667",)
+    assert settings.with_listeners({"irc": ()}).listeners("irc") == ()
+    # A setting that is not a front-end is never read or set as one.
+    odd = settings.with_listeners({"max_line": ("5",)})
+    assert odd.max_line == Settings().max_line
+    assert odd.listeners("max_line") == ("5",)

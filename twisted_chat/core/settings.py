@@ -75,4 +75,5 @@ class Settings:
         )
 
 
-_FIELDS = frozenset(attrs.fields_dict(Settings))
+#: The front-ends whose listener values have a field of their own.
+_FIELDS = frozenset({"tcp", "udp"})
