@@ -1,0 +1,211 @@
+"""Accounts in their own SQLite file, written by one thread (issue 13).
+
+`SqliteAccountStore.open` checks the file (`twisted_chat.accounts.schema`)
+before the daemon binds a port, so a damaged, foreign, newer or
+unwritable file stops it with one sentence (`AccountStoreError`). It
+then reads every account into memory: look-ups never touch the disk.
+
+Changes are written in order by one daemon thread that owns the
+connection; each write is its own transaction (accounts change rarely,
+and a registration must be on disk when ``done`` says so) and its result
+comes back through ``callFromThread``. Why a thread of its own and not
+the reactor's pool, nor history's writer: SQLite wants one writer and
+the order of writes matters (create, then set the password), which one
+thread gives for free; the history writer's batching and backlog are for
+thousands of rows a second, not a few a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import sqlite3
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from twisted_chat.accounts import schema
+from twisted_chat.accounts.store import (
+    MAX_ACCOUNTS,
+    Account,
+    AccountStoreError,
+    BaseAccountStore,
+)
+from twisted_chat.core import names
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from twisted.internet.interfaces import IReactorFromThreads
+
+__all__ = ["FILE_NAME", "SqliteAccountStore"]
+
+#: The file's name in the state directory.
+FILE_NAME: Final = "accounts.sqlite3"
+#: How long `close` waits for the writer thread.
+CLOSE_TIMEOUT: Final = 5.0
+
+_Write = tuple[str, Account | None, Account | None, "Callable[[bool], None] | None"]
+
+
+class SqliteAccountStore(BaseAccountStore):
+    """`AccountStore` in an SQLite file; build it with `open`."""
+
+    def __init__(
+        self,
+        path: str,
+        conn: sqlite3.Connection,
+        accounts: dict[str, Account],
+        *,
+        reactor: IReactorFromThreads,
+        max_accounts: int,
+    ) -> None:
+        """Use `open`; this only assembles checked parts and starts the writer."""
+        super().__init__(accounts, max_accounts)
+        self.path = path
+        self._conn = conn
+        self._reactor = reactor
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        #: Writes queued whose answer has not reached the reactor thread.
+        self.pending_writes = 0
+        self._thread = threading.Thread(
+            target=self._run, name=f"accounts-writer {path}", daemon=True
+        )
+        self._thread.start()
+
+    @classmethod
+    def open(
+        cls,
+        path: str,
+        *,
+        reactor: IReactorFromThreads,
+        max_accounts: int = MAX_ACCOUNTS,
+    ) -> SqliteAccountStore:
+        """Open (or create) the accounts file at ``path``, check it, load it.
+
+        :raises AccountStoreError: the file cannot be used; one sentence
+            naming ``path`` and why.
+        """
+        prefix = f"{path} is not a usable accounts database"
+        directory = Path(path).absolute().parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise AccountStoreError(
+                f"{prefix}: cannot create directory {directory}: {e}"
+            ) from e
+        conn: sqlite3.Connection | None = None
+        try:
+            # Opened here so that every problem shows now, then owned by the
+            # writer thread (hence check_same_thread=False).
+            conn = sqlite3.connect(path, check_same_thread=False, timeout=5.0)
+            # names is looked up at call time, so that a test can replace it.
+            schema.prepare(conn, names.KEY_VERSION, names.name_key)
+            rows = conn.execute(
+                "SELECT key, name, hash, created_at, last_login FROM accounts"
+            ).fetchall()
+        except (sqlite3.Error, ValueError, OSError) as e:
+            if conn is not None:
+                conn.close()
+            reason = " ".join(str(e).split())
+            raise AccountStoreError(f"{prefix}: {reason}") from e
+        accounts = {
+            key: Account(
+                key,
+                name,
+                password_hash,
+                float(created_at),
+                None if last_login is None else float(last_login),
+            )
+            for key, name, password_hash, created_at, last_login in rows
+        }
+        return cls(path, conn, accounts, reactor=reactor, max_accounts=max_accounts)
+
+    def close(self) -> None:
+        """Refuse changes, let the writer finish the queue, close the file.
+
+        Blocks the caller until the queued writes are on disk (a few
+        milliseconds each) or `CLOSE_TIMEOUT` passes; their ``done``
+        callbacks still arrive through the reactor.
+        """
+        if self._closed:
+            return
+        super().close()
+        self._queue.put(None)
+        self._thread.join(CLOSE_TIMEOUT)
+
+    def _write(
+        self,
+        key: str,
+        before: Account | None,
+        after: Account | None,
+        done: Callable[[bool], None] | None,
+    ) -> None:
+        self.pending_writes += 1
+        self._queue.put((key, before, after, done))
+
+    def _answered(
+        self,
+        ok: bool,
+        key: str,
+        before: Account | None,
+        after: Account | None,
+        done: Callable[[bool], None] | None,
+    ) -> None:
+        """On the reactor thread: one write is answered."""
+        self.pending_writes -= 1
+        self._written(ok, key, before, after, done)
+
+    def _run(self) -> None:
+        """The writer thread: one transaction per change, in order."""
+        conn = self._conn
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                key, before, after, done = item
+                ok = True
+                try:
+                    with conn:
+                        _apply(conn, key, before, after)
+                except Exception as e:
+                    ok = False
+                    # The account's name and the error, never the hash.
+                    self._log.error(
+                        "account write failed for {name} in {path}: {error}",
+                        name=key,
+                        path=self.path,
+                        error=" ".join(str(e).split()),
+                    )
+                self._reactor.callFromThread(
+                    self._answered, ok, key, before, after, done
+                )
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.close()
+
+
+def _apply(
+    conn: sqlite3.Connection, key: str, before: Account | None, after: Account | None
+) -> None:
+    """Run the statements that turn ``before`` into ``after`` (sqlite3.Error).
+
+    Each must change exactly one row: anything else means the file and
+    memory disagree, and the write counts as failed.
+    """
+    if after is None:
+        steps: list[tuple[str, tuple[object, ...]]] = [(schema.DELETE, (key,))]
+    elif before is None:
+        row = (key, after.name, after.password_hash, after.created_at, after.last_login)
+        steps = [(schema.INSERT, row)]
+    else:
+        steps = []
+        if after.password_hash != before.password_hash:
+            steps.append((schema.SET_HASH, (after.password_hash, key)))
+        if after.last_login != before.last_login:
+            steps.append((schema.SET_LOGIN, (after.last_login, key)))
+    for statement, values in steps:
+        if conn.execute(statement, values).rowcount != 1:
+            raise sqlite3.IntegrityError("the row was not where memory had it")
