@@ -102,3 +102,69 @@ class TooManyConnections(ChatError):
     """A connection refused by ``--max-per-ip``."""
 
     code = "too-many-connections"
+
+
+class NickRegistered(ChatError):
+    """``/nick`` to a name that is somebody else's account."""
+
+    code = "nick-registered"
+
+
+class AlreadyRegistered(ChatError):
+    """``/register`` for a name that is an account already."""
+
+    code = "already-registered"
+
+
+class WeakPassword(ChatError):
+    """A new password shorter than the accounts' minimum."""
+
+    code = "weak-password"
+
+
+class LoginFailed(ChatError):
+    """A wrong name or password: the same error whether the account exists or not."""
+
+    code = "login-failed"
+
+
+class LoginThrottled(ChatError):
+    """Too many failed logins (or ``/oper`` attempts) for an account or address."""
+
+    code = "login-throttled"
+
+
+class NotLoggedIn(ChatError):
+    """An account command that needs a login, from a guest."""
+
+    code = "not-logged-in"
+
+
+class RegistrationClosed(ChatError):
+    """``/register`` under ``--registration closed``, from a non-operator."""
+
+    code = "registration-closed"
+
+
+class AccountsDisabled(ChatError):
+    """Any account command under ``--accounts off``."""
+
+    code = "accounts-disabled"
+
+
+class NotServerOperator(ChatError):
+    """A server operator's command from somebody who is not one."""
+
+    code = "not-server-operator"
+
+
+class OperFailed(ChatError):
+    """``/oper`` with a wrong name or password."""
+
+    code = "oper-failed"
+
+
+class Banned(ChatError):
+    """A server ban (at connect, hello or login) or a room ban (at join)."""
+
+    code = "banned"
