@@ -24,6 +24,7 @@ ALLOWED = {
     "core": set(),
     "transports": {"core"},
     "history": {"core"},
+    "accounts": {"core"},
     "daemon": {"core", "transports", "history"},
 }
 MAX_LINES = 400
