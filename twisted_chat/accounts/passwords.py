@@ -39,11 +39,13 @@ from __future__ import annotations
 import queue
 import secrets
 import threading
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from twisted.logger import Logger
+
+from twisted_chat.core.account_ports import PasswordHasher
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -87,32 +89,6 @@ def argon2_hasher() -> argon2.PasswordHasher:
         parallelism=PARALLELISM,
         type=argon2.Type.ID,
     )
-
-
-class PasswordHasher(Protocol):
-    """What the chat needs of a hasher; callbacks run on the reactor thread."""
-
-    def hash(self, password: str, done: Callable[[str | None], None]) -> bool:
-        """Hash ``password``; ``done`` gets the hash, or None if argon2 failed.
-
-        Returns False, and never calls ``done``, when busy.
-        """
-
-    def verify(
-        self, stored: str | None, password: str, done: Callable[[bool], None]
-    ) -> bool:
-        """Check ``password`` against ``stored`` (None: no such account).
-
-        ``done`` gets True only for a match. Returns False, and never calls
-        ``done``, when busy.
-        """
-
-    def needs_rehash(self, stored: str) -> bool:
-        """Whether ``stored`` was made with other parameters (cheap, no argon2)."""
-
-    @property
-    def pending(self) -> int:
-        """Jobs accepted and not yet answered."""
 
 
 class Argon2Hasher:

@@ -16,12 +16,12 @@ answers `Refusal.FULL`. Nothing here logs a password hash.
 
 from __future__ import annotations
 
-import enum
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 import attrs
 from twisted.logger import Logger
 
+from twisted_chat.core.account_ports import Account, AccountStore, Refusal
 from twisted_chat.core.names import name_key
 
 if TYPE_CHECKING:
@@ -48,63 +48,6 @@ class AccountStoreError(Exception):
     One sentence naming the path and the reason: the daemon refuses to
     start with it, as with a bad history file.
     """
-
-
-class Refusal(enum.Enum):
-    """Why a change was not made (nothing is written, ``done`` is not called)."""
-
-    EXISTS = "exists"
-    FULL = "full"
-    NO_SUCH_ACCOUNT = "no-such-account"
-    CLOSED = "closed"
-
-
-@attrs.frozen
-class Account:
-    """One account. ``password_hash`` is argon2id's string; never show it."""
-
-    key: str
-    name: str
-    password_hash: str = attrs.field(repr=False)
-    created_at: float
-    last_login: float | None = None
-
-
-class AccountStore(Protocol):
-    """What the chat calls; every method runs on the reactor thread."""
-
-    def get(self, name: str) -> Account | None:
-        """The account whose name has the key of ``name``, from memory."""
-
-    def __len__(self) -> int:
-        """How many accounts there are."""
-
-    def create(
-        self,
-        name: str,
-        password_hash: str,
-        now: float,
-        done: Callable[[bool], None] | None = None,
-    ) -> Account | Refusal:
-        """Make an account for ``name`` (EXISTS, FULL, CLOSED)."""
-
-    def set_password(
-        self, name: str, password_hash: str, done: Callable[[bool], None] | None = None
-    ) -> Account | Refusal:
-        """Store a new hash (NO_SUCH_ACCOUNT, CLOSED)."""
-
-    def record_login(
-        self, name: str, now: float, done: Callable[[bool], None] | None = None
-    ) -> Account | Refusal:
-        """Set ``last_login`` (NO_SUCH_ACCOUNT, CLOSED)."""
-
-    def delete(
-        self, name: str, done: Callable[[bool], None] | None = None
-    ) -> Account | Refusal:
-        """Delete the account; returns what was deleted (NO_SUCH_ACCOUNT, CLOSED)."""
-
-    def close(self) -> None:
-        """Write what is queued, then refuse further changes (blocks briefly)."""
 
 
 class BaseAccountStore:

@@ -26,8 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from twisted_chat.core import commands, lines, listing
+from twisted_chat.core import account_commands, commands, lines, listing, topics
 from twisted_chat.core import help as helptext
+from twisted_chat.core.accounts import AccountCommands
 from twisted_chat.core.bounds import (
     HISTORY_DEFAULT,
     LOOKED_AT_PER_LINE,
@@ -38,14 +39,15 @@ from twisted_chat.core.errors import BadUsage, ChatError, NotInRoom
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.membership import Membership, current_room
 from twisted_chat.core.names import RoomName
+from twisted_chat.core.operators import OperatorCommands
 from twisted_chat.core.outbox import Outbox
 from twisted_chat.core.people import Directory
-from twisted_chat.core.records import StoredTopic
 from twisted_chat.core.replay import Replay
 from twisted_chat.core.room import Participant, Room
 from twisted_chat.core.settings import Settings
 
 if TYPE_CHECKING:
+    from twisted_chat.core.account_ports import AccountServices
     from twisted_chat.core.interfaces import IChatClient
     from twisted_chat.core.store import IMessageStore
 
@@ -59,6 +61,11 @@ _INTERNAL_ERROR = lines.encode(
 _PONG = lines.notice("pong")
 #: Commands whose room lines may wait for the end of the reactor turn.
 _QUEUED = (commands.Say, commands.Me)
+AnyCommand = (
+    commands.Command
+    | account_commands.AccountCommand
+    | account_commands.OperatorCommand
+)
 
 
 class ChatServer:
@@ -76,6 +83,8 @@ class ChatServer:
         (``reactor.callLater``).  With it (and ``defer``), a busy room's
         membership notices wait up to ``NOTICE_DELAY`` seconds and go out
         together; without it, at the end of the turn.
+    :param accounts: the account store and password hasher; without them
+        (``--accounts off``) account commands are refused.
     """
 
     def __init__(
@@ -85,16 +94,18 @@ class ChatServer:
         store: IMessageStore | None = None,
         defer: Callable[[Callable[[], None]], object] | None = None,
         call_later: Callable[[float, Callable[[], None]], object] | None = None,
+        *,
+        accounts: AccountServices | None = None,
     ) -> None:
         self.settings = settings
-        self._seconds = seconds
-        self._store = store
-        self._outbox = Outbox(self._remember, defer, call_later)
+        self.seconds = seconds
+        self.store = store
+        self.outbox = Outbox(self._remember, defer, call_later)
         # Bound once: the fan-out path calls it for every line.
-        self._say_in = self._outbox.say_in
-        self._budgets = ReplyBudgets(seconds)
+        self._say_in = self.outbox.say_in
+        self.budgets = ReplyBudgets(seconds)
         self._replay = (
-            Replay(store, self._budgets, seconds, self._remember)
+            Replay(store, self.budgets, seconds, self._remember)
             if store is not None
             else None
         )
@@ -102,28 +113,53 @@ class ChatServer:
         self.rooms: dict[str, Room] = {}
         self._shutting_down = False
         # The per-address room cap goes with the per-address connection cap.
-        self._membership = Membership(
+        self.membership = Membership(
             self.rooms,
             self._create_room,
-            self._outbox,
+            self.outbox,
             lambda: MAX_ROOMS_PER_GROUP if self.settings.max_per_ip else 0,
         )
-        self._directory = Directory(self.participants, self._membership.tell_neighbours)
+        self.directory = Directory(self.participants, self.membership.tell_neighbours)
+        self.accounts = AccountCommands(self, accounts)
+        self.operators = OperatorCommands(self, accounts)
 
     # -- the transports' API -------------------------------------------------
 
-    def connect(self, client: IChatClient, group: str = "") -> Participant:
+    def connect(
+        self,
+        client: IChatClient,
+        group: str = "",
+        host: str = "",
+        transport: str = "tcp",
+    ) -> Participant:
         """
         Welcome a new participant: guest nickname, MOTD, default room.
 
+        A server-banned ``host`` gets one ``! banned:`` line and is closed:
+        a ban must not make the server say more.  Its participant comes
+        back already ``gone``, in no table, so the transport's later calls
+        (``receive``, ``disconnect``) do nothing.
+
         :param group: the client's address group
             (:func:`twisted_chat.core.admission.address_group`), "" for none.
+        :param host: the client's address, for server bans and operators.
+        :param transport: ``tcp``, ``udp``, ... for ``/whois`` and ``/stats``.
         """
         participant = Participant(
-            client=client, nick=self._directory.guest_nick(), group=group
+            client=client,
+            nick=self.directory.guest_nick(),
+            group=group,
+            host=host,
+            transport=transport,
         )
+        refusal = self.operators.refusal(host, None)
+        if refusal is not None:
+            participant.gone = True
+            client.send(refusal)
+            client.close()
+            return participant
         self.participants[participant.nick.key] = participant
-        self._budgets.hold(participant)
+        self.budgets.hold(participant)
         nick = participant.nick.display
         client.send(
             lines.notice(
@@ -151,15 +187,18 @@ class ChatServer:
         if participant.gone:
             return
         try:
+            if participant.prompt is not None:
+                self.accounts.take_secret(participant, text)
+                return
             if not text.startswith("/"):
                 # Plain text is most of the traffic: skip the command grammar.
                 self._say(participant, current_room(participant), text)
                 return
             command = commands.parse_line(text)
-            if self._outbox.busy and not isinstance(command, _QUEUED):
+            if self.outbox.busy and not isinstance(command, _QUEUED):
                 # Direct replies must not overtake room lines queued
                 # earlier in this turn.
-                self._outbox.catch_up(participant)
+                self.outbox.catch_up(participant)
             self._dispatch(participant, command)
         except ChatError as problem:
             participant.client.send(lines.error(problem))
@@ -174,15 +213,16 @@ class ChatServer:
         if participant.gone:
             return
         participant.gone = True
+        self.accounts.forget(participant)
         nick = participant.nick.display
         if not self._shutting_down:
-            self._membership.tell_neighbours(
+            self.membership.tell_neighbours(
                 participant, lines.notice(f"{nick} quit ({reason})")
             )
         for room in list(participant.rooms.values()):
-            self._membership.leave(participant, room)
+            self.membership.leave(participant, room)
         del self.participants[participant.nick.key]
-        self._budgets.release(participant)
+        self.budgets.release(participant)
         _log.info("{nick} quit: {reason}", nick=nick, reason=reason)
 
     def broadcast_notice(self, text: str) -> None:
@@ -208,29 +248,29 @@ class ChatServer:
 
     def flush(self) -> None:
         """Hand out every room's queued lines now, and give them to the store."""
-        self._outbox.flush()
+        self.outbox.flush()
 
     def status(self) -> str:
         """A one-line summary for ``STATUS=`` and logs, with history trouble."""
         clients = lines.counted(len(self.participants), "client", "clients")
         text = f"{clients} in {lines.counted(len(self.rooms), 'room', 'rooms')}"
-        trouble = self._store.trouble() if self._store is not None else None
+        trouble = self.store.trouble() if self.store is not None else None
         if trouble:
             text += f"; HISTORY NOT SAVED: {trouble}"
         return text
 
     # -- commands --------------------------------------------------------------
 
-    def _dispatch(self, participant: Participant, command: commands.Command) -> None:
+    def _dispatch(self, participant: Participant, command: AnyCommand) -> None:
         match command:
             case commands.Say(text):
                 self._say(participant, current_room(participant), text)
             case commands.SetNick(name):
-                self._directory.rename(participant, name)
+                self.directory.rename(participant, name)
             case commands.Join(room):
                 self._join(participant, room)
             case commands.Part(args):
-                self._membership.part(participant, args)
+                self.membership.part(participant, args)
             case commands.ListRooms(pattern):
                 self._list_rooms(participant, pattern)
             case commands.Who(room):
@@ -240,7 +280,7 @@ class ChatServer:
             case commands.Me(text):
                 self._me(participant, text)
             case commands.Topic(text):
-                self._topic(participant, text)
+                topics.show_or_set(self, participant, text)
             case commands.Ping(token):
                 participant.client.send(
                     lines.notice(f"pong {token}") if token else _PONG
@@ -255,8 +295,13 @@ class ChatServer:
                 self._history(participant, count)
             case commands.Hello():
                 raise BadUsage("/hello is the UDP handshake; you are already in.")
+            case _ if isinstance(command, account_commands.ACCOUNT_COMMANDS):
+                self.accounts.dispatch(participant, command)
+            case _:
+                self.operators.dispatch(participant, command)
 
     def _say(self, participant: Participant, room: Room, text: str) -> None:
+        participant.last_active = self.seconds()
         nick = participant.nick.display
         self._say_in(
             room, lines.room_message(room.name.display, nick, text), participant
@@ -264,6 +309,7 @@ class ChatServer:
 
     def _me(self, participant: Participant, text: str) -> None:
         room = current_room(participant)
+        participant.last_active = self.seconds()
         nick = participant.nick.display
         self._say_in(
             room, lines.room_action(room.name.display, nick, text), participant
@@ -276,19 +322,19 @@ class ChatServer:
         only when they are read back, so history costs the fan-out one
         call per room and turn, not a record per message.
         """
-        if self._store is not None and said:
+        if self.store is not None and said:
             name = room.name
-            self._store.append_lines(name.key, name.display, self._seconds(), said)
+            self.store.append_lines(name.key, name.display, self.seconds(), said)
 
     def _join(self, participant: Participant, text: str) -> None:
-        room = self._membership.join(participant, text)
+        room = self.membership.join(participant, text)
         if room is not None and self._replay is not None:
             self._replay.on_join(participant, room, self.settings.history_on_join)
 
     def _create_room(self, name: RoomName) -> Room:
         room = Room(name=name)
         # Read on demand: only live rooms hold a topic in memory.
-        saved = self._store.topic(name.key) if self._store is not None else None
+        saved = self.store.topic(name.key) if self.store is not None else None
         if saved is not None:
             room.topic, room.topic_by, room.topic_at = (
                 saved.text,
@@ -299,14 +345,14 @@ class ChatServer:
         return room
 
     def _list_rooms(self, participant: Participant, pattern: str | None) -> None:
-        self._budgets.refuse_if_over(participant)
+        self.budgets.refuse_if_over(participant)
         rooms = self.rooms
         reply = listing.rooms_reply(rooms.values(), len(rooms), pattern)
         self._reply(participant, reply, looked_at=len(rooms))
 
     def _who(self, participant: Participant, text: str | None) -> None:
-        room = self._membership.find(participant, text)
-        self._budgets.refuse_if_over(participant)
+        room = self.membership.find(participant, text)
+        self.budgets.refuse_if_over(participant)
         self._reply(participant, listing.who_reply(room), looked_at=len(room.members))
 
     def _msg(self, participant: Participant, target: str, text: str) -> None:
@@ -319,49 +365,11 @@ class ChatServer:
                 )
             self._say(participant, room, text)
             return
-        recipient = self._directory.find(target)
-        if self._outbox.busy:
-            self._outbox.catch_up(recipient)
+        recipient = self.directory.find(target)
+        participant.last_active = self.seconds()
+        if self.outbox.busy:
+            self.outbox.catch_up(recipient)
         recipient.client.send(lines.private_message(participant.nick.display, text))
-
-    def _topic(self, participant: Participant, text: str | None) -> None:
-        room = current_room(participant)
-        send = participant.client.send
-        if text is None:
-            if room.topic:
-                send(
-                    lines.notice(
-                        f"Topic of {room.name.display}: {room.topic} "
-                        f"(set by {room.topic_by})"
-                    )
-                )
-            else:
-                send(
-                    lines.notice(
-                        f"{room.name.display} has no topic; set one with /topic TEXT."
-                    )
-                )
-            return
-        room.topic = text
-        room.topic_by = participant.nick.display
-        room.topic_at = self._seconds()
-        self._say_in(
-            room,
-            lines.notice(
-                f"{room.topic_by} set the topic of {room.name.display} to: {text}"
-            ),
-            None,
-            notice=True,
-        )
-        if self._store is not None:
-            topic = StoredTopic(
-                room_key=room.name.key,
-                room=room.name.display,
-                text=text,
-                set_by=room.topic_by,
-                set_at=room.topic_at,
-            )
-            self._store.set_topic(topic)
 
     def _history(self, participant: Participant, count: int | None) -> None:
         room = current_room(participant)
@@ -372,7 +380,7 @@ class ChatServer:
         self._replay.history(participant, room, count or default)
 
     def _help(self, participant: Participant, topic: str | None) -> None:
-        self._budgets.refuse_if_over(participant)
+        self.budgets.refuse_if_over(participant)
         reply = helptext.overview() if topic is None else helptext.explain(topic)
         self._reply(participant, reply)
 
@@ -381,4 +389,4 @@ class ChatServer:
     ) -> None:
         """Send a listing as one write; charge its lines and the entries it read."""
         participant.client.send(b"".join(reply))
-        self._budgets.charge(participant, len(reply), looked_at // LOOKED_AT_PER_LINE)
+        self.budgets.charge(participant, len(reply), looked_at // LOOKED_AT_PER_LINE)

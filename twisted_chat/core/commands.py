@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from attrs import frozen
 
+from twisted_chat.core import account_commands
 from twisted_chat.core.bounds import HISTORY_LIMIT, ROOMS_PATTERN_MAX
 from twisted_chat.core.errors import BadUsage, UnknownCommand
 
@@ -192,7 +193,9 @@ def _require(value: str, name: str) -> str:
     return value
 
 
-def parse_line(text: str) -> Command:
+def parse_line(
+    text: str,
+) -> Command | account_commands.AccountCommand | account_commands.OperatorCommand:
     """
     Map one cleaned, non-blank line to a command.
 
@@ -245,6 +248,9 @@ def parse_line(text: str) -> Command:
         case "hello":
             return Hello(rest)
         case _:
+            other = account_commands.parse(name, rest)
+            if other is not None:
+                return other
             shown = word if len(word) <= 32 else word[:32] + "…"
             raise UnknownCommand(
                 f"There is no command /{shown}; type /help for the list, "

@@ -11,7 +11,7 @@ says so.  The limits are quoted from :mod:`twisted_chat.core.bounds` and
 
 from __future__ import annotations
 
-from twisted_chat.core import lines
+from twisted_chat.core import account_commands, lines
 from twisted_chat.core.bounds import (
     HISTORY_LIMIT,
     MAX_ROOMS_PER_GROUP,
@@ -20,9 +20,18 @@ from twisted_chat.core.bounds import (
     WHO_NAMES_PER_LINE,
     WHO_NAMES_SHOWN,
 )
-from twisted_chat.core.commands import ALIASES, HELP
+from twisted_chat.core.commands import ALIASES as LINE_ALIASES
+from twisted_chat.core.commands import HELP as LINE_HELP
 from twisted_chat.core.errors import UnknownCommand
 from twisted_chat.core.names import NICK_MAX, ROOM_MAX
+
+#: Every command's summary, in ``/help`` order, and every alias.
+HELP = {
+    **LINE_HELP,
+    **account_commands.ACCOUNT_HELP,
+    **account_commands.OPERATOR_HELP,
+}
+ALIASES = {**LINE_ALIASES, **account_commands.ALIASES}
 
 _BUDGET = (
     "Long replies count against a budget per address: ask for too many "

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from twisted_chat.core.flood import TokenBucket
     from twisted_chat.core.interfaces import IChatClient
     from twisted_chat.core.names import Nick, RoomName
+    from twisted_chat.core.secret_prompt import SecretPrompt
 
 _log = RateLimitedLogger()
 
@@ -57,6 +58,20 @@ class Participant:
     group: str = ""
     #: What big replies are charged to; shared by the address group.
     budget: TokenBucket | None = None
+    #: The address (server bans match it; shown only to server operators).
+    host: str = ""
+    #: ``tcp``, ``udp`` (``irc``, ``web`` when they land), for ``/whois``.
+    transport: str = "tcp"
+    #: The key of the account logged in to, if any.
+    account: str | None = None
+    #: The server operator's name after ``/oper``, if any.
+    oper: str | None = None
+    #: When they last said something (``/whois`` idle time).
+    last_active: float = 0.0
+    #: Set while their next line is taken as a password.
+    prompt: SecretPrompt | None = None
+    #: True while a password of theirs is being hashed or checked.
+    checking: bool = False
 
 
 @define(eq=False, slots=True)

@@ -36,6 +36,15 @@ class Settings:
     history_on_join: int = 20
     history_max: int = 10_000
     history_days: float = 30.0
+    #: ``--accounts on|off``: off answers every account command with
+    #: ``! accounts-disabled``.
+    accounts: bool = True
+    #: ``--registration open|closed``: closed lets only server operators
+    #: create accounts.
+    registration_open: bool = True
+    #: The config file's ``[operators]`` table: ``(name, argon2id hash)``
+    #: pairs, reloaded on SIGHUP.  Not in the repr, as hashes are secrets.
+    operators: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     #: True when no listener was configured and the listeners are the
     #: defaults (TCP 9000, UDP 9001): sockets passed by systemd replace them
     #: (see :func:`twisted_chat.daemon.startup.adopt_inherited`).
