@@ -159,6 +159,65 @@ OPERATOR_HELP: dict[str, tuple[str, str]] = {
     "wall": ("/wall text", "(server operators) tell every connected client"),
     "stats": ("/stats", "(server operators) clients, rooms, traffic, refusals"),
 }
+#: The longer ``/help`` of each (see :data:`twisted_chat.core.help.DETAILS`).
+DETAILS: dict[str, tuple[str, ...]] = {
+    "register": (
+        (
+            "Your current nickname becomes an account: nobody else can take it "
+            "while you are away (! nick-registered), and you are logged in."
+        ),
+        (
+            "A password is one word of 8 characters or more; guest nicknames "
+            "cannot be registered, so pick one with /nick first."
+        ),
+        (
+            "Server operators: /register NAME PASSWORD makes an account for "
+            "somebody else (the only way when registration is closed)."
+        ),
+        "Example: /register correct-horse-battery",
+    ),
+    "login": (
+        (
+            "Your nickname becomes NAME. Without PASSWORD the server answers "
+            "* Password: and takes your next line, unseen (telnet stops echoing "
+            "it) and shown to nobody."
+        ),
+        (
+            "A wrong name or password both get ! login-failed; after 5 failures "
+            "in a minute for one account or from one address, ! login-throttled "
+            "for a minute."
+        ),
+        "Example: /login alice",
+    ),
+    "logout": ("You go on chatting under a new guest nickname.",),
+    "password": ("Example: /password old-secret new-secret",),
+    "unregister": ("Deletes the account; your nickname is no longer protected.",),
+    "whois": (
+        (
+            "Shows the account NICK is logged in to (if any), whether they came "
+            "over tcp or udp, their rooms and how long they have been idle."
+        ),
+    ),
+    "oper": (
+        (
+            "NAME and its password are in the server's configuration file; "
+            "without PASSWORD the next line is taken, unseen, as with /login."
+        ),
+    ),
+    "serverban": (
+        (
+            "PATTERN is an address (203.0.113.7), a CIDR block (203.0.113.0/24, "
+            "2001:db8::/48), account:NAME, or a nick (their account if they are "
+            "logged in, else their address)."
+        ),
+        (
+            "DURATION is like 30m, 12h or 7d; without it the ban lasts until "
+            "/serverunban. Matching clients are disconnected."
+        ),
+        "Example: /serverban 203.0.113.0/24 1d spam",
+    ),
+}
+
 #: Other names for these commands.
 ALIASES: dict[str, str] = {"identify": "login"}
 

@@ -201,7 +201,8 @@ def explain(topic: str) -> list[bytes]:
     if name != topic:
         reply.append(lines.notice(f"/{topic} is an alias of /{name}."))
     reply.append(lines.notice(f"{usage}: {what}"))
-    reply.extend(lines.notice(f"  {text}") for text in DETAILS.get(name, ()))
+    details = DETAILS.get(name) or account_commands.DETAILS.get(name, ())
+    reply.extend(lines.notice(f"  {text}") for text in details)
     others = aliases_of(name)
     if others:
         names = ", ".join("/" + alias for alias in others)
