@@ -333,3 +333,192 @@ def test_names_that_meet_under_a_new_key_function_are_refused(
     monkeypatch.setattr(names, "name_key", lambda _name: "same")
     message = refused(Path(h.path))
     assert "'Ann' and 'Bob'" in message
+
+
+# -- the server bans (schema version 2) ----------------------------------------------
+
+
+def ban_row(pattern: str, at: float = 1.0, ends: float | None = None) -> dict[str, Any]:
+    return {
+        "pattern": pattern,
+        "set_by": "oper",
+        "reason": "spam",
+        "set_at": at,
+        "expires_at": ends,
+    }
+
+
+def test_server_bans_start_empty_and_are_replaced_whole(h: Harness) -> None:
+    assert h.store.server_bans() == []
+    done: list[bool] = []
+    first = [ban_row("203.0.113.7"), ban_row("account:Mallory", 2.0, 99.0)]
+    h.store.save_server_bans(first, done.append)
+    assert h.store.server_bans() == first
+    assert done == []  # never before the call returned
+    second = [ban_row("198.51.100.0/24", 3.0)]
+    h.store.save_server_bans(second, done.append)
+    h.settle()
+    assert done == [True, True]
+    assert h.store.server_bans() == second
+    h.store.save_server_bans([], done.append)
+    h.settle()
+    assert h.store.server_bans() == []
+
+
+def test_server_bans_are_copies(h: Harness) -> None:
+    row = ban_row("203.0.113.7")
+    h.store.save_server_bans([row])
+    row["reason"] = "changed by the caller"
+    got = h.store.server_bans()
+    got[0]["reason"] = "changed again"
+    assert h.store.server_bans() == [ban_row("203.0.113.7")]
+    h.settle()
+
+
+def test_the_number_of_server_bans_is_bounded(h: Harness) -> None:
+    from twisted_chat.accounts.store import MAX_SERVER_BANS
+    from twisted_chat.core.bans import BAN_LIST_SIZE
+
+    assert MAX_SERVER_BANS == BAN_LIST_SIZE
+    rows = [ban_row(f"10.0.{n // 256}.{n % 256}") for n in range(MAX_SERVER_BANS)]
+    h.store.save_server_bans(rows)
+    with pytest.raises(ValueError, match="at most"):
+        h.store.save_server_bans([*rows, ban_row("192.0.2.1")])
+    assert len(h.store.server_bans()) == MAX_SERVER_BANS
+    h.settle()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"pattern": "1.2.3.4", "set_by": "o", "reason": "r"},
+        {**ban_row("1.2.3.4"), "set_at": "yesterday"},
+        {**ban_row("1.2.3.4"), "pattern": None},
+        {**ban_row("1.2.3.4"), "expires_at": True},
+    ],
+)
+def test_a_row_of_another_shape_is_refused(h: Harness, bad: dict[str, Any]) -> None:
+    h.store.save_server_bans([ban_row("203.0.113.7")])
+    with pytest.raises(ValueError, match="not a server ban row"):
+        h.store.save_server_bans([bad])
+    assert h.store.server_bans() == [ban_row("203.0.113.7")]
+    h.settle()
+
+
+def test_rows_made_by_the_core_round_trip(h: Harness) -> None:
+    from twisted_chat.core.bans import Ban, parse_pattern
+
+    bans = [
+        Ban(parse_pattern("2001:db8::/48"), "alice", "", 5.0),
+        Ban(parse_pattern("account:Zoë"), "alice", "ban evasion", 6.0, 7.0),
+    ]
+    h.store.save_server_bans([ban.to_dict() for ban in bans])
+    h.settle()
+    assert [Ban.from_dict(row) for row in h.store.server_bans()] == bans
+
+
+def test_a_closed_store_ignores_a_save(h: Harness) -> None:
+    h.store.save_server_bans([ban_row("203.0.113.7")])
+    h.settle()
+    h.store.close()
+    done: list[bool] = []
+    h.store.save_server_bans([], done.append)
+    h.settle()
+    assert done == []
+    assert h.store.server_bans() == [ban_row("203.0.113.7")]
+
+
+def test_a_failed_save_is_undone_and_reported(
+    h: Harness, log_events: list[LogEvent]
+) -> None:
+    h.store.save_server_bans([ban_row("203.0.113.7")])
+    h.settle()
+    if isinstance(h.store, MemoryAccountStore):
+        h.store.fail_writes = True
+    else:
+        with sqlite3.connect(h.path) as other:
+            other.execute("DROP TABLE server_bans")
+        other.close()
+    done: list[bool] = []
+    h.store.save_server_bans([ban_row("198.51.100.9")], done.append)
+    h.settle()
+    assert done == [False]
+    assert h.store.server_bans() == [ban_row("203.0.113.7")]
+    assert any("bans write failed" in (formatEvent(e) or "") for e in log_events)
+
+
+def test_server_bans_survive_a_restart_in_order(tmp_path: Path) -> None:
+    first = sqlite_harness(tmp_path)
+    rows = [ban_row("203.0.113.7", 1.0), ban_row("account:Eve", 2.0, 50.5)]
+    rows += [ban_row("192.0.2.0/24", 0.5)]
+    first.store.save_server_bans(rows[:1])
+    first.store.create("alice", HASH, 1.0)
+    first.store.save_server_bans(rows)
+    first.settle()
+    first.store.close()
+    second = sqlite_harness(tmp_path)
+    try:
+        assert second.store.server_bans() == rows
+        assert second.store.get("alice") is not None
+    finally:
+        second.store.close()
+
+
+def test_close_writes_a_queued_save(tmp_path: Path) -> None:
+    first = sqlite_harness(tmp_path)
+    first.store.save_server_bans([ban_row("203.0.113.7")])
+    first.store.close()  # before any answer reached the "reactor"
+    second = sqlite_harness(tmp_path)
+    try:
+        assert second.store.server_bans() == [ban_row("203.0.113.7")]
+    finally:
+        second.store.close()
+
+
+def test_a_version_1_file_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "accounts.sqlite3"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as conn:
+        for statement in schema.SCHEMA_V1:
+            conn.execute(statement)
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        conn.execute("INSERT INTO meta VALUES ('key_version', ?)", (names.KEY_VERSION,))
+        conn.execute(schema.INSERT, (names.name_key("Alice"), "Alice", HASH, 1.0, None))
+    conn.close()
+    h = sqlite_harness(tmp_path)
+    try:
+        assert h.store.get("alice") == Account(
+            names.name_key("Alice"), "Alice", HASH, 1.0
+        )
+        assert h.store.server_bans() == []
+        h.store.save_server_bans([ban_row("203.0.113.7")])
+        h.settle()
+    finally:
+        h.store.close()
+    with sqlite3.connect(path) as conn:
+        (version,) = conn.execute(
+            "SELECT value FROM meta WHERE name = 'schema_version'"
+        ).fetchone()
+        assert version == str(schema.SCHEMA_VERSION) == "2"
+        assert conn.execute("SELECT pattern FROM server_bans").fetchall() == [
+            ("203.0.113.7",)
+        ]
+    conn.close()
+
+
+def test_a_file_missing_its_bans_table_is_refused(tmp_path: Path) -> None:
+    h = sqlite_harness(tmp_path)
+    h.store.close()
+    with sqlite3.connect(h.path) as conn:
+        conn.execute("DROP TABLE server_bans")
+    conn.close()
+    assert "no such table: server_bans" in refused(Path(h.path))
+
+
+def test_a_damaged_ban_row_is_refused(tmp_path: Path) -> None:
+    h = sqlite_harness(tmp_path)
+    h.store.close()
+    with sqlite3.connect(h.path) as conn:
+        conn.execute(schema.BANS_INSERT, ("1.2.3.4", "o", "r", "not a time", None))
+    conn.close()
+    assert "not a server ban row" in refused(Path(h.path))

@@ -1,5 +1,10 @@
 """The accounts file's schema, its checks and its SQL (issue 13).
 
+Version 2 added ``server_bans``: the server bans live in the accounts
+file, not the history file, because they are about who may connect (an
+``account:NAME`` ban is as much an account's as its hash) and must
+survive ``--history-db off``; a version-1 file gets the table at open.
+
 Used by `twisted_chat.accounts.store.SqliteAccountStore`: the tables, the
 start-up checks a file must pass (`prepare`), the migration steps and
 the statements its writer thread runs. The schema version lives in the
@@ -18,10 +23,20 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["DELETE", "INSERT", "SCHEMA_VERSION", "SET_HASH", "SET_LOGIN", "prepare"]
+__all__ = [
+    "BANS_CLEAR",
+    "BANS_INSERT",
+    "BANS_SELECT",
+    "DELETE",
+    "INSERT",
+    "SCHEMA_VERSION",
+    "SET_HASH",
+    "SET_LOGIN",
+    "prepare",
+]
 
 #: Bump it and add a step to `_UPGRADES` when the schema changes.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 SCHEMA_V1: Final = (
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -36,8 +51,26 @@ SCHEMA_V1: Final = (
     """,
 )
 
+#: Version 2: the server bans (`twisted_chat.core.bans.Ban.to_dict`'s
+#: fields), in the order the core gave them (``id``).
+SCHEMA_V2: Final = (
+    """
+    CREATE TABLE server_bans (
+        id INTEGER PRIMARY KEY,
+        pattern TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        set_at REAL NOT NULL,
+        expires_at REAL
+    )
+    """,
+)
+
 #: What each older version needs to become `SCHEMA_VERSION`.
-_UPGRADES: Final[dict[int, tuple[str, ...]]] = {0: SCHEMA_V1}
+_UPGRADES: Final[dict[int, tuple[str, ...]]] = {
+    0: SCHEMA_V1 + SCHEMA_V2,
+    1: SCHEMA_V2,
+}
 
 INSERT: Final = (
     "INSERT INTO accounts (key, name, hash, created_at, last_login)"
@@ -46,6 +79,14 @@ INSERT: Final = (
 SET_HASH: Final = "UPDATE accounts SET hash = ? WHERE key = ?"
 SET_LOGIN: Final = "UPDATE accounts SET last_login = ? WHERE key = ?"
 DELETE: Final = "DELETE FROM accounts WHERE key = ?"
+BANS_SELECT: Final = (
+    "SELECT pattern, set_by, reason, set_at, expires_at FROM server_bans ORDER BY id"
+)
+BANS_CLEAR: Final = "DELETE FROM server_bans"
+BANS_INSERT: Final = (
+    "INSERT INTO server_bans (pattern, set_by, reason, set_at, expires_at)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
 _SET_META: Final = "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)"
 
 

@@ -29,7 +29,9 @@ from twisted_chat.accounts.store import (
     MAX_ACCOUNTS,
     Account,
     AccountStoreError,
+    Bans,
     BaseAccountStore,
+    ban_rows,
 )
 from twisted_chat.core import names
 
@@ -45,7 +47,10 @@ FILE_NAME: Final = "accounts.sqlite3"
 #: How long `close` waits for the writer thread.
 CLOSE_TIMEOUT: Final = 5.0
 
+#: One account change: key, before, after, done.
 _Write = tuple[str, Account | None, Account | None, "Callable[[bool], None] | None"]
+#: The server bans replaced: before, after, done.
+_BanSave = tuple[Bans, Bans, "Callable[[bool], None] | None"]
 
 
 class SqliteAccountStore(BaseAccountStore):
@@ -59,13 +64,14 @@ class SqliteAccountStore(BaseAccountStore):
         *,
         reactor: IReactorFromThreads,
         max_accounts: int,
+        bans: Bans = (),
     ) -> None:
         """Use `open`; this only assembles checked parts and starts the writer."""
-        super().__init__(accounts, max_accounts)
+        super().__init__(accounts, max_accounts, bans)
         self.path = path
         self._conn = conn
         self._reactor = reactor
-        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Write | _BanSave | None] = queue.SimpleQueue()
         #: Writes queued whose answer has not reached the reactor thread.
         self.pending_writes = 0
         self._thread = threading.Thread(
@@ -104,6 +110,12 @@ class SqliteAccountStore(BaseAccountStore):
             rows = conn.execute(
                 "SELECT key, name, hash, created_at, last_login FROM accounts"
             ).fetchall()
+            bans = ban_rows(
+                [
+                    dict(zip(_BAN_FIELDS, row, strict=True))
+                    for row in conn.execute(schema.BANS_SELECT)
+                ]
+            )
         except (sqlite3.Error, ValueError, OSError) as e:
             if conn is not None:
                 conn.close()
@@ -119,7 +131,14 @@ class SqliteAccountStore(BaseAccountStore):
             )
             for key, name, password_hash, created_at, last_login in rows
         }
-        return cls(path, conn, accounts, reactor=reactor, max_accounts=max_accounts)
+        return cls(
+            path,
+            conn,
+            accounts,
+            reactor=reactor,
+            max_accounts=max_accounts,
+            bans=bans,
+        )
 
     def close(self) -> None:
         """Refuse changes, let the writer finish the queue, close the file.
@@ -144,6 +163,23 @@ class SqliteAccountStore(BaseAccountStore):
         self.pending_writes += 1
         self._queue.put((key, before, after, done))
 
+    def _write_bans(
+        self, before: Bans, after: Bans, done: Callable[[bool], None] | None
+    ) -> None:
+        self.pending_writes += 1
+        self._queue.put((before, after, done))
+
+    def _bans_answered(
+        self,
+        ok: bool,
+        before: Bans,
+        after: Bans,
+        done: Callable[[bool], None] | None,
+    ) -> None:
+        """On the reactor thread: one save of the server bans is answered."""
+        self.pending_writes -= 1
+        self._bans_written(ok, before, after, done)
+
     def _answered(
         self,
         ok: bool,
@@ -164,6 +200,9 @@ class SqliteAccountStore(BaseAccountStore):
                 item = self._queue.get()
                 if item is None:
                     return
+                if len(item) == 3:
+                    self._save_bans(conn, *item)
+                    continue
                 key, before, after, done = item
                 ok = True
                 try:
@@ -185,6 +224,35 @@ class SqliteAccountStore(BaseAccountStore):
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             conn.close()
+
+    def _save_bans(
+        self,
+        conn: sqlite3.Connection,
+        before: Bans,
+        after: Bans,
+        done: Callable[[bool], None] | None,
+    ) -> None:
+        """On the writer thread: replace every row of ``server_bans``."""
+        ok = True
+        try:
+            with conn:
+                conn.execute(schema.BANS_CLEAR)
+                conn.executemany(
+                    schema.BANS_INSERT,
+                    [tuple(row[name] for name in _BAN_FIELDS) for row in after],
+                )
+        except Exception as e:
+            ok = False
+            self._log.error(
+                "server bans write failed in {path}: {error}",
+                path=self.path,
+                error=" ".join(str(e).split()),
+            )
+        self._reactor.callFromThread(self._bans_answered, ok, before, after, done)
+
+
+#: The columns of ``server_bans``, in `schema.BANS_SELECT`'s order.
+_BAN_FIELDS: Final = ("pattern", "set_by", "reason", "set_at", "expires_at")
 
 
 def _apply(

@@ -12,6 +12,13 @@ account changed again meanwhile), so memory and disk agree.
 
 The number of accounts is bounded (`MAX_ACCOUNTS`): past it `create`
 answers `Refusal.FULL`. Nothing here logs a password hash.
+
+The server bans ride along (`save_server_bans`): the core keeps the live
+list (`twisted_chat.core.bans.BanList`) and hands the store the whole of
+it after each change, at most `MAX_SERVER_BANS` rows. Replacing all of
+them is simpler than a diff and cheap at that size, and bans change a
+few times a day; the store keeps the last rows given, which is what
+`server_bans` answers (the core reads them once, at start).
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from typing import TYPE_CHECKING, Final
 import attrs
 from twisted.logger import Logger
 
-from twisted_chat.core.account_ports import Account, AccountStore, Refusal
+from twisted_chat.core.account_ports import Account, AccountStore, BanRow, Refusal
+from twisted_chat.core.bans import BAN_LIST_SIZE
 from twisted_chat.core.names import name_key
 
 if TYPE_CHECKING:
@@ -31,15 +39,22 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_ACCOUNTS",
+    "MAX_SERVER_BANS",
     "Account",
     "AccountStore",
     "AccountStoreError",
+    "BanRow",
     "MemoryAccountStore",
     "Refusal",
 ]
 
 #: The most accounts a store holds; `create` refuses more.
 MAX_ACCOUNTS: Final = 100_000
+#: The most server bans `save_server_bans` takes: what the core's list holds.
+MAX_SERVER_BANS: Final = BAN_LIST_SIZE
+
+#: A ban row as stored: `twisted_chat.core.bans.Ban.to_dict`'s values.
+Bans = tuple[dict[str, "str | float | None"], ...]
 
 
 class AccountStoreError(Exception):
@@ -55,9 +70,12 @@ class BaseAccountStore:
 
     _log: Logger = Logger(namespace="twisted_chat.accounts")
 
-    def __init__(self, accounts: dict[str, Account], max_accounts: int) -> None:
+    def __init__(
+        self, accounts: dict[str, Account], max_accounts: int, bans: Bans = ()
+    ) -> None:
         self._accounts = accounts
         self.max_accounts = max_accounts
+        self._bans = bans
         self._closed = False
 
     def get(self, name: str) -> Account | None:
@@ -113,9 +131,45 @@ class BaseAccountStore:
         self._write(key, before, None, done)
         return before
 
+    def server_bans(self) -> list[BanRow]:
+        """`AccountStore.server_bans`: copies, so the caller may keep them."""
+        return [dict(row) for row in self._bans]
+
+    def save_server_bans(
+        self, rows: list[BanRow], done: Callable[[bool], None] | None = None
+    ) -> None:
+        """`AccountStore.save_server_bans`; ignored (no ``done``) once closed.
+
+        :raises ValueError: more than `MAX_SERVER_BANS` rows, or a row that
+            is not `Ban.to_dict`'s shape (the caller's bug: nothing is kept).
+        """
+        if self._closed:
+            return
+        after = ban_rows(rows)
+        before, self._bans = self._bans, after
+        self._write_bans(before, after, done)
+
     def close(self) -> None:
         """`AccountStore.close`."""
         self._closed = True
+
+    def _write_bans(
+        self, before: Bans, after: Bans, done: Callable[[bool], None] | None
+    ) -> None:
+        """Persist the ban rows ``after``; then call `_bans_written`."""
+        raise NotImplementedError
+
+    def _bans_written(
+        self,
+        ok: bool,
+        before: Bans,
+        after: Bans,
+        done: Callable[[bool], None] | None,
+    ) -> None:
+        """On the reactor thread: undo a failed save, then tell ``done``."""
+        if not ok and self._bans is after:
+            self._bans = before
+        self._tell(done, ok)
 
     def _evolve(
         self,
@@ -163,11 +217,46 @@ class BaseAccountStore:
                 self._accounts.pop(key, None)
             else:
                 self._accounts[key] = before
+        self._tell(done, ok)
+
+    def _tell(self, done: Callable[[bool], None] | None, ok: bool) -> None:
         if done is not None:
             try:
                 done(ok)
             except Exception:
                 self._log.failure("in an account write callback")
+
+
+def ban_rows(rows: list[BanRow]) -> Bans:
+    """``rows`` checked and copied as the store keeps them.
+
+    :raises ValueError: too many rows, or one of another shape.
+    """
+    if len(rows) > MAX_SERVER_BANS:
+        raise ValueError(f"{len(rows)} server bans; at most {MAX_SERVER_BANS} are kept")
+    kept = []
+    for row in rows:
+        texts = [row.get(name) for name in ("pattern", "set_by", "reason")]
+        set_at, ends = row.get("set_at"), row.get("expires_at")
+        if not all(isinstance(text, str) for text in texts) or not (
+            _is_number(set_at) and (ends is None or _is_number(ends))
+        ):
+            raise ValueError(f"not a server ban row: {sorted(row)}")
+        pattern, set_by, reason = texts
+        kept.append(
+            {
+                "pattern": pattern,
+                "set_by": set_by,
+                "reason": reason,
+                "set_at": float(set_at),  # type: ignore[arg-type]
+                "expires_at": None if ends is None else float(ends),
+            }
+        )
+    return tuple(kept)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class MemoryAccountStore(BaseAccountStore):
@@ -197,3 +286,11 @@ class MemoryAccountStore(BaseAccountStore):
         if not ok:
             self._log.error("account write failed for {name}", name=key)
         self._reactor.callLater(0, self._written, ok, key, before, after, done)
+
+    def _write_bans(
+        self, before: Bans, after: Bans, done: Callable[[bool], None] | None
+    ) -> None:
+        ok = not self.fail_writes
+        if not ok:
+            self._log.error("server bans write failed")
+        self._reactor.callLater(0, self._bans_written, ok, before, after, done)
