@@ -370,7 +370,7 @@ def test_server_bans_are_copies(h: Harness) -> None:
     h.store.save_server_bans([row])
     row["reason"] = "changed by the caller"
     got = h.store.server_bans()
-    got[0]["reason"] = "changed again"
+    got[0]["reason"] = "changed again"  # type: ignore[index]
     assert h.store.server_bans() == [ban_row("203.0.113.7")]
     h.settle()
 

@@ -33,7 +33,7 @@ from twisted_chat.core.bans import BAN_LIST_SIZE
 from twisted_chat.core.names import name_key
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from twisted.internet.interfaces import IReactorTime
 
@@ -136,7 +136,7 @@ class BaseAccountStore:
         return [dict(row) for row in self._bans]
 
     def save_server_bans(
-        self, rows: list[BanRow], done: Callable[[bool], None] | None = None
+        self, rows: Sequence[BanRow], done: Callable[[bool], None] | None = None
     ) -> None:
         """`AccountStore.save_server_bans`; ignored (no ``done``) once closed.
 
@@ -227,7 +227,7 @@ class BaseAccountStore:
                 self._log.failure("in an account write callback")
 
 
-def ban_rows(rows: list[BanRow]) -> Bans:
+def ban_rows(rows: Sequence[BanRow]) -> Bans:
     """``rows`` checked and copied as the store keeps them.
 
     :raises ValueError: too many rows, or one of another shape.
