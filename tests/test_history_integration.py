@@ -386,7 +386,9 @@ async def test_history_off_keeps_nothing_and_says_so(tmp_path: Path) -> None:
         assert replayed(bob.lines) == []
     finally:
         await chat.stop()
-    assert not chat.state_dir.exists()
+    # The accounts file (and its server bans) is kept whatever history does.
+    kept = {path.name for path in chat.state_dir.iterdir()}
+    assert kept == {"accounts.sqlite3"}
 
 
 @pytest_twisted.ensureDeferred

@@ -623,6 +623,8 @@ DEFAULTS = {
     "history-on-join": 20,
     "history-max": 10000,
     "history-days": 30,
+    "accounts": "on",
+    "registration": "open",
 }
 
 

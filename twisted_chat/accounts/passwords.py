@@ -121,8 +121,20 @@ class Argon2Hasher:
             threading.Thread(target=self._work, name=f"argon2-{n}", daemon=True)
             for n in range(workers)
         ]
-        for thread in self._threads:
-            thread.start()
+        self._started = False
+
+    def start(self) -> None:
+        """Start the worker threads, if the first job has not already.
+
+        Not in ``__init__``: the daemon builds the hasher before twistd
+        forks into the background, and threads do not survive a fork, so
+        the threads start once the daemon runs (``startService``), or at
+        the first job, whichever comes first.
+        """
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
 
     @property
     def pending(self) -> int:
@@ -175,12 +187,15 @@ class Argon2Hasher:
 
     def stop(self) -> None:
         """End the worker threads after the jobs already queued."""
-        for _ in self._threads:
-            self._jobs.put(None)
+        if self._started:
+            for _ in self._threads:
+                self._jobs.put(None)
 
     def _submit(self, job: Callable[[], None]) -> bool:
         if self._pending >= self._max_pending:
             return False
+        if not self._started:
+            self.start()
         self._pending += 1
         self._jobs.put(job)
         return True

@@ -59,7 +59,7 @@ class SqliteAccountStore(BaseAccountStore):
     def __init__(
         self,
         path: str,
-        conn: sqlite3.Connection,
+        conn: sqlite3.Connection | None,
         accounts: dict[str, Account],
         *,
         reactor: IReactorFromThreads,
@@ -74,8 +74,29 @@ class SqliteAccountStore(BaseAccountStore):
         self._queue: queue.SimpleQueue[_Write | _BanSave | None] = queue.SimpleQueue()
         #: Writes queued whose answer has not reached the reactor thread.
         self.pending_writes = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the writer thread (connecting again if `open` did not start).
+
+        The daemon opens the store before twistd forks into the background
+        and starts it from ``startService``, after the fork: neither a
+        thread nor an SQLite connection survives a fork.  Writes made
+        before are queued, in order.
+
+        :raises sqlite3.Error: the file cannot be opened again.
+        """
+        if self._thread is not None:
+            return
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = _connect(self.path)
+            conn.execute("PRAGMA synchronous = FULL")
         self._thread = threading.Thread(
-            target=self._run, name=f"accounts-writer {path}", daemon=True
+            target=self._run,
+            args=(conn,),
+            name=f"accounts-writer {self.path}",
+            daemon=True,
         )
         self._thread.start()
 
@@ -86,8 +107,12 @@ class SqliteAccountStore(BaseAccountStore):
         *,
         reactor: IReactorFromThreads,
         max_accounts: int = MAX_ACCOUNTS,
+        start: bool = True,
     ) -> SqliteAccountStore:
         """Open (or create) the accounts file at ``path``, check it, load it.
+
+        :param start: start the writer now; False leaves it to `start`
+            (closing the connection the checks used).
 
         :raises AccountStoreError: the file cannot be used; one sentence
             naming ``path`` and why.
@@ -104,7 +129,7 @@ class SqliteAccountStore(BaseAccountStore):
         try:
             # Opened here so that every problem shows now, then owned by the
             # writer thread (hence check_same_thread=False).
-            conn = sqlite3.connect(path, check_same_thread=False, timeout=5.0)
+            conn = _connect(path)
             # names is looked up at call time, so that a test can replace it.
             schema.prepare(conn, names.KEY_VERSION, names.name_key)
             rows = conn.execute(
@@ -131,14 +156,19 @@ class SqliteAccountStore(BaseAccountStore):
             )
             for key, name, password_hash, created_at, last_login in rows
         }
-        return cls(
+        if not start:
+            conn.close()
+        store = cls(
             path,
-            conn,
+            conn if start else None,
             accounts,
             reactor=reactor,
             max_accounts=max_accounts,
             bans=bans,
         )
+        if start:
+            store.start()
+        return store
 
     def close(self) -> None:
         """Refuse changes, let the writer finish the queue, close the file.
@@ -150,8 +180,22 @@ class SqliteAccountStore(BaseAccountStore):
         if self._closed:
             return
         super().close()
+        if self._thread is None:
+            if not self.pending_writes:
+                return
+            try:
+                self.start()
+            except sqlite3.Error as e:
+                self._log.error(
+                    "{count} account writes lost: cannot open {path}: {error}",
+                    count=self.pending_writes,
+                    path=self.path,
+                    error=str(e),
+                )
+                return
         self._queue.put(None)
-        self._thread.join(CLOSE_TIMEOUT)
+        if self._thread is not None:
+            self._thread.join(CLOSE_TIMEOUT)
 
     def _write(
         self,
@@ -192,9 +236,8 @@ class SqliteAccountStore(BaseAccountStore):
         self.pending_writes -= 1
         self._written(ok, key, before, after, done)
 
-    def _run(self) -> None:
+    def _run(self, conn: sqlite3.Connection) -> None:
         """The writer thread: one transaction per change, in order."""
-        conn = self._conn
         try:
             while True:
                 item = self._queue.get()
@@ -249,6 +292,11 @@ class SqliteAccountStore(BaseAccountStore):
                 error=" ".join(str(e).split()),
             )
         self._reactor.callFromThread(self._bans_answered, ok, before, after, done)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # Opened on one thread, then owned by the writer (check_same_thread).
+    return sqlite3.connect(path, check_same_thread=False, timeout=5.0)
 
 
 #: The columns of ``server_bans``, in `schema.BANS_SELECT`'s order.

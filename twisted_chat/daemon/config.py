@@ -11,6 +11,11 @@ a :class:`ConfigError` a person can act on.
 The listener options (``--tcp``, ``--udp``) are not listed here: each
 front-end in :mod:`twisted_chat.daemon.frontends` brings its own, and
 :func:`build_settings` reads them with the rest.
+
+The file also holds the one thing the command line cannot: the
+``[operators]`` table of server operators and their argon2id hashes
+(:func:`read_operators`), so that no hash is ever in ``ps`` output or a
+shell history.  A mistake in it names the operator, never the value.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import argon2
 from attrs import frozen
 from twisted.python import usage
 
 from twisted_chat.core.cleaning import clean_text
-from twisted_chat.core.errors import InvalidName
-from twisted_chat.core.names import RoomName
+from twisted_chat.core.errors import ChatError, InvalidName
+from twisted_chat.core.names import Nick, RoomName
 from twisted_chat.core.settings import Settings
 
 if sys.version_info >= (3, 11):
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MOTD_MAX_CHARS",
     "MOTD_MAX_LINES",
+    "OPERATORS",
     "OPTIONS",
     "ConfigError",
     "build_settings",
@@ -48,11 +55,14 @@ __all__ = [
     "integer",
     "read_config",
     "read_motd",
+    "read_operators",
 ]
 
 #: How much of a MOTD file is shown: enough for a real message, not a novel.
 MOTD_MAX_LINES = 50
 MOTD_MAX_CHARS = 400
+#: The config file's table of server operators (``name = "$argon2id$..."``).
+OPERATORS = "operators"
 
 
 class ConfigError(usage.UsageError):
@@ -110,6 +120,20 @@ def _room(value: object) -> str:
         raise ValueError(problem.text) from None
 
 
+def _switch(on: str, off: str) -> Callable[[object], bool]:
+    """A converter from ``on`` or ``off`` (or a TOML boolean) to a bool."""
+
+    def convert(value: object) -> bool:
+        if isinstance(value, bool):
+            return value
+        word = value.strip().lower() if isinstance(value, str) else None
+        if word in (on, off):
+            return word == on
+        raise ValueError(f"expected {on} or {off}, not {value!r}")
+
+    return convert
+
+
 def _listeners(convert: Callable[[str], str]) -> Callable[[object], tuple[str, ...]]:
     def convert_all(value: object) -> tuple[str, ...]:
         items = [value] if isinstance(value, str) else value
@@ -149,15 +173,26 @@ OPTIONS = [
     Option("history-on-join", integer(0, 200), "Lines replayed on /join."),
     Option("history-max", integer(0), "Messages kept per room (0 = no cap)."),
     Option("history-days", _number(0), "Days messages are kept (0 = forever)."),
+    Option("accounts", _switch("on", "off"), "Accounts and nick protection: on, off."),
+    Option(
+        "registration",
+        _switch("open", "closed"),
+        "Who makes accounts: open (anyone), closed (server operators).",
+    ),
 ]
 _SCALARS = {option.name: option for option in OPTIONS}
 _DEFAULTS = Settings()
+#: Options whose ``Settings`` attribute is not their name with underscores.
+_ATTRIBUTES = {"motd": "motd_path", "registration": "registration_open"}
+#: How ``--help`` spells the defaults of the on/off options.
+_SHOWN = {"accounts": {True: "on", False: "off"}}
+_SHOWN["registration"] = {True: "open", False: "closed"}
 
 
 def default(name: str) -> object:
     """The built-in default of the option ``name``, for ``--help``."""
-    attribute = "motd_path" if name == "motd" else name.replace("-", "_")
-    return getattr(_DEFAULTS, attribute)
+    value = getattr(_DEFAULTS, _ATTRIBUTES.get(name, name.replace("-", "_")))
+    return _SHOWN[name][value] if name in _SHOWN else value
 
 
 def read_config(path: str, front_ends: Sequence[FrontEnd]) -> dict[str, object]:
@@ -178,7 +213,7 @@ def read_config(path: str, front_ends: Sequence[FrontEnd]) -> dict[str, object]:
         raise ConfigError(f"config file {path} is not valid TOML: {problem}") from None
     listeners = {front_end.name for front_end in front_ends}
     for key in data:
-        if key not in _SCALARS and key not in listeners:
+        if key not in _SCALARS and key not in listeners and key != OPERATORS:
             raise ConfigError(
                 f"config file {path}: unknown key {key!r}; the keys are the "
                 f"long option names, such as max-line or default-room"
@@ -229,13 +264,66 @@ def build_settings(
         }
     motd_path = str(values.pop("motd", ""))
     settings = Settings(
-        **{name.replace("-", "_"): value for name, value in values.items()},
+        **{
+            _ATTRIBUTES.get(name, name.replace("-", "_")): value
+            for name, value in values.items()
+        },
         motd_path=motd_path,
         motd=read_motd(motd_path) if motd_path else (),
         config=config,
         listeners_defaulted=defaulted,
+        operators=read_operators(from_file.get(OPERATORS), config),
     )
     return settings.with_listeners(listeners)
+
+
+def read_operators(table: object, path: str) -> tuple[tuple[str, str], ...]:
+    """
+    The ``[operators]`` table as ``(name, hash)`` pairs, in the file's order.
+
+    Each name must be a valid nickname (an operator logs in with it), no two
+    the same name, and each value an argon2id hash as
+    ``python -m twisted_chat.passwd`` prints it.  None (no table): none.
+
+    :raises ConfigError: naming the file and the operator, never the value.
+    """
+    if table is None:
+        return ()
+    where = f"config file {path}: [{OPERATORS}]"
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f'{where} must be a table of name = "argon2id hash" lines, not a value'
+        )
+    operators: dict[str, tuple[str, str]] = {}
+    for name, value in table.items():
+        shown = repr(name[:40])
+        try:
+            nick = Nick.parse(name)
+        except ChatError as problem:
+            raise ConfigError(f"{where}: operator {shown}: {problem.text}") from None
+        if not _is_argon2id(value):
+            raise ConfigError(
+                f"{where}: operator {shown}: the value is not an argon2id hash;"
+                " make one with python -m twisted_chat.passwd"
+            )
+        if nick.key in operators:
+            first = operators[nick.key][0]
+            raise ConfigError(
+                f"{where}: operators {first!r} and {shown} are the same name"
+            )
+        operators[nick.key] = (nick.display, value)
+    return tuple(operators.values())
+
+
+def _is_argon2id(value: object) -> bool:
+    """Whether ``value`` reads as an argon2id hash (its parameters parse)."""
+    if not isinstance(value, str) or not value.startswith("$argon2id$"):
+        return False
+    try:
+        argon2.extract_parameters(value)
+    except (argon2.exceptions.InvalidHashError, ValueError):
+        return False
+    return True
 
 
 def read_motd(path: str) -> tuple[str, ...]:

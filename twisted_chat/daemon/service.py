@@ -4,6 +4,8 @@ Assembly: the only module that knows ports, endpoints and the reactor.
 :func:`make_chat_service` builds one :class:`ChatService` (a ``MultiService``)
 with named children, started in this order and stopped in reverse:
 
+- ``accounts``: the accounts file and the password hasher
+  (:mod:`twisted_chat.daemon.accounts`), closed last;
 - ``history``: the message store, so it is stopped (and every queued message
   committed) only after the last client has gone;
 - one :class:`~twisted_chat.daemon.startup.ListenerGroup` per front-end that
@@ -38,6 +40,7 @@ from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.lines import counted
 from twisted_chat.core.logs import LIMITER, WINDOW
 from twisted_chat.core.settings import Settings
+from twisted_chat.daemon.accounts import AccountsService, open_accounts
 from twisted_chat.daemon.config import ConfigError, build_settings, default_state_dir
 from twisted_chat.daemon.frontends import FRONT_ENDS, FrontEnd, Wiring
 from twisted_chat.daemon.inherited_sockets import InheritedSockets
@@ -319,18 +322,21 @@ def make_chat_service(
     :param inherited: sockets passed by systemd; read from the process
         environment when not given.
     :param front_ends: the ways in; the settings hold their listeners.
-    :raises StartupError: when a listener or the history cannot be set up.
+    :raises StartupError: when a listener, the history or the accounts
+        file cannot be set up.
     """
     if inherited is None:
         inherited = InheritedSockets.for_process()
     settings = adopt_inherited(settings, inherited, front_ends=front_ends)
     store = open_store(settings, reactor)
+    accounts = open_accounts(settings, reactor)
     server = ChatServer(
         settings,
         reactor.seconds,
         store,
         defer=lambda f: reactor.callLater(0, f),
         call_later=reactor.callLater,
+        accounts=accounts,
     )
     admission = Admission(
         max_clients=settings.max_clients, max_per_ip=settings.max_per_ip
@@ -339,6 +345,9 @@ def make_chat_service(
         server, admission, reactor, given or {}, front_ends=front_ends
     )
     service.inherited = inherited
+    accounts_service = AccountsService(accounts)
+    accounts_service.setName("accounts")
+    accounts_service.setServiceParent(service)
     # Client-caused log lines are rate-limited (twisted_chat.core.logs); write the
     # counts of those held back even when nothing else of their kind comes.
     flush_logs = TimerService(WINDOW, LIMITER.flush)
