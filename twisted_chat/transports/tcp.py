@@ -49,6 +49,7 @@ from zope.interface import implementer
 
 from twisted_chat.core import lines
 from twisted_chat.core.admission import Admission, address_group, log_refusal
+from twisted_chat.core.bans import address_key
 from twisted_chat.core.intake import (
     REFUSE,
     LineIntake,
@@ -115,6 +116,7 @@ class ChatLineProtocol(LineReceiver):
         "_flood_wait",
         "_group",
         "_handshake",
+        "_host",
         "_intake",
         "_socket",
         "_stalled",
@@ -126,6 +128,7 @@ class ChatLineProtocol(LineReceiver):
     def __init__(self) -> None:
         self.peer = "tcp ?"
         self._group = ""
+        self._host = ""
         self._admitted = False
         self.participant: Participant | None = None
         self._intake = LineIntake(None)
@@ -155,6 +158,16 @@ class ChatLineProtocol(LineReceiver):
             self._handshake = factory.reactor.callLater(
                 HANDSHAKE_TIMEOUT, self._handshake_expired
             )
+        # For bans and /whois: canonical, and IPv4 as IPv4 (not ::ffff:a.b.c.d).
+        self._host = str(address_key(host) or "")
+        # A ban before the caps: a banned client gets its one line, nothing
+        # else, and takes no connection slot or flood credit.
+        banned = factory.server.operators.refusal(self._host, None)
+        if banned is not None:
+            _log.info("refused peer={peer}: server ban", peer=self.peer)
+            self.transport.write(banned)
+            self.transport.loseConnection()
+            return
         refusal = factory.admission.admit(self._group, now)
         if refusal is not None:
             log_refusal(self.peer, refusal)
@@ -177,7 +190,14 @@ class ChatLineProtocol(LineReceiver):
                 self._group, settings.flood_burst, settings.flood_rate, now
             )
         if self._handshake is None:
-            self.participant = factory.server.connect(self, self._group)
+            self._join()
+
+    def _join(self) -> None:
+        # A ban set during a TLS handshake: the core sends the one line and
+        # closes; its participant is born gone, so nothing more goes out.
+        self.participant = self.factory.server.connect(
+            self, self._group, host=self._host, transport="tcp"
+        )
 
     def handshakeCompleted(self) -> None:
         """``IHandshakeListener`` API: the TLS client is in; it may chat now."""
@@ -186,7 +206,7 @@ class ChatLineProtocol(LineReceiver):
             return
         waiting.cancel()
         if not self.transport.disconnecting:
-            self.participant = self.factory.server.connect(self, self._group)
+            self._join()
 
     def _handshake_expired(self) -> None:
         self._handshake = None

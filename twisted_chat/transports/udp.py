@@ -18,7 +18,8 @@ An address is *unproven* until it sends ``/hello TOKEN`` with the token it
 was challenged with (:mod:`twisted_chat.transports.udp_handshake`).
 Unproven addresses get at most one short challenge line and nothing else,
 and hold no state but an entry in a bounded table, so the server cannot be
-used to reflect or amplify traffic at a forged source.  A proven address has
+used to reflect or amplify traffic at a forged source.  A server-banned
+address's ``/hello`` gets one ``! banned:`` line (one per 10 s at most).  A proven address has
 a session: an :class:`IChatClient` to the core, counted by :class:`Admission`
 like a TCP connection, and ended by ``/quit`` or by ``--udp-idle`` seconds
 without a datagram.  Its datagrams go through the intake every transport
@@ -49,7 +50,7 @@ from twisted.internet.task import LoopingCall
 
 from twisted_chat.core import lines
 from twisted_chat.core.admission import Admission, address_group, log_refusal
-from twisted_chat.core.errors import SlowDown
+from twisted_chat.core.bans import address_key
 from twisted_chat.core.intake import (
     REFUSE,
     datagram_verdicts,
@@ -62,7 +63,6 @@ from twisted_chat.core.throttle import LogThrottle
 from twisted_chat.transports.udp_handshake import Address, ChallengeLimiter, TokenMint
 from twisted_chat.transports.udp_session import (
     MAX_DATAGRAM,
-    SLOW_DOWN_INTERVAL,
     UdpSession,
     UdpStats,
     datagrams,
@@ -107,6 +107,8 @@ class ChatDatagramProtocol(DatagramProtocol):
         whichever of them the client reaches.
     :param limiter: challenge limits; share one between listeners so the
         global challenge rate is global.
+    :param banned: the same limits for the ``! banned:`` line a banned
+        address's ``/hello`` gets (its token may be sent again and again).
     """
 
     noisy = False
@@ -118,12 +120,15 @@ class ChatDatagramProtocol(DatagramProtocol):
         clock: IReactorTime,
         mint: TokenMint | None = None,
         limiter: ChallengeLimiter | None = None,
+        *,
+        banned: ChallengeLimiter | None = None,
     ) -> None:
         self.server = server
         self.admission = admission
         self.clock = clock
         self.mint = mint if mint is not None else TokenMint()
         self.limiter = limiter if limiter is not None else ChallengeLimiter()
+        self.banned = banned if banned is not None else ChallengeLimiter()
         #: Proven addresses, least recently heard from first: a datagram
         #: moves its session to the end, so the idle sweep stops at the
         #: first session that is still fresh.
@@ -210,7 +215,7 @@ class ChatDatagramProtocol(DatagramProtocol):
             else:
                 # Over the rate: this line and the rest of the datagram go.
                 self.stats.dropped_lines += 1
-                self._slow_down(session, now)
+                session.slow_down(self.server.settings, now)
                 return
 
     def _flush_others(self, session: UdpSession) -> None:
@@ -226,20 +231,6 @@ class ChatDatagramProtocol(DatagramProtocol):
             self.server.flush()
         finally:
             session.budget = budget
-
-    def _slow_down(self, session: UdpSession, now: float) -> None:
-        if now - session.last_slow_down < SLOW_DOWN_INTERVAL:
-            return
-        session.last_slow_down = now
-        settings = self.server.settings
-        session.send(
-            lines.error(
-                SlowDown(
-                    f"Slow down: at most {settings.flood_burst} lines at once, then "
-                    f"{settings.flood_rate:g} a second; the rest was dropped."
-                )
-            )
-        )
 
     def apply_settings(self, settings: Settings) -> None:
         """Retune every session's flood bucket after a reload, as over TCP."""
@@ -278,6 +269,15 @@ class ChatDatagramProtocol(DatagramProtocol):
         )
 
     def _start_session(self, address: Address, rest: list[bytes], now: float) -> None:
+        # Canonical, and IPv4 as IPv4 (not ::ffff:a.b.c.d), as over TCP.
+        host = str(address_key(address[0]) or address[0])
+        banned = self.server.operators.refusal(host, None)
+        if banned is not None:
+            # No session: one line, at most one per address every 10 s.
+            self.stats.banned += 1
+            if self.banned.allow(address, now):
+                self.write_lines(banned, address)
+            return
         group = address_group(address[0])
         refusal = self.admission.admit(group, now)
         if refusal is not None:
@@ -300,7 +300,9 @@ class ChatDatagramProtocol(DatagramProtocol):
         session.open_reply()
         try:
             try:
-                session.participant = self.server.connect(session, group)
+                session.participant = self.server.connect(
+                    session, group, host=host, transport="udp"
+                )
             except BaseException:
                 self._forget(session)
                 raise

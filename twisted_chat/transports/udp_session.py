@@ -24,7 +24,7 @@ from attrs import define
 from zope.interface import implementer
 
 from twisted_chat.core import commands, lines
-from twisted_chat.core.errors import ChatError
+from twisted_chat.core.errors import ChatError, SlowDown
 from twisted_chat.core.flood import TokenBucket
 from twisted_chat.core.intake import decode_line
 from twisted_chat.core.interfaces import IChatClient
@@ -32,6 +32,7 @@ from twisted_chat.transports.udp_handshake import Address
 
 if TYPE_CHECKING:
     from twisted_chat.core.chat import Participant
+    from twisted_chat.core.settings import Settings
 
 #: The largest datagram payload the server sends (PROTOCOL.md): small enough
 #: to cross any path without IP fragmentation.
@@ -121,6 +122,8 @@ class UdpStats:
     silenced: int = 0
     bad_tokens: int = 0
     refused: int = 0
+    #: ``/hello`` with a good token from a server-banned address.
+    banned: int = 0
     sessions: int = 0
     expired: int = 0
     dropped_lines: int = 0
@@ -210,6 +213,20 @@ class UdpSession:
                     self.held = None
                     self.cut += 1
                 self.cut += 1
+
+    def slow_down(self, settings: Settings, now: float) -> None:
+        """Over the flood rate: say so, at most once a `SLOW_DOWN_INTERVAL`."""
+        if now - self.last_slow_down < SLOW_DOWN_INTERVAL:
+            return
+        self.last_slow_down = now
+        self.send(
+            lines.error(
+                SlowDown(
+                    f"Slow down: at most {settings.flood_burst} lines at once, then "
+                    f"{settings.flood_rate:g} a second; the rest was dropped."
+                )
+            )
+        )
 
     def open_reply(self) -> None:
         """A datagram from this session is being handled: count what it draws."""
