@@ -25,7 +25,7 @@ ALLOWED = {
     "transports": {"core"},
     "history": {"core"},
     "accounts": {"core"},
-    "daemon": {"core", "transports", "history"},
+    "daemon": {"core", "transports", "history", "accounts"},
 }
 MAX_LINES = 400
 
