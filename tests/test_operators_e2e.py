@@ -20,6 +20,7 @@ import re
 
 import pytest
 from test_accounts_e2e import Chat, Client, UdpClient, password, whois
+from test_accounts_e2e import chat as chat  # noqa: PLC0414 - the fixture
 
 pytestmark = pytest.mark.slow
 
@@ -190,13 +191,10 @@ def test_serverban_over_udp(chat: Chat, root_secret: str) -> None:
     victim = chat.udp("udpvictim", source="127.0.24.7")
     block = chat.udp("udpblock", source="127.0.25.9")
     bystander = chat.udp("udpfine", source="127.0.26.1")
-    for client in (victim, block):
-        client.settle()
-    line = root.reply("/serverban 127.0.24.7")
-    assert line.startswith("* "), line
-    line = root.reply("/serverban 127.0.25.0/24 cidr over udp")
-    assert line.startswith("* "), line
-    for client in (victim, block):
+    for client, pattern in ((victim, "127.0.24.7"), (block, "127.0.25.0/24 udp")):
+        client.settle()  # it has heard everything before its ban
+        line = root.reply(f"/serverban {pattern}")
+        assert line.startswith("* "), line
         got = client.receive()
         assert got is not None
         assert got.startswith("! banned: "), got
@@ -225,8 +223,8 @@ def test_serverban_an_account_stops_its_login(chat: Chat, root_secret: str) -> N
     assert line.startswith("* "), line
     assert_one_banned_line(mallory.read_until_closed())
     again = chat.connect(source="127.0.27.2")
-    again.say(f"/login mallory {secret}")
-    assert_one_banned_line(again.read_until_closed())
+    line = again.reply(f"/login mallory {secret}")
+    assert line.startswith("! banned: "), line
     chat.check_secrets()
 
 
@@ -253,4 +251,21 @@ def test_stats_counts_clients_by_transport(chat: Chat, root_secret: str) -> None
     assert re.search(r"udp\D{0,20}3\b|\b3\D{0,20}udp", text), text
     line = chat.connect().reply("/stats")
     assert line.startswith("! not-server-operator: "), line
+    chat.check_secrets()
+
+
+def test_sighup_reloads_the_operator_table(chat: Chat, root_secret: str) -> None:
+    """A new ``[operators]`` table is in force after SIGHUP; a removed name is not."""
+    chat.start()
+    still = oper(chat, root_secret)
+    admin_secret = password()
+    chat.operators(admin=admin_secret)  # root is gone from the file
+    chat.reload()
+    admin = chat.connect("admin", source="127.0.29.1")
+    line = admin.reply(f"/oper admin {admin_secret}")
+    assert line.startswith("* "), line
+    late = chat.connect("root2", source="127.0.29.2")
+    line = late.reply(f"/oper root {root_secret}")
+    assert line.startswith("! oper-failed: "), line
+    del still
     chat.check_secrets()
