@@ -11,6 +11,10 @@ connections to N at once (at least :data:`CONNECT_BURST`), then as many
 again every :data:`CONNECT_WINDOW` seconds, so a loop of connect and close
 cannot churn the server.  The flood credit of a
 group's connections outlives them (:class:`~twisted_chat.core.flood.FloodCredit`).
+
+Refusals are counted by code in :attr:`Admission.refusals`, for ``/stats``
+(:mod:`twisted_chat.core.stats`): the daemon hands it the chat's
+``ServerStats.refusals``, so admission and server bans add up in one table.
 """
 
 from __future__ import annotations
@@ -97,9 +101,18 @@ class Admission:
     credit: FloodCredit = field(factory=FloodCredit)
     #: Recent new connections per group, as token buckets.
     connects: BucketTable = field(factory=lambda: BucketTable(CONNECT_TABLE_SIZE))
+    #: Refusals by error code (``server-full``, ``too-many-connections``).
+    refusals: dict[str, int] = field(factory=dict)
 
     def admit(self, group: str, now: float) -> ChatError | None:
-        """Count a new client in at ``now``, or say why not (nothing counted)."""
+        """Count a new client in at ``now``, or say why not (and count the refusal)."""
+        refusal = self._admit(group, now)
+        if refusal is not None:
+            refusals = self.refusals
+            refusals[refusal.code] = refusals.get(refusal.code, 0) + 1
+        return refusal
+
+    def _admit(self, group: str, now: float) -> ChatError | None:
         if self.max_clients and self.total >= self.max_clients:
             clients = counted(self.max_clients, "client", "clients")
             return ServerFull(f"The server is full ({clients}); try again later.")

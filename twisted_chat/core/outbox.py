@@ -8,6 +8,10 @@ room's membership notices (join, part, quit, nick) may wait longer, up to
 with a thousand members every join would otherwise cost a thousand sends,
 and a connect every ten milliseconds would keep the daemon busy.  Either
 way, every member sees the room's lines in the order they were said.
+
+It also counts what goes out, for ``/stats`` (:mod:`twisted_chat.core.stats`):
+a room's lines, and those lines times its members, once per room flush and
+never per line or delivery.
 """
 
 from __future__ import annotations
@@ -46,6 +50,13 @@ class Outbox:
         #: Busy rooms whose pending notices wait for the notice timer.
         self._waiting: dict[Room, None] = {}
         self._timer_set = False
+        #: Room lines handed out, and lines times members at each flush
+        #: (:mod:`twisted_chat.core.stats` says why not exact deliveries).
+        self.messages = 0
+        self.deliveries = 0
+        #: Called at the end of each turn that handed lines out, if set
+        #: (the stats' clock sample: once a turn, not once a line).
+        self.on_turn: Callable[[], None] | None = None
 
     @property
     def busy(self) -> bool:
@@ -68,6 +79,9 @@ class Outbox:
         timer.
         """
         if self._defer is None:
+            # Every line is its own flush here (tests, no reactor).
+            self.messages += 1
+            self.deliveries += len(room.members)
             room.broadcast(data, sender)
             if not notice:
                 self._remember(room, data)
@@ -91,11 +105,21 @@ class Outbox:
 
     def end_of_turn(self) -> None:
         """Hand out what the rooms heard this turn (not the waiting notices)."""
+        if not self._dirty:
+            return
+        messages = deliveries = 0
         while self._dirty:
             dirty, self._dirty = self._dirty, {}
             for room in dirty:
-                if room.pending:
+                pending = len(room.pending)
+                if pending:
+                    messages += pending
+                    deliveries += pending * len(room.members)
                     self._remember(room, room.flush())
+        self.messages += messages
+        self.deliveries += deliveries
+        if self.on_turn is not None:
+            self.on_turn()
 
     def flush(self) -> None:
         """Hand out everything now, waiting notices included."""
@@ -110,7 +134,7 @@ class Outbox:
         waiting, self._waiting = self._waiting, {}
         for room in waiting:
             if room.pending:
-                self._remember(room, room.flush())
+                self._hand_out(room)
 
     def catch_up(self, participant: Participant) -> None:
         """Hand ``participant`` their pending room lines now, before a reply."""
@@ -122,4 +146,11 @@ class Outbox:
         """Hand out every pending line of ``participant``'s rooms now."""
         for room in participant.rooms.values():
             if room.pending:
-                self._remember(room, room.flush())
+                self._hand_out(room)
+
+    def _hand_out(self, room: Room) -> None:
+        """Flush one room that has lines pending, counting them."""
+        pending = len(room.pending)
+        self.messages += pending
+        self.deliveries += pending * len(room.members)
+        self._remember(room, room.flush())

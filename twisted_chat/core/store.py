@@ -58,6 +58,12 @@ class IMessageStore(Interface):
         ``max_age_days`` goes with its room's history (`prune`).
         """
 
+    def backlog() -> int:
+        """Messages handed over and not yet written down, for ``/stats``.
+
+        Cheap (no disk), never raises; 0 for a store that writes nothing.
+        """
+
     def trouble() -> str | None:
         """Why history is not (all) being saved right now, or None.
 

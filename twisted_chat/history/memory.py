@@ -227,6 +227,10 @@ class MemoryStore:
         """`IMessageStore` API: memory never fails to keep history."""
         return None
 
+    def backlog(self) -> int:
+        """`IMessageStore` API: nothing waits to be written."""
+        return 0
+
     def prune(self, now: float) -> None:
         """`IMessageStore` API: applied at once (there is no disk)."""
         cutoff = age_cutoff(now, self.max_age_days)

@@ -285,6 +285,10 @@ class SqliteStore:
         """`IMessageStore` API: why history is not (all) being saved now."""
         return self._health.trouble()
 
+    def backlog(self) -> int:
+        """`IMessageStore` API: messages queued that the writer has not committed."""
+        return self._backlog.unsaved()
+
     # -- LinkOwner: what the link tells, on the reactor thread -----------------
 
     def writer_said(self, report: Report) -> None:
