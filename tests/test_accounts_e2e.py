@@ -515,6 +515,26 @@ def test_login_over_udp(chat: Chat) -> None:
     chat.check_secrets()
 
 
+def test_udp_password_prompt(chat: Chat) -> None:
+    """Over UDP the prompt is a plain ``* Password:`` datagram (no telnet bytes)."""
+    chat.start()
+    alice, secret = chat.register("alice")
+    alice.say("/quit")
+    alice.read_until_closed()
+    udp = chat.udp()
+    udp.say("/login alice")
+    assert re.fullmatch(r"\* Password: ?", udp.expect(r"Password")), udp.datagrams
+    assert udp.datagrams[-1].endswith(b"\r\n")
+    assert b"\xff" not in udp.datagrams[-1]
+    udp.say(secret)
+    line = udp.expect(r"^[*!] (?!\S+ (joined|left) #)")
+    assert line.startswith("* "), line
+    assert not any(b"\xff" in datagram for datagram in udp.datagrams)
+    udp.say("/nick alice2")
+    udp.expect(r"^\* You are now known as alice2\.$")
+    chat.check_secrets()
+
+
 def test_nickname_protection(chat: Chat) -> None:
     """Someone else's account name is refused by /nick, in any case or width."""
     chat.start()
@@ -532,6 +552,9 @@ def test_nickname_protection(chat: Chat) -> None:
     owner = chat.connect()
     assert owner.reply(f"/login alice {secret}").startswith("* ")
     assert owner.reply("/logout").startswith("* ")  # it was logged in
+    udp = chat.udp()
+    udp.say("/nick Alice")
+    assert udp.expect(r"^! ").startswith("! nick-registered: ")
     # A guest nick cannot be registered.
     guest = chat.connect()
     line = guest.reply(f"/register {chat.secret()}")

@@ -119,6 +119,15 @@ def test_kill(chat: Chat, root_secret: str) -> None:
     )
     line = root.reply("/kill nobody")
     assert line.startswith("! no-such-nick: "), line
+    udp = chat.udp("dave")
+    line = root.reply("/kill dave")
+    assert line.startswith("* "), line
+    assert carol.expect(r"^\* dave quit").startswith("* dave quit (killed by root")
+    del udp
+    # A structured event names who did what to whom, and why.
+    chat.stop()
+    kills = [line for line in chat.log.splitlines() if "spamming the room" in line]
+    assert any("root" in line and "bob" in line for line in kills), chat.log
     chat.check_secrets()
 
 
@@ -268,4 +277,33 @@ def test_sighup_reloads_the_operator_table(chat: Chat, root_secret: str) -> None
     line = late.reply(f"/oper root {root_secret}")
     assert line.startswith("! oper-failed: "), line
     del still
+    chat.check_secrets()
+
+
+def test_serverban_by_nick_and_with_a_duration(chat: Chat, root_secret: str) -> None:
+    """A nick bans its account when logged in, else its address; DURATION is taken."""
+    chat.start()
+    root = oper(chat, root_secret)
+    guest = chat.connect("plainguest", source="127.0.31.1")
+    alice, secret = chat.register("alice", source="127.0.31.2")
+    for client in (guest, alice):
+        client.settle()
+    line = root.reply("/serverban plainguest 30m cool off")
+    assert line.startswith("* "), line
+    assert_one_banned_line(guest.read_until_closed())
+    assert_banned_on_connect(chat, "127.0.31.1")
+    alice.settle()
+    line = root.reply("/serverban alice 7d")
+    assert line.startswith("* "), line
+    assert_one_banned_line(alice.read_until_closed())
+    # Her account is banned, not her address: the address may connect, the
+    # account may not log in from anywhere.
+    again = chat.connect(source="127.0.31.2")
+    line = again.reply(f"/login alice {secret}")
+    assert line.startswith("! banned: "), line
+    listing = "\n".join(root.replies("/serverbans"))
+    assert "127.0.31.1" in listing
+    assert "alice" in listing
+    line = root.reply("/serverban 127.0.31.9 forever-ish")  # a reason, no duration
+    assert line.startswith("* "), line
     chat.check_secrets()
