@@ -108,14 +108,16 @@ class Outbox:
         if not self._dirty:
             return
         messages = deliveries = 0
+        remember = self._remember
         while self._dirty:
             dirty, self._dirty = self._dirty, {}
             for room in dirty:
-                pending = len(room.pending)
+                pending = room.pending
                 if pending:
-                    messages += pending
-                    deliveries += pending * len(room.members)
-                    self._remember(room, room.flush())
+                    count = len(pending)
+                    messages += count
+                    deliveries += count * len(room.members)
+                    remember(room, room.flush())
         self.messages += messages
         self.deliveries += deliveries
         if self.on_turn is not None:
