@@ -5,6 +5,8 @@ The account commands' rules (twisted_chat.core.accounts) against a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from attrs import define, field
 from twisted.internet.task import Clock
@@ -86,6 +88,7 @@ def make_world(
     *,
     max_pending: int = 32,
     services: bool = True,
+    defer: Callable[[Callable[[], None]], object] | None = None,
 ) -> World:
     clock = Clock()
     clock.advance(1000)
@@ -94,6 +97,7 @@ def make_world(
     server = ChatServer(
         settings if settings is not None else Settings(),
         clock.seconds,
+        defer=defer,
         accounts=AccountServices(store, hasher) if services else None,
     )
     return World(server, clock, hasher, store)
@@ -396,6 +400,17 @@ def test_a_busy_hasher_is_slow_down() -> None:
     assert not alice.checking
 
 
+def test_a_busy_answer_leaves_no_attempt_under_way() -> None:
+    """The throttle is told about every attempt it let through."""
+    world = make_world(max_pending=0)
+    client, alice = world.connect()
+    world.say(alice, f"/login Alice {PASSWORD}")
+    assert text(client) == [BUSY]
+    throttle = world.server.accounts.throttle
+    for table in (throttle._accounts, throttle._groups):
+        assert all(record.pending == 0 for record in table.records.values())
+
+
 def test_one_password_job_at_a_time(world: World) -> None:
     world.registered("Alice")
     client, other = world.connect()
@@ -441,6 +456,34 @@ def test_an_old_hash_is_replaced_after_a_login(world: World) -> None:
     account = world.store.get("alice")
     assert account is not None
     assert account.password_hash == FakeHasher.PREFIX + PASSWORD[::-1]
+
+
+def test_a_reply_from_an_answer_follows_the_room_lines_before_it() -> None:
+    turns: list[Callable[[], None]] = []
+    world = make_world(defer=turns.append)
+    world.store.create("Alice", FakeHasher.PREFIX + PASSWORD[::-1], 0.0)
+    client, alice = world.connect()
+    _, bob = world.connect("Bob")
+    world.server.flush()
+    world.clear_all()
+    world.say(alice, f"/login Alice {PASSWORD}")
+    world.say(bob, "hello")
+    world.hasher.run_pending()
+    assert text(client) == ["[#lobby] <Bob> hello", "* You are logged in as Alice."]
+
+
+def test_a_hash_that_failed_is_an_internal_error(world: World) -> None:
+    hasher = world.hasher
+    hasher.hash = (  # type: ignore[method-assign]
+        lambda password, done: hasher._submit(lambda: done(None))  # noqa: ARG005
+    )
+    client, alice = world.connect("Alice")
+    world.say(alice, f"/register {PASSWORD}")
+    world.run()
+    (line,) = text(client)
+    assert line.startswith("! internal-error:")
+    assert world.store.get("alice") is None
+    assert not alice.checking
 
 
 # -- the prompt -----------------------------------------------------------------------

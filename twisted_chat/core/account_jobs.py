@@ -289,17 +289,6 @@ class PasswordJobs:
         if participant.nick != wanted:
             directory.force_rename(participant, wanted)
 
-    def eject(self, participant: Participant, refusal: bytes) -> None:
-        """A server-banned login: the one line, then the connection is closed."""
-        server = self._server
-        eject = getattr(server.operators, "eject", None)
-        if eject is not None:
-            eject(participant, refusal)
-            return
-        participant.client.send(refusal)
-        server.disconnect(participant, "banned")
-        participant.client.close()
-
     # -- /password and /unregister -----------------------------------------------------
 
     def change_password(

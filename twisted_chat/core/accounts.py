@@ -68,7 +68,6 @@ from twisted_chat.core.errors import (
     InvalidName,
     NickRegistered,
     NotLoggedIn,
-    NotServerOperator,
     RegistrationClosed,
 )
 from twisted_chat.core.login_throttle import LoginThrottle
@@ -142,10 +141,7 @@ class AccountCommands:
         if kind == "login":
             self._login(participant, self._require(), name, taken.secret)
         elif kind == "oper":
-            oper = getattr(server.operators, "oper", None)
-            if oper is None:
-                raise NotServerOperator("Server operators are not available here.")
-            oper(participant, name, taken.secret)
+            server.operators.oper(participant, name, taken.secret)
 
     def ask_secret(self, participant: Participant, for_what: str) -> None:
         """Take ``participant``'s next line as a password for ``for_what``."""
@@ -316,7 +312,7 @@ class AccountCommands:
                 account=account.name,
                 peer=peer,
             )
-            self._jobs.eject(participant, refusal)
+            self._server.operators.eject(participant, refusal)
             return
         _log.info("login ok: {account} from {peer}", account=account.name, peer=peer)
         self._jobs.log_in(participant, services, account, password)
