@@ -163,7 +163,7 @@ def offline_whois(account: Account, now: float) -> list[bytes]:
 
 def whois_reply(
     directory: Directory,
-    store: AccountStore | None,
+    store: AccountStore,
     asker: Participant,
     text: str,
     now: float,
@@ -171,13 +171,12 @@ def whois_reply(
     """
     ``/whois NICK``: who is connected as NICK, or which account it is.
 
-    :param store: the accounts (None: accounts are off).
     :raises NoSuchNick: when NICK is neither.
     """
     try:
         subject = directory.find(text)
     except NoSuchNick:
-        account = store.get(text) if store is not None else None
+        account = store.get(text)
         if account is None:
             shown = text if len(text) <= 32 else text[:32] + "…"
             raise NoSuchNick(
@@ -185,7 +184,7 @@ def whois_reply(
             ) from None
         return offline_whois(account, now)
     account_name = subject.account
-    if account_name is not None and store is not None:
+    if account_name is not None:
         account = store.get(account_name)
         account_name = account.name if account is not None else account_name
     return online_whois(subject, account_name, now, show_host=asker.oper is not None)

@@ -30,8 +30,9 @@ contract is silent the choices follow Ergo and the IRC services:
   (no new accounts can be made, which is what the code means).
 - ``/logout`` gives a guest nick; ``/unregister`` logs out every
   connection of the account, which keep their (now unprotected) nicknames.
-- ``/password`` does not log out the account's other connections;
-  ``/whois`` works with accounts off (it says who is here).
+- ``/password`` does not log out the account's other connections.
+- ``--accounts off`` answers every command of PROTOCOL.md's accounts table
+  with ``! accounts-disabled``, ``/whois`` included (it is in that table).
 
 Secrets: a password only ever travels in a
 :class:`~twisted_chat.core.secret_prompt.Secret` and reaches nothing but the
@@ -107,11 +108,10 @@ class AccountCommands:
 
     def dispatch(self, participant: Participant, command: AccountCommand) -> None:
         """Act on one account command."""
-        if isinstance(command, Whois):
-            self._whois(participant, command.nick)
-            return
         services = self._require()
         match command:
+            case Whois(nick):
+                self._whois(participant, services, nick)
             case Register(name, password):
                 self._register(participant, services, name, password)
             case Login(name, password):
@@ -339,13 +339,14 @@ class AccountCommands:
             lines.notice(f"You are logged out; you are now {guest.display}.")
         )
 
-    def _whois(self, participant: Participant, text: str) -> None:
+    def _whois(
+        self, participant: Participant, services: AccountServices, text: str
+    ) -> None:
         server = self._server
         server.budgets.refuse_if_over(participant)
-        services = self._active()
         reply = account_rules.whois_reply(
             server.directory,
-            services.store if services is not None else None,
+            services.store,
             participant,
             text,
             server.seconds(),
