@@ -231,9 +231,11 @@ def one_run(args: argparse.Namespace, mode: str, n: int) -> dict[str, Any]:
         def fire() -> None:
             if mode != "storm":
                 return
+            fired = time.monotonic()
 
             def go() -> None:
                 time.sleep(args.delay)  # the schedule: into the sending window
+                got["storm_offset_s"] = time.monotonic() - fired
                 got.update(storm(clients, logins, args.window))
 
             worker.append(threading.Thread(target=go, daemon=True))
@@ -242,6 +244,12 @@ def one_run(args: argparse.Namespace, mode: str, n: int) -> dict[str, Any]:
         result = latency_run(host, port, pid, args.duration, fire)
         for thread in worker:
             thread.join(STORM_TIMEOUT)
+        if "storm_s" in got:
+            # How much of the sending window the storm covered (the progress
+            # line that starts the clock comes up to 0.5 s after the senders).
+            start = got["storm_offset_s"]
+            end = min(result["send_s"], start + got["storm_s"])
+            got["storm_cover"] = max(0.0, end - start) / result["send_s"]
         return {"mode": mode, **result, **got}
 
 
@@ -254,8 +262,10 @@ def describe(run: dict[str, Any]) -> str:
         text += f", NOT OK: {run['errors']}"
     if "answers" in run:
         text += (
-            f"; storm {run['storm_s']:.2f} s of {run['send_s']:.1f} s sending,"
-            f" {run['logins_per_s']:.0f} logins/s, answers {run['answers']}"
+            f"; storm {run['storm_s']:.2f} s (covering {run['storm_cover']:.0%} of"
+            f" {run['send_s']:.1f} s sending), {run['logins_per_s']:.0f} logins/s,"
+            f" a login answered in {run['login_median_ms']:.0f} ms (median),"
+            f" answers {run['answers']}"
         )
     return text
 

@@ -808,6 +808,13 @@ def test_prompt_bytes_turn_echo_off_and_on(chat: Chat) -> None:
     assert line.startswith("* "), line  # the login worked
     after = client.raw[mark:]
     assert IAC_WONT_ECHO in after, after
+    # A failed login gives the echo back too: the telnet user is not left blind.
+    other = chat.connect()
+    other.reply("/login alice")
+    mark = len(other.raw)
+    other.say(chat.secret())
+    assert other.next_reply().startswith("! login-failed: ")
+    assert IAC_WONT_ECHO in other.raw[mark:], other.raw[mark:]
     chat.check_secrets()
 
 
