@@ -126,3 +126,20 @@ def test_quiet_keys_are_forgotten() -> None:
     assert throttle.sizes() == (1, 1)
     fail(throttle, "carol", address_group("192.0.2.1"), 61)
     assert throttle.sizes() == (1, 1)
+
+
+def test_a_cancelled_attempt_counts_neither_way() -> None:
+    """A busy hasher's attempts never lock a user out, and never reset a count."""
+    throttle = LoginThrottle()
+    for _ in range(FAILURES * 3):
+        assert throttle.check("bob", GROUP, 0) is None
+        throttle.cancelled("bob", GROUP)
+    assert throttle.check("bob", GROUP, 0) is None
+    throttle.failed("bob", GROUP, 0)
+    for _ in range(FAILURES - 2):
+        fail(throttle, "bob", GROUP, 1)
+    # Four failures so far; cancelling does not forget them.
+    assert throttle.check("bob", GROUP, 2) is None
+    throttle.cancelled("bob", GROUP)
+    fail(throttle, "bob", GROUP, 3)
+    assert throttle.check("bob", GROUP, 4) is not None

@@ -222,13 +222,7 @@ class PasswordJobs:
 
     def _release(self, key: str, group: str) -> None:
         """An attempt the throttle let through was not made (the hasher was busy)."""
-        cancelled = getattr(self._throttle, "cancelled", None)
-        if cancelled is not None:
-            cancelled(key, group)
-        else:
-            # A failure rather than a success: a success would let a storm
-            # that keeps the hasher busy reset an account's count.
-            self._throttle.failed(key, group, self._server.seconds())
+        self._throttle.cancelled(key, group)
 
     # -- what a login does -------------------------------------------------------------
 

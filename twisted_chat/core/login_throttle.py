@@ -107,7 +107,8 @@ class LoginThrottle:
     Failures per account key and per address group, and the refusals they earn.
 
     After every :meth:`check` that returned None the caller reports the
-    attempt's outcome exactly once: :meth:`failed` or :meth:`succeeded`.
+    attempt's outcome exactly once: :meth:`failed`, :meth:`succeeded`, or
+    :meth:`cancelled` when it never ran.
     """
 
     failures: int = FAILURES
@@ -168,6 +169,16 @@ class LoginThrottle:
         if group:
             address = self._groups.touch(group, now)
             address.pending = max(0, address.pending - 1)
+
+    def cancelled(self, account_key: str, group: str) -> None:
+        """
+        The attempt never ran (the hasher was busy): it counts neither way,
+        so a storm that keeps the hasher busy cannot lock a user out.
+        """
+        for table, key in ((self._accounts, account_key), (self._groups, group)):
+            record = table.get(key) if key else None
+            if record is not None:
+                record.pending = max(0, record.pending - 1)
 
     def _wait(self, record: _Record | None, now: float) -> float:
         """Seconds until ``record`` lets an attempt through (0: now)."""
