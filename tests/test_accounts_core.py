@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import attrs
 import pytest
 from attrs import define, field
 from twisted.internet.task import Clock
@@ -83,6 +84,10 @@ class World:
             client.clear()
 
 
+#: The server operators the tests make by setting ``participant.oper``.
+OPERATORS = (("root", "$argon2id$unused"), ("alice", "$argon2id$unused"))
+
+
 def make_world(
     settings: Settings | None = None,
     *,
@@ -94,8 +99,12 @@ def make_world(
     clock.advance(1000)
     store = MemoryAccountStore(clock)
     hasher = FakeHasher(max_pending=max_pending)
+    settings = settings if settings is not None else Settings()
+    # The operators the tests name (``participant.oper = "root"``): rights
+    # are checked against the live table.
+    settings = attrs.evolve(settings, operators=settings.operators or OPERATORS)
     server = ChatServer(
-        settings if settings is not None else Settings(),
+        settings,
         clock.seconds,
         defer=defer,
         accounts=AccountServices(store, hasher) if services else None,
@@ -230,6 +239,23 @@ def test_registration_closed_lets_operators_register_others() -> None:
     assert registered == "* The account Carol is registered."
     assert guest.startswith("! invalid-name:")
     assert world.store.get("carol") is not None
+
+
+def test_an_operator_dropped_from_the_table_loses_the_rights_at_once() -> None:
+    """SIGHUP replaces the table: /register NAME and /whois addresses stop."""
+    world = make_world(Settings(registration_open=False))
+    oper_client, oper = world.connect("Root")
+    oper.oper = "root"
+    world.connect("Bob")
+    world.server.settings = attrs.evolve(world.server.settings, operators=())
+    world.say(oper, f"/register Carol {PASSWORD}")
+    world.say(oper, "/whois Bob")
+    world.run()
+    usage, *whois = [line for line in text(oper_client) if line[:8] != "* guest2"]
+    assert usage.startswith("! usage: /register PASSWORD makes your nickname")
+    assert not any("192.0.2" in line for line in whois)
+    assert oper.oper is None
+    assert world.store.get("carol") is None
 
 
 def test_a_full_store_closes_registration() -> None:

@@ -31,6 +31,8 @@ from twisted_chat.core.errors import BadUsage, NoSuchNick, WeakPassword
 from twisted_chat.core.names import name_key
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from twisted_chat.core.account_ports import Account, AccountStore
     from twisted_chat.core.names import Nick
     from twisted_chat.core.people import Directory
@@ -110,6 +112,7 @@ def online_whois(
     now: float,
     *,
     show_host: bool,
+    operator: bool,
 ) -> list[bytes]:
     """
     ``/whois`` of somebody connected, a line each: account, transport,
@@ -143,7 +146,7 @@ def online_whois(
         reply.append(lines.notice(f"{nick} has been idle for {idle}"))
     else:
         reply.append(lines.notice(f"{nick} has said nothing yet"))
-    if subject.oper is not None:
+    if operator:
         reply.append(lines.notice(f"{nick} is a server operator"))
     return reply
 
@@ -167,9 +170,15 @@ def whois_reply(
     asker: Participant,
     text: str,
     now: float,
+    *,
+    is_operator: Callable[[Participant], bool],
 ) -> list[bytes]:
     """
     ``/whois NICK``: who is connected as NICK, or which account it is.
+
+    ``is_operator`` asks the live operator table (an operator removed by
+    SIGHUP is one no longer), for the asker (who alone may see addresses)
+    and the subject.
 
     :raises NoSuchNick: when NICK is neither.
     """
@@ -187,4 +196,10 @@ def whois_reply(
     if account_name is not None:
         account = store.get(account_name)
         account_name = account.name if account is not None else account_name
-    return online_whois(subject, account_name, now, show_host=asker.oper is not None)
+    return online_whois(
+        subject,
+        account_name,
+        now,
+        show_host=is_operator(asker),
+        operator=is_operator(subject),
+    )

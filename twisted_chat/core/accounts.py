@@ -186,14 +186,17 @@ class AccountCommands:
     ) -> None:
         server = self._server
         if name is not None:
-            if participant.oper is None:
+            if not server.operators.is_operator(participant):
                 raise BadUsage(
                     "/register PASSWORD makes your nickname an account; "
                     "/register NAME PASSWORD is for server operators."
                 )
             nick = Nick.parse(name)
         else:
-            if not server.settings.registration_open and participant.oper is None:
+            if not (
+                server.settings.registration_open
+                or server.operators.is_operator(participant)
+            ):
                 raise RegistrationClosed(
                     "Only server operators create accounts on this server."
                 )
@@ -350,6 +353,7 @@ class AccountCommands:
             participant,
             text,
             server.seconds(),
+            is_operator=server.operators.is_operator,
         )
         participant.client.send(b"".join(reply))
         server.budgets.charge(participant, len(reply))
