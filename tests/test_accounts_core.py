@@ -27,7 +27,7 @@ from twisted_chat.testing import RecordingClient
 PASSWORD = "correct-horse-9"  # noqa: S105 - a test password
 OTHER = "battery-staple-7"
 BUSY = "! slow-down: the server is busy checking passwords; try again in a few seconds."
-FAILED = "! login-failed: wrong account name or password."
+FAILED = "! login-failed: Wrong account name or password."
 
 
 @define(eq=False)
@@ -789,7 +789,7 @@ def test_whois_of_an_account_not_online(world: World) -> None:
     assert text(client) == [
         "* Alice is a registered account, not online (last logged in 3h 1m ago)",
         "* Carol is a registered account, not online (never logged in)",
-        "! no-such-nick: Nobody called nobody is here, and it is no account.",
+        "! no-such-nick: Nobody called nobody is here, and there is no such account.",
     ]
 
 

@@ -79,7 +79,7 @@ def busy() -> SlowDown:
 
 def login_failed() -> LoginFailed:
     """The same for a wrong name and a wrong password."""
-    return LoginFailed("wrong account name or password.")
+    return LoginFailed("Wrong account name or password.")
 
 
 def one_at_a_time() -> SlowDown:

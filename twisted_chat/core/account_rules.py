@@ -189,7 +189,7 @@ def whois_reply(
         if account is None:
             shown = text if len(text) <= 32 else text[:32] + "…"
             raise NoSuchNick(
-                f"Nobody called {shown} is here, and it is no account."
+                f"Nobody called {shown} is here, and there is no such account."
             ) from None
         return offline_whois(account, now)
     account_name = subject.account
