@@ -340,3 +340,51 @@ async def test_accounts_and_bans_survive_a_restart(tmp_path: Path) -> None:
         assert again.server_bans() == [row]
     finally:
         again.close()
+
+
+# -- inside the shipped unit's syscall filter ------------------------------------
+
+
+@pytest.mark.slow
+def test_an_account_reaches_its_file_inside_the_units_syscall_filter(
+    tmp_path: Path,
+) -> None:
+    """argon2's threads and the accounts writer run under ``~@privileged
+    @resources``; the account is on disk when the daemon has stopped."""
+    from _seccomp import have_seccomp
+    from conftest import LineClient, free_port
+    from test_sandbox import SandboxedDaemon
+
+    if not have_seccomp():
+        pytest.skip("no libseccomp binding for /usr/bin/python3")
+    state = tmp_path / "state"
+    port = free_port()
+    daemon = SandboxedDaemon(
+        tmp_path,
+        "--tcp",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--udp",
+        f"127.0.0.1:{free_port()}",
+        "--state-dir",
+        str(state),
+    )
+    try:
+        daemon.wait_for_port(port)
+        client = LineClient(port)
+        client.expect(r"^\* You joined #lobby")
+        client.say("/nick alice")
+        client.expect(r"^\* You are now known as alice\.$")
+        client.say("/register sandboxed-secret")
+        line = client.expect(r"^[*!] ")
+        assert line.startswith("* "), line
+        client.close()
+    finally:
+        code = daemon.stop()
+    log = daemon.log
+    assert code in (0, -15), log
+    assert "Traceback" not in log, log
+    assert "sandboxed-secret" not in log
+    with sqlite3.connect(f"file:{state / FILE_NAME}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT name, hash FROM accounts").fetchall()
+    conn.close()
+    assert [(name, stored[:10]) for name, stored in rows] == [("alice", "$argon2id$")]
