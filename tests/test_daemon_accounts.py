@@ -388,3 +388,54 @@ def test_an_account_reaches_its_file_inside_the_units_syscall_filter(
         rows = conn.execute("SELECT name, hash FROM accounts").fetchall()
     conn.close()
     assert [(name, stored[:10]) for name, stored in rows] == [("alice", "$argon2id$")]
+
+
+def test_the_passwd_tool_on_a_terminal_asks_twice_without_echo(
+    tmp_path: Path,
+) -> None:
+    """On a terminal: two prompts, no echo of the password, the hash printed."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    fd, terminal = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "twisted_chat.passwd"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,  # no /dev/tty: getpass uses the pty on stdin
+    )
+    os.close(terminal)
+    seen = b""
+
+    def read_until(marker: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 20
+        while marker not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the child has exited
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+
+    try:
+        read_until(b"Password: ")
+        os.write(fd, b"terminal secret\n")
+        read_until(b"Again: ")
+        os.write(fd, b"terminal secret\n")
+        read_until(b"the end, which never comes: read until the child exits")
+    finally:
+        status = child.wait(20)
+        os.close(fd)
+    assert status == 0, seen
+    assert b"terminal secret" not in seen
+    made = seen[seen.index(b"$argon2id$") :].split(b"\r")[0].decode()
+    config = config_file(tmp_path, f'[operators]\nalice = "{made}"\n')
+    assert settings("--config", config).operators == (("alice", made),)
