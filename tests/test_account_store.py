@@ -522,3 +522,23 @@ def test_a_damaged_ban_row_is_refused(tmp_path: Path) -> None:
         conn.execute(schema.BANS_INSERT, ("1.2.3.4", "o", "r", "not a time", None))
     conn.close()
     assert "not a server ban row" in refused(Path(h.path))
+
+
+def test_a_new_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        h = sqlite_harness(tmp_path)
+        h.store.create("alice", HASH, 1.0)
+        h.settle()
+        modes = {
+            path.name: stat.S_IMODE(path.stat().st_mode)
+            for path in Path(h.path).parent.iterdir()
+        }
+        h.store.close()
+    finally:
+        os.umask(old)
+    assert modes["accounts.sqlite3"] == 0o600
+    assert modes["accounts.sqlite3-wal"] == 0o600

@@ -18,6 +18,7 @@ thousands of rows a second, not a few a minute.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -125,6 +126,7 @@ class SqliteAccountStore(BaseAccountStore):
             raise AccountStoreError(
                 f"{prefix}: cannot create directory {directory}: {e}"
             ) from e
+        _create_private(path)
         conn: sqlite3.Connection | None = None
         try:
             # Opened here so that every problem shows now, then owned by the
@@ -292,6 +294,17 @@ class SqliteAccountStore(BaseAccountStore):
                 error=" ".join(str(e).split()),
             )
         self._reactor.callFromThread(self._bans_answered, ok, before, after, done)
+
+
+def _create_private(path: str) -> None:
+    """
+    Make a new accounts file readable by its owner only, whatever the umask:
+    it holds password hashes.  SQLite gives the ``-wal`` and ``-shm`` files
+    the database's mode.  An existing file is left as it is (and problems
+    are for `open`'s checks to name).
+    """
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _connect(path: str) -> sqlite3.Connection:
