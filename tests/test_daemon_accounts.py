@@ -163,6 +163,11 @@ def test_a_bad_operator_is_named_and_its_value_never_shown(
     assert "hunter2" not in text
 
 
+def test_an_option_below_the_table_is_explained(tmp_path: Path) -> None:
+    config = config_file(tmp_path, f'[operators]\nalice = "{HASH}"\nmax-line = 512\n')
+    assert "'max-line' is an option" in refusal("--config", config)
+
+
 def test_operators_must_be_a_table(tmp_path: Path) -> None:
     config = config_file(tmp_path, f'operators = "{HASH}"\n')
     text = refusal("--config", config)

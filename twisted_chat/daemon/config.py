@@ -297,6 +297,11 @@ def read_operators(table: object, path: str) -> tuple[tuple[str, str], ...]:
     operators: dict[str, tuple[str, str]] = {}
     for name, value in table.items():
         shown = repr(name[:40])
+        if name in _SCALARS:
+            raise ConfigError(
+                f"{where}: {shown} is an option; in TOML a key after a"
+                f" [table] belongs to it, so put {name} above [{OPERATORS}]"
+            )
         try:
             nick = Nick.parse(name)
         except ChatError as problem:
