@@ -18,13 +18,14 @@ An address is *unproven* until it sends ``/hello TOKEN`` with the token it
 was challenged with (:mod:`twisted_chat.transports.udp_handshake`).
 Unproven addresses get at most one short challenge line and nothing else,
 and hold no state but an entry in a bounded table, so the server cannot be
-used to reflect or amplify traffic at a forged source.  A server-banned
-address's ``/hello`` gets one ``! banned:`` line (one per 10 s at most).  A proven address has
-a session: an :class:`IChatClient` to the core, counted by :class:`Admission`
-like a TCP connection, and ended by ``/quit`` or by ``--udp-idle`` seconds
-without a datagram.  Its datagrams go through the intake every transport
-shares (:mod:`twisted_chat.core.intake`); a wait verdict drops the rest of
-the datagram with one ``! slow-down`` notice a second at most.
+used to reflect or amplify traffic at a forged source; a server-banned
+address's ``/hello`` gets one ``! banned:`` line (one per 10 s at most).
+A proven address has a session: an :class:`IChatClient` to the core,
+counted by :class:`Admission` like a TCP connection, and ended by
+``/quit`` or by ``--udp-idle`` seconds without a datagram.  Its datagrams
+go through the intake every transport shares (:mod:`twisted_chat.core.intake`);
+a wait verdict drops the rest of the datagram with one ``! slow-down``
+notice a second at most.
 
 A session's address can be forged too, so one datagram never draws more
 than :data:`~twisted_chat.transports.udp_session.MAX_REPLY_DATAGRAMS` datagrams back,
