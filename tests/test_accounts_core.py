@@ -254,8 +254,8 @@ def test_an_operator_dropped_from_the_table_loses_the_rights_at_once() -> None:
     usage, *whois = [line for line in text(oper_client) if line[:8] != "* guest2"]
     assert usage.startswith("! usage: /register PASSWORD makes your nickname")
     assert not any("192.0.2" in line for line in whois)
-    assert oper.oper is None
     assert world.store.get("carol") is None
+    assert not world.server.operators.is_operator(oper)
 
 
 def test_a_full_store_closes_registration() -> None:

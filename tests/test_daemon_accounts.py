@@ -444,3 +444,12 @@ def test_the_passwd_tool_on_a_terminal_asks_twice_without_echo(
     made = seen[seen.index(b"$argon2id$") :].split(b"\r")[0].decode()
     config = config_file(tmp_path, f'[operators]\nalice = "{made}"\n')
     assert settings("--config", config).operators == (("alice", made),)
+
+
+def test_admission_refusals_reach_stats(tmp_path: Path) -> None:
+    """The caps' refusals and the server bans' count in the one /stats table."""
+    service = service_in(tmp_path / "state", "--max-clients", "1")
+    assert service.admission.admit("192.0.2.1", 0.0) is None
+    refusal = service.admission.admit("192.0.2.2", 0.0)
+    assert refusal is not None
+    assert service.server.operators.stats.refusals == {refusal.code: 1}

@@ -338,8 +338,11 @@ def make_chat_service(
         call_later=reactor.callLater,
         accounts=accounts,
     )
+    # One table of refusals for /stats: the caps' and the server bans'.
     admission = Admission(
-        max_clients=settings.max_clients, max_per_ip=settings.max_per_ip
+        max_clients=settings.max_clients,
+        max_per_ip=settings.max_per_ip,
+        refusals=server.operators.stats.refusals,
     )
     service = ChatService(
         server, admission, reactor, given or {}, front_ends=front_ends
