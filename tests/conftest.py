@@ -231,6 +231,20 @@ def _fresh_log_limits() -> None:
     LIMITER.reset()
 
 
+@pytest.fixture(autouse=True)
+def _own_state_directory(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A test that names no ``--state-dir`` gets a fresh one, never ./chat-state.
+
+    The daemon's default state directory is ``$STATE_DIRECTORY``, else
+    ``./chat-state``; without this, accounts registered by one test run
+    would still be there in the next.
+    """
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def log_events() -> Iterator[list[LogEvent]]:
     """Every event logged through twisted.logger while the test runs."""
