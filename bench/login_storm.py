@@ -28,7 +28,9 @@ measure it with the bench tool and quote it."  Each run:
    ``--unknown`` against names nobody registered.  ``--window`` logins are in
    flight at once (the server accepts a bounded queue of hashing jobs; a
    window below it makes every login cost a real argon2 verification, the
-   worst case for the reactor); ``--window 0`` sends all at once.
+   worst case for the reactor); ``--window 0`` sends all at once (the
+   server answers what its hashing queue cannot take at once with a
+   refusal, and the storm is over in a second).
 
 ``quiet`` and ``storm`` runs alternate, the order flipping every round, so a
 machine growing busier hurts both alike.  It prints each run and the
