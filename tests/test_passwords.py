@@ -10,6 +10,7 @@ the bound on pending jobs can be filled on purpose.
 from __future__ import annotations
 
 import io
+import os
 import queue
 import subprocess
 import sys
@@ -235,3 +236,19 @@ def test_passwd_runs_as_a_module() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("$argon2id$")
     assert "a longer password" not in done.stdout + done.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_the_workers_hash_on_idle_cpu_time_only(real: Any) -> None:
+    """A worker thread runs under SCHED_IDLE: argon2 never competes with the chat."""
+    reactor, hasher = real
+    policies: list[int] = []
+
+    def job() -> None:
+        policies.append(os.sched_getscheduler(0))
+        hasher._answer(lambda _: None, None)
+
+    assert hasher._submit(job)
+    reactor.run_one()
+    assert policies == [os.SCHED_IDLE]
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the caller's thread is not

@@ -6,7 +6,7 @@ argon2id hash, made with the parameters of
 `twisted_chat.accounts.passwords`, for the configuration file::
 
     [operators]
-    alice = "$argon2id$v=19$m=19456,t=2,p=1$..."
+    alice = "$argon2id$v=19$m=7168,t=5,p=1$..."
 
 A password shorter than `MIN_PASSWORD_LENGTH` characters is refused with
 one line on stderr and exit status 2; nothing ever prints the password.

@@ -7,19 +7,22 @@ same interface, answers at once and deterministically, for unit tests of
 the rules. Both fulfil `PasswordHasher`.
 
 The parameters (`TIME_COST`, `MEMORY_COST`, `PARALLELISM`): argon2id with
-19 MiB of memory, 2 passes and 1 lane, the smallest setting OWASP's
-password storage guide recommends and, in RFC 9106's terms, its
-memory-constrained choice (section 4: pick the memory first, then the
-passes). RFC 9106's second recommended option (64 MiB, t=3, p=4) was
-measured and set aside: the daemon's target is a 2-core box that also
-serves up to 10,000 clients, and one p=4 hash keeps four threads busy on
-those two cores for several times longer, which is exactly what a login
-storm would turn into reactor latency; two of them at once also take
-128 MiB. With p=1, one verification occupies one core, so `WORKERS`
-(two) verifications at once leave the reactor its scheduler share, and
-they take 38 MiB together. A stored hash carries its own parameters, so
-hashes made with other settings (an operator's, say) still verify;
-`PasswordHasher.needs_rehash` tells the caller when to store a new one.
+7 MiB of memory, 5 passes and 1 lane, one of the five settings OWASP's
+password storage guide gives as equally strong (19 MiB/t=2, 12 MiB/t=3,
+9 MiB/t=4, 7 MiB/t=5; RFC 9106 section 4 likewise trades memory for
+passes). Of those, the smallest memory: the hash runs beside a reactor
+that must answer within milliseconds, and a 7 MiB working set evicts less
+of the reactor's cache than 19 MiB (a storm of 200 wrong logins: busy-room
+p99 4.45 ms against 4.87 ms with 19 MiB, bench/login_storm.py; a verify
+takes 27 ms here against 37). RFC 9106's second recommended option (64 MiB,
+t=3, p=4) was measured and set aside: one p=4 hash keeps four threads busy
+on a 2-core box for several times longer, which is what a login storm
+turns into reactor latency. With p=1 one verification occupies one core,
+and the workers run under ``SCHED_IDLE`` (`_yield_the_cpu`), so they take
+only CPU time the chat does not want. A stored hash carries its own
+parameters, so hashes made with other settings (an operator's, say) still
+verify; `PasswordHasher.needs_rehash` tells the caller when to store a new
+one.
 
 Bounded work: at most `WORKERS` hashes run at once and at most
 `MAX_PENDING` jobs (running or waiting) are accepted; past that `hash`
@@ -36,6 +39,7 @@ with the operation and the exception's type only.
 
 from __future__ import annotations
 
+import os
 import queue
 import secrets
 import threading
@@ -66,9 +70,9 @@ __all__ = [
 ]
 
 #: argon2id passes (see the module docstring for the choice).
-TIME_COST: Final = 2
-#: argon2id memory, in KiB: 19 MiB.
-MEMORY_COST: Final = 19 * 1024
+TIME_COST: Final = 5
+#: argon2id memory, in KiB: 7 MiB.
+MEMORY_COST: Final = 7 * 1024
 #: argon2id lanes: one, so one job occupies one core.
 PARALLELISM: Final = 1
 #: Hashes running at once.
@@ -213,6 +217,7 @@ class Argon2Hasher:
             _log.failure("in a password callback")
 
     def _work(self) -> None:
+        _yield_the_cpu()
         while True:
             job = self._jobs.get()
             if job is None:
@@ -222,6 +227,34 @@ class Argon2Hasher:
             except Exception:
                 # _answer itself failed (the reactor is gone): nothing to do.
                 _log.failure("in a password worker")
+
+
+def _yield_the_cpu() -> None:
+    """
+    Make the calling worker thread run only when the chat has no use for a CPU.
+
+    argon2 takes a core for tens of milliseconds per password, and on a
+    small machine that core is the one the reactor, or the system's network
+    work, wanted: a storm of 200 wrong passwords raised a busy room's p99
+    latency from 2.6 to 7 ms (bench/login_storm.py). ``SCHED_IDLE`` lets
+    the thread run only on a CPU nothing else wants; logins then wait a
+    little longer under load, the chat does not. Where the policy cannot
+    be set (another OS, a sandbox whose syscall filter denies it), nice 19
+    is the fallback, and failing that the thread runs as it is.
+    """
+    thread = threading.get_native_id()
+    try:
+        os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        try:
+            os.setpriority(os.PRIO_PROCESS, thread, 19)
+        except (AttributeError, OSError) as e:
+            # As the history writer: said once (per worker), not hidden.
+            _log.info(
+                "password workers keep their priority: the system refuses "
+                "SCHED_IDLE and nice ({error})",
+                error=type(e).__name__,
+            )
 
 
 def _failed(operation: str, error: Exception) -> None:
