@@ -238,7 +238,6 @@ def test_passwd_runs_as_a_module() -> None:
     assert "a longer password" not in done.stdout + done.stderr
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
 def test_the_workers_hash_on_idle_cpu_time_only(real: Any) -> None:
     """A worker thread runs under SCHED_IDLE: argon2 never competes with the chat."""
     reactor, hasher = real
