@@ -389,6 +389,8 @@ def test_an_account_reaches_its_file_inside_the_units_syscall_filter(
     assert code in (0, -15), log
     assert "Traceback" not in log, log
     assert "sandboxed-secret" not in log
+    # The unit lets the password workers lower their priority (SCHED_IDLE).
+    assert "keep their priority" not in log, log
     with sqlite3.connect(f"file:{state / FILE_NAME}?mode=ro", uri=True) as conn:
         rows = conn.execute("SELECT name, hash FROM accounts").fetchall()
     conn.close()
