@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import attrs
 import pytest
-from attrs import define, field
+from _accounts_rig import AccountsRig
+from attrs import define
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, formatEvent
 
@@ -26,20 +27,13 @@ from twisted_chat.testing import RecordingClient
 
 PASSWORD = "correct-horse-9"  # noqa: S105 - a test password
 OTHER = "battery-staple-7"
-BUSY = "! slow-down: the server is busy checking passwords; try again in a few seconds."
+BUSY = "! slow-down: The server is busy checking passwords; try again in a few seconds."
 FAILED = "! login-failed: Wrong account name or password."
 
 
 @define(eq=False)
-class World:
+class World(AccountsRig):
     """A chat server with accounts, and helpers to drive it."""
-
-    server: ChatServer
-    clock: Clock
-    hasher: FakeHasher
-    store: MemoryAccountStore
-    clients: list[RecordingClient] = field(factory=list)
-    _hosts: int = 0
 
     def connect(
         self,
@@ -49,26 +43,12 @@ class World:
         transport: str = "tcp",
     ) -> tuple[RecordingClient, Participant]:
         """A new client (its own address unless given), renamed, and cleared."""
-        if host is None:
-            self._hosts += 1
-            host = f"192.0.2.{self._hosts}"
-        client = RecordingClient(peer=f"{transport} {host}:4000")
-        participant = self.server.connect(client, host, host=host, transport=transport)
+        client, participant = self.new_client(host, transport)
         if nick is not None:
             self.server.receive(participant, f"/nick {nick}")
             assert participant.nick.display == nick, text(client)
         client.clear()
-        self.clients.append(client)
         return client, participant
-
-    def say(self, participant: Participant, line: str) -> None:
-        self.server.receive(participant, line)
-
-    def run(self) -> None:
-        """Deliver the hasher's answers and the store's callbacks."""
-        while self.hasher.run_pending():
-            pass
-        self.clock.advance(0)
 
     def registered(self, nick: str, password: str = PASSWORD) -> Participant:
         """A connection that registered ``nick`` (and is logged in to it)."""
@@ -78,10 +58,6 @@ class World:
         assert participant.account is not None, text(client)
         client.clear()
         return participant
-
-    def clear_all(self) -> None:
-        for client in self.clients:
-            client.clear()
 
 
 #: The server operators the tests make by setting ``participant.oper``.

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from attrs import define, field
+from _accounts_rig import AccountsRig
+from attrs import define
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, formatEvent
 
 from twisted_chat.accounts.passwords import FakeHasher
 from twisted_chat.accounts.store import MemoryAccountStore
 from twisted_chat.core.account_ports import AccountServices
-from twisted_chat.core.admission import address_group
 from twisted_chat.core.chat import ChatServer, Participant
 from twisted_chat.core.settings import Settings
 from twisted_chat.core.store import IMessageStore
@@ -29,15 +29,8 @@ NOT_OPER = "! not-server-operator: Only server operators may do that; see /oper.
 
 
 @define(eq=False)
-class Rig:
+class Rig(AccountsRig):
     """A chat server with operators ``Root`` and accounts, and its clients."""
-
-    server: ChatServer
-    clock: Clock
-    hasher: FakeHasher
-    store: MemoryAccountStore
-    clients: list[RecordingClient] = field(factory=list)
-    _hosts: int = 0
 
     def connect(
         self,
@@ -47,29 +40,17 @@ class Rig:
         transport: str = "tcp",
     ) -> tuple[RecordingClient, Participant]:
         """A new client (its own address unless given), renamed and cleared."""
-        if host is None:
-            self._hosts += 1
-            host = f"192.0.2.{self._hosts}"
-        client = RecordingClient(peer=f"{transport} {host}:4000")
-        participant = self.server.connect(
-            client, address_group(host), host=host, transport=transport
-        )
+        client, participant = self.new_client(host, transport)
         if nick is not None and not participant.gone:
             self.say(participant, f"/nick {nick}")
             assert participant.nick.display == nick, client.lines()
         self.turn()
         client.clear()
-        self.clients.append(client)
         return client, participant
-
-    def say(self, participant: Participant, line: str) -> None:
-        self.server.receive(participant, line)
 
     def turn(self) -> None:
         """End the reactor turn: deliver the hasher's answers, flush the rooms."""
-        while self.hasher.run_pending():
-            pass
-        self.clock.advance(0)
+        self.run()
 
     def oper(self, nick: str = "root") -> tuple[RecordingClient, Participant]:
         """A connected server operator."""
@@ -79,10 +60,6 @@ class Rig:
         assert client.lines() == ["* You are now a server operator."]
         client.clear()
         return client, participant
-
-    def clear_all(self) -> None:
-        for client in self.clients:
-            client.clear()
 
 
 def make_rig(

@@ -73,7 +73,7 @@ NO_ACCOUNT: Final = "(no such account)"
 def busy() -> SlowDown:
     """The hasher's queue is full."""
     return SlowDown(
-        "the server is busy checking passwords; try again in a few seconds."
+        "The server is busy checking passwords; try again in a few seconds."
     )
 
 
