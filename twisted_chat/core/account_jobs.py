@@ -115,12 +115,7 @@ class PasswordJobs:
 
     def send(self, participant: Participant, data: bytes) -> None:
         """A direct reply from an answer: after the room lines queued before it."""
-        if participant.gone:
-            return
-        outbox = self._server.outbox
-        if outbox.busy:
-            outbox.catch_up(participant)
-        participant.client.send(data)
+        self._server.outbox.reply(participant, data)
 
     def tell_error(self, participant: Participant, problem: ChatError) -> None:
         """``! code: text`` from an answer."""

@@ -265,9 +265,4 @@ class OperatorCommands:
 
     def _send(self, participant: Participant, data: bytes) -> None:
         """A direct reply, after the room lines queued before it."""
-        if participant.gone:
-            return
-        outbox = self._server.outbox
-        if outbox.busy:
-            outbox.catch_up(participant)
-        participant.client.send(data)
+        self._server.outbox.reply(participant, data)

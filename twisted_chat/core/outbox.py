@@ -144,6 +144,18 @@ class Outbox:
             if room.pending:
                 room.catch_up(participant)
 
+    def reply(self, participant: Participant, data: bytes) -> None:
+        """
+        Send ``participant`` a direct reply, after the room lines queued
+        before it; nothing to one who is gone.  For replies that come later
+        than the line that asked (a password checked on another thread).
+        """
+        if participant.gone:
+            return
+        if self.busy:
+            self.catch_up(participant)
+        participant.client.send(data)
+
     def flush_rooms_of(self, participant: Participant) -> None:
         """Hand out every pending line of ``participant``'s rooms now."""
         for room in participant.rooms.values():
