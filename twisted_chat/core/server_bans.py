@@ -164,13 +164,13 @@ class ServerBans:
                 ejected += 1
         how_long = "until lifted" if duration is None else format_left(duration)
         _audit.info(
-            "operator {oper} ({nick}) {action} {target} for {duration}: {reason}; "
+            "operator {oper} ({nick}) {action} {target} {duration}: {reason}; "
             "{ejected} clients disconnected",
             oper=oper,
             nick=participant.nick.display,
             action="serverban",
             target=pattern.text,
-            duration=how_long,
+            duration=how_long if duration is None else f"for {how_long}",
             reason=reason,
             ejected=ejected,
         )
