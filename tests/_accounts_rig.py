@@ -3,7 +3,7 @@ What the account and operator unit tests share: a ``ChatServer`` with the
 fake hasher and the memory account store on a ``Clock``, and its clients.
 
 ``test_accounts_core.World`` and ``test_operators_core.Rig`` build on it;
-they differ only in how they name and clear a new client.
+``settle_on_connect`` is the one difference in how they connect.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ class AccountsRig:
     store: MemoryAccountStore
     clients: list[RecordingClient] = field(factory=list)
     _hosts: int = 0
+    #: End the reactor turn after connecting (the operator tests' habit).
+    settle_on_connect: bool = False
 
     def new_client(
         self, host: str | None, transport: str
@@ -41,6 +43,23 @@ class AccountsRig:
             client, address_group(host), host=host, transport=transport
         )
         self.clients.append(client)
+        return client, participant
+
+    def connect(
+        self,
+        nick: str | None = None,
+        *,
+        host: str | None = None,
+        transport: str = "tcp",
+    ) -> tuple[RecordingClient, Participant]:
+        """A new client (its own address unless given), renamed, and cleared."""
+        client, participant = self.new_client(host, transport)
+        if nick is not None and not participant.gone:
+            self.say(participant, f"/nick {nick}")
+            assert participant.nick.display == nick, client.sent
+        if self.settle_on_connect:
+            self.run()
+        client.clear()
         return client, participant
 
     def say(self, participant: Participant, line: str) -> None:

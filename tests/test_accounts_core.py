@@ -35,21 +35,6 @@ FAILED = "! login-failed: Wrong account name or password."
 class World(AccountsRig):
     """A chat server with accounts, and helpers to drive it."""
 
-    def connect(
-        self,
-        nick: str | None = None,
-        *,
-        host: str | None = None,
-        transport: str = "tcp",
-    ) -> tuple[RecordingClient, Participant]:
-        """A new client (its own address unless given), renamed, and cleared."""
-        client, participant = self.new_client(host, transport)
-        if nick is not None:
-            self.server.receive(participant, f"/nick {nick}")
-            assert participant.nick.display == nick, text(client)
-        client.clear()
-        return client, participant
-
     def registered(self, nick: str, password: str = PASSWORD) -> Participant:
         """A connection that registered ``nick`` (and is logged in to it)."""
         client, participant = self.connect(nick)

@@ -357,28 +357,13 @@ def test_an_account_reaches_its_file_inside_the_units_syscall_filter(
     """argon2's threads and the accounts writer run under ``~@privileged
     @resources``; the account is on disk when the daemon has stopped."""
     from _seccomp import have_seccomp
-    from conftest import LineClient, free_port
-    from test_sandbox import SandboxedDaemon
+    from test_sandbox import start_as_alice
 
     if not have_seccomp():
         pytest.skip("no libseccomp binding for /usr/bin/python3")
     state = tmp_path / "state"
-    port = free_port()
-    daemon = SandboxedDaemon(
-        tmp_path,
-        "--tcp",
-        f"tcp:{port}:interface=127.0.0.1",
-        "--udp",
-        f"127.0.0.1:{free_port()}",
-        "--state-dir",
-        str(state),
-    )
+    daemon, client = start_as_alice(tmp_path, state)
     try:
-        daemon.wait_for_port(port)
-        client = LineClient(port)
-        client.expect(r"^\* You joined #lobby")
-        client.say("/nick alice")
-        client.expect(r"^\* You are now known as alice\.$")
         client.say("/register sandboxed-secret")
         line = client.expect(r"^[*!] ")
         assert line.startswith("* "), line
@@ -455,3 +440,28 @@ def test_admission_refusals_reach_stats(tmp_path: Path) -> None:
     refusal = service.admission.admit("192.0.2.2", 0.0)
     assert refusal is not None
     assert service.server.operators.stats.refusals == {refusal.code: 1}
+
+
+def test_a_store_that_cannot_reopen_is_said_loudly(
+    tmp_path: Path, log_events: list[LogEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the fork the file is opened again; if that fails the log says so."""
+    service = service_in(tmp_path / "state")
+    child = service.getServiceNamed("accounts")
+    assert isinstance(child, AccountsService)
+    store = child.services.store
+    assert isinstance(store, SqliteAccountStore)
+
+    def gone() -> None:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(store, "start", gone)
+    child.startService()
+    try:
+        said = [formatEvent(e) or "" for e in log_events]
+        assert any(
+            "ACCOUNTS NOT SAVED" in t and "unable to open database file" in t
+            for t in said
+        ), said
+    finally:
+        child.stopService()

@@ -32,22 +32,6 @@ NOT_OPER = "! not-server-operator: Only server operators may do that; see /oper.
 class Rig(AccountsRig):
     """A chat server with operators ``Root`` and accounts, and its clients."""
 
-    def connect(
-        self,
-        nick: str | None = None,
-        *,
-        host: str | None = None,
-        transport: str = "tcp",
-    ) -> tuple[RecordingClient, Participant]:
-        """A new client (its own address unless given), renamed and cleared."""
-        client, participant = self.new_client(host, transport)
-        if nick is not None and not participant.gone:
-            self.say(participant, f"/nick {nick}")
-            assert participant.nick.display == nick, client.lines()
-        self.turn()
-        client.clear()
-        return client, participant
-
     def turn(self) -> None:
         """End the reactor turn: deliver the hasher's answers, flush the rooms."""
         self.run()
@@ -83,7 +67,7 @@ def make_rig(
         defer=lambda f: clock.callLater(0, f),
         accounts=AccountServices(store, hasher),
     )
-    return Rig(server, clock, hasher, store)
+    return Rig(server, clock, hasher, store, settle_on_connect=True)
 
 
 @pytest.fixture

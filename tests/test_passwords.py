@@ -25,6 +25,7 @@ from twisted.logger import LogEvent, formatEvent
 from zope.interface import implementer
 
 from twisted_chat import passwd
+from twisted_chat.accounts import passwords
 from twisted_chat.accounts.passwords import (
     MEMORY_COST,
     PARALLELISM,
@@ -251,3 +252,36 @@ def test_the_workers_hash_on_idle_cpu_time_only(real: Any) -> None:
     reactor.run_one()
     assert policies == [os.SCHED_IDLE]
     assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the caller's thread is not
+
+
+def refuse(*args: object) -> None:
+    raise PermissionError("refused by the sandbox")
+
+
+def test_a_refused_sched_idle_falls_back_to_nice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    niced: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    monkeypatch.setattr(
+        os,
+        "setpriority",
+        lambda *args: niced.append(args),
+    )
+    passwords._yield_the_cpu()
+    assert niced == [(os.PRIO_PROCESS, threading.get_native_id(), 19)]
+
+
+def test_a_refused_priority_is_said_once_and_the_worker_goes_on(
+    monkeypatch: pytest.MonkeyPatch, log_events: list[LogEvent]
+) -> None:
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    monkeypatch.setattr(os, "setpriority", refuse)
+    passwords._yield_the_cpu()
+    said = [formatEvent(e) or "" for e in log_events]
+    assert [t for t in said if "keep their priority" in t] == [
+        (
+            "password workers keep their priority: the system refuses SCHED_IDLE "
+            "and nice (PermissionError)"
+        )
+    ]

@@ -212,6 +212,30 @@ class SandboxedDaemon(Daemon):
         )
 
 
+def start_as_alice(tmp_path: Path, state: Path) -> tuple[SandboxedDaemon, LineClient]:
+    """A sandboxed daemon on loopback keeping ``state``, and a client named alice."""
+    port = free_port()
+    daemon = SandboxedDaemon(
+        tmp_path,
+        "--tcp",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--udp",
+        f"127.0.0.1:{free_port()}",
+        "--state-dir",
+        str(state),
+    )
+    try:
+        daemon.wait_for_port(port)
+        client = LineClient(port)
+        client.expect(r"^\* You joined #lobby")
+        client.say("/nick alice")
+        client.expect(r"^\* You are now known as alice\.$")
+    except BaseException:
+        daemon.stop()
+        raise
+    return daemon, client
+
+
 def stored_texts(path: Path) -> list[str]:
     """Every message text in a history file, read-only ([] if none yet)."""
     if not path.exists():
@@ -265,22 +289,8 @@ def test_history_reaches_the_file_inside_the_units_syscall_filter(
 ) -> None:
     """Under ``~@privileged @resources`` the writer runs and rows reach disk."""
     state = tmp_path / "state"
-    port = free_port()
-    daemon = SandboxedDaemon(
-        tmp_path,
-        "--tcp",
-        f"tcp:{port}:interface=127.0.0.1",
-        "--udp",
-        f"127.0.0.1:{free_port()}",
-        "--state-dir",
-        str(state),
-    )
+    daemon, client = start_as_alice(tmp_path, state)
     try:
-        daemon.wait_for_port(port)
-        client = LineClient(port)
-        client.expect(r"^\* You joined #lobby")
-        client.say("/nick alice")
-        client.expect(r"^\* You are now known as alice\.$")
         client.say("saved inside the sandbox")
         client.say("/ping")
         client.expect(r"^\* pong$")

@@ -121,12 +121,10 @@ class BaseAccountStore:
         self, name: str, done: Callable[[bool], None] | None = None
     ) -> Account | Refusal:
         """`AccountStore.delete`."""
-        if self._closed:
-            return Refusal.CLOSED
-        key = name_key(name)
-        before = self._accounts.get(key)
-        if before is None:
-            return Refusal.NO_SUCH_ACCOUNT
+        before = self._existing(name)
+        if isinstance(before, Refusal):
+            return before
+        key = before.key
         del self._accounts[key]
         self._write(key, before, None, done)
         return before
@@ -177,13 +175,17 @@ class BaseAccountStore:
         done: Callable[[bool], None] | None,
         change: Callable[[Account], Account],
     ) -> Account | Refusal:
+        before = self._existing(name)
+        if isinstance(before, Refusal):
+            return before
+        return self._change(before.key, change(before), done)
+
+    def _existing(self, name: str) -> Account | Refusal:
+        """The account a change is for, or why there is none to change."""
         if self._closed:
             return Refusal.CLOSED
-        key = name_key(name)
-        before = self._accounts.get(key)
-        if before is None:
-            return Refusal.NO_SUCH_ACCOUNT
-        return self._change(key, change(before), done)
+        before = self._accounts.get(name_key(name))
+        return Refusal.NO_SUCH_ACCOUNT if before is None else before
 
     def _change(
         self, key: str, after: Account, done: Callable[[bool], None] | None
