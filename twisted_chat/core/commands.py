@@ -9,9 +9,9 @@ the command is allowed (the nick is free, the room exists) is the business of
 
 from __future__ import annotations
 
-from attrs import frozen
+from attrs import field, frozen
 
-from twisted_chat.core import account_commands
+from twisted_chat.core import account_commands, room_commands
 from twisted_chat.core.bounds import HISTORY_LIMIT, ROOMS_PATTERN_MAX
 from twisted_chat.core.errors import BadUsage, UnknownCommand
 
@@ -32,9 +32,10 @@ class SetNick:
 
 @frozen
 class Join:
-    """``/join ROOM``."""
+    """``/join ROOM [KEY]``: the repr never shows the key."""
 
     room: str
+    key: str | None = field(default=None, repr=room_commands.hide)
 
 
 @frozen
@@ -195,7 +196,12 @@ def _require(value: str, name: str) -> str:
 
 def parse_line(
     text: str,
-) -> Command | account_commands.AccountCommand | account_commands.OperatorCommand:
+) -> (
+    Command
+    | account_commands.AccountCommand
+    | account_commands.OperatorCommand
+    | room_commands.ModerationCommand
+):
     """
     Map one cleaned, non-blank line to a command.
 
@@ -217,9 +223,7 @@ def parse_line(
             return SetNick(nick)
         case "join":
             room, extra = _split(_require(rest, "join"))
-            if extra:
-                raise BadUsage("Join one room at a time: /join ROOM.")
-            return Join(room)
+            return Join(room, room_commands.join_key(extra)) if extra else Join(room)
         case "part":
             return Part(rest)
         case "rooms":
@@ -251,6 +255,9 @@ def parse_line(
             other = account_commands.parse(name, rest)
             if other is not None:
                 return other
+            moderation = room_commands.parse(name, rest)
+            if moderation is not None:
+                return moderation
             shown = word if len(word) <= 32 else word[:32] + "…"
             raise UnknownCommand(
                 f"There is no command /{shown}; type /help for the list, "

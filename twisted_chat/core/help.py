@@ -11,7 +11,7 @@ says so.  The limits are quoted from :mod:`twisted_chat.core.bounds` and
 
 from __future__ import annotations
 
-from twisted_chat.core import account_commands, lines
+from twisted_chat.core import account_commands, lines, room_commands
 from twisted_chat.core.bounds import (
     HISTORY_LIMIT,
     MAX_ROOMS_PER_GROUP,
@@ -32,6 +32,20 @@ HELP = {
     **account_commands.OPERATOR_HELP,
 }
 ALIASES = {**LINE_ALIASES, **account_commands.ALIASES}
+
+
+def _tables() -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    """HELP and ALIASES, with the moderation commands while they are switched on."""
+    if not room_commands.ENABLED:
+        return HELP, ALIASES
+    every = {
+        **LINE_HELP,
+        **account_commands.ACCOUNT_HELP,
+        **room_commands.HELP,
+        **account_commands.OPERATOR_HELP,
+    }
+    return every, {**ALIASES, **room_commands.ALIASES}
+
 
 _BUDGET = (
     "Long replies count against a budget per address: ask for too many "
@@ -165,13 +179,13 @@ DETAILS: dict[str, tuple[str, ...]] = {
 
 def aliases_of(name: str) -> list[str]:
     """The other names of command ``name``, in the order they are listed."""
-    return [alias for alias, command in ALIASES.items() if command == name]
+    return [alias for alias, command in _tables()[1].items() if command == name]
 
 
 def overview() -> list[bytes]:
     """``/help``: one line per command (aliases in brackets), then the rest."""
     reply = [lines.notice("Commands (type /help COMMAND for more):")]
-    for name, (usage, what) in HELP.items():
+    for name, (usage, what) in _tables()[0].items():
         others = aliases_of(name)
         names = ", ".join("/" + alias for alias in others)
         also = (
@@ -192,8 +206,9 @@ def explain(topic: str) -> list[bytes]:
 
     :raises UnknownCommand: when ``topic`` names no command and no alias.
     """
-    name = ALIASES.get(topic, topic)
-    entry = HELP.get(name)
+    every, aliases = _tables()
+    name = aliases.get(topic, topic)
+    entry = every.get(name)
     if entry is None:
         raise UnknownCommand(f"There is no command /{topic[:32]}; /help lists them.")
     usage, what = entry
@@ -202,6 +217,8 @@ def explain(topic: str) -> list[bytes]:
         reply.append(lines.notice(f"/{topic} is an alias of /{name}."))
     reply.append(lines.notice(f"{usage}: {what}"))
     details = DETAILS.get(name) or account_commands.DETAILS.get(name, ())
+    if room_commands.ENABLED:
+        details = (*details, *room_commands.DETAILS.get(name, ()))
     reply.extend(lines.notice(f"  {text}") for text in details)
     others = aliases_of(name)
     if others:
