@@ -499,10 +499,11 @@ def test_a_version_1_file_is_migrated(tmp_path: Path) -> None:
         (version,) = conn.execute(
             "SELECT value FROM meta WHERE name = 'schema_version'"
         ).fetchone()
-        assert version == str(schema.SCHEMA_VERSION) == "2"
+        assert version == str(schema.SCHEMA_VERSION) == "3"
         assert conn.execute("SELECT pattern FROM server_bans").fetchall() == [
             ("203.0.113.7",)
         ]
+        assert conn.execute("SELECT key FROM rooms").fetchall() == []
     conn.close()
 
 

@@ -4,6 +4,10 @@ Version 2 added ``server_bans``: the server bans live in the accounts
 file, not the history file, because they are about who may connect (an
 ``account:NAME`` ban is as much an account's as its hash) and must
 survive ``--history-db off``; a version-1 file gets the table at open.
+Version 3 added ``rooms``, the registered rooms of issue 14
+(`twisted_chat.accounts.rooms`), for the same reasons: their founders
+and operators are accounts.  Older files get the (empty) table at open
+and keep their accounts and bans.
 
 Used by `twisted_chat.accounts.store.SqliteAccountStore`: the tables, the
 start-up checks a file must pass (`prepare`), the migration steps and
@@ -36,7 +40,7 @@ __all__ = [
 ]
 
 #: Bump it and add a step to `_UPGRADES` when the schema changes.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 SCHEMA_V1: Final = (
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -66,10 +70,30 @@ SCHEMA_V2: Final = (
     """,
 )
 
+#: Version 3: the registered rooms.  ``key`` is the room name's key (with
+#: its ``#``), ``founder`` an account key; the topic is three NULLs or
+#: none; ``rules`` is a JSON object (`twisted_chat.core.room_rules`' plain
+#: form), opaque to this layer.
+SCHEMA_V3: Final = (
+    """
+    CREATE TABLE rooms (
+        key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        founder TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        topic TEXT,
+        topic_by TEXT,
+        topic_at REAL,
+        rules TEXT NOT NULL
+    )
+    """,
+)
+
 #: What each older version needs to become `SCHEMA_VERSION`.
 _UPGRADES: Final[dict[int, tuple[str, ...]]] = {
-    0: SCHEMA_V1 + SCHEMA_V2,
-    1: SCHEMA_V2,
+    0: SCHEMA_V1 + SCHEMA_V2 + SCHEMA_V3,
+    1: SCHEMA_V2 + SCHEMA_V3,
+    2: SCHEMA_V3,
 }
 
 INSERT: Final = (
@@ -162,7 +186,8 @@ def _rekey(conn: sqlite3.Connection, key: Callable[[str], str]) -> None:
     """Compute every account's key again from its name (inside a transaction).
 
     Two accounts whose names now meet cannot both be kept, and which one to
-    drop is a person's decision: ValueError naming both.
+    drop is a person's decision: ValueError naming both.  The registered
+    rooms follow (`_rekey_rooms`).
     """
     rows = conn.execute("SELECT key, name FROM accounts ORDER BY created_at").fetchall()
     seen: dict[str, str] = {}
@@ -183,3 +208,43 @@ def _rekey(conn: sqlite3.Connection, key: Callable[[str], str]) -> None:
             (key(name), old),
         )
     conn.execute("DROP TABLE rekeyed")
+    _rekey_rooms(conn, key, {old: key(name) for old, name in rows})
+
+
+def _rekey_rooms(
+    conn: sqlite3.Connection, key: Callable[[str], str], accounts: dict[str, str]
+) -> None:
+    """Re-key the rooms from their names, and their founders as their accounts.
+
+    A founder whose account is gone is keyed from the old key (keys are
+    names too).  Two rooms that now meet: ValueError naming both, as for
+    accounts.  The account keys inside ``rules`` are opaque here: the
+    core's ``from_dict`` keys them again when it reads them.
+    """
+    # A row with a name or founder that is not text is left as it is: the
+    # load skips it with a warning.
+    rows = [
+        row
+        for row in conn.execute(
+            "SELECT key, name, founder FROM rooms ORDER BY created_at"
+        )
+        if isinstance(row[1], str) and isinstance(row[2], str)
+    ]
+    seen: dict[str, str] = {}
+    for _, name, _founder in rows:
+        new = key(name)
+        if new in seen:
+            raise ValueError(
+                f"the registered rooms {seen[new]!r} and {name!r} now count as the"
+                " same name; delete one of them with the sqlite3 shell and start again"
+            )
+        seen[new] = name
+    conn.execute("CREATE TEMP TABLE rekeyed_rooms AS SELECT * FROM rooms")
+    conn.executemany("DELETE FROM rooms WHERE key = ?", [(r[0],) for r in rows])
+    for old, name, founder in rows:
+        conn.execute(
+            "INSERT INTO rooms SELECT ?, name, ?, created_at, topic, topic_by,"
+            " topic_at, rules FROM rekeyed_rooms WHERE key = ?",
+            (key(name), accounts.get(founder) or key(founder), old),
+        )
+    conn.execute("DROP TABLE rekeyed_rooms")

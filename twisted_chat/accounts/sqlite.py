@@ -13,6 +13,10 @@ the reactor's pool, nor history's writer: SQLite wants one writer and
 the order of writes matters (create, then set the password), which one
 thread gives for free; the history writer's batching and backlog are for
 thousands of rows a second, not a few a minute.
+
+The registered rooms (issue 14) share the file and the thread: `open`
+loads them too and hands them to a `SqliteRoomStore` (``rooms``), whose
+writes are jobs on this writer, in order with the account writes.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from twisted_chat.accounts import schema
+from twisted_chat.accounts import rooms, schema
 from twisted_chat.accounts.store import (
     MAX_ACCOUNTS,
     Account,
@@ -41,6 +45,8 @@ if TYPE_CHECKING:
 
     from twisted.internet.interfaces import IReactorFromThreads
 
+    from twisted_chat.core.room_ports import RegisteredRoom
+
 __all__ = ["FILE_NAME", "SqliteAccountStore"]
 
 #: The file's name in the state directory.
@@ -52,6 +58,9 @@ CLOSE_TIMEOUT: Final = 5.0
 _Write = tuple[str, Account | None, Account | None, "Callable[[bool], None] | None"]
 #: The server bans replaced: before, after, done.
 _BanSave = tuple[Bans, Bans, "Callable[[bool], None] | None"]
+#: Any other work (a registered room's write): run with the connection,
+#: it returns what the reactor thread runs next.
+_Job = tuple["Callable[[sqlite3.Connection], Callable[[], None]]"]
 
 
 class SqliteAccountStore(BaseAccountStore):
@@ -66,13 +75,18 @@ class SqliteAccountStore(BaseAccountStore):
         reactor: IReactorFromThreads,
         max_accounts: int,
         bans: Bans = (),
+        registered: dict[str, RegisteredRoom] | None = None,
     ) -> None:
         """Use `open`; this only assembles checked parts and starts the writer."""
         super().__init__(accounts, max_accounts, bans)
         self.path = path
         self._conn = conn
         self._reactor = reactor
-        self._queue: queue.SimpleQueue[_Write | _BanSave | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Write | _BanSave | _Job | None] = (
+            queue.SimpleQueue()
+        )
+        #: The registered rooms of the file (`RoomStore`).
+        self.rooms = rooms.SqliteRoomStore(registered or {}, self._submit, path)
         #: Writes queued whose answer has not reached the reactor thread.
         self.pending_writes = 0
         self._thread: threading.Thread | None = None
@@ -143,6 +157,9 @@ class SqliteAccountStore(BaseAccountStore):
                     for row in conn.execute(schema.BANS_SELECT)
                 ]
             )
+            registered = rooms.load_rooms(
+                conn.execute(rooms.ROOMS_SELECT), names.name_key, path
+            )
         except (sqlite3.Error, ValueError, OSError) as e:
             if conn is not None:
                 conn.close()
@@ -167,6 +184,7 @@ class SqliteAccountStore(BaseAccountStore):
             reactor=reactor,
             max_accounts=max_accounts,
             bans=bans,
+            registered=registered,
         )
         if start:
             store.start()
@@ -182,6 +200,7 @@ class SqliteAccountStore(BaseAccountStore):
         if self._closed:
             return
         super().close()
+        self.rooms.close()
         if self._thread is None:
             if not self.pending_writes:
                 return
@@ -215,6 +234,16 @@ class SqliteAccountStore(BaseAccountStore):
         self.pending_writes += 1
         self._queue.put((before, after, done))
 
+    def _submit(self, job: Callable[[sqlite3.Connection], Callable[[], None]]) -> None:
+        """Queue ``job`` for the writer thread (the registered rooms' writes)."""
+        self.pending_writes += 1
+        self._queue.put((job,))
+
+    def _job_answered(self, then: Callable[[], None]) -> None:
+        """On the reactor thread: a job is done; run what it returned."""
+        self.pending_writes -= 1
+        then()
+
     def _bans_answered(
         self,
         ok: bool,
@@ -245,6 +274,9 @@ class SqliteAccountStore(BaseAccountStore):
                 item = self._queue.get()
                 if item is None:
                     return
+                if len(item) == 1:
+                    self._reactor.callFromThread(self._job_answered, item[0](conn))
+                    continue
                 if len(item) == 3:
                     self._save_bans(conn, *item)
                     continue

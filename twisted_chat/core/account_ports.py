@@ -39,6 +39,10 @@ class Refusal(enum.Enum):
     FULL = "full"
     NO_SUCH_ACCOUNT = "no-such-account"
     CLOSED = "closed"
+    #: Registered rooms (`twisted_chat.core.room_ports.RoomStore`).
+    NO_SUCH_ROOM = "no-such-room"
+    #: The founder already has as many registered rooms as one may.
+    TOO_MANY_FOUNDED = "too-many-founded"
 
 
 @attrs.frozen
