@@ -168,3 +168,45 @@ class Banned(ChatError):
     """A server ban (at connect, hello or login) or a room ban (at join)."""
 
     code = "banned"
+
+
+class NotOperator(ChatError):
+    """A room operator's command (or a locked topic) from somebody who is not one."""
+
+    code = "not-operator"
+
+
+class Muted(ChatError):
+    """A line from somebody an operator muted in that room."""
+
+    code = "muted"
+
+
+class Moderated(ChatError):
+    """A line in a moderated room from somebody neither operator nor voiced."""
+
+    code = "moderated"
+
+
+class InviteOnly(ChatError):
+    """A join of an invite-only room without an invitation."""
+
+    code = "invite-only"
+
+
+class RoomFull(ChatError):
+    """A join of a room at its member limit."""
+
+    code = "room-full"
+
+
+class BadKey(ChatError):
+    """A join of a room with a key, without it or with a wrong one."""
+
+    code = "bad-key"
+
+
+class NotRegisteredRoom(ChatError):
+    """A founder's command (``/room drop``) on a room that is not registered."""
+
+    code = "not-registered-room"
