@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -290,15 +291,17 @@ def test_a_failed_update_or_drop_goes_back_to_what_was_saved(h: Harness) -> None
 
 
 def test_changes_in_one_turn_are_one_write_and_the_last_wins(h: Harness) -> None:
+    gate = threading.Event()
+    if h.accounts is not None:  # hold the writer thread until the changes are in
+        h.accounts._submit(lambda _conn: (gate.wait(10), lambda: None)[1])
     lobby = room("#lobby")
     done: list[bool] = []
     h.store.register(lobby, done.append)
     for n in range(50):
         h.store.update(lobby.key, rules={"n": n}, done=done.append)
     if h.accounts is not None:
-        # The writer thread may have taken the first state already: one or
-        # two writes, never one a change.
-        assert h.accounts.pending_writes <= 2
+        assert h.accounts.pending_writes == 2  # the gate and one write
+        gate.set()
     else:
         assert len(h.clock.getDelayedCalls()) == 1
     h.settle()
