@@ -35,7 +35,7 @@ from twisted_chat.core.bounds import (
     MAX_ROOMS_PER_GROUP,
 )
 from twisted_chat.core.budget import ReplyBudgets
-from twisted_chat.core.errors import BadUsage, ChatError, NotInRoom
+from twisted_chat.core.errors import BadUsage, ChatError, NotInRoom, UnknownCommand
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.membership import Membership, current_room
 from twisted_chat.core.names import RoomName
@@ -61,11 +61,6 @@ _INTERNAL_ERROR = lines.encode(
 _PONG = lines.notice("pong")
 #: Commands whose room lines may wait for the end of the reactor turn.
 _QUEUED = (commands.Say, commands.Me)
-AnyCommand = (
-    commands.Command
-    | account_commands.AccountCommand
-    | account_commands.OperatorCommand
-)
 
 
 class ChatServer:
@@ -261,7 +256,7 @@ class ChatServer:
 
     # -- commands --------------------------------------------------------------
 
-    def _dispatch(self, participant: Participant, command: AnyCommand) -> None:
+    def _dispatch(self, participant: Participant, command: commands.AnyCommand) -> None:
         match command:
             case commands.Say(text):
                 self._say(participant, current_room(participant), text)
@@ -297,8 +292,10 @@ class ChatServer:
                 raise BadUsage("/hello is the UDP handshake; you are already in.")
             case _ if isinstance(command, account_commands.ACCOUNT_COMMANDS):
                 self.accounts.dispatch(participant, command)
-            case _:
+            case _ if isinstance(command, account_commands.OPERATOR_COMMANDS):
                 self.operators.dispatch(participant, command)
+            case _:  # room moderation, parsed once room_commands.ENABLED
+                raise UnknownCommand("Room moderation is not built yet.")
 
     def _say(self, participant: Participant, room: Room, text: str) -> None:
         participant.last_active = self.seconds()

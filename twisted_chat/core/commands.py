@@ -194,14 +194,16 @@ def _require(value: str, name: str) -> str:
     return value
 
 
-def parse_line(
-    text: str,
-) -> (
+#: Whatever a line can mean: this module's commands and the other grammars'.
+AnyCommand = (
     Command
     | account_commands.AccountCommand
     | account_commands.OperatorCommand
     | room_commands.ModerationCommand
-):
+)
+
+
+def parse_line(text: str) -> AnyCommand:
     """
     Map one cleaned, non-blank line to a command.
 
