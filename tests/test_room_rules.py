@@ -23,6 +23,7 @@ from twisted_chat.core.room_records import (
     Change,
     RoomSettings,
     invitation,
+    kick_notices,
     notice_for,
     parse_setting,
 )
@@ -352,6 +353,20 @@ def test_a_mute_holds_the_account_and_survives_a_logout(rules: RoomRules) -> Non
     assert rules.speak_refusal(neighbour, 0.0) is None
 
 
+def test_leaving_logging_out_and_coming_back_keeps_the_mute(
+    rules: RoomRules,
+) -> None:
+    bob = person("bob", account="bob")
+    rules.mute(bob, None, "alice", 0.0)
+    rules.member_left(bob, [], 0.0)
+    bob.account = None
+    assert code(rules.speak_refusal(bob, 0.0)) == "muted"
+    bob.gone = True
+    rules.member_left(bob, [], 0.0)
+    assert rules.speech_restricted  # the account is still muted
+    assert rules.mutes._holders == {}
+
+
 def test_a_guest_is_muted_by_address(rules: RoomRules) -> None:
     guest = person("guest1", "2001:db8::5")
     rules.mute(guest, None, "alice", 0.0)
@@ -365,7 +380,10 @@ def test_a_guest_with_no_address_is_muted_by_connection(rules: RoomRules) -> Non
     assert code(rules.speak_refusal(local, 0.0)) == "muted"
     assert rules.speak_refusal(person("other", ""), 0.0) is None
     assert rules.to_dict()["mutes"] == []  # never stored
-    rules.member_left(local, [], 0.0)
+    rules.member_left(local, [], 0.0)  # /part
+    assert code(rules.speak_refusal(local, 0.0)) == "muted"
+    local.gone = True
+    rules.member_left(local, [], 0.0)  # quit
     assert not rules.speech_restricted
 
 
@@ -504,6 +522,7 @@ def test_operator_accounts_are_bounded(rules: RoomRules, alice: Participant) -> 
         ("limit", "OFF", ("limit", None)),
         ("key", "s3cr.t", ("key", "s3cr.t")),
         ("key", "k" * KEY_MAX, ("key", "k" * KEY_MAX)),
+        ("key", "a,b#", ("key", "a,b#")),
         ("key", "off", ("key", None)),
     ],
 )
@@ -521,8 +540,8 @@ def test_settings_parse(name: str, value: str, expected: tuple[str, object]) -> 
         ("limit", "-3", "1 to 10,000"),
         ("limit", "٣", "1 to 10,000"),
         ("limit", "9" * 40, "1 to 10,000"),
-        ("key", "two words", "one word of at most 23"),
-        ("key", "a,b", "no commas"),
+        ("key", "two words", f"one word of at most {KEY_MAX}"),
+        ("key", "#lobby", "not starting with #"),
         ("key", "k" * (KEY_MAX + 1), "one word"),
         ("key", "", "one word"),
         ("colour", "red", "'colour' is not a room setting; the settings are"),
@@ -545,6 +564,17 @@ def test_configure_reports_what_changed(rules: RoomRules) -> None:
     with pytest.raises(BadUsage):
         rules.configure("moderated", "maybe")
     assert rules.settings == RoomSettings(key="hidden")
+
+
+def test_apply_setting_takes_the_grammar_s_values(rules: RoomRules) -> None:
+    assert rules.apply_setting("moderated", True) == Change("set", "moderated", "on")
+    assert restricted(rules)
+    assert rules.apply_setting("moderated", True) is None
+    assert rules.apply_setting("limit", 5) == Change("set", "limit", "5")
+    assert rules.apply_setting("key", None) is None
+    assert rules.apply_setting("key", "k") == Change("set", "key", "set")
+    with pytest.raises(ValueError, match="no room setting"):
+        rules.apply_setting("colour", "red")
 
 
 def test_describe(rules: RoomRules, alice: Participant) -> None:
@@ -590,13 +620,15 @@ def test_expiry_on_plain_float_times(rules: RoomRules) -> None:
     assert len(rules.bans) == 1
 
 
-def test_a_mute_whose_member_left_ends_with_the_nick_it_was_set_on(
+def test_a_mute_whose_member_is_gone_ends_with_the_nick_it_was_set_on(
     rules: RoomRules,
 ) -> None:
     bob = person("bob")
     rules.mute(bob, 2, "alice", 0.0)
+    bob.nick = Nick.parse("robert")
+    bob.gone = True
     rules.member_left(bob, [], 0.0)
-    assert rules.speech_restricted  # the address is still muted
+    assert restricted(rules)  # the address is still muted
     assert rules.expire(2.0) == [Change("mute-ended", "bob")]
     assert not rules.speech_restricted
 
@@ -845,6 +877,13 @@ def test_no_notice_shows_the_key(rules: RoomRules) -> None:
     assert change is not None
     assert "sesame" not in notice_for(change, "alice", ROOM)
     assert "sesame" not in repr(change)
+    assert kick_notices("bob", "alice", ROOM, "rude") == (
+        "bob was kicked from #Den by alice (rude)",
+        "You were kicked from #Den by alice (rude)",
+    )
+    assert (
+        kick_notices("bob", "alice", ROOM, "")[0] == "bob was kicked from #Den by alice"
+    )
     assert (
         invitation("alice", ROOM) == "alice invites you to #Den; /join #Den to accept."
     )

@@ -33,15 +33,17 @@ __all__ = [
     "Change",
     "ChangeKind",
     "RoomSettings",
+    "SettingValue",
     "invitation",
+    "kick_notices",
     "notice_for",
     "parse_setting",
 ]
 
 #: The most members ``/room limit`` takes (the server's default client cap).
 LIMIT_MAX: Final = 10_000
-#: The longest room key, in characters (IRC's KEYLEN).
-KEY_MAX: Final = 23
+#: The longest room key, in characters (as ``room_help.KEY_MAX``, the grammar's).
+KEY_MAX: Final = 32
 #: The settings ``/room NAME VALUE`` changes, as users spell them.
 SETTING_NAMES: Final = ("moderated", "invite-only", "topic-lock", "limit", "key")
 _FLAGS: Final = ("moderated", "invite-only", "topic-lock")
@@ -96,7 +98,7 @@ def parse_setting(name: str, value: str) -> tuple[str, SettingValue]:
             return setting, word
         raise BadUsage(
             f"Say /room key KEY (one word of at most {KEY_MAX} characters, "
-            "no commas), or /room key off."
+            "not starting with #), or /room key off."
         )
     raise BadUsage(
         f"{name[:30]!r} is not a room setting; the settings are "
@@ -105,7 +107,8 @@ def parse_setting(name: str, value: str) -> tuple[str, SettingValue]:
 
 
 def _one_word(word: str) -> bool:
-    return "," not in word and not any(char.isspace() for char in word)
+    # A key never starts with "#", so "/join #a #b" stays two rooms.
+    return not word.startswith("#") and not any(char.isspace() for char in word)
 
 
 @define(slots=True)
@@ -130,6 +133,8 @@ class RoomSettings:
 
     def apply(self, setting: str, value: SettingValue) -> bool:
         """Set one setting; whether that changed it."""
+        if setting not in SETTING_NAMES:
+            raise ValueError(f"no room setting {setting!r}")
         if self.value(setting) == value:
             return False
         setattr(self, setting.replace("-", "_"), value)
@@ -237,6 +242,15 @@ def _setting_notice(setting: str, value: str, by_nick: str, room: str) -> str:
             return f"{by_nick} removed the key of {room}"
         return f"{by_nick} set a key on {room}; joining needs /join {room} KEY"
     return f"{by_nick} turned {setting} {value} in {room}"
+
+
+def kick_notices(nick: str, by_nick: str, room: str, reason: str) -> tuple[str, str]:
+    """What the room sees of a kick (or a ban's), and what the kicked member sees."""
+    why = f" ({reason})" if reason else ""
+    return (
+        f"{nick} was kicked from {room} by {by_nick}{why}",
+        f"You were kicked from {room} by {by_nick}{why}",
+    )
 
 
 def invitation(by_nick: str, room: str) -> str:

@@ -22,8 +22,9 @@ a mute: a mute is aimed at one person, a voice is the general leave a
 moderated room gives); then a moderated room refuses all but the voiced.
 A mute matches, as a ban would, the account of a member logged in and the
 address of a guest (a guest with neither, on a UNIX socket, is muted by
-connection), and also the very participant it was set on, so logging out
-does not shake it off.  Nobody mutes an operator (``/deop`` first).
+connection), and also the very participant it was set on, so neither
+logging out nor leaving and coming back shakes it off; only disconnecting
+ends a mute by connection.  Nobody mutes an operator (``/deop`` first).
 
 Bans kick the members they match, but operators and server operators: an
 operator banning an address they share must not kick themselves.
@@ -51,7 +52,7 @@ from .errors import (
     NotRegisteredRoom,
     RoomFull,
 )
-from .room_records import Change, parse_setting
+from .room_records import Change, SettingValue, parse_setting
 from .room_state import OPERATOR_ACCOUNTS_MAX, ROOM_BAN_LIST_SIZE, RoomState
 from .room_tables import Mute, StoredRules, account_name, matches, pattern_for
 from .server_bans import clip
@@ -317,21 +318,29 @@ class RoomRules(RoomState):
 
     def configure(self, setting: str, value: str) -> Change | None:
         """
-        ``/room SETTING VALUE``: ``on|off``, ``N|off``, ``KEY|off``.
+        ``/room SETTING VALUE`` as typed: ``on|off``, ``N|off``, ``KEY|off``.
 
         :raises BadUsage: an unknown setting or a value it does not take.
         """
-        name, parsed = parse_setting(setting, value)
-        if not self.settings.apply(name, parsed):
+        return self.apply_setting(*parse_setting(setting, value))
+
+    def apply_setting(self, setting: str, value: SettingValue) -> Change | None:
+        """
+        One setting, already parsed (``room_commands``' ``RoomFlag``,
+        ``RoomLimit``, ``RoomKey``): a canonical name of
+        :data:`~twisted_chat.core.room_records.SETTING_NAMES`, a bool for a
+        flag, an int or None for ``limit``, a str or None for ``key``.
+        """
+        if not self.settings.apply(setting, value):
             return None
         self._refresh()
-        if parsed is None or parsed is False:
+        if value is None or value is False:
             shown = "off"
-        elif parsed is True:
+        elif value is True:
             shown = "on"
         else:
-            shown = "set" if name == "key" else str(parsed)
-        return Change("set", name, shown)
+            shown = "set" if setting == "key" else str(value)
+        return Change("set", setting, shown)
 
     def register(self, participant: Participant, name: str = "") -> Change:
         """

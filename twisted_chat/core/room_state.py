@@ -145,15 +145,18 @@ class RoomState:
         self, participant: Participant, remaining: Iterable[Participant], now: float
     ) -> Change | None:
         """
-        ``participant`` left (part, kick, quit); ``remaining`` are the members
-        after, in the order they joined.  An ``auto-op`` change names whom
+        ``participant`` left (part, kick, quit: ``gone`` set first, as
+        ``ChatServer.disconnect`` does); ``remaining`` are the members after,
+        in the order they joined.  An ``auto-op`` change names whom
         the room made operator, if it lost its last (see the module docstring).
         """
         was_operator = participant in self.operators
         self.operators.discard(participant)
         self.voiced.discard(participant)
         self.invites.use(participant)
-        if self.mutes.left(participant):
+        # A mute outlives a part (part, /logout, join again must not lift
+        # it) but not the connection: a gone participant is nobody's to mute.
+        if participant.gone and self.mutes.left(participant):
             self._refresh()
         if not was_operator or self.registered:
             return None

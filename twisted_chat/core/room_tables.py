@@ -258,7 +258,11 @@ class MuteList:
         return held
 
     def left(self, participant: Participant) -> bool:
-        """``participant`` left the room; whether a mute went with them."""
+        """
+        ``participant`` is gone: forget them; whether a mute went with them.
+        (A part keeps them: the entries are bounded by the mutes anyway, one
+        per ``add``, and go with their mute.)
+        """
         self._holders.pop(participant, None)
         return self._mutes.pop(participant, None) is not None
 
