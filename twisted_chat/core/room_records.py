@@ -1,6 +1,6 @@
 """
-The values of room moderation: a room's settings, a mute, a change an
-operator made, and the ``*`` notice that announces it.
+The values of room moderation: a room's settings, a change an operator
+(or the clock) made, and the ``*`` notice that announces it.
 
 Apart from :mod:`twisted_chat.core.room_rules` (which holds and checks them)
 so that every text a room hears about its rules is in one place, where a
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, Literal
 
-from attrs import define, frozen
+from attrs import define, field, frozen
 
 from .bans import Ban
 from .errors import BadUsage
@@ -196,7 +196,8 @@ class Change:
     value: str = ""
     reason: str = ""
     replaced: bool = False
-    kicked: tuple[Participant, ...] = ()
+    # Participants' reprs are long and name their addresses: not in logs.
+    kicked: tuple[Participant, ...] = field(default=(), repr=False)
     banned: Ban | None = None
 
 

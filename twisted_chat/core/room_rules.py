@@ -60,7 +60,14 @@ from .server_bans import clip
 if TYPE_CHECKING:
     from .room import Participant
 
-__all__ = ["RoomRules"]
+# The names the core needs, from one place.
+__all__ = [
+    "OPERATOR_ACCOUNTS_MAX",
+    "ROOM_BAN_LIST_SIZE",
+    "RoomRules",
+    "account_name",
+    "pattern_for",
+]
 
 
 def _same(key: str, given: str | None) -> bool:
