@@ -187,7 +187,11 @@ def test_part_tells_the_room_and_the_leaver(chat: ChatHarness) -> None:
     said(chat, bob_p, "/join #dev")
     chat.clear_all()
     said(chat, alice_p, "/part")
-    assert bob.lines() == ["* Alice left #dev"]
+    # Alice made #dev, so Bob is its operator now (room moderation).
+    assert bob.lines() == [
+        "* Alice left #dev",
+        "* Bob is now an operator of #dev (its last operator left)",
+    ]
     assert alice.lines() == ["* You left #dev; your current room is now #lobby."]
     assert "#dev" not in alice_p.rooms
 
@@ -201,7 +205,10 @@ def test_part_with_a_reason_shows_it(chat: ChatHarness) -> None:
     said(chat, alice_p, "/join #lobby")
     chat.clear_all()
     said(chat, alice_p, "/part #dev see you")
-    assert bob.lines() == ["* Alice left #dev (see you)"]
+    assert bob.lines() == [
+        "* Alice left #dev (see you)",
+        "* Bob is now an operator of #dev (its last operator left)",
+    ]
 
 
 def test_part_with_text_that_is_not_a_room_is_a_reason(chat: ChatHarness) -> None:
@@ -210,7 +217,10 @@ def test_part_with_text_that_is_not_a_room_is_a_reason(chat: ChatHarness) -> Non
     bob, _ = chat.connect("Bob")
     chat.clear_all()
     said(chat, alice_p, "/part bye all")
-    assert bob.lines() == ["* Alice left #lobby (bye all)"]
+    assert bob.lines() == [
+        "* Alice left #lobby (bye all)",
+        "* Bob is now an operator of #lobby (its last operator left)",
+    ]
     assert alice_p.current is None
 
 
@@ -328,7 +338,8 @@ def test_who_lists_the_current_room(chat: ChatHarness) -> None:
     chat.connect("Bob")
     alice.clear()
     said(chat, alice_p, "/who")
-    assert alice.lines() == ["* 3 people in #lobby:", "* Alice, Bob, Carol"]
+    # Alice made #lobby: she is its operator (room moderation).
+    assert alice.lines() == ["* 3 people in #lobby:", "* @Alice, Bob, Carol"]
 
 
 def test_who_lists_another_room(chat: ChatHarness) -> None:
@@ -338,7 +349,7 @@ def test_who_lists_another_room(chat: ChatHarness) -> None:
     said(chat, bob_p, "/join #dev")
     alice.clear()
     said(chat, alice_p, "/who dev")
-    assert alice.lines() == ["* 1 person in #dev:", "* Bob"]
+    assert alice.lines() == ["* 1 person in #dev:", "* @Bob"]
 
 
 def test_who_of_a_missing_room_is_an_error(chat: ChatHarness) -> None:
@@ -529,7 +540,7 @@ def test_help_lists_every_command(chat: ChatHarness) -> None:
     assert alice.lines()[0].startswith("* Commands")
     for usage in [
         "/nick NAME",
-        "/join ROOM",
+        "/join ROOM [KEY]",
         "/part [ROOM] [reason]",
         "/rooms [PATTERN]",
         "/who [ROOM]",
@@ -641,7 +652,10 @@ def test_quit_tells_rooms_the_reason_and_closes(chat: ChatHarness) -> None:
     bob, _ = chat.connect("Bob")
     chat.clear_all()
     said(chat, alice_p, "/quit gone fishing")
-    assert bob.lines() == ["* Alice quit (gone fishing)"]
+    assert bob.lines() == [
+        "* Alice quit (gone fishing)",
+        "* Bob is now an operator of #lobby (its last operator left)",
+    ]
     assert alice.lines() == ["* Bye!"]
     assert alice.closed
     assert alice_p.gone
@@ -654,7 +668,10 @@ def test_quit_without_reason_still_gives_one(chat: ChatHarness) -> None:
     bob, _ = chat.connect("Bob")
     bob.clear()
     said(chat, alice_p, "/quit")
-    assert bob.lines() == ["* Alice quit (leaving)"]
+    assert bob.lines() == [
+        "* Alice quit (leaving)",
+        "* Bob is now an operator of #lobby (its last operator left)",
+    ]
 
 
 def test_quit_frees_the_nick(chat: ChatHarness) -> None:
@@ -674,7 +691,11 @@ def test_quit_notice_reaches_each_neighbour_once(chat: ChatHarness) -> None:
     said(chat, bob_p, "/join #dev")
     bob.clear()
     said(chat, alice_p, "/quit")
-    assert bob.lines() == ["* Alice quit (leaving)"]
+    assert bob.lines() == [
+        "* Alice quit (leaving)",
+        "* Bob is now an operator of #lobby (its last operator left)",
+        "* Bob is now an operator of #dev (its last operator left)",
+    ]
 
 
 def test_quit_removes_rooms_left_empty(chat: ChatHarness) -> None:
@@ -692,7 +713,10 @@ def test_lost_connection_is_a_quit_with_a_reason(chat: ChatHarness) -> None:
     bob, _ = chat.connect("Bob")
     chat.clear_all()
     chat.server.disconnect(alice_p, "connection lost")
-    assert bob.lines() == ["* Alice quit (connection lost)"]
+    assert bob.lines() == [
+        "* Alice quit (connection lost)",
+        "* Bob is now an operator of #lobby (its last operator left)",
+    ]
     assert alice.lines() == []
     assert "alice" not in chat.server.participants
 
@@ -704,7 +728,10 @@ def test_disconnect_twice_tells_the_room_once(chat: ChatHarness) -> None:
     bob.clear()
     said(chat, alice_p, "/quit bye")
     chat.server.disconnect(alice_p, "connection lost")
-    assert bob.lines() == ["* Alice quit (bye)"]
+    assert bob.lines() == [
+        "* Alice quit (bye)",
+        "* Bob is now an operator of #lobby (its last operator left)",
+    ]
 
 
 def test_lines_after_disconnect_are_ignored(chat: ChatHarness) -> None:

@@ -11,7 +11,7 @@ import pytest
 from twisted_chat.core import account_commands, commands, room_commands
 from twisted_chat.core import help as helptext
 from twisted_chat.core.commands import Join, parse_line
-from twisted_chat.core.errors import BadUsage, UnknownCommand
+from twisted_chat.core.errors import BadUsage
 from twisted_chat.core.room_commands import (
     MODERATION_COMMANDS,
     Ban,
@@ -270,45 +270,38 @@ def test_names_do_not_collide_with_other_commands() -> None:
 
 
 @pytest.mark.parametrize("word", WORDS)
-def test_switched_off_the_commands_are_unknown(word: str) -> None:
-    """Until the core acts on them, /op and the rest are ``! unknown-command``."""
-    assert room_commands.ENABLED is False
-    with pytest.raises(UnknownCommand):
-        parse_line(f"/{word} bob")
-    with pytest.raises(UnknownCommand):
-        helptext.explain(word)
+def test_the_commands_are_switched_on(word: str) -> None:
+    """The core acts on them now: /op and the rest parse and have help."""
+    assert room_commands.ENABLED is True
+    with contextlib.suppress(BadUsage):
+        assert isinstance(parse_line(f"/{word} bob"), MODERATION_COMMANDS)
+    assert helptext.explain(word)
 
 
-def test_switched_off_the_chat_answers_unknown_command() -> None:
-    """The daemon's answer to /op is today's, not ``! not-server-operator``."""
+def test_the_chat_dispatches_the_commands() -> None:
+    """/op and /room reach the room's moderation, not ``unknown-command``."""
     chat = make_chat()
     client, participant = chat.connect("Alice")
-    chat.server.receive(participant, "/op Alice")
+    chat.server.receive(participant, "/join #dev")
+    chat.connect("Bob")  # connected, not in #dev
+    client.clear()
+    chat.server.receive(participant, "/op Bob")
     chat.server.receive(participant, "/room moderated on")
     [op, room] = client.lines()
-    assert op.startswith("! unknown-command: There is no command /op;")
-    assert room.startswith("! unknown-command: There is no command /room;")
+    assert op == "! not-in-room: Bob is not in #dev."
+    assert room == "* Alice turned moderated on in #dev"
 
 
-def test_switched_off_help_is_todays() -> None:
-    """``/help`` lists no moderation command and /join as it was."""
-    text = b"".join(helptext.overview()).decode()
-    assert "* /join ROOM: " in text
-    assert "[KEY]" not in text
-    for name in NAMES:
-        assert f"* /{name} " not in text
-    assert "Example with a key" not in b"".join(helptext.explain("join")).decode()
-
-
-def test_switched_on_help_lists_them_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_help_lists_them_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """``/help`` has one line per moderation command, /join with its key in place."""
-    before = [line.decode().rstrip() for line in helptext.overview()]
-    monkeypatch.setattr(room_commands, "ENABLED", True)
     reply = [line.decode().rstrip() for line in helptext.overview()]
+    monkeypatch.setattr(room_commands, "ENABLED", False)
+    before = [line.decode().rstrip() for line in helptext.overview()]
     for usage, what in room_commands.HELP.values():
         assert sum(line.startswith(f"* {usage}: {what}") for line in reply) == 1
     assert not any(line.startswith("* /join ROOM: ") for line in reply)
     [join] = [i for i, line in enumerate(reply) if line.startswith("* /join ")]
+    assert reply[join].startswith("* /join ROOM [KEY]: ")
     assert before[join].startswith("* /join ROOM: ")
     assert len(reply) == len(before) + len(NAMES)
     [mute] = [line for line in reply if line.startswith("* /mute ")]

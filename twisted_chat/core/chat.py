@@ -35,15 +35,17 @@ from twisted_chat.core.bounds import (
     MAX_ROOMS_PER_GROUP,
 )
 from twisted_chat.core.budget import ReplyBudgets
-from twisted_chat.core.errors import BadUsage, ChatError, NotInRoom, UnknownCommand
+from twisted_chat.core.errors import BadUsage, ChatError, NotInRoom
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.membership import Membership, current_room
+from twisted_chat.core.moderation import ModerationCommands
 from twisted_chat.core.names import RoomName
 from twisted_chat.core.operators import OperatorCommands
 from twisted_chat.core.outbox import Outbox
 from twisted_chat.core.people import Directory
 from twisted_chat.core.replay import Replay
 from twisted_chat.core.room import Participant, Room
+from twisted_chat.core.room_commands import MODERATION_COMMANDS
 from twisted_chat.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -95,6 +97,7 @@ class ChatServer:
         self.settings = settings
         self.seconds = seconds
         self.store = store
+        self.call_later = call_later
         self.outbox = Outbox(self._remember, defer, call_later)
         # Bound once: the fan-out path calls it for every line.
         self._say_in = self.outbox.say_in
@@ -106,7 +109,7 @@ class ChatServer:
         )
         self.participants: dict[str, Participant] = {}
         self.rooms: dict[str, Room] = {}
-        self._shutting_down = False
+        self.shutting_down = False
         # The per-address room cap goes with the per-address connection cap.
         self.membership = Membership(
             self.rooms,
@@ -117,6 +120,7 @@ class ChatServer:
         self.directory = Directory(self.participants, self.membership.tell_neighbours)
         self.accounts = AccountCommands(self, accounts)
         self.operators = OperatorCommands(self, accounts)
+        self.moderation = ModerationCommands(self, accounts)  # sets membership.hooks
 
     # -- the transports' API -------------------------------------------------
 
@@ -167,7 +171,7 @@ class ChatServer:
         _log.info("{nick} connected from {peer}", nick=nick, peer=client.peer)
         if self.settings.default_room:
             try:
-                self._join(participant, self.settings.default_room)
+                self._join(participant, self.settings.default_room, None)
             except ChatError as problem:
                 client.send(lines.error(problem))
         return participant
@@ -210,7 +214,7 @@ class ChatServer:
         participant.gone = True
         self.accounts.forget(participant)
         nick = participant.nick.display
-        if not self._shutting_down:
+        if not self.shutting_down:
             self.membership.tell_neighbours(
                 participant, lines.notice(f"{nick} quit ({reason})")
             )
@@ -239,7 +243,7 @@ class ChatServer:
         before its own connection closes.
         """
         self.broadcast_notice(text)
-        self._shutting_down = True
+        self.shutting_down = True
 
     def flush(self) -> None:
         """Hand out every room's queued lines now, and give them to the store."""
@@ -262,8 +266,8 @@ class ChatServer:
                 self._say(participant, current_room(participant), text)
             case commands.SetNick(name):
                 self.directory.rename(participant, name)
-            case commands.Join(room):
-                self._join(participant, room)
+            case commands.Join(room, key):
+                self._join(participant, room, key)
             case commands.Part(args):
                 self.membership.part(participant, args)
             case commands.ListRooms(pattern):
@@ -294,10 +298,13 @@ class ChatServer:
                 self.accounts.dispatch(participant, command)
             case _ if isinstance(command, account_commands.OPERATOR_COMMANDS):
                 self.operators.dispatch(participant, command)
-            case _:  # room moderation, parsed once room_commands.ENABLED
-                raise UnknownCommand("Room moderation is not built yet.")
+            case _ if isinstance(command, MODERATION_COMMANDS):
+                self.moderation.dispatch(participant, command)
 
     def _say(self, participant: Participant, room: Room, text: str) -> None:
+        rules = room.rules
+        if rules is not None and rules.speech_restricted:
+            self.moderation.check_speech(participant, rules)
         participant.last_active = self.seconds()
         nick = participant.nick.display
         self._say_in(
@@ -306,6 +313,9 @@ class ChatServer:
 
     def _me(self, participant: Participant, text: str) -> None:
         room = current_room(participant)
+        rules = room.rules
+        if rules is not None and rules.speech_restricted:
+            self.moderation.check_speech(participant, rules)
         participant.last_active = self.seconds()
         nick = participant.nick.display
         self._say_in(
@@ -323,8 +333,8 @@ class ChatServer:
             name = room.name
             self.store.append_lines(name.key, name.display, self.seconds(), said)
 
-    def _join(self, participant: Participant, text: str) -> None:
-        room = self.membership.join(participant, text)
+    def _join(self, participant: Participant, text: str, key: str | None) -> None:
+        room = self.membership.join(participant, text, key)
         if room is not None and self._replay is not None:
             self._replay.on_join(participant, room, self.settings.history_on_join)
 

@@ -25,7 +25,11 @@ from twisted_chat.core.records import format_history_line
 
 if TYPE_CHECKING:
     from twisted_chat.core.records import StoredMessage
-    from twisted_chat.core.room import Room
+    from twisted_chat.core.room import Participant, Room
+
+
+def _display(member: Participant) -> str:
+    return member.nick.display
 
 
 def _size(room: Room) -> int:
@@ -84,12 +88,18 @@ def who_reply(room: Room) -> list[bytes]:
     O(n) for a big room.
     """
     total = len(room.members)
-    names = (member.nick.display for member in room.members)
-    nicks = (
-        heapq.nsmallest(WHO_NAMES_SHOWN, names)
-        if total > WHO_NAMES_SHOWN
-        else sorted(names)
-    )
+    rules = room.rules
+    if rules is None:
+        names = (member.nick.display for member in room.members)
+        nicks = (
+            heapq.nsmallest(WHO_NAMES_SHOWN, names)
+            if total > WHO_NAMES_SHOWN
+            else sorted(names)
+        )
+    else:
+        # Ordered by name, badge aside: ``@nick`` operators, ``+nick`` voices.
+        first = heapq.nsmallest(WHO_NAMES_SHOWN, room.members, key=_display)
+        nicks = [rules.badge(member) + member.nick.display for member in first]
     reply = [
         lines.notice(f"{counted(total, 'person', 'people')} in {room.name.display}:")
     ]

@@ -11,7 +11,7 @@ someone who left nothing said after.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from twisted_chat.core import lines
 from twisted_chat.core.bounds import MAX_ROOMS_PER_USER
@@ -24,12 +24,29 @@ from twisted_chat.core.errors import (
 )
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.names import RoomName
+from twisted_chat.core.room_rules import RoomRules
 
 if TYPE_CHECKING:
     from twisted_chat.core.outbox import Outbox
     from twisted_chat.core.room import Participant, Room
 
 _log = RateLimitedLogger()
+
+
+class RoomHooks(Protocol):
+    """
+    What room moderation (:mod:`~twisted_chat.core.moderation`) is asked
+    around joins and departures (never per message).
+    """
+
+    def admit(self, participant: Participant, room: Room, key: str | None) -> None:
+        """Raise why ``participant`` may not join ``room``, an existing room."""
+
+    def joined(self, participant: Participant, room: Room) -> None:
+        """``participant`` is in ``room`` now."""
+
+    def left(self, participant: Participant, room: Room) -> None:
+        """``participant`` is out of ``room`` (which may be empty and gone)."""
 
 
 class PartTarget(NamedTuple):
@@ -79,10 +96,15 @@ class Membership:
         self._room_cap = room_cap
         #: Rooms that exist, by the address group that created them.
         self.rooms_by_group: dict[str, int] = {}
+        #: Room moderation's checks, set by the chat server.
+        self.hooks: RoomHooks | None = None
 
-    def join(self, participant: Participant, text: str) -> Room | None:
+    def join(
+        self, participant: Participant, text: str, key: str | None = None
+    ) -> Room | None:
         """
-        ``/join ROOM``: join (creating the room if need be) and make it current.
+        ``/join ROOM [KEY]``: join (creating the room if need be) and make it
+        current; an existing room's rules may refuse (banned, key, ...).
 
         :return: the room joined, or None if ``participant`` was in it
             already (it is only made current).
@@ -100,8 +122,11 @@ class Membership:
                 f"You are in {MAX_ROOMS_PER_USER} rooms already; /part one first."
             )
         room = self.rooms.get(name.key)
+        hooks = self.hooks
         if room is None:
             room = self._create(participant, name)
+        elif hooks is not None:
+            hooks.admit(participant, room, key)
         self._outbox.say_in(
             room,
             lines.notice(f"{participant.nick.display} joined {room.name.display}"),
@@ -111,6 +136,8 @@ class Membership:
         room.add(participant)
         participant.rooms[name.key] = room
         participant.current = room
+        if hooks is not None:
+            hooks.joined(participant, room)
         others = len(room.members) - 1
         company = (
             f"{lines.counted(others, 'other person', 'other people')} here "
@@ -135,6 +162,8 @@ class Membership:
                 f"again once one has emptied."
             )
         room = self._create_room(name)
+        # Whoever creates a room is its operator (PROTOCOL.md).
+        room.rules = RoomRules.for_creator(room.name.display, participant)
         if group:
             room.group = group
             self.rooms_by_group[group] = made + 1
@@ -145,15 +174,17 @@ class Membership:
         target = self._part_target(participant, args)
         room = target.room
         suffix = f" ({target.reason})" if target.reason else ""
-        self.leave(participant, room)
+        # Said first (not to the leaver), so that a notice the departure
+        # causes (a new operator) comes after it.
         self._outbox.say_in(
             room,
             lines.notice(
                 f"{participant.nick.display} left {room.name.display}{suffix}"
             ),
-            None,
+            participant,
             notice=True,
         )
+        self.leave(participant, room)
         current = participant.current
         where = (
             f"your current room is now {current.name.display}."
@@ -195,6 +226,8 @@ class Membership:
                 if participant.rooms
                 else None
             )
+        if self.hooks is not None:
+            self.hooks.left(participant, room)
         if not room.members:
             del self.rooms[room.name.key]
             group = room.group

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from twisted_chat.core.flood import TokenBucket
     from twisted_chat.core.interfaces import IChatClient
     from twisted_chat.core.names import Nick, RoomName
+    from twisted_chat.core.room_rules import RoomRules
     from twisted_chat.core.secret_prompt import SecretPrompt
 
 _log = RateLimitedLogger()
@@ -86,6 +87,9 @@ class Room:
     members: dict[Participant, Send] = field(factory=dict)
     #: The address group whose client created the room ("" for none).
     group: str = ""
+    #: Its moderation (operators, bans, mutes, settings); None for a room
+    #: nobody moderates.  A message reads only ``rules.speech_restricted``.
+    rules: RoomRules | None = None
     #: What the room heard this reactor turn and has not handed out yet, in
     #: order: ``(line, sender)`` pairs (see :data:`Heard`), filled by
     #: :meth:`hear` only.

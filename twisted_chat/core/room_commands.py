@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: Whether ``parse_line`` and ``/help`` know these commands (see the docstring).
-ENABLED = False
+ENABLED = True
 
 Flag = Literal["moderated", "invite-only", "topic-lock"]
 

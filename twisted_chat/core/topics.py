@@ -37,6 +37,7 @@ def show_or_set(server: ChatServer, participant: Participant, text: str | None) 
                 )
             )
         return
+    server.moderation.topic_check(participant, room)
     room.topic = text
     room.topic_by = participant.nick.display
     room.topic_at = server.seconds()
