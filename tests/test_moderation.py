@@ -473,3 +473,29 @@ def test_a_server_operator_a_reload_removed_is_no_operator(mod: Mod) -> None:
     bob.oper = "root"
     mod.say(bob, "/kick Alice")
     assert bob_c.lines()[0].startswith("! not-operator:")
+
+
+def test_a_kick_in_a_busy_turn_keeps_the_order() -> None:
+    """With lines queued for the end of the turn, the kicked get them first."""
+    clock = Clock()
+    server = ChatServer(
+        Settings(), clock.seconds, defer=lambda f: clock.callLater(0, f)
+    )
+    alice_c, bob_c = RecordingClient(), RecordingClient()
+    alice, bob = server.connect(alice_c), server.connect(bob_c)
+    server.receive(alice, "/nick Alice")
+    server.receive(bob, "/nick Bob")
+    server.receive(alice, "/join #dev")
+    server.receive(bob, "/join #dev")
+    clock.advance(0)
+    alice_c.clear()
+    bob_c.clear()
+    server.receive(alice, "before")
+    server.receive(alice, "/kick Bob bye")
+    server.receive(alice, "after")
+    clock.advance(0)
+    assert bob_c.lines() == [
+        "[#dev] <Alice> before",
+        "* You were kicked from #dev by Alice (bye)",
+    ]
+    assert alice_c.lines() == ["* Bob was kicked from #dev by Alice (bye)"]
