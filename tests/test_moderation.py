@@ -499,3 +499,16 @@ def test_a_kick_in_a_busy_turn_keeps_the_order() -> None:
         "* You were kicked from #dev by Alice (bye)",
     ]
     assert alice_c.lines() == ["* Bob was kicked from #dev by Alice (bye)"]
+
+
+def test_unmute_by_pattern_when_the_person_is_gone(mod: Mod) -> None:
+    alice_c, alice = mod.connect("Alice")
+    _, bob = mod.connect("Bob", host="198.51.100.9")
+    mod.say(alice, "/mute Bob")
+    mod.server.disconnect(bob, "connection lost")
+    mod.say(alice, "/unmute 198.51.100.9")
+    mod.say(alice, "/unmute 198.51.100.9")
+    assert alice_c.lines()[-2:] == [
+        "* Alice unmuted Bob in #dev",
+        "* 198.51.100.9 is not muted in #dev.",
+    ]

@@ -205,6 +205,9 @@ class ModerationCommands:
             case rc.Mute(nick, duration):
                 target = self._member(room, nick)
                 return rules.mute(target, duration, by, now, self._account_name(target))
+            case rc.Unmute(nick) if not looks_like_nick(nick):
+                # The account or address of somebody who is not here.
+                return rules.unmute_pattern(parse_pattern(nick), now)
             case rc.Unmute(nick):
                 return rules.unmute(self._server.directory.find(nick), now)
             case rc.RoomFlag(flag, on):
@@ -323,7 +326,7 @@ class ModerationCommands:
     ) -> None:
         kind = type(command).__name__.lower()
         nick = getattr(command, "nick", "") or getattr(command, "pattern", "")
-        if kind != "unban" and nick:
+        if kind != "unban" and looks_like_nick(nick):
             nick = self._server.directory.find(nick).nick.display
         text = _UNCHANGED.get(kind, "Nothing changed in {room}: it was so already.")
         self._tell(participant, text.format(nick=nick, room=room.name.display))
