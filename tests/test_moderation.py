@@ -17,7 +17,7 @@ from twisted_chat.accounts.passwords import FakeHasher
 from twisted_chat.accounts.store import MemoryAccountStore
 from twisted_chat.core.account_ports import AccountServices
 from twisted_chat.core.chat import ChatServer, Participant
-from twisted_chat.core.moderation import BANS_SHOWN
+from twisted_chat.core.moderation import BANS_SHOWN, OPERATORS_SHOWN
 from twisted_chat.core.room_rules import RoomRules
 from twisted_chat.core.server_bans import REASON_MAX
 from twisted_chat.core.settings import Settings
@@ -512,3 +512,20 @@ def test_unmute_by_pattern_when_the_person_is_gone(mod: Mod) -> None:
         "* Alice unmuted Bob in #dev",
         "* 198.51.100.9 is not muted in #dev.",
     ]
+
+
+def test_room_show_names_a_bounded_number_of_operators(mod: Mod) -> None:
+    alice_c, alice = mod.connect("Alice")
+    for n in range(OPERATORS_SHOWN + 10):
+        mod.connect(f"u{n:03}")
+        mod.say(alice, f"/op u{n:03}")
+    alice_c.clear()
+    mod.say(alice, "/room")
+    named = [
+        name
+        for line in alice_c.lines()
+        if line.startswith("* Operators here: ")
+        for name in line.removeprefix("* Operators here: ").split(", ")
+    ]
+    assert len(named) == OPERATORS_SHOWN
+    assert named[0] == "@Alice"

@@ -20,6 +20,7 @@ person's account if they are logged in, else their address (as
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
@@ -40,12 +41,15 @@ if TYPE_CHECKING:
     from twisted_chat.core.chat import ChatServer
     from twisted_chat.core.room import Participant, Room
 
-__all__ = ["BANS_SHOWN", "ModerationCommands"]
+__all__ = ["BANS_SHOWN", "OPERATORS_SHOWN", "ModerationCommands"]
 
 _audit = Logger(namespace="twisted_chat.moderation")
 
 #: Bans one ``/bans`` shows (a room holds up to ROOM_BAN_LIST_SIZE).
 BANS_SHOWN = 30
+
+#: Operators ``/room`` names at most.
+OPERATORS_SHOWN = 100
 
 #: What an operator is told when a command changed nothing.
 _UNCHANGED = {
@@ -290,7 +294,9 @@ class ModerationCommands:
         server = self._server
         server.budgets.refuse_if_over(participant)
         show_key = server_operator or rules.is_operator(participant)
-        reply = [lines.notice(text) for text in rules.describe(room.members, show_key)]
+        # A room may make every member an operator: name the first ones only.
+        shown = list(islice(filter(rules.is_operator, room.members), OPERATORS_SHOWN))
+        reply = [lines.notice(text) for text in rules.describe(shown, show_key)]
         self._reply(participant, reply, len(room.members))
 
     def _bans(self, participant: Participant, room: Room, rules: RoomRules) -> None:
