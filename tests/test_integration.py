@@ -69,7 +69,7 @@ async def test_clients_chat_across_rooms(chat: ChatService) -> None:
     assert await bob.expect(r"^\[#dev\] \*") == "[#dev] * alice waves"
     carol.say("/who #dev")
     await carol.expect(r"^\* 2 people in #dev:$")
-    assert await carol.expect(r"^\* ") == "* alice, bob"
+    assert await carol.expect(r"^\* ") == "* @alice, bob"  # alice made #dev
     assert not any(line.startswith("[#dev]") for line in carol.lines)
     assert not any("ship it" in line for line in bob.lines)  # no echo
     await hang_up(alice, bob, carol)

@@ -287,7 +287,10 @@ def test_lost_connection_tells_the_room() -> None:
     alice, _ = chat.connect(nick="alice")
     _, bob = chat.connect(nick="bob")
     alice.connectionLost(Failure(ConnectionError()))
-    assert lines_of(bob) == ["* alice quit (connection lost)"]
+    assert lines_of(bob) == [
+        "* alice quit (connection lost)",
+        "* bob is now an operator of #lobby (its last operator left)",
+    ]
     assert "alice" not in chat.server.participants
 
 
@@ -299,7 +302,10 @@ def test_quit_closes_the_connection_and_ignores_what_follows() -> None:
     alice_out.clear()
     alice.dataReceived(b"/quit gone fishing\nstill here?\n")
     assert alice_out.disconnecting
-    assert lines_of(bob) == ["* alice quit (gone fishing)"]
+    assert lines_of(bob) == [
+        "* alice quit (gone fishing)",
+        "* bob is now an operator of #lobby (its last operator left)",
+    ]
 
 
 def test_telnet_cr_nul_counts_as_cr() -> None:

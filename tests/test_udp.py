@@ -360,7 +360,7 @@ def test_multi_line_datagram_gives_one_datagram_per_server_line(rig: Rig) -> Non
     replies = rig.take()
     assert replies[0] == b"* You are now known as carol.\r\n"
     assert replies[1].startswith(b"* You joined #dev;")
-    assert replies[2:] == [b"* 1 person in #dev:\r\n", b"* carol\r\n"]
+    assert replies[2:] == [b"* 1 person in #dev:\r\n", b"* @carol\r\n"]
     assert rig.bob.lines()[-1] == "[#lobby] <carol> hello room"
 
 

@@ -221,7 +221,7 @@ async def test_nicknames_collide_across_transports() -> None:
         tina.say("/nick Uma")
         await tina.inbox.expect(re.compile(r"! nick-in-use: Uma is taken .*"))
         uma.say("/who")
-        await uma.inbox.expect("* tina, uma")
+        await uma.inbox.expect("* @tina, uma")  # tina made #lobby
     finally:
         await scene.stop()
 
