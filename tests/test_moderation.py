@@ -434,10 +434,16 @@ def test_room_show(mod: Mod) -> None:
     assert "blue-door" in "\n".join(alice_c.lines())
 
 
-def test_register_waits_for_the_next_session(mod: Mod) -> None:
+def test_register_without_a_room_store_is_refused(mod: Mod) -> None:
+    """(tests/test_registered_rooms.py has the rooms that are kept.)"""
     alice_c, alice = mod.connect("Alice")
     mod.say(alice, "/room register")
-    assert alice_c.lines()[0].startswith("! unknown-command:")
+    assert alice_c.lines() == [
+        (
+            "! accounts-disabled: Rooms cannot be registered on this server "
+            "(it keeps no rooms)."
+        )
+    ]
 
 
 def test_every_change_is_logged(mod: Mod, log_events: list[LogEvent]) -> None:

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
+
+if TYPE_CHECKING:
+    from twisted_chat.core.room_ports import RoomStore
 
 __all__ = [
     "Account",
@@ -135,7 +138,9 @@ class PasswordHasher(Protocol):
 
 @attrs.frozen
 class AccountServices:
-    """The store and the hasher, handed to the core together."""
+    """The store and the hasher (and the registered rooms), handed to the core."""
 
     store: AccountStore
     hasher: PasswordHasher
+    #: The registered rooms (None: rooms cannot be registered).
+    rooms: RoomStore | None = None

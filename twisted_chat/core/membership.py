@@ -48,6 +48,9 @@ class RoomHooks(Protocol):
     def left(self, participant: Participant, room: Room) -> None:
         """``participant`` is out of ``room`` (which may be empty and gone)."""
 
+    def keeps(self, room: Room) -> bool:
+        """Whether ``room``, empty now, stays (a registered room)."""
+
 
 class PartTarget(NamedTuple):
     """What ``/part [ROOM] [reason]`` asks for."""
@@ -226,9 +229,10 @@ class Membership:
                 if participant.rooms
                 else None
             )
-        if self.hooks is not None:
-            self.hooks.left(participant, room)
-        if not room.members:
+        hooks = self.hooks
+        if hooks is not None:
+            hooks.left(participant, room)
+        if not room.members and (hooks is None or not hooks.keeps(room)):
             del self.rooms[room.name.key]
             group = room.group
             if group:

@@ -31,6 +31,7 @@ from twisted_chat.core.bans import BanPattern, looks_like_nick, parse_pattern
 from twisted_chat.core.bounds import LOOKED_AT_PER_LINE
 from twisted_chat.core.errors import BadUsage, NotInRoom, UnknownCommand
 from twisted_chat.core.membership import current_room
+from twisted_chat.core.registered_rooms import RegisteredRooms
 from twisted_chat.core.room_records import Change, invitation, kick_notices, notice_for
 from twisted_chat.core.room_rules import RoomRules, pattern_for
 from twisted_chat.core.room_timers import RoomTimers
@@ -75,6 +76,8 @@ class ModerationCommands:
         self._services = services
         self.timers = RoomTimers(server.call_later, server.seconds, self._expired)
         server.membership.hooks = self
+        self.registry = RegisteredRooms(server, services)  # kept after each change
+        self.registry.load()
 
     # -- what joins, departures and messages meet ---------------------------------
 
@@ -108,6 +111,11 @@ class ModerationCommands:
     def joined(self, participant: Participant, room: Room) -> None:
         if room.rules is not None:
             room.rules.member_joined(participant)
+            if len(room.members) == 1:  # a registered room woke up
+                self.timers.schedule(room)
+
+    def keeps(self, room: Room) -> bool:
+        return self.registry.keeps(room)
 
     def left(self, participant: Participant, room: Room) -> None:
         """After ``participant`` left: the last operator's heir, or the timer."""
@@ -116,6 +124,7 @@ class ModerationCommands:
             return
         if not room.members:
             self.timers.forget(room)
+            self.registry.save(room)
             return
         server = self._server
         change = rules.member_left(participant, room.members, server.seconds())
@@ -132,6 +141,7 @@ class ModerationCommands:
             )
             if refusal is not None:
                 raise refusal
+            self.registry.topic_changing(room)
 
     # -- the commands -----------------------------------------------------------
 
@@ -145,12 +155,17 @@ class ModerationCommands:
         if isinstance(command, rc.RoomShow):
             self._show(participant, room, rules, server_operator)
             return
-        if isinstance(command, rc.RoomRegister | rc.RoomDrop):
-            raise UnknownCommand("Registered rooms are not available yet.")
+        by = participant.nick.display
+        if isinstance(command, rc.RoomDrop):
+            self._done(room, self.registry.drop(participant, room, rules), by)
+            return
         refusal = rules.require_operator(participant, server_operator, _name(command))
         if refusal is not None:
             raise refusal
-        by = participant.nick.display
+        if isinstance(command, rc.RoomRegister):
+            name = self._account_name(participant)
+            self._done(room, self.registry.register(participant, room, rules, name), by)
+            return
         match command:
             case rc.Kick(nick, reason):
                 target = self._member(room, nick)
@@ -174,6 +189,11 @@ class ModerationCommands:
         for member in change.kicked:
             self.kick(room, member, by, change.reason)
         self.timers.schedule(room)
+        self.registry.save(room)
+
+    def _done(self, room: Room, change: Change, by: str) -> None:
+        self._announce(room, change, by)
+        self._log(room, change, by, "")
 
     def _change(
         self,
@@ -374,4 +394,6 @@ def _name(command: rc.ModerationCommand) -> str:
     """``/kick`` for a Kick, for ``not-operator``'s text."""
     if isinstance(command, rc.RoomFlag | rc.RoomLimit | rc.RoomKey):
         return "/room"
+    if isinstance(command, rc.RoomRegister):
+        return "/room register"
     return "/" + type(command).__name__.lower()

@@ -69,7 +69,7 @@ def open_accounts(settings: Settings, reactor: Any) -> AccountServices:
         state="on" if settings.accounts else "off",
         registration="open" if settings.registration_open else "closed",
     )
-    return AccountServices(store, Argon2Hasher(reactor))
+    return AccountServices(store, Argon2Hasher(reactor), store.rooms)
 
 
 class AccountsService(Service):
