@@ -437,6 +437,7 @@ def test_a_room_whose_founder_account_is_gone_is_dropped_at_start(rig: Rig) -> N
 
 def test_a_deleted_founder_drops_their_rooms(rig: Rig) -> None:
     _, alice = registered_dev(rig)
+    bob_c, _ = rig.connect("Bob")
     rig.say(alice, "/join #empty")
     rig.say(alice, "/room register")
     rig.say(alice, "/part")
@@ -451,3 +452,6 @@ def test_a_deleted_founder_drops_their_rooms(rig: Rig) -> None:
     dev = rig.server.rooms[DEV]
     assert dev.rules is not None
     assert not dev.rules.registered
+    assert bob_c.lines()[-1] == (
+        "* #dev is no longer registered: its founder's account was deleted"
+    )

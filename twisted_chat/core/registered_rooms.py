@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
+from twisted_chat.core import lines
 from twisted_chat.core.account_ports import Refusal
 from twisted_chat.core.errors import (
     AccountsDisabled,
@@ -200,10 +201,12 @@ class RegisteredRooms:
 
     def account_deleted(self, account_key: str) -> list[Room]:
         """
-        The account ``account_key`` is gone: drop the rooms it founded.
+        The account ``account_key`` is gone (``/unregister``): drop the rooms
+        it founded, so that nobody who makes an account of the same name
+        later is their founder.  Their members are told with a ``*`` notice;
+        an empty one goes.
 
-        :return: the live rooms that were dropped and still have members, for
-            the caller to tell (empty ones are forgotten here).
+        :return: the rooms dropped that still have members.
         """
         store = self.store
         if store is None:
@@ -220,6 +223,12 @@ class RegisteredRooms:
             rules.operator_accounts.clear()
             if room.members:
                 told.append(room)
+                text = (
+                    f"{room.name.display} is no longer registered: its "
+                    "founder's account was deleted"
+                )
+                self._server.outbox.say_in(room, lines.notice(text), None, notice=True)
+                _log.info("{room}: {text}", room=room.name.display, text=text)
             else:
                 del rooms[stored.key]
                 self._server.moderation.timers.forget(room)
