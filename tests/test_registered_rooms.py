@@ -23,6 +23,7 @@ from twisted_chat.accounts.store import MemoryAccountStore
 from twisted_chat.core.account_ports import AccountServices
 from twisted_chat.core.chat import ChatServer, Participant
 from twisted_chat.core.settings import Settings
+from twisted_chat.daemon.accounts import open_accounts
 from twisted_chat.testing import RecordingClient
 
 PASSWORD = "correct-horse-9"  # noqa: S105 - a test password
@@ -455,3 +456,12 @@ def test_a_deleted_founder_drops_their_rooms(rig: Rig) -> None:
     assert bob_c.lines()[-1] == (
         "* #dev is no longer registered: its founder's account was deleted"
     )
+
+
+def test_the_daemon_hands_the_accounts_files_rooms_to_the_core(tmp_path: Path) -> None:
+    services = open_accounts(Settings(state_dir=str(tmp_path)), ThreadReactor())
+    try:
+        assert isinstance(services.store, SqliteAccountStore)
+        assert services.rooms is services.store.rooms
+    finally:
+        services.store.close()
