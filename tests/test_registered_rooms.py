@@ -458,6 +458,21 @@ def test_a_deleted_founder_drops_their_rooms(rig: Rig) -> None:
     )
 
 
+def test_unregister_drops_the_rooms_the_account_founded(rig: Rig) -> None:
+    """A new account of the same name must not inherit the old one's rooms."""
+    _, alice = registered_dev(rig)
+    bob_c, _ = rig.connect("Bob")
+    rig.say(alice, f"/unregister {PASSWORD}")
+    rig.run()
+    assert len(rig.rooms) == 0
+    dev = rig.server.rooms[DEV]
+    assert dev.rules is not None
+    assert not dev.rules.registered
+    assert bob_c.lines()[-1] == (
+        "* #dev is no longer registered: its founder's account was deleted"
+    )
+
+
 def test_the_daemon_hands_the_accounts_files_rooms_to_the_core(tmp_path: Path) -> None:
     services = open_accounts(Settings(state_dir=str(tmp_path)), ThreadReactor())
     try:

@@ -326,6 +326,9 @@ class PasswordJobs:
             deleted = services.store.delete(account.name)
             if isinstance(deleted, Refusal):
                 raise account_gone()
+            # Its rooms lose their founder: no later account of that name
+            # may inherit them.
+            self._server.moderation.registry.account_deleted(deleted.key)
             _log.info(
                 "unregistered account {account} from {peer}",
                 account=deleted.name,
