@@ -317,9 +317,6 @@ def test_a_quit_is_told_once_to_a_neighbour_in_two_rooms() -> None:
     assert room.clients["bob"].lines() == [
         "[#dev] <alice> bye",
         "* alice quit (connection lost)",
-        # alice made both rooms (room moderation: their operator).
-        "* bob is now an operator of #dev (its last operator left)",
-        "* bob is now an operator of #lobby (its last operator left)",
     ]
 
 

@@ -31,7 +31,7 @@ OPERATORS = (("root", "$argon2id$unused"),)
 class Mod(AccountsRig):
     """A chat with accounts and room timers on a Clock; lines go out at once."""
 
-    def connect(
+    def member(
         self, nick: str, *, host: str | None = None, room: str | None = "#dev"
     ) -> tuple[RecordingClient, Participant]:
         client, participant = self.new_client(host, "tcp")
@@ -42,7 +42,7 @@ class Mod(AccountsRig):
         return client, participant
 
     def registered(self, nick: str) -> tuple[RecordingClient, Participant]:
-        client, participant = self.connect(nick, room=None)
+        client, participant = self.member(nick, room=None)
         self.say(participant, f"/register {PASSWORD}")
         self.run()
         assert participant.account is not None, client.lines()
@@ -74,9 +74,9 @@ def mod() -> Mod:
 
 
 def test_the_creator_is_the_operator_and_who_shows_badges(mod: Mod) -> None:
-    _alice_c, alice = mod.connect("Alice")
-    bob_c, bob = mod.connect("Bob")
-    mod.connect("Carol")
+    _alice_c, alice = mod.member("Alice")
+    bob_c, bob = mod.member("Bob")
+    mod.member("Carol")
     room = alice.current
     assert room is not None
     assert room.rules is not None
@@ -89,10 +89,10 @@ def test_the_creator_is_the_operator_and_who_shows_badges(mod: Mod) -> None:
 
 
 def test_who_with_badges_keeps_its_bound(mod: Mod) -> None:
-    _, alice = mod.connect("Alice")
+    _, alice = mod.member("Alice")
     for n in range(205):
-        mod.connect(f"u{n:03}")
-    client, _ = mod.connect("zed")
+        mod.member(f"u{n:03}")
+    client, _ = mod.member("zed")
     mod.say(alice, "/who")
     lines = mod.clients[0].lines()
     assert lines[0] == "* 207 people in #dev:"
@@ -105,8 +105,8 @@ def test_a_line_in_an_unrestricted_room_does_not_ask_the_rules(
     mod: Mod, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only ``speech_restricted`` is read: the checks are not called at all."""
-    _, alice = mod.connect("Alice")
-    bob_c, bob = mod.connect("Bob")
+    _, alice = mod.member("Alice")
+    bob_c, bob = mod.member("Bob")
 
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("speak_refusal called on the hot path")
@@ -128,8 +128,8 @@ def test_a_line_in_an_unrestricted_room_does_not_ask_the_rules(
 
 
 def test_moderated_refuses_all_but_operators_and_voices(mod: Mod) -> None:
-    alice_c, alice = mod.connect("Alice")
-    bob_c, bob = mod.connect("Bob")
+    alice_c, alice = mod.member("Alice")
+    bob_c, bob = mod.member("Bob")
     mod.say(alice, "/room moderated on")
     assert bob_c.lines() == ["* Alice turned moderated on in #dev"]
     bob_c.clear()
@@ -150,12 +150,12 @@ def test_moderated_refuses_all_but_operators_and_voices(mod: Mod) -> None:
 
 
 def test_key_limit_and_invite_only(mod: Mod, log_events: list[LogEvent]) -> None:
-    alice_c, alice = mod.connect("Alice")
+    alice_c, alice = mod.member("Alice")
     mod.say(alice, "/room key blue-door")
     assert alice_c.lines() == [
         "* Alice set a key on #dev; joining needs /join #dev KEY"
     ]
-    bob_c, bob = mod.connect("Bob", room=None)
+    bob_c, bob = mod.member("Bob", room=None)
     mod.say(bob, "/join #dev")
     mod.say(bob, "/join #dev red-door")
     mod.say(bob, "/join #dev blue-door")
@@ -166,7 +166,7 @@ def test_key_limit_and_invite_only(mod: Mod, log_events: list[LogEvent]) -> None
     assert "blue-door" not in "\n".join(formatEvent(e) or "" for e in log_events)
     mod.say(alice, "/room key off")
     mod.say(alice, "/room limit 2")
-    carol_c, carol = mod.connect("Carol", room=None)
+    carol_c, carol = mod.member("Carol", room=None)
     mod.say(carol, "/join #dev")
     assert carol_c.lines()[0].startswith("! room-full: #dev is full (2 members")
     mod.say(alice, "/room limit off")
@@ -186,8 +186,8 @@ def test_key_limit_and_invite_only(mod: Mod, log_events: list[LogEvent]) -> None
 
 
 def test_topic_lock(mod: Mod) -> None:
-    _, alice = mod.connect("Alice")
-    bob_c, bob = mod.connect("Bob")
+    _, alice = mod.member("Alice")
+    bob_c, bob = mod.member("Bob")
     mod.say(alice, "/room topic-lock on")
     bob_c.clear()
     mod.say(bob, "/topic mine")
@@ -198,10 +198,28 @@ def test_topic_lock(mod: Mod) -> None:
     assert bob_c.lines()[-1] == "* Alice set the topic of #dev to: ours"
 
 
-def test_the_last_operator_leaving_makes_an_heir(mod: Mod) -> None:
-    _, alice = mod.connect("Alice")
-    _bob_c, bob = mod.connect("Bob")
-    carol_c, _ = mod.connect("Carol")
+def test_a_plain_room_whose_last_operator_leaves_keeps_none(mod: Mod) -> None:
+    """As IRC: no line, no heir; anyone may chat in it as before."""
+    _, alice = mod.member("Alice")
+    _bob_c, bob = mod.member("Bob")
+    carol_c, _ = mod.member("Carol")
+    mod.say(alice, "/part")
+    assert carol_c.lines() == ["* Alice left #dev"]
+    room = bob.current
+    assert room is not None
+    assert room.rules is not None
+    assert not room.rules.is_operator(bob)
+
+
+def test_a_moderated_room_whose_last_operator_leaves_makes_an_heir(
+    mod: Mod,
+) -> None:
+    """Something only an operator can undo is set: the room is not stuck."""
+    alice_c, alice = mod.member("Alice")
+    _bob_c, bob = mod.member("Bob")
+    carol_c, _ = mod.member("Carol")
+    mod.say(alice, "/room moderated on")
+    carol_c.clear()
     mod.say(alice, "/part")
     assert carol_c.lines() == [
         "* Alice left #dev",
@@ -211,11 +229,12 @@ def test_the_last_operator_leaving_makes_an_heir(mod: Mod) -> None:
     assert room is not None
     assert room.rules is not None
     assert room.rules.is_operator(bob)
+    del alice_c
 
 
 def test_not_an_operator(mod: Mod) -> None:
-    mod.connect("Alice")
-    bob_c, bob = mod.connect("Bob")
+    mod.member("Alice")
+    bob_c, bob = mod.member("Bob")
     mod.say(bob, "/kick Alice")
     mod.say(bob, "/room moderated on")
     mod.say(bob, "/bans")
@@ -236,9 +255,9 @@ def test_not_an_operator(mod: Mod) -> None:
 
 
 def test_a_server_operator_is_an_operator_everywhere(mod: Mod) -> None:
-    mod.connect("Alice")
-    bob_c, _bob = mod.connect("Bob")
-    _root_c, root = mod.connect("root")
+    mod.member("Alice")
+    bob_c, _bob = mod.member("Bob")
+    _root_c, root = mod.member("root")
     root.oper = "root"
     mod.say(root, "/kick Bob spam")
     assert bob_c.lines() == ["* You were kicked from #dev by root (spam)"]
@@ -249,8 +268,8 @@ def test_a_server_operator_is_an_operator_everywhere(mod: Mod) -> None:
 
 
 def test_op_deop_voice_devoice_and_unchanged(mod: Mod) -> None:
-    alice_c, alice = mod.connect("Alice")
-    bob_c, _bob = mod.connect("Bob")
+    alice_c, alice = mod.member("Alice")
+    bob_c, _bob = mod.member("Bob")
     for line in ("/op Bob", "/op Bob", "/deop Bob", "/voice Bob", "/devoice Bob"):
         mod.say(alice, line)
     assert alice_c.lines() == [
@@ -266,9 +285,9 @@ def test_op_deop_voice_devoice_and_unchanged(mod: Mod) -> None:
 
 
 def test_kick(mod: Mod, log_events: list[LogEvent]) -> None:
-    alice_c, alice = mod.connect("Alice")
-    bob_c, bob = mod.connect("Bob")
-    carol_c, _ = mod.connect("Carol")
+    alice_c, alice = mod.member("Alice")
+    bob_c, bob = mod.member("Bob")
+    carol_c, _ = mod.member("Carol")
     mod.say(alice, "/kick Bob " + "x" * 300)
     reason = "x" * (REASON_MAX - 1) + "…"
     assert carol_c.lines() == [f"* Bob was kicked from #dev by Alice ({reason})"]
@@ -284,9 +303,9 @@ def test_kick(mod: Mod, log_events: list[LogEvent]) -> None:
 
 
 def test_ban_a_guest_by_address_kicks_and_keeps_out(mod: Mod) -> None:
-    alice_c, alice = mod.connect("Alice")
-    bob_c, bob = mod.connect("Bob", host="198.51.100.7")
-    _bob2_c, bob2 = mod.connect("Bobby", host="198.51.100.7")
+    alice_c, alice = mod.member("Alice")
+    bob_c, bob = mod.member("Bob", host="198.51.100.7")
+    _bob2_c, bob2 = mod.member("Bobby", host="198.51.100.7")
     mod.say(alice, "/ban Bob 1h flooding")
     assert alice_c.lines() == [
         "* Alice banned 198.51.100.7 from #dev for 1h (flooding)",
@@ -315,7 +334,7 @@ def test_ban_a_guest_by_address_kicks_and_keeps_out(mod: Mod) -> None:
 
 
 def test_ban_a_logged_in_nick_bans_the_account(mod: Mod) -> None:
-    alice_c, alice = mod.connect("Alice")
+    alice_c, alice = mod.member("Alice")
     _, bob = mod.registered("Bob")
     mod.say(alice, "/ban Bob")
     assert alice_c.lines()[0] == "* Alice banned account:Bob from #dev until lifted"
@@ -326,7 +345,7 @@ def test_ban_a_logged_in_nick_bans_the_account(mod: Mod) -> None:
 
 
 def test_bans_listing_is_bounded(mod: Mod) -> None:
-    alice_c, alice = mod.connect("Alice")
+    alice_c, alice = mod.member("Alice")
     for n in range(BANS_SHOWN + 5):
         mod.say(alice, f"/ban 203.0.113.{n}")
     alice_c.clear()
@@ -338,8 +357,8 @@ def test_bans_listing_is_bounded(mod: Mod) -> None:
 
 
 def test_mute_refuses_and_a_timed_mute_lifts_itself(mod: Mod) -> None:
-    alice_c, alice = mod.connect("Alice")
-    bob_c, bob = mod.connect("Bob")
+    alice_c, alice = mod.member("Alice")
+    bob_c, bob = mod.member("Bob")
     mod.say(alice, "/mute Bob 2s")
     assert bob_c.lines() == ["* Alice muted Bob in #dev for 2s"]
     bob_c.clear()
@@ -360,8 +379,8 @@ def test_mute_refuses_and_a_timed_mute_lifts_itself(mod: Mod) -> None:
 
 
 def test_unmute_and_an_untimed_mute(mod: Mod) -> None:
-    alice_c, alice = mod.connect("Alice")
-    _bob_c, _bob = mod.connect("Bob")
+    alice_c, alice = mod.member("Alice")
+    _bob_c, _bob = mod.member("Bob")
     mod.say(alice, "/mute Bob")
     mod.say(alice, "/unmute Bob")
     mod.say(alice, "/unmute Bob")
@@ -374,9 +393,9 @@ def test_unmute_and_an_untimed_mute(mod: Mod) -> None:
 
 
 def test_one_timer_per_room_at_the_next_expiry(mod: Mod) -> None:
-    alice_c, alice = mod.connect("Alice")
+    alice_c, alice = mod.member("Alice")
     for n in range(5):
-        mod.connect(f"u{n}")
+        mod.member(f"u{n}")
     for n, duration in enumerate(("1h", "10s", "5m", "30s", "2h")):
         mod.say(alice, f"/mute u{n} {duration}")
     timers = mod.server.moderation.timers
@@ -391,7 +410,7 @@ def test_one_timer_per_room_at_the_next_expiry(mod: Mod) -> None:
 
 
 def test_a_timed_ban_lifts_itself(mod: Mod) -> None:
-    alice_c, alice = mod.connect("Alice")
+    alice_c, alice = mod.member("Alice")
     mod.say(alice, "/ban 203.0.113.9 1m")
     alice_c.clear()
     mod.clock.advance(60)
@@ -399,7 +418,7 @@ def test_a_timed_ban_lifts_itself(mod: Mod) -> None:
 
 
 def test_a_room_that_empties_forgets_its_timer(mod: Mod) -> None:
-    _, alice = mod.connect("Alice")
+    _, alice = mod.member("Alice")
     mod.say(alice, "/ban 203.0.113.9 1m")
     timers = mod.server.moderation.timers
     assert len(timers) == 1
@@ -412,8 +431,8 @@ def test_a_room_that_empties_forgets_its_timer(mod: Mod) -> None:
 def test_without_a_call_later_a_mute_still_ends_on_time() -> None:
     """No timers (no reactor): the check compares with the time, no notice."""
     mod = make_mod(timers=False)
-    alice_c, alice = mod.connect("Alice")
-    _bob_c, bob = mod.connect("Bob")
+    alice_c, alice = mod.member("Alice")
+    _bob_c, bob = mod.member("Bob")
     mod.say(alice, "/mute Bob 2s")
     mod.clock.advance(2)
     alice_c.clear()
@@ -422,8 +441,8 @@ def test_without_a_call_later_a_mute_still_ends_on_time() -> None:
 
 
 def test_room_show(mod: Mod) -> None:
-    alice_c, alice = mod.connect("Alice")
-    bob_c, bob = mod.connect("Bob")
+    alice_c, alice = mod.member("Alice")
+    bob_c, bob = mod.member("Bob")
     mod.say(alice, "/room key blue-door")
     mod.clear_all()
     mod.say(bob, "/room")
@@ -436,7 +455,7 @@ def test_room_show(mod: Mod) -> None:
 
 def test_register_without_a_room_store_is_refused(mod: Mod) -> None:
     """(tests/test_registered_rooms.py has the rooms that are kept.)"""
-    alice_c, alice = mod.connect("Alice")
+    alice_c, alice = mod.member("Alice")
     mod.say(alice, "/room register")
     assert alice_c.lines() == [
         (
@@ -447,8 +466,8 @@ def test_register_without_a_room_store_is_refused(mod: Mod) -> None:
 
 
 def test_every_change_is_logged(mod: Mod, log_events: list[LogEvent]) -> None:
-    _, alice = mod.connect("Alice")
-    mod.connect("Bob")
+    _, alice = mod.member("Alice")
+    mod.member("Bob")
     mod.say(alice, "/mute Bob 5m")
     mod.say(alice, "/room limit 9")
     events = [
@@ -461,12 +480,12 @@ def test_every_change_is_logged(mod: Mod, log_events: list[LogEvent]) -> None:
 
 
 def test_invite_tells_the_inviter_of_a_ban(mod: Mod) -> None:
-    alice_c, alice = mod.connect("Alice")
-    _bob_c, _bob = mod.connect("Bob", host="198.51.100.8", room=None)
+    alice_c, alice = mod.member("Alice")
+    _bob_c, _bob = mod.member("Bob", host="198.51.100.8", room=None)
     mod.say(alice, "/ban 198.51.100.8")
     mod.say(alice, "/invite Bob")
     assert alice_c.lines()[-1].startswith("* Bob is banned from #dev (198.51.100.8)")
-    mod.connect("Carol")
+    mod.member("Carol")
     mod.say(alice, "/invite Carol")
     assert alice_c.lines()[-1] == "! usage: Carol is in #dev already."
 
@@ -474,8 +493,8 @@ def test_invite_tells_the_inviter_of_a_ban(mod: Mod) -> None:
 def test_a_server_operator_a_reload_removed_is_no_operator(mod: Mod) -> None:
     """Server operator rights are read from the live table, as /oper reads them."""
     mod.server.settings = attrs.evolve(mod.server.settings, operators=())
-    _, _alice = mod.connect("Alice")
-    bob_c, bob = mod.connect("Bob")
+    _, _alice = mod.member("Alice")
+    bob_c, bob = mod.member("Bob")
     bob.oper = "root"
     mod.say(bob, "/kick Alice")
     assert bob_c.lines()[0].startswith("! not-operator:")
@@ -508,8 +527,8 @@ def test_a_kick_in_a_busy_turn_keeps_the_order() -> None:
 
 
 def test_unmute_by_pattern_when_the_person_is_gone(mod: Mod) -> None:
-    alice_c, alice = mod.connect("Alice")
-    _, bob = mod.connect("Bob", host="198.51.100.9")
+    alice_c, alice = mod.member("Alice")
+    _, bob = mod.member("Bob", host="198.51.100.9")
     mod.say(alice, "/mute Bob")
     mod.server.disconnect(bob, "connection lost")
     mod.say(alice, "/unmute 198.51.100.9")
@@ -521,9 +540,9 @@ def test_unmute_by_pattern_when_the_person_is_gone(mod: Mod) -> None:
 
 
 def test_room_show_names_a_bounded_number_of_operators(mod: Mod) -> None:
-    alice_c, alice = mod.connect("Alice")
+    alice_c, alice = mod.member("Alice")
     for n in range(OPERATORS_SHOWN + 10):
-        mod.connect(f"u{n:03}")
+        mod.member(f"u{n:03}")
         mod.say(alice, f"/op u{n:03}")
     alice_c.clear()
     mod.say(alice, "/room")

@@ -38,7 +38,7 @@ class Rig(AccountsRig):
     rooms: Any = None
     pump: Any = None
 
-    def connect(
+    def member(
         self, nick: str, *, host: str | None = None, room: str | None = DEV
     ) -> tuple[RecordingClient, Participant]:
         client, participant = self.new_client(host, "tcp")
@@ -52,7 +52,7 @@ class Rig(AccountsRig):
         self, nick: str, *, room: str | None = DEV, host: str | None = None
     ) -> tuple[RecordingClient, Participant]:
         """A new client with a new account (``/register``), then in ``room``."""
-        client, participant = self.connect(nick, room=None, host=host)
+        client, participant = self.member(nick, room=None, host=host)
         self.say(participant, f"/register {PASSWORD}")
         self.run()
         assert participant.account is not None, client.lines()
@@ -64,7 +64,7 @@ class Rig(AccountsRig):
     def login(
         self, nick: str, *, host: str | None = None
     ) -> tuple[RecordingClient, Participant]:
-        client, participant = self.connect(f"{nick}_", room=None, host=host)
+        client, participant = self.member(f"{nick}_", room=None, host=host)
         self.say(participant, f"/login {nick} {PASSWORD}")
         self.run()
         assert participant.account is not None, client.lines()
@@ -123,7 +123,7 @@ def registered_dev(rig: Rig) -> tuple[RecordingClient, Participant]:
 
 def test_register_keeps_the_room_and_tells_it(rig: Rig) -> None:
     alice_c, alice = rig.account("Alice")
-    bob_c, _ = rig.connect("Bob")
+    bob_c, _ = rig.member("Bob")
     rig.say(alice, "/topic plans")
     rig.say(alice, "/room register")
     rig.run()
@@ -140,7 +140,7 @@ def test_register_keeps_the_room_and_tells_it(rig: Rig) -> None:
 
 
 def test_register_needs_an_operator_and_an_account(rig: Rig) -> None:
-    _, _alice = rig.connect("Alice")
+    _, _alice = rig.member("Alice")
     bob_c, bob = rig.account("Bob")
     rig.say(bob, "/room register")
     assert bob_c.lines() == [
@@ -149,7 +149,7 @@ def test_register_needs_an_operator_and_an_account(rig: Rig) -> None:
             "may use /room register."
         )
     ]
-    guest_c, guest = rig.connect("Guest", room="#guests")
+    guest_c, guest = rig.member("Guest", room="#guests")
     rig.say(guest, "/room register")
     assert guest_c.lines()[0].startswith("! not-logged-in:")
     assert len(rig.rooms) == 0
@@ -186,7 +186,7 @@ def test_the_stores_bounds_are_clear_errors_and_change_nothing(rig: Rig) -> None
 
 def test_drop_by_the_founder_or_a_server_operator_only(rig: Rig) -> None:
     alice_c, alice = registered_dev(rig)
-    bob_c, bob = rig.connect("Bob")
+    bob_c, bob = rig.member("Bob")
     rig.say(alice, "/op Bob")
     rig.clear_all()
     rig.say(bob, "/room drop")
@@ -202,7 +202,7 @@ def test_drop_by_the_founder_or_a_server_operator_only(rig: Rig) -> None:
 
 def test_a_server_operator_drops_a_room(rig: Rig) -> None:
     registered_dev(rig)
-    root_c, root = rig.connect("root")
+    root_c, root = rig.member("root")
     root.oper = "root"
     rig.say(root, "/room drop")
     rig.run()
@@ -216,7 +216,7 @@ def test_a_server_operator_drops_a_room(rig: Rig) -> None:
 def test_each_change_and_the_topic_reach_the_store(rig: Rig) -> None:
     _, alice = registered_dev(rig)
     _, bob = rig.account("Bob")
-    rig.connect("Carol")
+    rig.member("Carol")
     steps = [
         ("/op Bob", lambda r: r["operators"] == ["Bob"]),
         ("/deop Bob", lambda r: r["operators"] == []),
@@ -242,7 +242,7 @@ def test_each_change_and_the_topic_reach_the_store(rig: Rig) -> None:
 
 def test_an_unregistered_room_writes_nothing(rig: Rig) -> None:
     _, alice = rig.account("Alice")
-    rig.connect("Bob")
+    rig.member("Bob")
     rig.say(alice, "/ban account:Mallory")
     rig.say(alice, "/topic not kept")
     rig.run()
@@ -261,7 +261,7 @@ def test_an_empty_registered_room_stays_and_is_listed(rig: Rig) -> None:
     room = rig.server.rooms.get(DEV)
     assert room is not None
     assert not room.members
-    bob_c, bob = rig.connect("Bob", room=None)
+    bob_c, bob = rig.member("Bob", room=None)
     rig.say(bob, "/rooms")
     assert "* #dev (0 people): still here" in bob_c.lines()
     bob_c.clear()
@@ -291,7 +291,7 @@ def test_rooms_keeps_its_bound_with_empty_registered_rooms(rig: Rig) -> None:
         rig.say(alice, "/part")
     rig.run()
     assert len(rig.rooms) == 20
-    client, guest = rig.connect("Guest", room=None)
+    client, guest = rig.member("Guest", room=None)
     rig.say(guest, "/rooms")
     lines = client.lines()
     assert lines[0] == f"* {len(rig.server.rooms)} rooms:"
@@ -314,7 +314,7 @@ def test_a_registered_room_does_not_count_against_its_creators_address(
 
 def test_a_timed_mute_in_a_room_that_emptied_lifts_after_a_rejoin(rig: Rig) -> None:
     _, alice = registered_dev(rig)
-    carol_c, carol = rig.connect("Carol", host="192.0.2.77")
+    carol_c, carol = rig.member("Carol", host="192.0.2.77")
     rig.say(alice, "/mute Carol 1m")
     rig.say(carol, "/part")
     rig.say(alice, "/part")
@@ -338,7 +338,7 @@ def _moderate(rig: Rig) -> None:
     _, alice = registered_dev(rig)
     _, bob = rig.account("Bob")
     rig.account("Mallory")
-    rig.connect("Carol", host="192.0.2.77")
+    rig.member("Carol", host="192.0.2.77")
     for line in (
         "/op Bob",
         "/ban Mallory",
@@ -360,7 +360,7 @@ def _check_after_restart(again: Rig) -> None:
     assert room.topic == "survives"
     assert room.rules is not None
     assert room.rules.settings.limit == 5
-    guest_c, guest = again.connect("Guest", room=None)
+    guest_c, guest = again.member("Guest", room=None)
     again.say(guest, "/rooms")
     assert "* #dev (0 people): survives" in guest_c.lines()
     # The founder is an operator again, by account.
@@ -376,7 +376,7 @@ def _check_after_restart(again: Rig) -> None:
     assert mallory_c.lines() == [mallory_c.lines()[0]]
     assert mallory_c.lines()[0].startswith("! banned:")
     # The mute holds the address, and ends on time.
-    carol_c, carol = again.connect("Carol", host="192.0.2.77", room="#dev blue")
+    carol_c, carol = again.member("Carol", host="192.0.2.77", room="#dev blue")
     again.say(carol, "hi")
     assert carol_c.lines()[0].startswith("! muted:")
     again.clock.advance(600)
@@ -438,7 +438,7 @@ def test_a_room_whose_founder_account_is_gone_is_dropped_at_start(rig: Rig) -> N
 
 def test_a_deleted_founder_drops_their_rooms(rig: Rig) -> None:
     _, alice = registered_dev(rig)
-    bob_c, _ = rig.connect("Bob")
+    bob_c, _ = rig.member("Bob")
     rig.say(alice, "/join #empty")
     rig.say(alice, "/room register")
     rig.say(alice, "/part")
@@ -461,7 +461,7 @@ def test_a_deleted_founder_drops_their_rooms(rig: Rig) -> None:
 def test_unregister_drops_the_rooms_the_account_founded(rig: Rig) -> None:
     """A new account of the same name must not inherit the old one's rooms."""
     _, alice = registered_dev(rig)
-    bob_c, _ = rig.connect("Bob")
+    bob_c, _ = rig.member("Bob")
     rig.say(alice, f"/unregister {PASSWORD}")
     rig.run()
     assert len(rig.rooms) == 0

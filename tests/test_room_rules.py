@@ -7,6 +7,7 @@ rule and error code, the bounds, expiry on plain float times, the
 
 from __future__ import annotations
 
+import collections.abc
 import json
 
 import pytest
@@ -651,9 +652,37 @@ def test_the_longest_present_member_who_is_not_muted_becomes_operator(
     )
 
 
+def test_a_plain_room_promotes_no_one(rules: RoomRules, alice: Participant) -> None:
+    """As IRC: nothing is set that needs an operator, so no heir and no line."""
+    bob = person("bob")
+    assert rules.member_left(alice, [bob], 0.0) is None
+    assert not rules.is_operator(bob)
+
+
+@pytest.mark.parametrize(
+    "restrict",
+    [
+        lambda rules: rules.configure("invite-only", "on"),
+        lambda rules: rules.configure("key", "sesame"),
+        lambda rules: rules.configure("limit", "5"),
+        lambda rules: rules.configure("topic-lock", "on"),
+        lambda rules: rules.mute(person("troll", "192.0.2.9"), None, "alice", 0.0),
+    ],
+)
+def test_anything_set_makes_an_heir(
+    rules: RoomRules,
+    alice: Participant,
+    restrict: collections.abc.Callable[[RoomRules], object],
+) -> None:
+    restrict(rules)
+    bob = person("bob")
+    assert rules.member_left(alice, [bob], 0.0) == Change("auto-op", "bob")
+
+
 def test_no_one_is_promoted_while_an_operator_remains(
     rules: RoomRules, alice: Participant
 ) -> None:
+    rules.configure("moderated", "on")
     bob, carol = person("bob"), person("carol")
     rules.op(bob)
     assert rules.member_left(alice, [bob, carol], 0.0) is None
@@ -665,6 +694,7 @@ def test_no_one_is_promoted_while_an_operator_remains(
 
 
 def test_nobody_left_to_promote(rules: RoomRules, alice: Participant) -> None:
+    rules.configure("moderated", "on")
     muted = person("muted")
     rules.mute(muted, None, "alice", 0.0)
     assert rules.member_left(alice, [muted], 0.0) is None

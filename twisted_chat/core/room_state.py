@@ -19,15 +19,18 @@ of those opped while logged in), which survive leaving and restarts.
 Server operators are operators of every room; the caller says who is one.
 
 The last operator.  When the last operator of an unregistered room leaves,
-its longest-present member who is not muted becomes operator
-(:meth:`RoomState.member_left`).  IRC leaves such a room without one, and
-its users know the cost: a moderated or muted room nobody can unmute until
-everybody leaves, which is why IRC networks grew services.  The longest
-present is the member the room has known longest, a rule anyone can
-predict from ``/who``'s order; a muted member is passed over so a mute
-cannot be lifted by the person under it.  A server operator present counts
-as an operator.  A registered room promotes no one: its operators are
-accounts and come back.
+the room is left without one, as IRC leaves it, unless something is set
+that only an operator can undo (a setting, a ban, a mute): then its
+longest-present member who is not muted becomes operator
+(:meth:`RoomState.member_left`).  A plain room is as usable without an
+operator as with one, and its members see no extra line; a moderated,
+invite-only, keyed, limited or muted room without one would be stuck
+until everybody left, which is why IRC networks grew services.  The
+longest present is the member the room has known longest, a rule anyone
+can predict from ``/who``'s order; a muted member is passed over so a
+mute cannot be lifted by the person under it.  A server operator present
+counts as an operator.  A registered room promotes no one: its operators
+are accounts and come back.
 
 Persistence (:meth:`RoomState.to_dict`): founder and operator accounts by
 name (keys are derived again on loading, as ban patterns are), settings,
@@ -148,7 +151,8 @@ class RoomState:
         ``participant`` left (part, kick, quit: ``gone`` set first, as
         ``ChatServer.disconnect`` does); ``remaining`` are the members after,
         in the order they joined.  An ``auto-op`` change names whom
-        the room made operator, if it lost its last (see the module docstring).
+        the room made operator, if it lost its last while something is set
+        (see the module docstring).
         """
         was_operator = participant in self.operators
         self.operators.discard(participant)
@@ -158,7 +162,7 @@ class RoomState:
         # it) but not the connection: a gone participant is nobody's to mute.
         if participant.gone and self.mutes.left(participant):
             self._refresh()
-        if not was_operator or self.registered:
+        if not was_operator or self.registered or not self._needs_operator():
             return None
         others = [m for m in remaining if m is not participant and not m.gone]
         if any(m.oper is not None or self.is_operator(m) for m in others):
@@ -168,6 +172,10 @@ class RoomState:
                 self.operators.add(member)
                 return Change("auto-op", member.nick.display)
         return None
+
+    def _needs_operator(self) -> bool:
+        """Whether something is set that only an operator can undo."""
+        return bool(len(self.bans) or len(self.mutes) or not self.settings.default)
 
     def expire(self, now: float) -> list[Change]:
         """Lift the bans and mutes ended by ``now``: ``ban-ended``, ``mute-ended``."""
