@@ -7,15 +7,19 @@ from twisted.internet.task import Clock
 
 from twisted_chat.core.bans import (
     BAN_LIST_SIZE,
-    MAX_DURATION,
+    LABEL_MAX,
     Ban,
     BanList,
     TooManyBans,
+    hidden_address,
+    looks_like_nick,
+    parse_pattern,
+)
+from twisted_chat.core.durations import (
+    MAX_DURATION,
     format_left,
     looks_like_duration,
-    looks_like_nick,
     parse_duration,
-    parse_pattern,
 )
 from twisted_chat.core.errors import BadUsage, InvalidName
 from twisted_chat.core.names import name_key
@@ -310,3 +314,25 @@ def test_load_skips_what_ended_while_stored_and_keeps_the_bound() -> None:
     ]
     bans = BanList.load(stored, now=20, capacity=2)
     assert [b.pattern.text for b in bans.bans()] == ["192.0.2.2", "192.0.2.3"]
+
+
+def test_a_hidden_address_is_stored_with_its_label_and_read_back() -> None:
+    """The address is kept (so the ban holds) and its label shown, after a restart."""
+    pattern = hidden_address("198.51.100.7", "bob")
+    ban = Ban(pattern, "alice", "spam", 10.0, None)
+    row = ban.to_dict()
+    assert row["pattern"] == "198.51.100.7"
+    assert row["label"] == "bob (by address)"
+    again = Ban.from_dict(row)
+    assert again.pattern == pattern
+    assert again.pattern.text == "bob (by address)"
+    assert again.describe(11.0).startswith("bob (by address) by alice")
+
+
+def test_a_row_without_a_label_or_with_a_bad_one_shows_the_pattern() -> None:
+    plain = Ban(parse_pattern("203.0.113.0/24"), "alice", "", 0.0, None).to_dict()
+    assert "label" not in plain
+    assert Ban.from_dict(plain).pattern.text == "203.0.113.0/24"
+    for label in ("", "x" * (LABEL_MAX + 1), 7):
+        row = {**plain, "label": label}
+        assert Ban.from_dict(row).pattern.text == "203.0.113.0/24"

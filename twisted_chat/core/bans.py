@@ -22,26 +22,21 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
-import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Final, Literal
 
 from attrs import define, field, frozen
 
+from .durations import format_left
 from .errors import BadUsage, ChatError
 from .names import Nick
 
 #: Bans one list holds at most (a room's, or the server's).
 BAN_LIST_SIZE: Final = 1_000
-#: The longest ban with a duration; longer ones are bans until lifted.
-MAX_DURATION: Final = 365 * 86_400
 #: The widest blocks a ban may cover: /8 of IPv4, /16 of IPv6.
 MIN_PREFIX: Final = {4: 8, 6: 16}
 
-_UNITS: Final = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
-_DURATION: Final = re.compile(r"(?:[0-9]{1,6}[smhdw])+")
-_DURATION_PART: Final = re.compile(r"([0-9]{1,6})([smhdw])")
 _ACCOUNT: Final = "account:"
 
 Kind = Literal["account", "address", "network"]
@@ -67,6 +62,40 @@ class BanPattern:
     kind: Kind
     key: str
     text: str = field(eq=False)
+
+
+#: A label a stored ban or mute may carry, at most (a nickname and a suffix).
+LABEL_MAX: Final = 64
+
+
+def hidden_address(key: str, nick: str) -> BanPattern:
+    """
+    The address pattern of a nick ban on a guest, shown as ``NICK (by
+    address)``: a room operator bans the person without learning their
+    address (only server operators see addresses).
+    """
+    return BanPattern("address", key, f"{nick} (by address)")
+
+
+def pattern_source(pattern: BanPattern) -> str:
+    """The text that parses back to ``pattern`` (its ``text`` may be a label)."""
+    return pattern.text if pattern.kind == "account" else pattern.key
+
+
+def stored_pattern(pattern: BanPattern) -> dict[str, str]:
+    """A pattern as a storage layer keeps it: the source, and a label if any."""
+    source = pattern_source(pattern)
+    if pattern.text == source:
+        return {"pattern": source}
+    return {"pattern": source, "label": pattern.text}
+
+
+def read_pattern(source: str, label: object) -> BanPattern:
+    """:func:`stored_pattern` read back: parsed again, its label kept if sane."""
+    pattern = parse_pattern(source)
+    if isinstance(label, str) and 0 < len(label) <= LABEL_MAX:
+        return BanPattern(pattern.kind, pattern.key, label)
+    return pattern
 
 
 def address_key(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -137,44 +166,6 @@ def parse_pattern(text: str) -> BanPattern:
     return BanPattern("network", str(network), str(network))
 
 
-def looks_like_duration(text: str) -> bool:
-    """Whether ``text`` is meant as a duration (``30m``, ``1h30m``)."""
-    return _DURATION.fullmatch(text.lower()) is not None
-
-
-def parse_duration(text: str) -> int:
-    """
-    ``90s``, ``30m``, ``12h``, ``7d``, ``2w`` or a sum like ``1h30m``, in seconds.
-
-    :raises BadUsage: another shape, zero, or more than :data:`MAX_DURATION`.
-    """
-    lowered = text.lower()
-    if _DURATION.fullmatch(lowered) is None:
-        raise BadUsage(f"{text[:40]!r} is not a duration; say 90s, 30m, 12h or 7d.")
-    seconds = sum(
-        int(number) * _UNITS[unit] for number, unit in _DURATION_PART.findall(lowered)
-    )
-    if not 0 < seconds <= MAX_DURATION:
-        raise BadUsage(
-            f"A duration is 1s to {MAX_DURATION // 86_400}d; leave it out for "
-            "a ban until lifted."
-        )
-    return seconds
-
-
-def format_left(seconds: float) -> str:
-    """``3d 4h``, ``12m``, ``40s``: the two largest units of what is left."""
-    left = max(0, int(seconds + 0.999))
-    parts: list[str] = []
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
-        if left >= size or (unit == "s" and not parts):
-            parts.append(f"{left // size}{unit}")
-            left %= size
-        if len(parts) == 2:
-            break
-    return " ".join(parts)
-
-
 @frozen
 class Ban:
     """One ban: what it matches, who set it and why, and when it ends (None: never)."""
@@ -192,7 +183,7 @@ class Ban:
     def to_dict(self) -> dict[str, str | float | None]:
         """The ban as plain values, for a storage layer."""
         return {
-            "pattern": self.pattern.text,
+            **stored_pattern(self.pattern),
             "set_by": self.set_by,
             "reason": self.reason,
             "set_at": self.set_at,
@@ -219,7 +210,8 @@ class Ban:
         ):
             raise ValueError(f"not a ban record: {dict(data)!r}")
         ends = None if ends is None else float(ends)
-        return cls(parse_pattern(pattern), set_by, reason, float(set_at), ends)
+        parsed = read_pattern(pattern, data.get("label"))
+        return cls(parsed, set_by, reason, float(set_at), ends)
 
     def describe(self, now: float) -> str:
         """One line of /bans: pattern, who, until when, why."""

@@ -27,13 +27,26 @@ from twisted.logger import Logger
 
 from twisted_chat.core import lines
 from twisted_chat.core import room_commands as rc
-from twisted_chat.core.bans import BanPattern, looks_like_nick, parse_pattern
+from twisted_chat.core.bans import (
+    BanPattern,
+    hidden_address,
+    looks_like_nick,
+    parse_pattern,
+)
 from twisted_chat.core.bounds import LOOKED_AT_PER_LINE
 from twisted_chat.core.errors import BadUsage, NotInRoom, UnknownCommand
 from twisted_chat.core.membership import current_room
 from twisted_chat.core.registered_rooms import RegisteredRooms
-from twisted_chat.core.room_records import Change, invitation, kick_notices, notice_for
-from twisted_chat.core.room_rules import RoomRules, pattern_for
+from twisted_chat.core.room_records import (
+    Change,
+    ban_listing,
+    invitation,
+    kick_notices,
+    notice_for,
+    unchanged,
+)
+from twisted_chat.core.room_rules import RoomRules
+from twisted_chat.core.room_tables import pattern_for
 from twisted_chat.core.room_timers import RoomTimers
 from twisted_chat.core.server_bans import clip
 
@@ -51,16 +64,6 @@ BANS_SHOWN = 30
 
 #: Operators ``/room`` names at most.
 OPERATORS_SHOWN = 100
-
-#: What an operator is told when a command changed nothing.
-_UNCHANGED = {
-    "op": "{nick} is an operator of {room} already.",
-    "deop": "{nick} is not an operator of {room}.",
-    "voice": "{nick} has a voice in {room} already.",
-    "devoice": "{nick} has no voice in {room}.",
-    "unmute": "{nick} is not muted in {room}.",
-    "unban": "There is no ban on {nick} in {room}.",
-}
 
 
 class ModerationCommands:
@@ -225,7 +228,7 @@ class ModerationCommands:
                     members=list(room.members),
                 )
             case rc.Unban(text):
-                return rules.unban(self._pattern(text), now)
+                return rules.unban(self._banned_pattern(rules, text), now)
             case rc.Mute(nick, duration):
                 target = self._member(room, nick)
                 return rules.mute(target, duration, by, now, self._account_name(target))
@@ -282,6 +285,16 @@ class ModerationCommands:
             )
         return pattern
 
+    def _banned_pattern(self, rules: RoomRules, text: str) -> BanPattern:
+        """What ``/unban`` names: a pattern, or a nick banned by address."""
+        if not looks_like_nick(text):
+            return parse_pattern(text)
+        label = hidden_address("", text).text
+        for ban in rules.bans.bans():  # at most ROOM_BAN_LIST_SIZE, rarely
+            if ban.pattern.text.casefold() == label.casefold():
+                return ban.pattern
+        return self._pattern(text)
+
     def _invite(
         self, participant: Participant, room: Room, rules: RoomRules, nick: str
     ) -> None:
@@ -326,20 +339,8 @@ class ModerationCommands:
         now = server.seconds()
         rules.bans.expire(now)
         bans = rules.bans.bans()
-        if not bans:
-            self._tell(participant, f"No bans in {room.name.display}.")
-            return
-        shown = bans[-BANS_SHOWN:][::-1]
-        header = lines.counted(len(bans), "ban", "bans") + f" in {room.name.display}"
-        if len(shown) < len(bans):
-            header += f", the {len(shown)} newest"
-        reply = [lines.notice(header + ":")]
-        reply.extend(lines.notice(ban.describe(now)) for ban in shown)
-        rest = len(bans) - len(shown)
-        if rest:
-            more = lines.counted(rest, "older ban", "older bans")
-            reply.append(lines.notice(f"... and {more}; /unban lifts one."))
-        self._reply(participant, reply, len(bans))
+        texts = ban_listing(bans, room.name.display, now, BANS_SHOWN)
+        self._reply(participant, [lines.notice(text) for text in texts], len(bans))
 
     def _reply(self, participant: Participant, reply: list[bytes], looked: int) -> None:
         participant.client.send(b"".join(reply))
@@ -354,8 +355,7 @@ class ModerationCommands:
         nick = getattr(command, "nick", "") or getattr(command, "pattern", "")
         if kind != "unban" and looks_like_nick(nick):
             nick = self._server.directory.find(nick).nick.display
-        text = _UNCHANGED.get(kind, "Nothing changed in {room}: it was so already.")
-        self._tell(participant, text.format(nick=nick, room=room.name.display))
+        self._tell(participant, unchanged(kind, nick, room.name.display))
 
     def _tell(self, participant: Participant, text: str) -> None:
         participant.client.send(lines.notice(text))

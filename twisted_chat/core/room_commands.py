@@ -24,7 +24,7 @@ from typing import Literal
 
 from attrs import field, frozen
 
-from .bans import looks_like_duration, parse_duration
+from .durations import looks_like_duration, parse_duration
 from .errors import BadUsage
 from .room_help import (
     ALIASES,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .bans import MAX_DURATION
+from .durations import MAX_DURATION
 
 #: The longest room key, in characters.
 KEY_MAX: Final = 32

@@ -34,10 +34,12 @@ __all__ = [
     "ChangeKind",
     "RoomSettings",
     "SettingValue",
+    "ban_listing",
     "invitation",
     "kick_notices",
     "notice_for",
     "parse_setting",
+    "unchanged",
 ]
 
 #: The most members ``/room limit`` takes (the server's default client cap).
@@ -257,3 +259,36 @@ def kick_notices(nick: str, by_nick: str, room: str, reason: str) -> tuple[str, 
 def invitation(by_nick: str, room: str) -> str:
     """What the invitee is told (``/invite NICK``: "NICK is told")."""
     return f"{by_nick} invites you to {room}; /join {room} to accept."
+
+
+def ban_listing(bans: list[Ban], room: str, now: float, shown_max: int) -> list[str]:
+    """``/bans``' lines: the newest ``shown_max`` first, and how many more."""
+    if not bans:
+        return [f"No bans in {room}."]
+    shown = bans[-shown_max:][::-1]
+    header = f"{len(bans)} ban{'' if len(bans) == 1 else 's'} in {room}"
+    if len(shown) < len(bans):
+        header += f", the {len(shown)} newest"
+    listing = [header + ":", *(ban.describe(now) for ban in shown)]
+    rest = len(bans) - len(shown)
+    if rest:
+        more = f"{rest} older ban{'' if rest == 1 else 's'}"
+        listing.append(f"... and {more}; /unban lifts one.")
+    return listing
+
+
+#: What an operator is told when a command changed nothing.
+_UNCHANGED: Final = {
+    "op": "{nick} is an operator of {room} already.",
+    "deop": "{nick} is not an operator of {room}.",
+    "voice": "{nick} has a voice in {room} already.",
+    "devoice": "{nick} has no voice in {room}.",
+    "unmute": "{nick} is not muted in {room}.",
+    "unban": "There is no ban on {nick} in {room}.",
+}
+
+
+def unchanged(kind: str, nick: str, room: str) -> str:
+    """What an operator is told when ``kind`` (``op``, ``unban``...) changed nothing."""
+    text = _UNCHANGED.get(kind, "Nothing changed in {room}: it was so already.")
+    return text.format(nick=nick, room=room)

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING
 
 from attrs import define
 
-from .bans import Ban, BanList, BanPattern, format_left
+from .bans import Ban, BanList, BanPattern
+from .durations import format_left
 from .errors import (
     BadKey,
     BadUsage,
@@ -54,7 +55,8 @@ from .errors import (
 )
 from .room_records import Change, SettingValue, parse_setting
 from .room_state import OPERATOR_ACCOUNTS_MAX, ROOM_BAN_LIST_SIZE, RoomState
-from .room_tables import Mute, StoredRules, account_name, matches, pattern_for
+from .room_stored import StoredRules
+from .room_tables import Mute, account_name, matches, pattern_for
 from .server_bans import clip
 
 if TYPE_CHECKING:
@@ -66,7 +68,6 @@ __all__ = [
     "ROOM_BAN_LIST_SIZE",
     "RoomRules",
     "account_name",
-    "pattern_for",
 ]
 
 

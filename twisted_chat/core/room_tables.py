@@ -1,6 +1,6 @@
 """
 The tables a room's rules hold beside its ban list: mutes and invitations,
-each bounded, and the room's stored form.
+each bounded.
 
 Apart from :mod:`twisted_chat.core.room_rules` as
 :class:`~twisted_chat.core.bans.BanList` is: how a table matches, bounds
@@ -12,16 +12,20 @@ who may do what.  Whom a nick ban or mute holds is decided once, here
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Final, TypeGuard, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final, TypeGuard
 
 from attrs import define, field, frozen
-from twisted.logger import Logger
 
-from .bans import Ban, BanPattern, address_key, format_left, parse_pattern
-from .errors import BadUsage, ChatError
-from .names import name_key
-from .room_records import RoomSettings
+from .bans import (
+    BanPattern,
+    address_key,
+    hidden_address,
+    read_pattern,
+    stored_pattern,
+)
+from .durations import format_left
+from .errors import BadUsage
 
 if TYPE_CHECKING:
     from .room import Participant
@@ -32,7 +36,6 @@ __all__ = [
     "InviteList",
     "Mute",
     "MuteList",
-    "StoredRules",
     "TooManyMutes",
     "account_name",
     "matches",
@@ -43,9 +46,6 @@ __all__ = [
 MUTE_LIST_SIZE: Final = 100
 #: Unused invitations one room keeps (the oldest go first).
 INVITE_LIST_SIZE: Final = 100
-
-_log = Logger(namespace="twisted_chat.room_rules")
-_T = TypeVar("_T")
 
 
 class TooManyMutes(BadUsage):
@@ -68,7 +68,7 @@ def pattern_for(participant: Participant, name: str = "") -> BanPattern | None:
     address = address_key(participant.host)
     if address is None:
         return None
-    return BanPattern("address", str(address), str(address))
+    return hidden_address(str(address), participant.nick.display)
 
 
 def account_name(participant: Participant, given: str = "") -> str:
@@ -134,13 +134,16 @@ class Mute:
 
     def to_dict(self) -> dict[str, str | float | None]:
         """As plain values (only mutes with a pattern are stored)."""
-        return {
-            "pattern": self.pattern.text if self.pattern is not None else None,
-            "shown": self.shown,
-            "set_by": self.set_by,
-            "set_at": self.set_at,
-            "expires_at": self.expires_at,
-        }
+        row: dict[str, str | float | None] = {"pattern": None}
+        if self.pattern is not None:
+            row.update(stored_pattern(self.pattern))
+        row.update(
+            shown=self.shown,
+            set_by=self.set_by,
+            set_at=self.set_at,
+            expires_at=self.expires_at,
+        )
+        return row
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Mute:
@@ -163,7 +166,7 @@ class Mute:
         if ends is not None and not _number(ends):
             raise ValueError(f"not a mute record: {dict(data)!r}")
         return cls(
-            parse_pattern(pattern),
+            read_pattern(pattern, data.get("label")),
             shown,
             set_by,
             float(set_at),
@@ -326,73 +329,3 @@ def _keys(participant: Participant) -> tuple[Participant | str, ...]:
     if participant.account is None:
         return (participant,)
     return (participant, "account:" + participant.account)
-
-
-@define
-class StoredRules:
-    """The persistent part of a room's rules, as read back from plain values."""
-
-    founder: str | None = None
-    founder_name: str = ""
-    operator_accounts: dict[str, str] = field(factory=dict)
-    settings: RoomSettings = field(factory=RoomSettings)
-    bans: list[Ban] = field(factory=list)
-    mutes: list[Mute] = field(factory=list)
-
-    @classmethod
-    def parse(
-        cls, data: Mapping[str, object], room: str, now: float, operators_max: int
-    ) -> StoredRules:
-        """
-        What ``data`` holds that still makes sense: unknown keys, records of
-        the wrong shape and bans or mutes ended by ``now`` are left out (the
-        bad ones logged).  Account keys are derived again from the names.
-        """
-        stored = cls()
-        founder = data.get("founder")
-        if isinstance(founder, str) and founder:
-            stored.founder, stored.founder_name = name_key(founder), founder
-        for name in _list(data.get("operators"))[:operators_max]:
-            if isinstance(name, str) and name and name_key(name) != stored.founder:
-                stored.operator_accounts[name_key(name)] = name
-        settings = data.get("settings")
-        if isinstance(settings, Mapping):
-            stored.settings = RoomSettings.from_dict(settings)
-        for row in _list(data.get("bans")):
-            ban = _read(Ban.from_dict, row, room)
-            if ban is not None and not ban.expired(now):
-                stored.bans.append(ban)
-        for row in _list(data.get("mutes")):
-            mute = _read(Mute.from_dict, row, room)
-            if (
-                mute is not None
-                and mute.pattern is not None
-                and mute.pattern.kind != "network"
-                and not mute.expired(now)
-            ):
-                stored.mutes.append(mute)
-        return stored
-
-
-def _list(value: object) -> list[object]:
-    return value if isinstance(value, list) else []
-
-
-def _read(
-    read: Callable[[Mapping[str, object]], _T], row: object, room: str
-) -> _T | None:
-    if not isinstance(row, Mapping):
-        _log.warn(
-            "a stored rule of {room} is not a record: {row!r}", room=room, row=row
-        )
-        return None
-    try:
-        return read(row)
-    except (ChatError, ValueError, KeyError, TypeError) as error:
-        _log.warn(
-            "a stored rule of {room} was left out ({error}): {row!r}",
-            room=room,
-            error=error,
-            row=dict(row),
-        )
-        return None

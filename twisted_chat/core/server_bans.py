@@ -28,13 +28,11 @@ from twisted_chat.core.bans import (
     BanList,
     BanPattern,
     address_key,
-    format_left,
-    looks_like_duration,
     looks_like_nick,
-    parse_duration,
     parse_pattern,
 )
 from twisted_chat.core.bounds import LOOKED_AT_PER_LINE
+from twisted_chat.core.durations import format_left, looks_like_duration, parse_duration
 from twisted_chat.core.errors import BadUsage, Banned
 
 if TYPE_CHECKING:
