@@ -30,12 +30,10 @@ from .room_help import (
     ALIASES,
     DETAILS,
     DURATION_HELP,
-    FLAGS,
     HELP,
-    KEY_MAX,
-    LIMIT_MAX,
     ROOM_USAGE,
 )
+from .room_records import FLAGS, KEY_MAX, LIMIT_MAX
 
 __all__ = [
     "ALIASES",

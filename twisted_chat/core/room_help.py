@@ -12,13 +12,7 @@ from __future__ import annotations
 from typing import Final
 
 from .durations import MAX_DURATION
-
-#: The longest room key, in characters.
-KEY_MAX: Final = 32
-#: The highest ``/room limit``.
-LIMIT_MAX: Final = 10_000
-#: The on/off settings of ``/room``.
-FLAGS: Final = ("moderated", "invite-only", "topic-lock")
+from .room_records import KEY_MAX, LIMIT_MAX
 
 _OPS = "(room operators)"
 

@@ -44,11 +44,11 @@ __all__ = [
 
 #: The most members ``/room limit`` takes (the server's default client cap).
 LIMIT_MAX: Final = 10_000
-#: The longest room key, in characters (as ``room_help.KEY_MAX``, the grammar's).
+#: The longest room key, in characters.
 KEY_MAX: Final = 32
 #: The settings ``/room NAME VALUE`` changes, as users spell them.
 SETTING_NAMES: Final = ("moderated", "invite-only", "topic-lock", "limit", "key")
-_FLAGS: Final = ("moderated", "invite-only", "topic-lock")
+FLAGS: Final = ("moderated", "invite-only", "topic-lock")
 
 ChangeKind = Literal[
     "op",
@@ -81,7 +81,7 @@ def parse_setting(name: str, value: str) -> tuple[str, SettingValue]:
     """
     setting, word = name.lower(), value.strip()
     off = word.lower() == "off"
-    if setting in _FLAGS:
+    if setting in FLAGS:
         if off or word.lower() == "on":
             return setting, not off
         raise BadUsage(f"Say /room {setting} on, or /room {setting} off.")
@@ -144,7 +144,7 @@ class RoomSettings:
 
     def describe(self, show_key: bool) -> str:
         """``moderated off, invite-only on, topic-lock off, limit 20, key set``."""
-        parts = [f"{flag} {_on_off(self.value(flag))}" for flag in _FLAGS]
+        parts = [f"{flag} {_on_off(self.value(flag))}" for flag in FLAGS]
         parts.append(f"limit {self.limit}" if self.limit is not None else "no limit")
         if self.key is None:
             parts.append("no key")
