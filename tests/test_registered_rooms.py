@@ -265,6 +265,9 @@ def test_an_empty_registered_room_stays_and_is_listed(rig: Rig) -> None:
     rig.say(bob, "/rooms")
     assert "* #dev (0 people): still here" in bob_c.lines()
     bob_c.clear()
+    rig.say(bob, "/who #dev")
+    assert bob_c.lines() == ["* Nobody is in #dev right now."]
+    bob_c.clear()
     rig.say(bob, "/join #dev")
     assert bob_c.lines()[0].startswith("! bad-key:")
     bob_c.clear()

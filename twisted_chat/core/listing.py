@@ -88,6 +88,8 @@ def who_reply(room: Room) -> list[bytes]:
     O(n) for a big room.
     """
     total = len(room.members)
+    if not total:  # a registered room, kept while empty
+        return [lines.notice(f"Nobody is in {room.name.display} right now.")]
     rules = room.rules
     if rules is None:
         names = (member.nick.display for member in room.members)
