@@ -62,6 +62,17 @@ class AccountsRig:
         client.clear()
         return client, participant
 
+    def member(
+        self, nick: str, *, host: str | None = None, room: str | None = "#dev"
+    ) -> tuple[RecordingClient, Participant]:
+        """A new TCP client named ``nick`` in ``room`` (its creator if first)."""
+        client, participant = self.new_client(host, "tcp")
+        self.say(participant, f"/nick {nick}")
+        if room is not None:
+            self.say(participant, f"/join {room}")
+        self.clear_all()
+        return client, participant
+
     def say(self, participant: Participant, line: str) -> None:
         self.server.receive(participant, line)
 

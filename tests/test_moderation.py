@@ -31,16 +31,6 @@ OPERATORS = (("root", "$argon2id$unused"),)
 class Mod(AccountsRig):
     """A chat with accounts and room timers on a Clock; lines go out at once."""
 
-    def member(
-        self, nick: str, *, host: str | None = None, room: str | None = "#dev"
-    ) -> tuple[RecordingClient, Participant]:
-        client, participant = self.new_client(host, "tcp")
-        self.say(participant, f"/nick {nick}")
-        if room is not None:
-            self.say(participant, f"/join {room}")
-        self.clear_all()
-        return client, participant
-
     def registered(self, nick: str) -> tuple[RecordingClient, Participant]:
         client, participant = self.member(nick, room=None)
         self.say(participant, f"/register {PASSWORD}")

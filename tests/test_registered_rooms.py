@@ -38,16 +38,6 @@ class Rig(AccountsRig):
     rooms: Any = None
     pump: Any = None
 
-    def member(
-        self, nick: str, *, host: str | None = None, room: str | None = DEV
-    ) -> tuple[RecordingClient, Participant]:
-        client, participant = self.new_client(host, "tcp")
-        self.say(participant, f"/nick {nick}")
-        if room is not None:
-            self.say(participant, f"/join {room}")
-        self.clear_all()
-        return client, participant
-
     def account(
         self, nick: str, *, room: str | None = DEV, host: str | None = None
     ) -> tuple[RecordingClient, Participant]:
