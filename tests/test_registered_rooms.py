@@ -22,6 +22,8 @@ from twisted_chat.accounts.sqlite import SqliteAccountStore
 from twisted_chat.accounts.store import MemoryAccountStore
 from twisted_chat.core.account_ports import AccountServices
 from twisted_chat.core.chat import ChatServer, Participant
+from twisted_chat.core.names import name_key
+from twisted_chat.core.room_ports import MAX_TOPIC_CHARS
 from twisted_chat.core.settings import Settings
 from twisted_chat.daemon.accounts import open_accounts
 from twisted_chat.testing import RecordingClient
@@ -473,3 +475,14 @@ def test_the_daemon_hands_the_accounts_files_rooms_to_the_core(tmp_path: Path) -
         assert services.rooms is services.store.rooms
     finally:
         services.store.close()
+
+
+def test_a_topic_longer_than_the_store_keeps_is_kept_cut(rig: Rig) -> None:
+    """With ``--max-line 65536`` a topic may outgrow the store's bound."""
+    _, alice = registered_dev(rig)
+    rig.say(alice, "/topic " + "x" * (MAX_TOPIC_CHARS + 100))
+    rig.run()
+    stored = rig.rooms.get(name_key(DEV))
+    assert stored is not None
+    assert stored.topic is not None
+    assert stored.topic.text == "x" * MAX_TOPIC_CHARS

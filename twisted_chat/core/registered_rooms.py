@@ -40,7 +40,12 @@ from twisted_chat.core.errors import (
 )
 from twisted_chat.core.names import RoomName
 from twisted_chat.core.room import Room
-from twisted_chat.core.room_ports import RegisteredRoom, RoomStore, RoomTopic
+from twisted_chat.core.room_ports import (
+    MAX_TOPIC_CHARS,
+    RegisteredRoom,
+    RoomStore,
+    RoomTopic,
+)
 from twisted_chat.core.room_records import Change
 from twisted_chat.core.room_rules import RoomRules
 
@@ -58,7 +63,7 @@ def topic_of(room: Room) -> RoomTopic | None:
     """``room``'s topic as the store keeps it (None: no topic)."""
     if not room.topic:
         return None
-    return RoomTopic(room.topic[:4096], room.topic_by, room.topic_at)
+    return RoomTopic(room.topic[:MAX_TOPIC_CHARS], room.topic_by, room.topic_at)
 
 
 class RegisteredRooms:
