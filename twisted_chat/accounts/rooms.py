@@ -144,11 +144,9 @@ class BaseRoomStore:
         done: Callable[[bool], None] | None = None,
     ) -> RegisteredRoom | Refusal:
         """`RoomStore.update`."""
-        if self._closed:
-            return Refusal.CLOSED
-        before = self._rooms.get(key)
-        if before is None:
-            return Refusal.NO_SUCH_ROOM
+        before = self._existing(key)
+        if isinstance(before, Refusal):
+            return before
         changes: dict[str, Any] = {}
         if rules is not KEEP:
             changes["rules"] = rules
@@ -163,13 +161,17 @@ class BaseRoomStore:
         self, key: str, done: Callable[[bool], None] | None = None
     ) -> RegisteredRoom | Refusal:
         """`RoomStore.drop`."""
-        if self._closed:
-            return Refusal.CLOSED
-        before = self._rooms.get(key)
-        if before is None:
-            return Refusal.NO_SUCH_ROOM
+        before = self._existing(key)
+        if isinstance(before, Refusal):
+            return before
         self._change(key, None, done)
         return before
+
+    def _existing(self, key: str) -> RegisteredRoom | Refusal:
+        """The room stored as ``key``, or why a change to it is refused."""
+        if self._closed:
+            return Refusal.CLOSED
+        return self._rooms.get(key) or Refusal.NO_SUCH_ROOM
 
     def close(self) -> None:
         """`RoomStore.close`: what is already sent is still written."""

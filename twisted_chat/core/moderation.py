@@ -39,10 +39,10 @@ from twisted_chat.core.membership import current_room
 from twisted_chat.core.registered_rooms import RegisteredRooms
 from twisted_chat.core.room_records import (
     Change,
-    ban_listing,
     invitation,
     kick_notices,
     notice_for,
+    room_ban_listing,
     unchanged,
 )
 from twisted_chat.core.room_rules import RoomRules
@@ -339,7 +339,7 @@ class ModerationCommands:
         now = server.seconds()
         rules.bans.expire(now)
         bans = rules.bans.bans()
-        texts = ban_listing(bans, room.name.display, now, BANS_SHOWN)
+        texts = room_ban_listing(bans, room.name.display, now, BANS_SHOWN)
         self._reply(participant, [lines.notice(text) for text in texts], len(bans))
 
     def _reply(self, participant: Participant, reply: list[bytes], looked: int) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from attrs import define, field, frozen
 
+from .ban_listing import ban_listing
 from .bans import Ban
 from .errors import BadUsage
 
@@ -34,11 +35,11 @@ __all__ = [
     "ChangeKind",
     "RoomSettings",
     "SettingValue",
-    "ban_listing",
     "invitation",
     "kick_notices",
     "notice_for",
     "parse_setting",
+    "room_ban_listing",
     "unchanged",
 ]
 
@@ -261,20 +262,19 @@ def invitation(by_nick: str, room: str) -> str:
     return f"{by_nick} invites you to {room}; /join {room} to accept."
 
 
-def ban_listing(bans: list[Ban], room: str, now: float, shown_max: int) -> list[str]:
-    """``/bans``' lines: the newest ``shown_max`` first, and how many more."""
-    if not bans:
-        return [f"No bans in {room}."]
-    shown = bans[-shown_max:][::-1]
-    header = f"{len(bans)} ban{'' if len(bans) == 1 else 's'} in {room}"
-    if len(shown) < len(bans):
-        header += f", the {len(shown)} newest"
-    listing = [header + ":", *(ban.describe(now) for ban in shown)]
-    rest = len(bans) - len(shown)
-    if rest:
-        more = f"{rest} older ban{'' if rest == 1 else 's'}"
-        listing.append(f"... and {more}; /unban lifts one.")
-    return listing
+def room_ban_listing(
+    bans: list[Ban], room: str, now: float, shown_max: int
+) -> list[str]:
+    """``/bans``' lines (:func:`~twisted_chat.core.ban_listing.ban_listing`)."""
+    return ban_listing(
+        bans,
+        now,
+        shown_max,
+        kind=("ban", "bans"),
+        where=f" in {room}",
+        empty=f"No bans in {room}.",
+        unban="/unban",
+    )
 
 
 #: What an operator is told when a command changed nothing.

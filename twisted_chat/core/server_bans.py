@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Final
 from twisted.logger import Logger
 
 from twisted_chat.core import lines
+from twisted_chat.core.ban_listing import ban_listing
 from twisted_chat.core.bans import (
     Ban,
     BanList,
@@ -212,19 +213,16 @@ class ServerBans:
         now = server.seconds()
         self.bans.expire(now)
         bans = self.bans.bans()
-        if not bans:
-            self._reply(participant, [lines.notice("No server bans.")])
-            return
-        shown = bans[-BANS_SHOWN:][::-1]
-        header = lines.counted(len(bans), "server ban", "server bans")
-        if len(shown) < len(bans):
-            header += f", the {len(shown)} newest"
-        reply = [lines.notice(header + ":")]
-        reply.extend(lines.notice(ban.describe(now)) for ban in shown)
-        rest = len(bans) - len(shown)
-        if rest:
-            more = lines.counted(rest, "older ban", "older bans")
-            reply.append(lines.notice(f"... and {more}; /serverunban lifts one."))
+        texts = ban_listing(
+            bans,
+            now,
+            BANS_SHOWN,
+            kind=("server ban", "server bans"),
+            where="",
+            empty="No server bans.",
+            unban="/serverunban",
+        )
+        reply = [lines.notice(text) for text in texts]
         self._reply(participant, reply, looked_at=len(bans))
 
     # -- helpers ----------------------------------------------------------------------
