@@ -35,7 +35,7 @@ from twisted_chat.core.bounds import (
     MAX_ROOMS_PER_GROUP,
 )
 from twisted_chat.core.budget import ReplyBudgets
-from twisted_chat.core.errors import BadUsage, ChatError, NotInRoom
+from twisted_chat.core.errors import BadUsage, ChatError
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.membership import Membership, current_room
 from twisted_chat.core.moderation import ModerationCommands
@@ -47,6 +47,7 @@ from twisted_chat.core.replay import Replay
 from twisted_chat.core.room import Participant, Room
 from twisted_chat.core.room_commands import MODERATION_COMMANDS
 from twisted_chat.core.settings import Settings
+from twisted_chat.core.speech import Speech
 
 if TYPE_CHECKING:
     from twisted_chat.core.account_ports import AccountServices
@@ -99,8 +100,6 @@ class ChatServer:
         self.store = store
         self.call_later = call_later
         self.outbox = Outbox(self._remember, defer, call_later)
-        # Bound once: the fan-out path calls it for every line.
-        self._say_in = self.outbox.say_in
         self.budgets = ReplyBudgets(seconds)
         self._replay = (
             Replay(store, self.budgets, seconds, self._remember)
@@ -121,6 +120,9 @@ class ChatServer:
         self.accounts = AccountCommands(self, accounts)
         self.operators = OperatorCommands(self, accounts)
         self.moderation = ModerationCommands(self, accounts)  # sets membership.hooks
+        self.speech = Speech(self)
+        # Bound once: plain text is most of the traffic.
+        self._say = self.speech.say
 
     # -- the transports' API -------------------------------------------------
 
@@ -275,9 +277,9 @@ class ChatServer:
             case commands.Who(room):
                 self._who(participant, room)
             case commands.Msg(target, text):
-                self._msg(participant, target, text)
+                self.speech.message(participant, target, text)
             case commands.Me(text):
-                self._me(participant, text)
+                self.speech.act(participant, current_room(participant), text)
             case commands.Topic(text):
                 topics.show_or_set(self, participant, text)
             case commands.Ping(token):
@@ -300,27 +302,6 @@ class ChatServer:
                 self.operators.dispatch(participant, command)
             case _ if isinstance(command, MODERATION_COMMANDS):
                 self.moderation.dispatch(participant, command)
-
-    def _say(self, participant: Participant, room: Room, text: str) -> None:
-        rules = room.rules
-        if rules is not None and rules.speech_restricted:
-            self.moderation.check_speech(participant, rules)
-        participant.last_active = self.seconds()
-        nick = participant.nick.display
-        self._say_in(
-            room, lines.room_message(room.name.display, nick, text), participant
-        )
-
-    def _me(self, participant: Participant, text: str) -> None:
-        room = current_room(participant)
-        rules = room.rules
-        if rules is not None and rules.speech_restricted:
-            self.moderation.check_speech(participant, rules)
-        participant.last_active = self.seconds()
-        nick = participant.nick.display
-        self._say_in(
-            room, lines.room_action(room.name.display, nick, text), participant
-        )
 
     def _remember(self, room: Room, said: bytes) -> None:
         """Hand what ``room`` heard this turn to the store, as it was sent.
@@ -361,22 +342,6 @@ class ChatServer:
         room = self.membership.find(participant, text)
         self.budgets.refuse_if_over(participant)
         self._reply(participant, listing.who_reply(room), looked_at=len(room.members))
-
-    def _msg(self, participant: Participant, target: str, text: str) -> None:
-        if target.startswith("#"):
-            name = RoomName.parse(target)
-            room = participant.rooms.get(name.key)
-            if room is None:
-                raise NotInRoom(
-                    f"You are not in {name.display}; /join {name.display} first."
-                )
-            self._say(participant, room, text)
-            return
-        recipient = self.directory.find(target)
-        participant.last_active = self.seconds()
-        if self.outbox.busy:
-            self.outbox.catch_up(recipient)
-        recipient.client.send(lines.private_message(participant.nick.display, text))
 
     def _history(self, participant: Participant, count: int | None) -> None:
         room = current_room(participant)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from twisted_chat.core.bounds import BUSY_ROOM, NOTICE_DELAY
 
 if TYPE_CHECKING:
+    from twisted_chat.core.events import RoomEvent
     from twisted_chat.core.room import Participant, Room
 
 
@@ -70,24 +71,27 @@ class Outbox:
         sender: Participant | None,
         *,
         notice: bool = False,
+        event: RoomEvent | None = None,
     ) -> None:
         """
         Queue a room line for the end of this turn, or send it now.
 
         ``sender`` does not get the line back.  A ``notice`` (join, quit,
         ...) is not history; in a busy room it may wait for the notice
-        timer.
+        timer.  ``event`` is the line as members of other wire formats get
+        it (:mod:`twisted_chat.core.events`); a caller builds it only when
+        ``room.foreign`` is set.
         """
         if self._defer is None:
             # Every line is its own flush here (tests, no reactor).
             self.messages += 1
             self.deliveries += len(room.members)
-            room.broadcast(data, sender)
+            room.broadcast(data, sender, event)
             if not notice:
                 self._remember(room, data)
             return
         # The fan-out's hot path: one call per line beyond this one.
-        room.hear(data, sender)
+        room.hear(data, sender, event)
         if (
             notice
             and self._call_later is not None

@@ -23,9 +23,12 @@ from typing import TYPE_CHECKING
 
 from attrs import define, field
 
+from twisted_chat.core.events import RoomNotice
+from twisted_chat.core.foreign import ForeignMembers, wire_format_of
 from twisted_chat.core.logs import RateLimitedLogger
 
 if TYPE_CHECKING:
+    from twisted_chat.core.events import RoomEvent
     from twisted_chat.core.flood import TokenBucket
     from twisted_chat.core.interfaces import IChatClient
     from twisted_chat.core.names import Nick, RoomName
@@ -99,6 +102,9 @@ class Room:
     caught_up: dict[Participant, int] = field(factory=dict)
     #: How many of ``pending`` the store has been given already.
     stored: int = 0
+    #: Members whose clients speak another format (IRC, web); None while
+    #: there are none, so a room of line users pays one ``is None`` a line.
+    foreign: ForeignMembers | None = None
     # Plain pairs, not records: the fan-out loop unpacks one per delivery,
     # and ``for member, send in`` a tuple of pairs is the cheapest such loop
     # CPython has; a record's attribute reads would cost every delivery.
@@ -110,7 +116,14 @@ class Room:
     def fanout(self) -> tuple[tuple[Participant, Send], ...]:
         """``(participant, send)`` pairs, so the fan-out loop does no lookups."""
         if self._stale:
-            self._fanout = tuple(self.members.items())
+            foreign = self.foreign
+            if foreign is None:
+                self._fanout = tuple(self.members.items())
+            else:
+                others = foreign.members
+                self._fanout = tuple(
+                    pair for pair in self.members.items() if pair[0] not in others
+                )
             self._stale = False
         return self._fanout
 
@@ -118,26 +131,58 @@ class Room:
         """Make ``participant`` a member, hearing only what is said from now on."""
         self.members[participant] = participant.client.send
         self._stale = True
-        if self.pending:
+        fmt = wire_format_of(participant)
+        if fmt is not None:
+            if self.foreign is None:
+                self.foreign = ForeignMembers()
+            self.foreign.add(participant, fmt, len(self.pending))
+        elif self.pending:
             self.caught_up[participant] = len(self.pending)
 
-    def hear(self, data: bytes, sender: Participant | None) -> None:
-        """Queue ``data`` for the end of the turn; ``sender`` does not get it back."""
-        self.pending.append((data, sender))
+    def hear(
+        self,
+        data: bytes,
+        sender: Participant | None,
+        event: RoomEvent | None = None,
+    ) -> None:
+        """
+        Queue ``data`` for the end of the turn; ``sender`` does not get it
+        back.  ``event`` is what members of other formats get (without
+        one, the line's text as a :class:`~twisted_chat.core.events.RoomNotice`).
+        """
+        pending = self.pending
+        pending.append((data, sender))
+        if self.foreign is not None:
+            self.foreign.hear(len(pending) - 1, event or _notice(data), sender)
 
     def remove(self, participant: Participant) -> None:
         """Drop ``participant``; nothing happens if they were not here."""
         if self.members.pop(participant, None) is not None:
             self._stale = True
             self.caught_up.pop(participant, None)
+            foreign = self.foreign
+            if foreign is not None:
+                foreign.remove(participant)
+                if not foreign.members:
+                    self.foreign = None
 
-    def broadcast(self, data: bytes, exclude: Participant | None) -> None:
+    def broadcast(
+        self,
+        data: bytes,
+        exclude: Participant | None,
+        event: RoomEvent | None = None,
+    ) -> None:
         """
         Hand the same bytes to every member but ``exclude``, now.
 
         One member's failure is logged and does not stop the others, as in
         ``twisted.words``' ``Group.receive``.
         """
+        self._send_all(data, exclude)
+        if self.foreign is not None:
+            self.foreign.now(self, event or _notice(data), exclude)
+
+    def _send_all(self, data: bytes, exclude: Participant | None) -> None:
         for member, send in self.fanout:
             if member is not exclude:
                 try:
@@ -148,6 +193,10 @@ class Room:
     def catch_up(self, member: Participant) -> None:
         """Give ``member`` now the pending lines they are owed, before a reply."""
         pending = self.pending
+        foreign = self.foreign
+        if foreign is not None and member in foreign.members:
+            foreign.catch_up(self, member, len(pending))
+            return
         start = self.caught_up.get(member, 0)
         if start >= len(pending) or member not in self.members:
             return
@@ -178,7 +227,7 @@ class Room:
             self.caught_up = {}
         if len(pending) == 1 and not caught_up:
             batch = pending[0][0]
-            self.broadcast(batch, pending[0][1])
+            self._send_all(batch, pending[0][1])
         else:
             batch = b"".join([data for data, _ in pending])
             special: set[Participant | None] = {sender for _, sender in pending}
@@ -196,6 +245,8 @@ class Room:
                     send(data)
                 except Exception:
                     self._delivery_failed(member)
+        if self.foreign is not None:
+            self.foreign.flush(self)
         # Usually all of it: no notices and nothing stored early.
         stored, self.stored = self.stored, 0
         messages = [data for data, _ in pending[stored:] if data[:1] == b"["]
@@ -229,3 +280,9 @@ def _messages(pending: list[Heard], start: int) -> bytes:
     notice with ``*``, so the line itself says which it is.
     """
     return b"".join([data for data, _ in pending[start:] if data[:1] == b"["])
+
+
+def _notice(data: bytes) -> RoomNotice:
+    """A line said without an event, for the other formats: its text."""
+    text = data.decode("utf-8", "replace").rstrip("\r\n")
+    return RoomNotice(text.removeprefix("* "))

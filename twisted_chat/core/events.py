@@ -1,0 +1,139 @@
+"""
+What a room hears, as values, for the wire formats other than the line
+protocol's (issue 15: IRC; later the web's JSON).
+
+The line protocol's bytes are made where an event happens (``lines``) and
+stay the fan-out's currency: a room of only line users never builds one of
+these.  Only when a room has members of another format
+(:class:`~twisted_chat.core.foreign.ForeignMembers`) does the speaker also
+hand over the event, and each format renders a turn's events once, for all
+of its members (:class:`WireFormat`).  Anything said without an event (a
+moderation notice, a server notice) reaches other formats as
+:class:`RoomNotice`, the text of its line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from attrs import frozen
+
+if TYPE_CHECKING:
+    from twisted_chat.core.room import Participant, Room
+
+__all__ = [
+    "Acted",
+    "Joined",
+    "Kicked",
+    "Left",
+    "Quit",
+    "Renamed",
+    "RoomEvent",
+    "RoomNotice",
+    "Said",
+    "TopicSet",
+    "WireFormat",
+]
+
+
+@frozen
+class Said:
+    """A message to the room; the speaker is the event's sender."""
+
+    text: str
+
+
+@frozen
+class Acted:
+    """``/me``: an action; the actor is the event's sender."""
+
+    text: str
+
+
+@frozen
+class Joined:
+    """``who`` joined the room."""
+
+    who: Participant
+
+
+@frozen
+class Left:
+    """``who`` left the room (``/part``), with an optional reason."""
+
+    who: Participant
+    reason: str = ""
+
+
+@frozen
+class Kicked:
+    """``who`` was removed from the room by ``by`` (None: by the server)."""
+
+    who: Participant
+    by: Participant | None
+    reason: str = ""
+
+
+@frozen
+class Quit:
+    """``who`` left the server; told once to each neighbour."""
+
+    who: Participant
+    reason: str
+
+
+@frozen
+class Renamed:
+    """``who`` is now known by their current nick; ``old`` was their nick."""
+
+    who: Participant
+    old: str
+
+
+@frozen
+class TopicSet:
+    """``who`` set the room's topic to ``text``."""
+
+    who: Participant
+    text: str
+
+
+@frozen
+class RoomNotice:
+    """A notice with no structure of its own: the line protocol's text."""
+
+    text: str
+
+
+RoomEvent = (
+    Said | Acted | Joined | Left | Kicked | Quit | Renamed | TopicSet | RoomNotice
+)
+
+
+class WireFormat(Protocol):
+    """
+    A way of writing room events other than the line protocol's.
+
+    A client of such a format has ``wire_format`` (this) and
+    ``send_wire(data)`` (bytes already in its format); ``send`` still takes
+    the core's direct replies as lines, for the transport to translate.
+    Members whose client has the same ``wire_format`` object share its
+    renderings: a transport gives clients with the same capabilities one
+    object.
+    """
+
+    #: Whether a sender gets their own events back (IRCv3 ``echo-message``).
+    echo: bool
+
+    def render(
+        self, room: Room, events: Sequence[tuple[RoomEvent, Participant | None]]
+    ) -> bytes:
+        """``events`` (each with its sender) as this format's bytes, for ``room``."""
+        ...
+
+    def render_private(
+        self, sender: Participant, recipient: Participant, text: str
+    ) -> bytes:
+        """A private message from ``sender`` to ``recipient``, in this format."""
+        ...

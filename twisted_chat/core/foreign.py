@@ -1,0 +1,131 @@
+"""
+The members of a room whose clients speak another wire format than the line
+protocol (IRC, web), and their fan-out.
+
+Kept apart from :class:`~twisted_chat.core.room.Room` so that a room of only
+line users carries none of it: ``room.foreign`` is None, and the hot path
+pays one ``is None`` test a line.  When a room has such members, every line
+it hears also brings its event (:mod:`twisted_chat.core.events`), and at
+the room's flush each format renders the turn's events once and hands the
+same bytes to all of its members; only a member who said something this
+turn (their own lines are left out, unless the format echoes) or who
+started mid-turn gets a rendering of their own, as line members get a join
+of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from attrs import define, field
+
+from twisted_chat.core.events import RoomEvent, WireFormat
+from twisted_chat.core.logs import RateLimitedLogger
+
+if TYPE_CHECKING:
+    from twisted_chat.core.room import Participant, Room
+
+__all__ = ["ForeignMembers", "wire_format_of"]
+
+_log = RateLimitedLogger()
+
+Send = Callable[[bytes], None]
+#: One event heard this turn: its place among the room's pending lines,
+#: the event, and who said it (None: everybody gets it).
+Pending = tuple[int, RoomEvent, "Participant | None"]
+
+
+def wire_format_of(participant: Participant) -> WireFormat | None:
+    """The participant's format (None: the line protocol)."""
+    fmt: WireFormat | None = getattr(participant.client, "wire_format", None)
+    return fmt
+
+
+@define(eq=False, slots=True)
+class ForeignMembers:
+    """One room's members of other formats, grouped by format, and their events."""
+
+    #: Each member's format and ``send_wire``, in the order they joined.
+    members: dict[Participant, tuple[WireFormat, Send]] = field(factory=dict)
+    #: What the room heard this turn, for them.
+    events: list[Pending] = field(factory=list)
+    #: Members who start later than the turn's first line: its index.
+    starts: dict[Participant, int] = field(factory=dict)
+
+    def add(self, participant: Participant, fmt: WireFormat, start: int) -> None:
+        client = participant.client
+        self.members[participant] = (fmt, client.send_wire)  # type: ignore[attr-defined]
+        if start:
+            self.starts[participant] = start
+
+    def remove(self, participant: Participant) -> None:
+        self.members.pop(participant, None)
+        self.starts.pop(participant, None)
+
+    def hear(self, index: int, event: RoomEvent, sender: Participant | None) -> None:
+        self.events.append((index, event, sender))
+
+    def flush(self, room: Room) -> None:
+        """Hand out the turn's events: one rendering per format, then each member's."""
+        events, self.events = self.events, []
+        starts, self.starts = self.starts, {}
+        if not events:
+            return
+        senders = {sender for _, _, sender in events}
+        everyone = [(event, sender) for _, event, sender in events]
+        rendered: dict[WireFormat, bytes] = {}
+        for member, (fmt, send) in list(self.members.items()):
+            if (member in senders and not fmt.echo) or member in starts:
+                data = self._render_for(
+                    room, member, fmt, events, starts.get(member, 0)
+                )
+            elif fmt in rendered:
+                data = rendered[fmt]
+            else:
+                data = rendered[fmt] = fmt.render(room, everyone)
+            if data:
+                self._send(room, member, send, data)
+
+    def catch_up(self, room: Room, member: Participant, upto: int) -> None:
+        """Give ``member`` now what the room heard before line ``upto``."""
+        entry = self.members.get(member)
+        if entry is None:
+            return
+        fmt, send = entry
+        start = self.starts.get(member, 0)
+        owed = [pending for pending in self.events if start <= pending[0] < upto]
+        self.starts[member] = upto
+        data = self._render_for(room, member, fmt, owed, 0)
+        if data:
+            self._send(room, member, send, data)
+
+    def now(self, room: Room, event: RoomEvent, sender: Participant | None) -> None:
+        """Send ``event`` at once (no end of turn: tests, a busy room's notice)."""
+        self.events.append((0, event, sender))
+        self.flush(room)
+
+    def _render_for(
+        self,
+        room: Room,
+        member: Participant,
+        fmt: WireFormat,
+        events: list[Pending],
+        start: int,
+    ) -> bytes:
+        own = [
+            (event, sender)
+            for index, event, sender in events
+            if index >= start and (sender is not member or fmt.echo)
+        ]
+        return fmt.render(room, own) if own else b""
+
+    def _send(self, room: Room, member: Participant, send: Send, data: bytes) -> None:
+        try:
+            send(data)
+        except Exception:
+            _log.failure(
+                "while delivering to {nick} in {room}",
+                nick=member.nick.display,
+                room=room.name.display,
+            )
