@@ -1,0 +1,225 @@
+"""
+Rooms with members of another wire format (core/events.py, core/foreign.py).
+
+A fake format stands in for IRC: it renders each event as ``name|kind|...``
+lines and counts its renderings, so the tests can hold the core to "each
+event rendered once per format and turn, the same bytes to every member of
+that format", while line members get exactly what they got before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from attrs import define, field
+from twisted.internet.task import Clock
+
+from twisted_chat.core.chat import ChatServer
+from twisted_chat.core.events import (
+    Acted,
+    Joined,
+    Left,
+    Quit,
+    Renamed,
+    RoomEvent,
+    RoomNotice,
+    Said,
+    TopicSet,
+)
+from twisted_chat.core.room import Participant, Room
+from twisted_chat.core.settings import Settings
+from twisted_chat.testing import RecordingClient
+
+
+@define(eq=False)
+class FakeFormat:
+    """Renders events as ``|``-separated lines and counts its renderings."""
+
+    name: str
+    echo: bool = False
+    renders: int = 0
+
+    def render(
+        self, room: Room, events: Sequence[tuple[RoomEvent, Participant | None]]
+    ) -> bytes:
+        self.renders += 1
+        out = []
+        for event, sender in events:
+            by = sender.nick.display if sender is not None else "-"
+            out.append(f"{self.name}|{room.name.display}|{by}|{_describe(event)}\n")
+        return "".join(out).encode()
+
+    def render_private(
+        self, sender: Participant, recipient: Participant, text: str
+    ) -> bytes:
+        to = recipient.nick.display
+        return f"{self.name}|PM|{sender.nick.display}>{to}|{text}\n".encode()
+
+
+def _describe(event: RoomEvent) -> str:
+    match event:
+        case Said(text) | Acted(text) | RoomNotice(text):
+            return f"{type(event).__name__}:{text}"
+        case Joined(who) | Left(who) | Quit(who) | Renamed(who) | TopicSet(who):
+            return f"{type(event).__name__}:{who.nick.display}"
+    return type(event).__name__
+
+
+@define(eq=False)
+class WireClient(RecordingClient):
+    """A client of a fake format: room bytes arrive in ``wire``."""
+
+    wire_format: FakeFormat | None = None
+    wire: list[bytes] = field(factory=list)
+
+    def send_wire(self, data: bytes) -> None:
+        self.wire.append(data)
+
+
+@define(eq=False)
+class Rig:
+    server: ChatServer
+    clock: Clock
+    clients: list[WireClient] = field(factory=list)
+
+    def connect(
+        self, nick: str, fmt: FakeFormat | None = None
+    ) -> tuple[WireClient, Participant]:
+        client = WireClient(peer=f"test {nick}", wire_format=fmt)
+        participant = self.server.connect(client, "")
+        self.say(participant, f"/nick {nick}")
+        self.say(participant, "/join #dev")
+        self.turn()
+        self.clients.append(client)
+        for each in self.clients:  # a test starts from silence
+            each.clear()
+            each.wire.clear()
+        return client, participant
+
+    def say(self, participant: Participant, line: str) -> None:
+        self.server.receive(participant, line)
+
+    def turn(self) -> None:
+        self.clock.advance(0)
+
+    def room(self) -> Room:
+        return self.server.rooms["#dev"]
+
+
+@pytest.fixture
+def rig() -> Rig:
+    clock = Clock()
+    server = ChatServer(
+        Settings(default_room=""),
+        clock.seconds,
+        defer=lambda f: clock.callLater(0, f),
+        call_later=clock.callLater,
+    )
+    return Rig(server, clock)
+
+
+def test_a_room_of_line_users_has_no_foreign_members(rig: Rig) -> None:
+    _, alice = rig.connect("alice")
+    bob_c, _ = rig.connect("bob")
+    assert rig.room().foreign is None
+    rig.say(alice, "hello")
+    rig.turn()
+    assert bob_c.lines() == ["[#dev] <alice> hello"]
+    assert rig.room().foreign is None
+
+
+def test_each_turn_is_rendered_once_per_format_for_all_its_members(rig: Rig) -> None:
+    irc = FakeFormat("irc")
+    alice_c, alice = rig.connect("alice")
+    one, _ = rig.connect("one", irc)
+    two, _ = rig.connect("two", irc)
+    line_c, _ = rig.connect("carol")
+    irc.renders = 0
+    rig.say(alice, "hello")
+    rig.say(alice, "/me waves")
+    rig.turn()
+    assert irc.renders == 1
+    assert one.wire == [b"irc|#dev|alice|Said:hello\nirc|#dev|alice|Acted:waves\n"]
+    assert two.wire[0] is one.wire[0]  # the very same bytes
+    assert line_c.lines() == ["[#dev] <alice> hello", "[#dev] * alice waves"]
+    assert one.lines() == two.lines() == []  # nothing in the line format
+    assert alice_c.lines() == []
+
+
+def test_a_foreign_sender_does_not_get_its_own_lines_unless_the_format_echoes(
+    rig: Rig,
+) -> None:
+    plain, echoing = FakeFormat("irc"), FakeFormat("irc+echo", echo=True)
+    one, one_p = rig.connect("one", plain)
+    two, _ = rig.connect("two", plain)
+    three, three_p = rig.connect("three", echoing)
+    line_c, _ = rig.connect("carol")
+    rig.say(one_p, "from one")
+    rig.say(three_p, "from three")
+    rig.turn()
+    assert one.wire == [b"irc|#dev|three|Said:from three\n"]
+    assert two.wire == [b"irc|#dev|one|Said:from one\nirc|#dev|three|Said:from three\n"]
+    assert three.wire == [
+        b"irc+echo|#dev|one|Said:from one\nirc+echo|#dev|three|Said:from three\n"
+    ]
+    assert line_c.lines() == ["[#dev] <one> from one", "[#dev] <three> from three"]
+
+
+def test_a_member_who_joins_mid_turn_gets_only_what_follows(rig: Rig) -> None:
+    irc = FakeFormat("irc")
+    _, alice = rig.connect("alice")
+    rig.say(alice, "before")
+    late = WireClient(peer="test late", wire_format=irc)
+    late_p = rig.server.connect(late, "")
+    rig.say(late_p, "/nick late")
+    rig.say(late_p, "/join #dev")
+    rig.say(alice, "after")
+    rig.turn()
+    assert late.wire == [b"irc|#dev|alice|Said:after\n"]
+
+
+def test_a_direct_reply_does_not_overtake_the_room(rig: Rig) -> None:
+    irc = FakeFormat("irc")
+    _, alice = rig.connect("alice")
+    one, one_p = rig.connect("one", irc)
+    rig.say(alice, "first")
+    rig.say(one_p, "/ping")  # a direct reply: the room line goes first
+    assert one.wire == [b"irc|#dev|alice|Said:first\n"]
+    assert one.lines() == ["* pong"]
+    rig.turn()
+    assert one.wire == [b"irc|#dev|alice|Said:first\n"]  # not twice
+
+
+def test_notices_and_membership_reach_the_other_format(rig: Rig) -> None:
+    irc = FakeFormat("irc")
+    one, _ = rig.connect("one", irc)
+    _, bob = rig.connect("bob")
+    rig.turn()
+    one.wire.clear()
+    rig.say(bob, "/topic release friday")
+    rig.say(bob, "/part")
+    rig.turn()
+    assert b"".join(one.wire).decode().splitlines() == [
+        "irc|#dev|-|RoomNotice:bob set the topic of #dev to: release friday",
+        "irc|#dev|bob|RoomNotice:bob left #dev",
+    ]
+
+
+def test_the_last_foreign_member_leaving_makes_the_room_line_only(rig: Rig) -> None:
+    irc = FakeFormat("irc")
+    rig.connect("alice")
+    _, one_p = rig.connect("one", irc)
+    assert rig.room().foreign is not None
+    rig.say(one_p, "/part")
+    rig.turn()
+    assert rig.room().foreign is None
+
+
+def test_a_private_message_to_a_foreign_client_is_in_its_format(rig: Rig) -> None:
+    irc = FakeFormat("irc")
+    _, alice = rig.connect("alice")
+    one, _ = rig.connect("one", irc)
+    rig.say(alice, "/msg one psst")
+    assert one.wire == [b"irc|PM|alice>one|psst\n"]
+    assert one.lines() == []
