@@ -74,7 +74,7 @@ _FORMATTING = re.compile(
     "|\x04(?:[0-9A-Fa-f]{6}(?:,[0-9A-Fa-f]{6})?)?"
     "|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
 )
-_FORMAT_CODES: Final = frozenset("\x02\x03\x04\x0f\x11\x16\x1d\x1e\x1f")
+_ANY_CODE = re.compile("[\x02-\x04\x0f\x11\x16\x1d-\x1f]")
 _CTCP: Final = "\x01"
 _CLOAK_CONTEXT: Final = b"twisted-chat irc cloak v1\x00"
 _HOST_LABEL = re.compile(
@@ -91,7 +91,7 @@ def strip_formatting(text: str) -> str:
     ``clean_text`` removes the other controls; text without a code (most
     of it) is returned as it is after one scan.
     """
-    if _FORMAT_CODES.isdisjoint(text):
+    if _ANY_CODE.search(text) is None:
         return text
     return _FORMATTING.sub("", text)
 
