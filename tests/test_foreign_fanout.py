@@ -19,6 +19,7 @@ from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.events import (
     Acted,
     Joined,
+    Kicked,
     Left,
     Quit,
     Renamed,
@@ -58,12 +59,18 @@ class FakeFormat:
 
 
 def _describe(event: RoomEvent) -> str:
+    name = type(event).__name__
     match event:
-        case Said(text) | Acted(text) | RoomNotice(text):
-            return f"{type(event).__name__}:{text}"
-        case Joined(who) | Left(who) | Quit(who) | Renamed(who) | TopicSet(who):
-            return f"{type(event).__name__}:{who.nick.display}"
-    return type(event).__name__
+        case Said(text=text) | Acted(text=text) | RoomNotice(text=text):
+            return f"{name}:{text}"
+        case Renamed(nick=nick, new=new):
+            return f"{name}:{nick}>{new}"
+        case Kicked(nick=nick, by_nick=by):
+            return f"{name}:{nick}<{by}"
+        case (
+            Joined(nick=nick) | Left(nick=nick) | Quit(nick=nick) | TopicSet(nick=nick)
+        ):
+            return f"{name}:{nick}"
 
 
 @define(eq=False)
@@ -191,19 +198,64 @@ def test_a_direct_reply_does_not_overtake_the_room(rig: Rig) -> None:
     assert one.wire == [b"irc|#dev|alice|Said:first\n"]  # not twice
 
 
-def test_notices_and_membership_reach_the_other_format(rig: Rig) -> None:
+def test_membership_topics_and_notices_reach_the_other_format_as_events(
+    rig: Rig,
+) -> None:
     irc = FakeFormat("irc")
     one, _ = rig.connect("one", irc)
     _, bob = rig.connect("bob")
-    rig.turn()
-    one.wire.clear()
     rig.say(bob, "/topic release friday")
+    rig.say(bob, "/nick robert")
     rig.say(bob, "/part")
+    rig.say(bob, "/join #dev")
+    rig.server.broadcast_notice("maintenance at noon")
+    rig.turn()
+    rig.server.disconnect(bob, "connection lost")
     rig.turn()
     assert b"".join(one.wire).decode().splitlines() == [
-        "irc|#dev|-|RoomNotice:bob set the topic of #dev to: release friday",
-        "irc|#dev|bob|RoomNotice:bob left #dev",
+        "irc|#dev|-|TopicSet:bob",
+        "irc|#dev|robert|Renamed:bob>robert",
+        "irc|#dev|robert|Left:robert",
+        "irc|#dev|-|Joined:robert",
+        "irc|#dev|robert|Quit:robert",
     ]
+    assert one.lines() == ["* maintenance at noon"]  # to each client, not a room
+
+
+def test_a_notice_without_an_event_reaches_the_other_format_as_its_text(
+    rig: Rig,
+) -> None:
+    irc = FakeFormat("irc")
+    _, alice = rig.connect("alice")  # made #dev: its operator
+    one, _ = rig.connect("one", irc)
+    rig.say(alice, "/room moderated on")
+    rig.turn()
+    assert one.wire == [b"irc|#dev|-|RoomNotice:alice turned moderated on in #dev\n"]
+
+
+def test_a_kicked_member_of_another_format_gets_the_kick_in_it(rig: Rig) -> None:
+    irc = FakeFormat("irc")
+    _, alice = rig.connect("alice")  # made #dev: its operator
+    one, _ = rig.connect("one", irc)
+    two, _ = rig.connect("two", irc)
+    rig.say(alice, "/kick one spam")
+    rig.turn()
+    assert one.wire == [b"irc|#dev|-|Kicked:one<alice\n"]
+    assert one.lines() == []
+    assert two.wire == [b"irc|#dev|one|Kicked:one<alice\n"]
+
+
+def test_a_neighbour_in_two_rooms_hears_a_quit_once(rig: Rig) -> None:
+    irc = FakeFormat("irc")
+    one, one_p = rig.connect("one", irc)
+    _, bob = rig.connect("bob")
+    rig.say(one_p, "/join #ops")
+    rig.say(bob, "/join #ops")
+    rig.turn()
+    one.wire.clear()
+    rig.server.disconnect(bob, "bye")
+    rig.turn()
+    assert b"".join(one.wire).decode().splitlines() == ["irc|#dev|-|Quit:bob"]
 
 
 def test_the_last_foreign_member_leaving_makes_the_room_line_only(rig: Rig) -> None:

@@ -36,6 +36,7 @@ from twisted_chat.core.bounds import (
 )
 from twisted_chat.core.budget import ReplyBudgets
 from twisted_chat.core.errors import BadUsage, ChatError
+from twisted_chat.core.events import Quit
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.membership import Membership, current_room
 from twisted_chat.core.moderation import ModerationCommands
@@ -218,7 +219,9 @@ class ChatServer:
         nick = participant.nick.display
         if not self.shutting_down:
             self.membership.tell_neighbours(
-                participant, lines.notice(f"{nick} quit ({reason})")
+                participant,
+                lines.notice(f"{nick} quit ({reason})"),
+                Quit(participant, nick, reason),
             )
         for room in list(participant.rooms.values()):
             self.membership.leave(participant, room)

@@ -37,17 +37,26 @@ __all__ = [
 ]
 
 
+# Each event names its people as they were called when it happened (a
+# turn's events are rendered at its end, perhaps after a rename), and keeps
+# the participant for what a format shows beside the nick (IRC's host cloak).
+
+
 @frozen
 class Said:
-    """A message to the room; the speaker is the event's sender."""
+    """A message to the room by ``who``, then called ``nick``."""
 
+    who: Participant
+    nick: str
     text: str
 
 
 @frozen
 class Acted:
-    """``/me``: an action; the actor is the event's sender."""
+    """``/me``: an action by ``who``."""
 
+    who: Participant
+    nick: str
     text: str
 
 
@@ -56,6 +65,7 @@ class Joined:
     """``who`` joined the room."""
 
     who: Participant
+    nick: str
 
 
 @frozen
@@ -63,6 +73,7 @@ class Left:
     """``who`` left the room (``/part``), with an optional reason."""
 
     who: Participant
+    nick: str
     reason: str = ""
 
 
@@ -71,7 +82,9 @@ class Kicked:
     """``who`` was removed from the room by ``by`` (None: by the server)."""
 
     who: Participant
+    nick: str
     by: Participant | None
+    by_nick: str
     reason: str = ""
 
 
@@ -80,15 +93,17 @@ class Quit:
     """``who`` left the server; told once to each neighbour."""
 
     who: Participant
+    nick: str
     reason: str
 
 
 @frozen
 class Renamed:
-    """``who`` is now known by their current nick; ``old`` was their nick."""
+    """``who``, called ``nick`` until now, is called ``new``."""
 
     who: Participant
-    old: str
+    nick: str
+    new: str
 
 
 @frozen
@@ -96,6 +111,7 @@ class TopicSet:
     """``who`` set the room's topic to ``text``."""
 
     who: Participant
+    nick: str
     text: str
 
 

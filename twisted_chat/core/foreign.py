@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 
 from attrs import define, field
 
-from twisted_chat.core.events import RoomEvent, WireFormat
+from twisted_chat.core.events import RoomEvent, RoomNotice, WireFormat
 from twisted_chat.core.logs import RateLimitedLogger
 
 if TYPE_CHECKING:
     from twisted_chat.core.room import Participant, Room
 
-__all__ = ["ForeignMembers", "wire_format_of"]
+__all__ = ["ForeignMembers", "notice_event", "tell", "wire_format_of"]
 
 _log = RateLimitedLogger()
 
@@ -34,6 +34,20 @@ Send = Callable[[bytes], None]
 #: One event heard this turn: its place among the room's pending lines,
 #: the event, and who said it (None: everybody gets it).
 Pending = tuple[int, RoomEvent, "Participant | None"]
+
+
+def notice_event(data: bytes) -> RoomNotice:
+    """A line said without an event, for the other formats: its text."""
+    return RoomNotice(data.decode("utf-8", "replace").rstrip("\r\n").removeprefix("* "))
+
+
+def tell(participant: Participant, room: Room, data: bytes, event: RoomEvent) -> None:
+    """Send ``participant`` line ``data``, or ``event`` in their own format."""
+    fmt = wire_format_of(participant)
+    if fmt is None:
+        participant.client.send(data)
+    else:
+        participant.client.send_wire(fmt.render(room, [(event, None)]))  # type: ignore[attr-defined]
 
 
 def wire_format_of(participant: Participant) -> WireFormat | None:
@@ -99,6 +113,16 @@ class ForeignMembers:
         data = self._render_for(room, member, fmt, owed, 0)
         if data:
             self._send(room, member, send, data)
+
+    def tell(self, room: Room, event: RoomEvent, told: set[Participant]) -> None:
+        """Send ``event`` now to the members not in ``told`` (who are added)."""
+        rendered: dict[WireFormat, bytes] = {}
+        for member, (fmt, send) in self.members.items():
+            if member not in told:
+                told.add(member)
+                if fmt not in rendered:
+                    rendered[fmt] = fmt.render(room, [(event, None)])
+                self._send(room, member, send, rendered[fmt])
 
     def now(self, room: Room, event: RoomEvent, sender: Participant | None) -> None:
         """Send ``event`` at once (no end of turn: tests, a busy room's notice)."""

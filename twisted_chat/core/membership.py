@@ -22,11 +22,15 @@ from twisted_chat.core.errors import (
     NotInRoom,
     TooManyRooms,
 )
+from twisted_chat.core.events import Joined, Kicked, Left
+from twisted_chat.core.foreign import notice_event, tell
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.names import RoomName
+from twisted_chat.core.room_records import kick_notices
 from twisted_chat.core.room_rules import RoomRules
 
 if TYPE_CHECKING:
+    from twisted_chat.core.events import RoomEvent
     from twisted_chat.core.outbox import Outbox
     from twisted_chat.core.room import Participant, Room
 
@@ -135,6 +139,9 @@ class Membership:
             lines.notice(f"{participant.nick.display} joined {room.name.display}"),
             None,
             notice=True,
+            event=None
+            if room.foreign is None
+            else Joined(participant, participant.nick.display),
         )
         room.add(participant)
         participant.rooms[name.key] = room
@@ -186,6 +193,9 @@ class Membership:
             ),
             participant,
             notice=True,
+            event=None
+            if room.foreign is None
+            else Left(participant, participant.nick.display, target.reason),
         )
         self.leave(participant, room)
         current = participant.current
@@ -254,10 +264,29 @@ class Membership:
             raise NoSuchRoom(f"There is no room {name.display}; /rooms lists them.")
         return found
 
-    def tell_neighbours(self, participant: Participant, data: bytes) -> None:
+    def kick(
+        self, room: Room, target: Participant, kicker: Participant, reason: str
+    ) -> None:
+        """
+        Take ``target`` out of ``room`` (``/kick``, a ban): the room is told,
+        and they are, in their own format (an IRC client gets its ``KICK``).
+        """
+        by = kicker.nick.display
+        seen, told = kick_notices(target.nick.display, by, room.name.display, reason)
+        outbox = self._outbox
+        if outbox.busy:
+            outbox.catch_up(target)
+        kicked = Kicked(target, target.nick.display, kicker, by, reason)
+        outbox.say_in(room, lines.notice(seen), target, notice=True, event=kicked)
+        self.leave(target, room)
+        tell(target, room, lines.notice(told), kicked)
+
+    def tell_neighbours(
+        self, participant: Participant, data: bytes, event: RoomEvent | None = None
+    ) -> None:
         """
         Send notice ``data`` once to everybody who shares a room with
-        ``participant``.
+        ``participant`` (``event``, or its text, to members of other formats).
 
         In one room (the usual case) it is queued like a room line, so a
         busy room's churn goes out in batches.  Across rooms, a neighbour
@@ -267,11 +296,13 @@ class Membership:
         rooms = participant.rooms
         if len(rooms) == 1:
             for room in rooms.values():
-                self._outbox.say_in(room, data, participant, notice=True)
+                self._outbox.say_in(room, data, participant, notice=True, event=event)
             return
         self._outbox.flush_rooms_of(participant)
         told: set[Participant] = {participant}
         for room in rooms.values():
+            if room.foreign is not None:
+                room.foreign.tell(room, event or notice_event(data), told)
             for member, send in room.fanout:
                 if member not in told:
                     told.add(member)

@@ -7,10 +7,10 @@ module owns acting on them: finding the people a command names, kicking,
 announcing each change to the room as a ``*`` notice naming who made it,
 logging it (who, what, whom, why) on the ``twisted_chat.moderation``
 namespace, and the expiry timers (:mod:`~twisted_chat.core.room_timers`).
-It is apart from :mod:`twisted_chat.core.chat` to keep that module about
-dispatch, and apart from :mod:`~twisted_chat.core.membership`, which calls
-it back (:class:`~twisted_chat.core.membership.RoomHooks`) only around joins
-and departures, never per message.
+Apart from :mod:`~twisted_chat.core.chat` (dispatch) and
+:mod:`~twisted_chat.core.membership`, which calls it back
+(:class:`~twisted_chat.core.membership.RoomHooks`) only around joins and
+departures.
 
 Server operators are operators of every room.  A command acts on the
 current room, as ``/topic`` does.  A nick named in ``/ban`` stands for the
@@ -40,7 +40,6 @@ from twisted_chat.core.registered_rooms import RegisteredRooms
 from twisted_chat.core.room_records import (
     Change,
     invitation,
-    kick_notices,
     notice_for,
     room_ban_listing,
     unchanged,
@@ -174,7 +173,7 @@ class ModerationCommands:
                 target = self._member(room, nick)
                 if target is participant:
                     raise BadUsage("To leave the room, /part.")
-                self.kick(room, target, by, clip(reason))
+                self._server.membership.kick(room, target, participant, clip(reason))
                 self._log_action(room, by, "kick", target.nick.display, clip(reason))
                 return
             case rc.Bans():
@@ -190,7 +189,7 @@ class ModerationCommands:
         self._announce(room, change, by)
         self._log(room, change, by, change.reason)
         for member in change.kicked:
-            self.kick(room, member, by, change.reason)
+            self._server.membership.kick(room, member, participant, change.reason)
         self.timers.schedule(room)
         self.registry.save(room)
 
@@ -245,17 +244,6 @@ class ModerationCommands:
                 return rules.apply_setting("key", key)
             case _:
                 raise UnknownCommand("That room command is not available yet.")
-
-    def kick(self, room: Room, target: Participant, by: str, reason: str) -> None:
-        """Take ``target`` out of ``room``; the room and they are told."""
-        server = self._server
-        seen, told = kick_notices(target.nick.display, by, room.name.display, reason)
-        outbox = server.outbox
-        if outbox.busy:
-            outbox.catch_up(target)
-        outbox.say_in(room, lines.notice(seen), target, notice=True)
-        server.membership.leave(target, room)
-        target.client.send(lines.notice(told))
 
     # -- helpers ---------------------------------------------------------------
 

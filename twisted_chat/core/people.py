@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from twisted_chat.core import lines
 from twisted_chat.core.errors import InvalidName, NickInUse, NoSuchNick
+from twisted_chat.core.events import Renamed
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.names import Nick, name_key
 
 if TYPE_CHECKING:
+    from twisted_chat.core.events import RoomEvent
     from twisted_chat.core.room import Participant
 
 _log = RateLimitedLogger()
@@ -57,7 +59,7 @@ class Directory:
     def __init__(
         self,
         participants: dict[str, Participant],
-        tell_neighbours: Callable[[Participant, bytes], None],
+        tell_neighbours: Callable[[Participant, bytes, RoomEvent], None],
     ) -> None:
         self.participants = participants
         self._tell_neighbours = tell_neighbours
@@ -125,6 +127,7 @@ class Directory:
             self._tell_neighbours(
                 participant,
                 lines.notice(f"{old.display} is now known as {new.display}"),
+                Renamed(participant, old.display, new.display),
             )
             _log.info("{old} is now {new}", old=old.display, new=new.display)
 

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING
 
 from attrs import define, field
 
-from twisted_chat.core.events import RoomNotice
-from twisted_chat.core.foreign import ForeignMembers, wire_format_of
+from twisted_chat.core.foreign import ForeignMembers, notice_event, wire_format_of
 from twisted_chat.core.logs import RateLimitedLogger
 
 if TYPE_CHECKING:
@@ -153,7 +152,7 @@ class Room:
         pending = self.pending
         pending.append((data, sender))
         if self.foreign is not None:
-            self.foreign.hear(len(pending) - 1, event or _notice(data), sender)
+            self.foreign.hear(len(pending) - 1, event or notice_event(data), sender)
 
     def remove(self, participant: Participant) -> None:
         """Drop ``participant``; nothing happens if they were not here."""
@@ -180,7 +179,7 @@ class Room:
         """
         self._send_all(data, exclude)
         if self.foreign is not None:
-            self.foreign.now(self, event or _notice(data), exclude)
+            self.foreign.now(self, event or notice_event(data), exclude)
 
     def _send_all(self, data: bytes, exclude: Participant | None) -> None:
         for member, send in self.fanout:
@@ -280,9 +279,3 @@ def _messages(pending: list[Heard], start: int) -> bytes:
     notice with ``*``, so the line itself says which it is.
     """
     return b"".join([data for data, _ in pending[start:] if data[:1] == b"["])
-
-
-def _notice(data: bytes) -> RoomNotice:
-    """A line said without an event, for the other formats: its text."""
-    text = data.decode("utf-8", "replace").rstrip("\r\n")
-    return RoomNotice(text.removeprefix("* "))

@@ -41,11 +41,12 @@ class Speech:
         if rules is not None and rules.speech_restricted:
             self._server.moderation.check_speech(participant, rules)
         participant.last_active = self._seconds()
-        data = lines.room_message(room.name.display, participant.nick.display, text)
+        nick = participant.nick.display
+        data = lines.room_message(room.name.display, nick, text)
         if room.foreign is None:
             self._say_in(room, data, participant)
         else:
-            self._say_in(room, data, participant, event=Said(text))
+            self._say_in(room, data, participant, event=Said(participant, nick, text))
 
     def act(self, participant: Participant, room: Room, text: str) -> None:
         """``/me text`` in ``room``."""
@@ -53,11 +54,12 @@ class Speech:
         if rules is not None and rules.speech_restricted:
             self._server.moderation.check_speech(participant, rules)
         participant.last_active = self._seconds()
-        data = lines.room_action(room.name.display, participant.nick.display, text)
+        nick = participant.nick.display
+        data = lines.room_action(room.name.display, nick, text)
         if room.foreign is None:
             self._say_in(room, data, participant)
         else:
-            self._say_in(room, data, participant, event=Acted(text))
+            self._say_in(room, data, participant, event=Acted(participant, nick, text))
 
     def message(self, participant: Participant, target: str, text: str) -> None:
         """``/msg NICK text``, or ``/msg #room text`` to a room one is in."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from twisted_chat.core import lines
+from twisted_chat.core.events import TopicSet
 from twisted_chat.core.membership import current_room
 from twisted_chat.core.records import StoredTopic
 
@@ -48,6 +49,7 @@ def show_or_set(server: ChatServer, participant: Participant, text: str | None) 
         ),
         None,
         notice=True,
+        event=TopicSet(participant, room.topic_by, text),
     )
     if server.store is not None:
         topic = StoredTopic(
