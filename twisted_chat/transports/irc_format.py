@@ -1,0 +1,189 @@
+"""
+Room events as IRC lines: the IRC front-end's
+:class:`~twisted_chat.core.events.WireFormat` (issue 15).
+
+One object per kind of IRC client (with or without ``server-time`` tags,
+with or without ``echo-message``), shared by all such clients, so that a
+room's turn is rendered once per kind and the same bytes go to each
+(:class:`~twisted_chat.core.foreign.ForeignMembers`).  People appear as
+``nick!~user@CLOAK``: the user name an IRC client gave at registration, or
+``~nick`` for line and UDP users, and a cloak of their address made with
+the server's secret, never the address itself.  A line longer than IRC's
+512 bytes is split into several messages on character boundaries, so a
+long line from a TCP user reaches IRC whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from twisted_chat.core.events import (
+    Acted,
+    Joined,
+    Kicked,
+    Left,
+    Quit,
+    Renamed,
+    RoomEvent,
+    RoomNotice,
+    Said,
+    TopicSet,
+)
+
+if TYPE_CHECKING:
+    from twisted_chat.core.room import Participant, Room
+
+__all__ = ["MAX_LINE", "IrcFormat", "host_cloak", "split_text"]
+
+#: An IRC line without tags, CRLF included (Modern IRC, "Message format").
+MAX_LINE = 512
+#: Cloaks remembered (each is an HMAC); bounded by the clients in practice.
+CLOAKS_CACHED = 20_000
+
+
+def host_cloak(secret: bytes, host: str) -> str:
+    """
+    The cloak of ``host``: the same for one address, unrelated across
+    addresses, and no way back to the address without the secret.
+    """
+    return _cloak(secret, host)
+
+
+@lru_cache(maxsize=CLOAKS_CACHED)
+def _cloak(secret: bytes, host: str) -> str:
+    digest = hmac.new(secret, host.encode("utf-8", "replace"), hashlib.sha256)
+    code = base64.b32encode(digest.digest()[:10]).decode("ascii").lower()
+    return f"{code[:6]}.{code[6:12]}.{code[12:16]}.cloak"
+
+
+def split_text(text: str, room_left: int) -> list[bytes]:
+    """
+    ``text`` in pieces of at most ``room_left`` bytes (at least 4), cut
+    between characters (at a space when one is near the end).
+    """
+    room_left = max(4, room_left)
+    data = text.encode("utf-8")
+    if len(data) <= room_left:
+        return [data]
+    pieces = []
+    while len(data) > room_left:
+        cut = room_left
+        while cut > 0 and (data[cut] & 0xC0) == 0x80:  # inside a character
+            cut -= 1
+        space = data.rfind(b" ", max(0, cut - 40), cut)
+        if space > 0:
+            cut = space + 1
+        pieces.append(data[:cut])
+        data = data[cut:]
+    if data:
+        pieces.append(data)
+    return pieces
+
+
+class IrcFormat:
+    """
+    How one kind of IRC client is sent a room's events.
+
+    :param server: the server's name, the source of its own messages.
+    :param secret: the cloak secret.
+    :param tags: whether the client asked for ``server-time``.
+    :param echo: whether it asked for ``echo-message``.
+    :param clock: the wall clock, for ``server-time`` (``time.time``).
+    """
+
+    def __init__(
+        self,
+        server: str,
+        secret: bytes,
+        *,
+        tags: bool = False,
+        echo: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.server = server
+        self._secret = secret
+        self.tags = tags
+        self.echo = echo
+        self._clock = clock
+
+    def mask(self, participant: Participant, nick: str) -> str:
+        """``nick!~user@cloak`` for ``participant``, as IRC users see them."""
+        user = getattr(participant.client, "irc_user", None) or nick
+        host = participant.host or participant.transport
+        return f"{nick}!~{user}@{_cloak(self._secret, host)}"
+
+    def render(
+        self, room: Room, events: Sequence[tuple[RoomEvent, Participant | None]]
+    ) -> bytes:
+        """The turn's events in ``room`` as IRC lines (one rendering for all)."""
+        channel = room.name.display
+        prefix = self._tag_prefix()
+        out: list[bytes] = []
+        for event, _ in events:
+            out.extend(self._lines(channel, event))
+        if prefix:
+            return b"".join(prefix + line for line in out)
+        return b"".join(out)
+
+    def render_private(
+        self, sender: Participant, recipient: Participant, text: str
+    ) -> bytes:
+        """A private message as ``PRIVMSG recipient :text``."""
+        source = self.mask(sender, sender.nick.display)
+        lines = self._privmsg(source, recipient.nick.display, text)
+        prefix = self._tag_prefix()
+        return b"".join(prefix + line for line in lines)
+
+    def _tag_prefix(self) -> bytes:
+        if not self.tags:
+            return b""
+        now = self._clock()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        return f"@time={stamp}.{int(now * 1000) % 1000:03d}Z ".encode()
+
+    def _privmsg(
+        self, source: str, target: str, text: str, verb: str = "PRIVMSG"
+    ) -> list[bytes]:
+        head = f":{source} {verb} {target} :".encode()
+        left = MAX_LINE - len(head) - 2
+        return [head + piece + b"\r\n" for piece in split_text(text, left)]
+
+    def _action(self, source: str, target: str, text: str) -> list[bytes]:
+        head = f":{source} PRIVMSG {target} :\x01ACTION ".encode()
+        left = MAX_LINE - len(head) - 3
+        return [head + piece + b"\x01\r\n" for piece in split_text(text, left)]
+
+    def _lines(self, channel: str, event: RoomEvent) -> list[bytes]:
+        match event:
+            case Said(who, nick, text):
+                return self._privmsg(self.mask(who, nick), channel, text)
+            case Acted(who, nick, text):
+                return self._action(self.mask(who, nick), channel, text)
+            case Joined(who, nick):
+                return [f":{self.mask(who, nick)} JOIN {channel}\r\n".encode()]
+            case Left(who, nick, reason):
+                return [_line(self.mask(who, nick), "PART", channel, reason)]
+            case Kicked(who, nick, by, by_nick, reason):
+                source = self.server if by is None else self.mask(by, by_nick)
+                return [_line(source, "KICK", f"{channel} {nick}", reason or by_nick)]
+            case Quit(who, nick, reason):
+                return [_line(self.mask(who, nick), "QUIT", "", f"Quit: {reason}")]
+            case Renamed(who, nick, new):
+                return [f":{self.mask(who, nick)} NICK {new}\r\n".encode()]
+            case TopicSet(who, nick, text):
+                return [_line(self.mask(who, nick), "TOPIC", channel, text)]
+            case RoomNotice(text):
+                return self._privmsg(self.server, channel, text, "NOTICE")
+
+
+def _line(source: str, verb: str, middle: str, trailing: str) -> bytes:
+    """``:source VERB middle :trailing``, cut to :data:`MAX_LINE` bytes."""
+    head = f":{source} {verb} {middle} :".replace("  ", " ").encode()
+    left = MAX_LINE - len(head) - 2
+    return head + split_text(trailing, left)[0] + b"\r\n"
