@@ -11,6 +11,7 @@ from twisted_chat.core.events import (
     Left,
     Quit,
     Renamed,
+    RoomEvent,
     RoomNotice,
     Said,
     TopicSet,
@@ -49,7 +50,7 @@ def test_every_event_as_its_irc_line() -> None:
     b = fmt.mask(bob, "bob")
     assert a.startswith("alice!~alice@")
     assert b.startswith("bob!~bobby@")
-    events = [
+    events: list[RoomEvent] = [
         Said(alice, "alice", "hello"),
         Acted(alice, "alice", "waves"),
         Joined(bob, "bob"),
