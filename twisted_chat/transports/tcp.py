@@ -14,63 +14,28 @@ Wire protocol (the whole contract is ``PROTOCOL.md``)::
 Client lines are UTF-8 ending in LF, CRLF or a bare CR; telnet negotiation
 and terminal escapes are stripped before the core sees the text.  Server lines
 end in CRLF.  Every decision is the core's (:mod:`twisted_chat.core.chat`); this
-module owns the byte stream.  Framing, the line-length limit, flood control,
-decoding and cleaning are the intake's (:mod:`twisted_chat.core.intake`, the
-same for every transport); this module acts on its verdicts: a line goes to
-the core, a refused one gets ``! line-too-long``, and a wait stops reading
-until the client's token bucket has refilled.  It also owns the send queue
-limit (:mod:`twisted_chat.transports.stream_output`; a client that stops
-reading is dropped at ``--max-sendq``).  Output goes
-straight to the socket when nothing is queued for it, and through Twisted's
-buffered ``write`` otherwise.
-
-Over TLS a connection joins the chat only once its handshake has completed
-(Twisted tells an :class:`~twisted.internet.interfaces.IHandshakeListener`),
-so nothing is ever queued for a client that never finishes it; one that has
-not finished within :data:`HANDSHAKE_TIMEOUT` seconds is cut off.  A plain
-connection that says nothing has no such deadline: it is a chat participant
-from its first byte, lurking is normal in a talker, and what it can cost is
+module owns reading the byte stream.  Framing, the line-length limit, flood
+control, decoding and cleaning are the intake's (:mod:`twisted_chat.core.intake`,
+the same for every transport); this module acts on its verdicts: a line goes
+to the core, a refused one gets ``! line-too-long``, and a wait stops reading
+until the client's token bucket has refilled.  The connection's life (bans,
+caps, the TLS handshake deadline, the send queue) is every stream
+front-end's (:mod:`twisted_chat.transports.stream_client`).  A plain
+connection that says nothing has no deadline: it is a chat participant from
+its first byte, lurking is normal in a talker, and what it can cost is
 bounded by ``--max-sendq``, ``--max-per-ip`` and ``--max-clients``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
-from typing import TYPE_CHECKING, Any
-
-from twisted.internet import interfaces, tcp
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.protocol import Factory, connectionDone
-from twisted.protocols.basic import LineReceiver
-from twisted.protocols.tls import TLSMemoryBIOProtocol
-from twisted.python.failure import Failure
-from zope.interface import implementer
-
 from twisted_chat.core import lines
-from twisted_chat.core.admission import Admission, address_group, log_refusal
-from twisted_chat.core.bans import address_key
-from twisted_chat.core.intake import (
-    REFUSE,
-    LineIntake,
-    line_too_long,
-    reloaded_bucket,
+from twisted_chat.core.intake import REFUSE, line_too_long
+from twisted_chat.transports.stream_client import (
+    HANDSHAKE_TIMEOUT,
+    StreamChatFactory,
+    StreamChatProtocol,
+    describe,
 )
-from twisted_chat.core.interfaces import IChatClient
-from twisted_chat.core.logs import RateLimitedLogger
-from twisted_chat.transports.stream_output import (
-    TRANSPORT_BUFFER,
-    OutputWatch,
-    StreamTransport,
-    unsent_bytes,
-)
-
-if TYPE_CHECKING:
-    from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
-
-    from twisted_chat.core.chat import ChatServer, Participant
-    from twisted_chat.core.flood import TokenBucket
-    from twisted_chat.core.settings import Settings
 
 __all__ = [
     "HANDSHAKE_TIMEOUT",
@@ -79,118 +44,11 @@ __all__ = [
     "describe",
 ]
 
-_log = RateLimitedLogger()
 
-#: Seconds a TLS client has to complete its handshake before it is cut off.
-#: A real client needs one or two round trips; ten seconds covers a slow
-#: mobile link, and bounds what a client that stalls mid-handshake holds
-#: (a connection slot and a TLS object, never chat output).
-HANDSHAKE_TIMEOUT = 10.0
-
-
-def describe(address: IAddress) -> tuple[str, str]:
-    """``(peer, host)`` for a transport address: a log label and the cap key."""
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    if host is None:
-        # UNIX sockets have no host: local clients (or a proxy in front of
-        # us) are capped only by --max-clients.
-        return f"unix {getattr(address, 'name', '') or 'socket'}", ""
-    if ":" in host:
-        return f"tcp [{host}]:{port}", host
-    return f"tcp {host}:{port}", host
-
-
-@implementer(IChatClient, interfaces.IHandshakeListener)
-class ChatLineProtocol(LineReceiver):
+class ChatLineProtocol(StreamChatProtocol):
     """Speaks the chat line protocol over one stream connection."""
 
-    delimiter = lines.CRLF
-    factory: ChatServerFactory
-    transport: StreamTransport  # type: ignore[assignment]
-    # Our own state in slots: with 10,000 idle clients every byte of a
-    # connection's footprint counts (the base classes keep their __dict__).
-    __slots__ = (
-        "_admitted",
-        "_dropped",
-        "_flood_wait",
-        "_group",
-        "_handshake",
-        "_host",
-        "_intake",
-        "_socket",
-        "_stalled",
-        "_unsent",
-        "participant",
-        "peer",
-    )
-
-    def __init__(self) -> None:
-        self.peer = "tcp ?"
-        self._group = ""
-        self._host = ""
-        self._admitted = False
-        self.participant: Participant | None = None
-        self._intake = LineIntake(None)
-        self._flood_wait: IDelayedCall | None = None
-        self._handshake: IDelayedCall | None = None
-        self._stalled = False
-        self._unsent = 0
-        self._dropped = False
-        self._socket: socket.socket | None = None
-
-    @property
-    def _bucket(self) -> TokenBucket | None:
-        """The connection's flood-control bucket (None when it is off)."""
-        return self._intake.bucket
-
-    # -- connection life -------------------------------------------------------
-
-    def connectionMade(self) -> None:
-        factory = self.factory
-        now = factory.reactor.seconds()
-        self.peer, host = describe(self.transport.getPeer())
-        self._group = address_group(host)
-        transport: object = self.transport
-        if isinstance(transport, TLSMemoryBIOProtocol):
-            # Even a refused client must finish its handshake in time: TLS
-            # holds the refusal line, and the connection, until it does.
-            self._handshake = factory.reactor.callLater(
-                HANDSHAKE_TIMEOUT, self._handshake_expired
-            )
-        # For bans and /whois: canonical, and IPv4 as IPv4 (not ::ffff:a.b.c.d).
-        self._host = str(address_key(host) or "")
-        # A ban before the caps: a banned client gets its one line, nothing
-        # else, and takes no connection slot or flood credit.
-        banned = factory.server.operators.refusal(self._host, None)
-        if banned is not None:
-            _log.info("refused peer={peer}: server ban", peer=self.peer)
-            self.transport.write(banned)
-            self.transport.loseConnection()
-            return
-        refusal = factory.admission.admit(self._group, now)
-        if refusal is not None:
-            log_refusal(self.peer, refusal)
-            self.transport.write(lines.error(refusal))
-            self.transport.loseConnection()
-            return
-        self._admitted = True
-        factory.protocols.add(self)
-        if interfaces.ITCPTransport.providedBy(self.transport):
-            # Chat lines are small and interactive: never wait for Nagle.
-            with contextlib.suppress(OSError):
-                self.transport.setTcpNoDelay(True)
-        self.transport.registerProducer(OutputWatch(self), True)
-        if type(transport) is tcp.Server:
-            # Plain TCP only: under TLS the socket carries ciphertext.
-            self._socket = transport.getHandle()
-        settings = factory.server.settings
-        if settings.flood_control:
-            self._intake.bucket = factory.admission.credit.bucket(
-                self._group, settings.flood_burst, settings.flood_rate, now
-            )
-        if self._handshake is None:
-            self._join()
+    __slots__ = ()
 
     def _join(self) -> None:
         # A ban set during a TLS handshake: the core sends the one line and
@@ -198,121 +56,6 @@ class ChatLineProtocol(LineReceiver):
         self.participant = self.factory.server.connect(
             self, self._group, host=self._host, transport="tcp"
         )
-
-    def handshakeCompleted(self) -> None:
-        """``IHandshakeListener`` API: the TLS client is in; it may chat now."""
-        waiting, self._handshake = self._handshake, None
-        if waiting is None or not waiting.active():
-            return
-        waiting.cancel()
-        if not self.transport.disconnecting:
-            self._join()
-
-    def _handshake_expired(self) -> None:
-        self._handshake = None
-        _log.info(
-            "TLS handshake not finished in {timeout:g} s, closing peer={peer}",
-            timeout=HANDSHAKE_TIMEOUT,
-            peer=self.peer,
-        )
-        self.transport.abortConnection()
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: ARG002
-        for delayed in (self._flood_wait, self._handshake):
-            if delayed is not None and delayed.active():
-                delayed.cancel()
-        self._flood_wait = self._handshake = None
-        if not self._admitted:
-            return
-        self._admitted = False
-        factory = self.factory
-        factory.forget(self)
-        factory.admission.release(self._group)
-        bucket = self._intake.bucket
-        if bucket is not None:
-            factory.admission.credit.remember(
-                self._group, bucket, factory.reactor.seconds()
-            )
-        if self.participant is not None:
-            factory.server.disconnect(
-                self.participant, factory.quit_reasons.pop(self, "connection lost")
-            )
-
-    def apply_settings(self, settings: Settings) -> None:
-        """Take new flood-control settings after a reload, keeping the tokens."""
-        self._intake.bucket = reloaded_bucket(self._intake.bucket, settings)
-
-    # -- IChatClient -----------------------------------------------------------
-
-    def send(self, data: bytes) -> None:
-        """``IChatClient`` API: queue lines, and count them while stalled."""
-        if self._stalled:
-            buffered = unsent_bytes(self.transport)
-            if buffered is None:
-                self._unsent += len(data)
-            else:
-                self._unsent = buffered + len(data)
-            if self._unsent > self.factory.server.settings.max_sendq:
-                self._drop_slow_reader()
-                return
-        elif self._socket is not None:
-            self._write_through(data)
-            return
-        self.transport.write(data)
-
-    def _write_through(self, data: bytes) -> None:
-        """
-        Send at once when nothing is queued, as asyncio's transports do.
-
-        Twisted's ``write`` always buffers and waits for the next reactor
-        turn, which costs a poll and two ``epoll_ctl`` calls per write, and
-        the fan-out path writes once per member for every line said.
-        Whatever the socket does not take, and any error, goes the normal
-        way through ``transport.write``, which keeps order and reports
-        errors as Twisted always does.
-        """
-        transport: Any = self.transport
-        if transport.dataBuffer or transport._tempDataLen or transport.disconnecting:
-            transport.write(data)
-            return
-        try:
-            sent = self._socket.send(data)  # type: ignore[union-attr]
-        except OSError:
-            sent = 0
-        if sent < len(data):
-            transport.write(data[sent:])
-
-    def close(self) -> None:
-        """``IChatClient`` API: flush, then hang up."""
-        self.transport.loseConnection()
-
-    # -- output flow control ---------------------------------------------------
-
-    def output_stalled(self) -> None:
-        """The transport holds 64 KiB the client has not read yet."""
-        if not self._stalled:
-            self._stalled = True
-            self._unsent = TRANSPORT_BUFFER
-
-    def output_drained(self) -> None:
-        """The client caught up."""
-        if not self._dropped:
-            self._stalled = False
-            self._unsent = 0
-
-    def _drop_slow_reader(self) -> None:
-        if self._dropped:
-            return
-        self._dropped = True
-        _log.warn(
-            "dropping slow reader peer={peer} unsent={unsent}",
-            peer=self.peer,
-            unsent=self._unsent,
-        )
-        self.factory.quit_reasons[self] = "too slow to read, send queue full"
-        # Whatever is buffered will never be read: discard it rather than
-        # holding a megabyte for a client that does not read.
-        self.transport.abortConnection()
 
     # -- input -------------------------------------------------------------------
 
@@ -353,47 +96,8 @@ class ChatLineProtocol(LineReceiver):
     def lineLengthExceeded(self, line: bytes) -> None:
         """Never called: the intake enforces ``--max-line`` itself."""
 
-    def _pause_for_flood(self, delay: float) -> None:
-        """Stop reading until the bucket has a token: the client slows itself."""
-        self.transport.pauseProducing()
-        self._flood_wait = self.factory.reactor.callLater(delay, self._flood_over)
 
-    def _flood_over(self) -> None:
-        self._flood_wait = None
-        self._process()
-        if self._flood_wait is None and not self.transport.disconnecting:
-            self.transport.resumeProducing()
-
-
-class ChatServerFactory(Factory):
+class ChatServerFactory(StreamChatFactory):
     """Builds one :class:`ChatLineProtocol` per connection, all sharing a core."""
 
     protocol = ChatLineProtocol  # type: ignore[assignment]
-    noisy = False
-
-    def __init__(
-        self, server: ChatServer, admission: Admission, reactor: IReactorTime
-    ) -> None:
-        self.server = server
-        self.admission = admission
-        self.reactor = reactor
-        self.protocols: set[ChatLineProtocol] = set()
-        #: Why the daemon dropped a connection, for the quit notice.
-        self.quit_reasons: dict[ChatLineProtocol, str] = {}
-        self._emptied: list[Deferred[None]] = []
-
-    def forget(self, protocol: ChatLineProtocol) -> None:
-        """A connection has ended; fire :meth:`wait_until_empty` waiters."""
-        self.protocols.discard(protocol)
-        if not self.protocols:
-            waiting, self._emptied = self._emptied, []
-            for waiter in waiting:
-                waiter.callback(None)
-
-    def wait_until_empty(self) -> Deferred[None]:
-        """A Deferred that fires once no connection is left (at once if none)."""
-        if not self.protocols:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._emptied.append(waiter)
-        return waiter
