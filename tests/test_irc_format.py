@@ -21,7 +21,7 @@ from twisted_chat.core.room import Participant, Room
 from twisted_chat.testing import RecordingClient
 from twisted_chat.transports.irc_format import MAX_LINE, IrcFormat, split_text
 
-SECRET = b"test secret"
+SECRET = b"a test secret of 32 bytes or so."
 
 
 @define(eq=False)

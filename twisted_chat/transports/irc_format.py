@@ -15,9 +15,6 @@ long line from a TCP user reaches IRC whole.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import time
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -35,6 +32,7 @@ from twisted_chat.core.events import (
     Said,
     TopicSet,
 )
+from twisted_chat.transports.irc_text import cloak
 
 if TYPE_CHECKING:
     from twisted_chat.core.room import Participant, Room
@@ -47,19 +45,9 @@ MAX_LINE = 512
 CLOAKS_CACHED = 20_000
 
 
-def host_cloak(secret: bytes, host: str) -> str:
-    """
-    The cloak of ``host``: the same for one address, unrelated across
-    addresses, and no way back to the address without the secret.
-    """
-    return _cloak(secret, host)
-
-
 @lru_cache(maxsize=CLOAKS_CACHED)
 def _cloak(secret: bytes, host: str) -> str:
-    digest = hmac.new(secret, host.encode("utf-8", "replace"), hashlib.sha256)
-    code = base64.b32encode(digest.digest()[:10]).decode("ascii").lower()
-    return f"{code[:6]}.{code[6:12]}.{code[12:16]}.cloak"
+    return cloak(secret, host)
 
 
 def split_text(text: str, room_left: int) -> list[bytes]:
