@@ -86,7 +86,10 @@ def test_the_cloak_hides_the_address_and_is_stable() -> None:
     assert "203" not in one
     assert "113" not in one
     assert (
-        IrcFormat("chat.test", b"other").mask(person("a", "203.0.113.77"), "a") != one
+        IrcFormat("chat.test", b"another secret, long enough").mask(
+            person("a", "203.0.113.77"), "a"
+        )
+        != one
     )
 
 

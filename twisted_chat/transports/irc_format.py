@@ -37,7 +37,7 @@ from twisted_chat.transports.irc_text import cloak
 if TYPE_CHECKING:
     from twisted_chat.core.room import Participant, Room
 
-__all__ = ["MAX_LINE", "IrcFormat", "host_cloak", "split_text"]
+__all__ = ["MAX_LINE", "IrcFormat", "split_text"]
 
 #: An IRC line without tags, CRLF included (Modern IRC, "Message format").
 MAX_LINE = 512
