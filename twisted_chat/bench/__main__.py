@@ -12,6 +12,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from twisted_chat.bench.irc_wire import MAX_IRC_SIZE, default_window
 from twisted_chat.bench.report import format_table, stderr_progress, to_json
 from twisted_chat.bench.runner import RunConfig, run
 from twisted_chat.bench.workloads import WORKLOADS, get_workload
@@ -22,6 +23,17 @@ if TYPE_CHECKING:
 EPILOG = """\
 workloads:
 {workloads}
+
+protocols (--proto):
+  line     PROTOCOL.md's lines (telnet/nc users): /join, text, /ping barriers
+  irc      IRC clients: NICK/USER, wait for 001, JOIN and wait for 366, then
+           PRIVMSG #room :<payload>; PING/PONG barriers; the server's PINGs
+           are answered.  Deliveries are counted by " PRIVMSG #room :" (no
+           echo-message is asked for, so a sender gets none of its own).
+           --window defaults to what fits in ~1.5 KiB per sender (ngircd drops
+           a client whose unread input passes 2 KiB); --size at most 350.
+           Against ngircd start it with bench/ngircd.py (no flood penalties,
+           no per-IP cap, no DNS/ident); see docs/bench_irc.md.
 
 server options for a benchmark (twistd -n chat ...):
   --flood-burst 0 --flood-rate 0   turn flood control off (else 5 lines/s per sender)
@@ -34,6 +46,7 @@ server options for a benchmark (twistd -n chat ...):
 e.g.  twistd -n chat --tcp 9000 --udp 9001 --flood-burst 0 --flood-rate 0 \\
           --max-per-ip 2000 --max-clients 20000
       python -m twisted_chat.bench --workload fanout --server-pid PID
+      python bench/ngircd.py -- --workload fanout     (IRC, against ngircd)
 
 exit status: 0 all deliveries arrived exactly once, 1 errors, 2 bad options
 """
@@ -80,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="how many clients (the last ones) use UDP (default: all, "
         "when --udp-port is given)",
     )
+    add(
+        "--proto",
+        choices=("line", "irc"),
+        default="line",
+        help="what the TCP clients speak: PROTOCOL.md's lines (default) or IRC",
+    )
     add("--workload", choices=sorted(WORKLOADS), default="fanout")
     add("--clients", type=_positive, help="connections in all")
     add("--rooms", type=_positive, help="rooms the clients are spread over")
@@ -109,10 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--window",
         type=_non_negative,
-        default=200,
         metavar="N",
         help="flat-out senders keep at most N messages unanswered by the server "
-        "(batches end with /ping); 0 pipelines everything (default 200)",
+        "(batches end with /ping, or PING for IRC); 0 pipelines everything "
+        "(default 200; for IRC what fits in 1.5 KiB, 11 at --size 100)",
     )
     add(
         "--read-delay",
@@ -174,6 +193,16 @@ def parse_args(
         parser.error("--source-addrs must be at most 254 (127.0.1.1 .. 127.0.1.254)")
     if args.procs > workload.clients:
         parser.error("--procs must not exceed --clients")
+    window = args.window
+    if args.proto == "irc":
+        if udp_clients:
+            parser.error("--proto irc has no UDP clients (drop --udp-port)")
+        if workload.size > MAX_IRC_SIZE:
+            parser.error(f"--size must be at most {MAX_IRC_SIZE} bytes for IRC")
+        if window is None:
+            window = default_window(workload.size)
+    elif window is None:
+        window = 200
     config = RunConfig(
         workload=workload,
         host=args.host,
@@ -184,8 +213,9 @@ def parse_args(
         source_addrs=args.source_addrs,
         server_pid=args.server_pid,
         timeout=args.timeout,
-        window=args.window,
+        window=window,
         read_delay=None if args.read_delay is None else args.read_delay / 1000,
+        proto=args.proto,
     )
     return config, args
 

@@ -56,6 +56,9 @@ class RunConfig:
     :param read_delay: seconds a worker may pause after small reads while
         messages flow (``None``: 2 ms when sending flat out, 0 when paced, so
         that the latency workload measures latency to the microsecond).
+    :param proto: what the TCP clients speak: ``"line"`` or ``"irc"``.  For
+        ``"irc"`` pass a ``window`` that fits the server (the command line's
+        default does: :func:`twisted_chat.bench.irc_wire.default_window`).
     """
 
     workload: Workload
@@ -69,6 +72,7 @@ class RunConfig:
     timeout: float = 10.0
     window: int = 200
     read_delay: float | None = None
+    proto: str = "line"
     run_id: str = field(factory=lambda: secrets.token_hex(3))
 
 
@@ -158,6 +162,8 @@ class Runner:
                 rate=w.rate,
                 window=cfg.window,
                 read_delay_ns=int(self.read_delay * 1e9),
+                proto=cfg.proto,
+                run_id=cfg.run_id,
             )
             parent_end, child_end = ctx.Pipe()
             process = ctx.Process(

@@ -39,6 +39,9 @@ class WorkerSpec:
         delivery separately (the asyncio baseline) would otherwise cost one
         ``recv`` and its Python overhead per line; the pause lets lines pile
         up in the kernel, at the price of up to this much added latency.
+    :param proto: ``"line"`` (PROTOCOL.md's lines) or ``"irc"`` (IRC clients,
+        :mod:`twisted_chat.bench.irc_client`), for the TCP clients.
+    :param run_id: the run's id; IRC nicknames are made from it.
     """
 
     index: int
@@ -51,6 +54,8 @@ class WorkerSpec:
     rate: float
     window: int = 0
     read_delay_ns: int = 0
+    proto: str = "line"
+    run_id: str = ""
 
     @property
     def batch_size(self) -> int:

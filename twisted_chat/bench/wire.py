@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from array import array
+    from collections.abc import Callable
 
 #: A room message at the start of a line, in any room.
 MESSAGE_MARK = b"\n[#"
@@ -151,11 +152,16 @@ def _sample(
     starts_line: bool,
     now_ns: int,
     samples: array[int],
+    *,
+    latency_of: Callable[[bytes | bytearray, int, int, int], int | None] = (
+        line_latency_ns
+    ),
 ) -> None:
     """Sample the oldest and the newest complete line of this chunk.
 
     All lines of a chunk arrive at once, so the oldest has the chunk's largest
     latency and the newest its smallest: the two bound the rest.
+    ``latency_of`` reads one line (the IRC mode passes its own).
     """
     first_end = buf.find(b"\n", 0, n)
     if first_end < 0:
@@ -167,14 +173,14 @@ def _sample(
         first_end = buf.find(b"\n", first_start, n)
         if first_end < 0:
             return
-    latency = line_latency_ns(buf, first_start, first_end, now_ns)
+    latency = latency_of(buf, first_start, first_end, now_ns)
     if latency is not None:
         samples.append(latency)
     last_end = buf.rfind(b"\n", 0, n)
     if last_end == first_end:
         return
     last_start = buf.rfind(b"\n", 0, last_end) + 1
-    latency = line_latency_ns(buf, last_start, last_end, now_ns)
+    latency = latency_of(buf, last_start, last_end, now_ns)
     if latency is not None:
         samples.append(latency)
 

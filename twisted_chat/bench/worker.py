@@ -4,7 +4,8 @@
 The parent (:mod:`twisted_chat.bench.runner`) starts one or more workers and
 hands each a share of the clients (:class:`~twisted_chat.bench.spec.WorkerSpec`).
 A worker owns the loop, the global barriers and the tallies; the clients it
-drives are :mod:`twisted_chat.bench.tcp_client` and
+drives are :mod:`twisted_chat.bench.tcp_client`,
+:mod:`twisted_chat.bench.irc_client` (``--proto irc``) and
 :mod:`twisted_chat.bench.udp_client`.  A worker and its parent talk over a
 ``multiprocessing`` pipe, which the worker watches in the same loop as its
 sockets.  The run goes through global barriers, because clients in one room
@@ -40,6 +41,7 @@ from array import array
 from typing import TYPE_CHECKING
 
 from twisted_chat.bench.client import Stage
+from twisted_chat.bench.irc_client import IrcClient
 from twisted_chat.bench.spec import Progress, WorkerResult
 from twisted_chat.bench.tcp_client import TcpClient
 from twisted_chat.bench.udp_client import HELLO_RETRY_NS, UdpClient
@@ -152,9 +154,13 @@ class Worker:
             plan = self.to_connect.pop()
             self.inflight += 1
             try:
-                client: Client = (
-                    UdpClient(self, plan) if plan.udp else TcpClient(self, plan)
-                )
+                client: Client
+                if plan.udp:
+                    client = UdpClient(self, plan)
+                elif self.spec.proto == "irc":
+                    client = IrcClient(self, plan, self.spec.run_id)
+                else:
+                    client = TcpClient(self, plan)
             except OSError as e:
                 self.errors.append(
                     f"client {plan.index} (setup): cannot connect: {e.strerror or e}"

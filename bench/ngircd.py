@@ -1,0 +1,329 @@
+"""ngircd for the load generator's IRC mode, and the IRC-against-line comparison.
+
+Usage::
+
+    python bench/ngircd.py [--stock] [-- BENCH OPTIONS]     # one bench run
+    python bench/ngircd.py --serve [--port N]               # just the server
+    python bench/ngircd.py --compare [--runs 3] [--workloads fanout,rooms,latency]
+
+It writes an ngircd.conf(5) into a fresh temporary directory for a free
+loopback port, starts ``/usr/sbin/ngircd -n -f CONFIG`` (``-n``: stay in the
+foreground, log to stderr), waits until the port answers, and stops the
+server (SIGTERM, then SIGKILL) when done.  The first form runs
+``python -m twisted_chat.bench --proto irc --port PORT --server-pid PID``
+with the options after ``--``.  ``--compare`` alternates, ``--runs`` times
+per workload, a bench run with ``--proto irc`` against a fresh ngircd and
+one with ``--proto line`` against a fresh ``twistd -n chat --tcp ...``
+(started as ``bench/ab_hotpath.py`` starts it: flood control and the per-IP
+cap off, no history), and prints each run and the medians side by side.
+
+The configuration, and why (ngircd.conf(5), ngircd 26.1's ``conn.c``):
+
+``MaxConnectionsIP = 0``, ``MaxConnections = 0``
+    no per-address cap (ngircd's default is 5 connections per IP address);
+    ngircd has no connection-rate throttle for clients (``ConnectRetry`` is
+    the retry interval of its *outgoing* server links, not a client limit).
+``MaxJoins = 0``
+    no cap on the channels a user joins (the bench joins one).
+``DNS = no``, ``Ident = no``, ``PAM = no``
+    no resolver/ident sub-process per connection, which would hold each
+    registration back (ngircd ignores a socket until its lookup ends).
+``MaxPenaltyTime = 0``
+    no penalty time.  By default ngircd stops reading a client for a second
+    whenever it sent 256 bytes or more within a second, or left unhandled
+    lines after a pass of the loop: a flat-out sender would get about two
+    messages a second through.
+``DefaultUserModes = F``
+    user mode ``F`` ("relaxed flood protection", normally settable only by
+    operators) on every client: ngircd then handles 10 lines of a client
+    per pass of its loop instead of 3 and never throttles it.
+    ``--stock`` leaves both flood settings at their defaults.
+
+What no setting changes: ngircd reads a client into a 2,048-byte buffer
+and drops it ("Receive buffer space exhausted") when the buffer is full at
+the next read, and drops a reader whose unsent output passes 32 KiB
+("Write buffer space exhausted").  So the IRC mode's senders keep about
+1.5 KiB in flight (``--window`` defaults to 11 messages of 100 bytes), and
+ngircd's fan-out is bounded by its 10-lines-per-client-per-pass loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+#: A bench --json report.
+Report = dict[str, Any]
+
+NGIRCD = "/usr/sbin/ngircd"
+#: Seconds a server gets to open its port, and a bench run to finish.
+START_TIMEOUT = 30.0
+RUN_TIMEOUT = 900.0
+#: The bench's numbers quoted in the comparison, from its --json report.
+COLUMNS = ("deliveries_per_s", "p50_ms", "p99_ms", "cpu_us")
+
+CONFIG = """\
+# Written by bench/ngircd.py for the load generator (see its docstring).
+[Global]
+Name = irc.bench
+Info = twisted-chat bench
+AdminInfo1 = bench
+AdminInfo2 = bench
+AdminEMail = bench@localhost
+Listen = 127.0.0.1
+Ports = {port}
+MotdPhrase = bench
+[Limits]
+MaxConnections = 0
+MaxConnectionsIP = 0
+MaxJoins = 0
+PingTimeout = 120
+PongTimeout = 20
+{penalty}
+[Options]
+DNS = no
+Ident = no
+PAM = no
+IncludeDir = {directory}
+{modes}
+"""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on (a tiny race is accepted)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(directory: Path, port: int, *, stock: bool = False) -> Path:
+    """Write the bench's ngircd.conf into ``directory`` and return its path."""
+    text = CONFIG.format(
+        port=port,
+        directory=directory,
+        penalty="" if stock else "MaxPenaltyTime = 0",
+        modes="" if stock else "DefaultUserModes = F",
+    )
+    path = directory / "ngircd.conf"
+    path.write_text(text)
+    return path
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+    """Return once 127.0.0.1:``port`` accepts; fail if ``process`` exits first."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{what} did not start on port {port}") from None
+            time.sleep(0.05)
+        else:
+            return
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 seconds; always reaped."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Ngircd:
+    """An ngircd on a free loopback port with the bench's configuration.
+
+    ``with Ngircd() as server:`` starts it and stops it; ``port`` and
+    ``pid`` are set while it runs.  ``log`` gets its stderr (its log).
+    """
+
+    def __init__(
+        self, *, port: int = 0, stock: bool = False, log: Path | None = None
+    ) -> None:
+        self.stock = stock
+        self.port = port or free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="bench-ngircd-"))
+        self.config = write_config(self.directory, self.port, stock=stock)
+        self.log = log or self.directory / "ngircd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError("ngircd is not running")
+        return self.process.pid
+
+    def start(self) -> None:
+        if not Path(NGIRCD).exists():
+            raise SystemExit(f"{NGIRCD} is missing: apt-get install ngircd")
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - fixed program, our config
+                [NGIRCD, "-n", "-f", str(self.config)],
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.port, self.process, "ngircd")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
+    def __enter__(self) -> Ngircd:  # noqa: PYI034 - never subclassed
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def bench(python: str, port: int, pid: int, proto: str, extra: list[str]) -> Report:
+    """One bench run's --json report (the run's own errors are in it)."""
+    done = subprocess.run(  # noqa: S603 - our own bench
+        [python, "-m", "twisted_chat.bench", "--proto", proto, "--port", str(port),
+         "--server-pid", str(pid), "--json", "--no-progress", *extra],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+    )  # fmt: skip
+    if not done.stdout.strip():
+        raise SystemExit(f"the bench printed nothing: {done.stderr.strip()}")
+    report: Report = json.loads(done.stdout)
+    return report
+
+
+def numbers(report: Report) -> tuple[float, float, float, float]:
+    """(deliveries/s, p50 ms, p99 ms, server CPU µs per delivery)."""
+    rate = float(report["deliveries_per_s"])
+    latency = report.get("latency_ms") or {}
+    cpu = (report.get("server") or {}).get("cpu_percent") or 0.0
+    per = float(cpu) / 100 / rate * 1e6 if rate else 0.0
+    return rate, float(latency.get("p50_ms", 0)), float(latency.get("p99_ms", 0)), per
+
+
+def run_twistd(python: str, workload: str, extra: list[str]) -> Report:
+    """One ``--proto line`` run against a fresh twistd, as bench/ab_hotpath.py."""
+    port = free_port()
+    twistd = str(Path(python).absolute().with_name("twistd"))
+    daemon = subprocess.Popen(  # noqa: S603 - our own twistd, our arguments
+        [twistd, "--nodaemon", "--pidfile=", "chat",
+         "--tcp", f"tcp:{port}:interface=127.0.0.1", "--history-db", "off",
+         "--flood-burst", "0", "--flood-rate", "0", "--max-per-ip", "0"],
+        cwd=tempfile.mkdtemp(prefix="bench-twistd-"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, daemon, twistd)
+        return bench(python, port, daemon.pid, "line", ["--workload", workload, *extra])
+    finally:
+        stop(daemon)
+
+
+def run_ngircd(python: str, workload: str, extra: list[str], stock: bool) -> Report:
+    """One ``--proto irc`` run against a fresh ngircd."""
+    with Ngircd(stock=stock) as server:
+        return bench(
+            python, server.port, server.pid, "irc", ["--workload", workload, *extra]
+        )
+
+
+def describe(report: Report) -> str:
+    rate, p50, p99, cpu = numbers(report)
+    ok = "ok" if report["ok"] else "ERRORS: " + "; ".join(report["errors"])
+    return (
+        f"{rate:,.0f} deliveries/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+        f"server CPU {cpu:.2f} us/delivery, {report['received']:,}/"
+        f"{report['expected']:,} received, {ok}"
+    )
+
+
+def compare(args: argparse.Namespace, extra: list[str]) -> int:
+    """Alternate irc-vs-ngircd and line-vs-twistd runs; print medians."""
+    python = sys.executable
+    rows = []
+    failed = False
+    for workload in args.workloads.split(","):
+        got: dict[str, list[tuple[float, float, float, float]]] = {}
+        for n in range(args.runs):
+            order = ["irc/ngircd", "line/twistd"]
+            for name in order if n % 2 == 0 else order[::-1]:
+                if name == "irc/ngircd":
+                    report = run_ngircd(python, workload, extra, args.stock)
+                else:
+                    report = run_twistd(python, workload, extra)
+                failed = failed or not report["ok"]
+                got.setdefault(name, []).append(numbers(report))
+                print(f"{workload} {name} run {n + 1}: {describe(report)}", flush=True)
+        for name, runs in got.items():
+            medians = [statistics.median(c) for c in zip(*runs, strict=True)]
+            rows.append((workload, name, *medians))
+    print()
+    print("| workload | proto/server | deliveries/s | p50 ms | p99 ms | us/delivery |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for workload, name, rate, p50, p99, cpu in rows:
+        print(
+            f"| {workload} | {name} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.2f} |"
+        )
+    print(f"\nmedian of {args.runs}; load average {os.getloadavg()[0]:.2f}")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, extra = argv[:at], argv[at + 1 :]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--stock",
+        action="store_true",
+        help="keep ngircd's flood penalties (MaxPenaltyTime, no +F)",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="start ngircd, print its port and pid, run until Ctrl-C",
+    )
+    parser.add_argument("--port", type=int, default=0, help="for --serve")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="irc vs ngircd and line vs twistd, alternating",
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workloads", default="fanout,rooms,latency")
+    args = parser.parse_args(argv)  # fmt: skip
+    if args.compare:
+        return compare(args, extra)
+    with Ngircd(port=args.port, stock=args.stock) as server:
+        if args.serve:
+            print(f"ngircd on 127.0.0.1:{server.port}, pid {server.pid}, "
+                  f"config {server.config}, log {server.log}", flush=True)  # fmt: skip
+            with contextlib.suppress(KeyboardInterrupt):
+                server.process.wait()  # type: ignore[union-attr]
+            return 0
+        done = subprocess.run(  # noqa: S603 - our own bench
+            [sys.executable, "-m", "twisted_chat.bench", "--proto", "irc",
+             "--port", str(server.port), "--server-pid", str(server.pid), *extra],
+            check=False,
+        )  # fmt: skip
+        return done.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

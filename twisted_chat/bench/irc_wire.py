@@ -1,0 +1,268 @@
+# Copyright (c) 2026 twisted-chat developers. Licensed under the MIT license.
+"""What the load generator writes and counts when it speaks IRC (``--proto irc``).
+
+The line mode's rule holds here too (:mod:`twisted_chat.bench.wire`): no
+Python work per received line.  An IRC client reads big chunks and
+
+* counts deliveries with ``bytearray.count(b" PRIVMSG #room :")``.  Every
+  delivery of a room message reaches a member as ``:nick!user@host PRIVMSG
+  #room :text`` (RFC 2812 3.3.1; Modern IRC client protocol, "PRIVMSG"), the
+  source's length varies, so the mark is what follows it.  ``#room``
+  followed by `` :`` cannot be a prefix of another room's mark, the mark
+  cannot overlap itself, and nothing else a server sends to a member
+  carries it (JOIN, PART, QUIT, NOTICE and numerics do not);
+* counts the answers to its own ``PING`` by `` PONG `` (the server answers
+  ``:server PONG server :token``, "PING message" / "PONG message"), and only
+  while one is unanswered, as the line mode counts ``* pong``;
+* answers the server's ``PING`` (an IRC server pings idle clients and drops
+  them when they stay silent).  The search for ``PING `` runs on every
+  chunk; the rare hit is checked and parsed on the spot, and a ``PING``
+  line split over two reads is completed from the next one.
+
+A sender writes ``PRIVMSG #room :<body>`` with the line mode's body (its
+padding, sender index and ``time.monotonic_ns()``), ended with CRLF as RFC
+2812 2.3 asks.  An IRC server does not echo a message to its sender unless
+the client negotiated ``echo-message`` (IRCv3), which the bench never asks
+for, so the expected counts are the line mode's.
+
+Registration and joining are not on the hot path and are parsed line by
+line (:func:`parse_line`): ``NICK``/``USER``, ``001``, ``JOIN``, ``366``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from attrs import frozen
+
+from twisted_chat.bench.wire import _sample
+
+if TYPE_CHECKING:
+    from array import array
+
+#: The answer to our ``PING``: ``:server PONG server :token``.
+PONG_MARK = b" PONG "
+#: A server's ``PING``, with or without a ``:server`` prefix.
+PING_MARK = b"PING "
+#: What the bench's own pings say; any token works, the count is what matters.
+PING = b"PING :b\r\n"
+#: RFC 2812 2.3: a line is at most 512 bytes with its CRLF.
+MAX_LINE = 512
+#: The longest ``--size`` in IRC mode: the server prefixes each delivery with
+#: ``:nick!user@host`` (up to about 150 bytes), and the whole must stay
+#: within ``MAX_LINE`` or servers cut it.
+MAX_IRC_SIZE = 350
+#: Bytes of the stream kept across reads: enough to see the whole of a line
+#: that straddles two reads (a ``PING`` to check), and the last words of a
+#: server that closes the connection.
+KEEP = MAX_LINE
+#: Bytes a flat-out IRC sender keeps in flight by default (``--window``):
+#: ngircd reads a client into a 2,048-byte buffer and drops the client
+#: ("Receive buffer space exhausted") when it is full at the next read, and
+#: handles only a few lines of one client per pass of its loop; keeping
+#: less than that unanswered can never trip it.
+DEFAULT_INFLIGHT_BYTES = 1536
+#: Latencies outside this range are not ours.
+_MAX_LATENCY_NS = 3600 * 10**9
+
+
+def nick_for(run_id: str, index: int) -> str:
+    """A nickname of at most 9 characters (RFC 2812's limit, ngircd's default):
+    ``b``, four characters of the run id, the client index in base 36."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    tail = ""
+    while True:
+        index, r = divmod(index, 36)
+        tail = digits[r] + tail
+        if index == 0:
+            break
+    return f"b{run_id[:4]}{tail}"
+
+
+def registration(nick: str) -> bytes:
+    """``NICK`` and ``USER`` (Modern IRC, "Connection registration"): no
+    ``CAP``, so the server sends plain lines without tags or echoes."""
+    data = f"NICK {nick}\r\nUSER {nick} 0 * :twisted-chat bench\r\n"
+    return data.encode("ascii")
+
+
+def join_lines(room: str) -> bytes:
+    """Join the room, then ping: the ``PONG`` follows the ``366`` (end of
+    ``NAMES``) of a successful join, or the error numeric of a failed one."""
+    return b"JOIN " + room.encode("utf-8") + b"\r\n" + PING
+
+
+def privmsg_prefix(room: str) -> bytes:
+    """What a sender puts before the line mode's message body."""
+    return b"PRIVMSG " + room.encode("utf-8") + b" :"
+
+
+def irc_message(prefix: bytes, body: bytes) -> bytes:
+    """One ``PRIVMSG`` line: ``prefix``, the body without its LF, CRLF."""
+    return prefix + body[:-1] + b"\r\n"
+
+
+def delivery_mark(room: str) -> bytes:
+    """What a delivery of a message said in ``room`` carries, once per line."""
+    return b" PRIVMSG " + room.encode("utf-8") + b" :"
+
+
+def irc_latency_ns(
+    buf: bytes | bytearray, start: int, end: int, now_ns: int
+) -> int | None:
+    """Latency of the delivery in ``buf[start:end]``, or ``None`` when that line
+    is not a bench ``PRIVMSG``."""
+    if buf.find(b" PRIVMSG ", start, end) < 0:
+        return None
+    space = buf.rfind(b" ", start, end)
+    if space < 0:
+        return None
+    try:
+        sent = int(buf[space + 1 : end])  # int() ignores the trailing CR
+    except ValueError:
+        return None
+    latency = now_ns - sent
+    if 0 <= latency < _MAX_LATENCY_NS:
+        return latency
+    return None
+
+
+@frozen
+class IrcLine:
+    """One parsed server line (setup only): ``:source COMMAND params``."""
+
+    command: str
+    params: tuple[str, ...]
+    source: str | None = None
+
+
+def parse_line(raw: bytes) -> IrcLine | None:
+    """Parse one line without its line ending (RFC 2812 2.3.1; tags, which we
+    never ask for, are skipped); ``None`` for an empty line."""
+    text = raw.decode("utf-8", "replace").strip("\r\n")
+    if text.startswith("@"):
+        _, _, text = text.partition(" ")
+    source = None
+    if text.startswith(":"):
+        source, _, text = text[1:].partition(" ")
+    head, sep, trailing = text.partition(" :")
+    words = head.split()
+    if not words:
+        return None
+    params = tuple(words[1:]) + ((trailing,) if sep else ())
+    return IrcLine(command=words[0].upper(), params=params, source=source)
+
+
+def pong_for(line: bytes) -> bytes | None:
+    """The ``PONG`` that answers ``line`` when it is a server's ``PING``."""
+    parsed = parse_line(line)
+    if parsed is None or parsed.command != "PING":
+        return None
+    token = parsed.params[-1] if parsed.params else ""
+    return b"PONG :" + token.encode("utf-8") + b"\r\n"
+
+
+class IrcStreamCounter:
+    """Counts deliveries and pongs in one IRC stream and finds the server's pings.
+
+    ``messages`` and ``pongs`` are running totals; :meth:`feed` returns the
+    ``PONG`` lines to send back for the server's pings it completed.
+
+    :param mark: :func:`delivery_mark` of the client's room.
+    """
+
+    __slots__ = ("mark", "messages", "partial", "pongs", "tail")
+
+    def __init__(self, mark: bytes) -> None:
+        self.mark = mark
+        self.messages = 0
+        self.pongs = 0
+        # The stream starts at the beginning of a line.
+        self.tail = b"\n"
+        # A server PING whose line has not ended yet (bounded by MAX_LINE).
+        self.partial: bytes | None = None
+
+    def feed(
+        self,
+        buf: bytes | bytearray,
+        n: int,
+        now_ns: int,
+        samples: array[int] | None,
+        pongs_due: bool = True,
+    ) -> tuple[int, int, list[bytes]]:
+        """Account for ``buf[:n]``: deliveries and pongs it completed, and the
+        replies owed to the server's pings."""
+        if n <= 0:
+            return 0, 0, []
+        mark = self.mark
+        tail = self.tail
+        m = len(mark) - 1
+        head = bytes(buf[: min(n, KEEP)])
+        # As in wire.StreamCounter: an occurrence across the seam lies in
+        # the len(mark) - 1 bytes each side of it, and only there.
+        messages = buf.count(mark, 0, n) + (tail[-m:] + head[:m]).count(mark)
+        pongs = 0
+        if pongs_due:
+            p = len(PONG_MARK) - 1
+            pongs = buf.count(PONG_MARK, 0, n) + (tail[-p:] + head[:p]).count(PONG_MARK)
+        replies: list[bytes] = []
+        q = len(PING_MARK) - 1
+        if (
+            self.partial is not None
+            or buf.find(PING_MARK, 0, n) >= 0
+            or PING_MARK in tail[-q:] + head[:q]
+        ):
+            replies = self._pings(bytes(buf[:n]))
+        if messages and samples is not None:
+            _sample(
+                buf, n, tail.endswith(b"\n"), now_ns, samples, latency_of=irc_latency_ns
+            )
+        self.tail = (tail + head)[-KEEP:] if n < KEEP else bytes(buf[n - KEEP : n])
+        self.messages += messages
+        self.pongs += pongs
+        return messages, pongs, replies
+
+    def _pings(self, data: bytes) -> list[bytes]:
+        """Replies to the ``PING`` lines that end in ``data`` (rare: parsed)."""
+        replies: list[bytes] = []
+        if self.partial is not None:
+            end = data.find(b"\n")
+            if end < 0:
+                self.partial = (self.partial + data)[:MAX_LINE]
+                return replies
+            reply = pong_for(self.partial + data[:end])
+            self.partial = None
+            if reply is not None:
+                replies.append(reply)
+        window = self.tail + data
+        # Occurrences wholly inside the tail were handled by the last read.
+        at = window.find(PING_MARK, max(0, len(self.tail) - len(PING_MARK) + 1))
+        while at >= 0:
+            start = window.rfind(b"\n", 0, at) + 1
+            end = window.find(b"\n", at)
+            before = window[start:at]
+            # A command starts its line, after at most a ":server " prefix.
+            if before == b"" or (before.startswith(b":") and before.count(b" ") == 1):
+                if end < 0:
+                    self.partial = window[start:][:MAX_LINE]
+                    break
+                reply = pong_for(window[start:end])
+                if reply is not None:
+                    replies.append(reply)
+            if end < 0:
+                break
+            at = window.find(PING_MARK, end)
+        return replies
+
+    def last_words(self) -> str:
+        """The last line the server sent, to explain why it closed on us."""
+        lines = [x for x in self.tail.decode("utf-8", "replace").splitlines() if x]
+        return f" (server said: {lines[-1]})" if lines else ""
+
+
+def default_window(size: int) -> int:
+    """``--window`` for IRC senders of ``size``-byte messages: as many as fit in
+    ``DEFAULT_INFLIGHT_BYTES`` with the ``PRIVMSG #room :`` before each (at
+    most 32 bytes for the bench's rooms) and two pings, and at least 2."""
+    per_message = size + 1 + 32  # the body, its CR, the PRIVMSG prefix
+    return max(2, (DEFAULT_INFLIGHT_BYTES - 2 * len(PING)) // per_message)
