@@ -1,0 +1,333 @@
+"""
+What an IRC client's commands do in the chat, once it is registered.
+
+Every command that changes something goes through the core as the line
+protocol's command would (``JOIN #dev key`` is ``/join #dev key``), so that
+IRC users meet the very same rules, limits and moderation as everyone
+else; the core's direct answers are captured (:meth:`IrcConnection.run`)
+and become IRC replies: an ``! code:`` error the numeric mainstream servers
+send for it (:data:`ERRORS`), success the echo and numerics IRC clients
+expect (``JOIN``, then the topic and ``NAMES``).  Queries (``NAMES``,
+``WHO``, ``WHOIS``, ``LIST``, ``MODE #room``) read the chat's state
+directly (:mod:`twisted_chat.transports.irc_replies`).  Text from IRC loses
+its formatting codes and goes through the core's cleaning, once per
+message, before anyone sees it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from twisted_chat.core.cleaning import clean_text
+from twisted_chat.core.errors import ChatError
+from twisted_chat.transports.irc_message import IrcMessage
+from twisted_chat.transports.irc_modes import mode_lines
+from twisted_chat.transports.irc_queries import (
+    IrcQueries,
+    key_of,
+    nick_key,
+)
+from twisted_chat.transports.irc_text import ctcp_action, is_ctcp, strip_formatting
+
+if TYPE_CHECKING:
+    from twisted_chat.core.room import Room
+
+__all__ = ["ERRORS", "IrcCommands"]
+
+#: Targets one PRIVMSG, JOIN or PART may name (ISUPPORT TARGMAX).
+MAX_TARGETS: Final = 4
+
+#: A core error code, by the IRC command that met it, as a numeric (the
+#: Modern IRC document's names); ``*`` is any command.
+ERRORS: Final[dict[tuple[str, str], str]] = {
+    ("*", "nick-in-use"): "433",
+    ("*", "nick-registered"): "433",
+    ("NICK", "invalid-name"): "432",
+    ("*", "invalid-name"): "479",
+    ("*", "no-such-nick"): "401",
+    ("*", "no-such-room"): "403",
+    ("*", "not-in-room"): "442",
+    ("*", "no-room"): "442",
+    ("*", "too-many-rooms"): "405",
+    ("*", "not-operator"): "482",
+    ("*", "not-server-operator"): "481",
+    ("*", "oper-failed"): "464",
+    ("*", "banned"): "474",
+    ("*", "invite-only"): "473",
+    ("*", "bad-key"): "475",
+    ("*", "room-full"): "471",
+    ("*", "muted"): "404",
+    ("*", "moderated"): "404",
+    ("*", "usage"): "461",
+}
+
+
+def clean(text: str) -> str:
+    """IRC text as the chat takes it: no formatting codes, cleaned."""
+    return clean_text(strip_formatting(text))
+
+
+class IrcCommands(IrcQueries):
+    """The registered-state commands of one IRC connection."""
+
+    def fail(self, command: str, answers: list[str], target: str) -> bool:
+        """Send the numeric for an ``! code:`` answer; whether there was one."""
+        for answer in answers:
+            if answer.startswith("! "):
+                code, _, text = answer[2:].partition(": ")
+                numeric = ERRORS.get((command, code)) or ERRORS.get(("*", code))
+                if numeric == "461":
+                    self.numeric("461", command, text)
+                else:
+                    self.numeric(numeric or "400", target, text)
+                return True
+        return False
+
+    def handle(self, message: IrcMessage) -> None:
+        """Act on one command (already parsed and bounded)."""
+        command, params = message.command, message.params
+        handler = getattr(self, "do_" + command.lower(), None)
+        if handler is None:
+            self.numeric("421", command, "Unknown command")
+            return
+        needed = _NEEDS.get(command, 0)
+        if len(params) < needed:
+            self.numeric("461", command, "Not enough parameters")
+            return
+        handler(params)
+
+    # -- connection --------------------------------------------------------------
+
+    def do_ping(self, params: tuple[str, ...]) -> None:
+        token = params[0] if params else ""
+        server = self.conn.replies.server
+        self.send(_line(server, "PONG", server, token))
+
+    def do_pong(self, params: tuple[str, ...]) -> None:
+        """Any line is a sign of life; the protocol notes it."""
+
+    def do_quit(self, params: tuple[str, ...]) -> None:
+        self.conn.quit(clean(params[0]) if params else "leaving")
+
+    def do_nick(self, params: tuple[str, ...]) -> None:
+        new = params[0]
+        old = self.conn.replies.mask_of(self.conn.participant)
+        answers = self.conn.run(f"/nick {new}")
+        if not self.fail("NICK", answers, new) and self.nick != old.split("!")[0]:
+            self.send(f":{old} NICK {self.nick}\r\n".encode())
+
+    def do_away(self, params: tuple[str, ...]) -> None:
+        text = clean(params[0]) if params and params[0] else ""
+        self.conn.away = text[:200] or None
+        if text:
+            self.numeric("306", "You have been marked as being away")
+        else:
+            self.numeric("305", "You are no longer marked as being away")
+
+    # -- rooms --------------------------------------------------------------------
+
+    def do_join(self, params: tuple[str, ...]) -> None:
+        if params[0] == "0":
+            for room in list(self.conn.participant.rooms.values()):
+                self.do_part((room.name.display,))
+            return
+        keys = params[1].split(",") if len(params) > 1 else []
+        for index, channel in enumerate(params[0].split(",")[:MAX_TARGETS]):
+            key = keys[index] if index < len(keys) else ""
+            self._join(channel, key)
+
+    def _join(self, channel: str, key: str) -> None:
+        conn = self.conn
+        participant = conn.participant
+        before = set(participant.rooms)
+        answers = conn.run(f"/join {channel} {key}".rstrip())
+        if self.fail("JOIN", answers, channel):
+            return
+        joined = [room for k, room in participant.rooms.items() if k not in before]
+        if not joined:
+            return  # already there
+        room = joined[0]
+        replies = conn.replies
+        mask = replies.mask_of(participant)
+        out = [f":{mask} JOIN {room.name.display}\r\n".encode()]
+        if room.topic:
+            out.extend(replies.topic(self.nick, room))
+        out.extend(replies.names(self.nick, room, "multi-prefix" in conn.caps))
+        self.send(*out)
+
+    def do_part(self, params: tuple[str, ...]) -> None:
+        reason = clean(params[1]) if len(params) > 1 else ""
+        for channel in params[0].split(",")[:MAX_TARGETS]:
+            room = self._room_of(channel)
+            if room is None:
+                self.numeric("442", channel, "You're not on that channel")
+                continue
+            mask = self.conn.replies.mask_of(self.conn.participant)
+            answers = self.conn.run(f"/part {room.name.display} {reason}".rstrip())
+            if not self.fail("PART", answers, channel):
+                suffix = f" :{reason}" if reason else ""
+                self.send(f":{mask} PART {room.name.display}{suffix}\r\n".encode())
+
+    def do_topic(self, params: tuple[str, ...]) -> None:
+        channel = params[0]
+        room = self._room_of(channel)
+        if len(params) == 1:
+            found = room or self.conn.server.rooms.get(key_of(channel))
+            if found is None:
+                self.numeric("403", channel, "No such channel")
+            else:
+                self.send(*self.conn.replies.topic(self.nick, found))
+            return
+        if room is None:
+            self.numeric("442", channel, "You're not on that channel")
+            return
+        text = clean(params[1])
+        answers = self._in(room, f"/topic {text}" if text else "/topic")
+        self.fail("TOPIC", answers, channel)
+        # The room's TOPIC line reaches this client with everyone's.
+
+    # -- messages -----------------------------------------------------------------
+
+    def do_privmsg(self, params: tuple[str, ...], *, notice: bool = False) -> None:
+        if len(params) < 2 or not params[1]:
+            if not notice:
+                self.numeric("412", "No text to send")
+            return
+        text = params[1]
+        action = ctcp_action(text)
+        if action is None and is_ctcp(text):
+            return  # CTCP VERSION, PING...: not relayed, not answered
+        body = clean(action if action is not None else text)
+        if not body:
+            return
+        for target in params[0].split(",")[:MAX_TARGETS]:
+            self._message(target, body, action is not None, notice)
+
+    def do_notice(self, params: tuple[str, ...]) -> None:
+        self.do_privmsg(params, notice=True)
+
+    def _message(self, target: str, body: str, action: bool, notice: bool) -> None:
+        conn = self.conn
+        speech = conn.server.speech
+        participant = conn.participant
+        try:
+            if target.startswith("#"):
+                room = self._room_of(target)
+                if room is None:
+                    if not notice:
+                        self.numeric("404", target, "Cannot send to channel")
+                    return
+                if action:
+                    speech.act(participant, room, body)
+                else:
+                    speech.say(participant, room, body)
+            else:
+                if action:
+                    body = f"* {participant.nick.display} {body}"
+                speech.message(participant, target, body)
+                recipient = conn.server.participants.get(nick_key(target))
+                away = getattr(recipient.client, "away", None) if recipient else None
+                if away and not notice:
+                    self.numeric("301", target, away)
+        except ChatError as problem:
+            if not notice:
+                self.fail("PRIVMSG", [f"! {problem.code}: {problem.text}"], target)
+
+    # -- moderation -------------------------------------------------------------
+
+    def do_kick(self, params: tuple[str, ...]) -> None:
+        channel, who = params[0], params[1].split(",")[0]
+        room = self._room_of(channel)
+        if room is None:
+            self.numeric("442", channel, "You're not on that channel")
+            return
+        reason = clean(params[2]) if len(params) > 2 else ""
+        answers = self._in(room, f"/kick {who} {reason}".rstrip())
+        self.fail("KICK", answers, channel)
+
+    def do_invite(self, params: tuple[str, ...]) -> None:
+        who, channel = params[0], params[1]
+        room = self._room_of(channel)
+        if room is None:
+            self.numeric("442", channel, "You're not on that channel")
+            return
+        answers = self._in(room, f"/invite {who}")
+        if not self.fail("INVITE", answers, channel):
+            self.numeric("341", who, room.name.display)
+
+    def do_mode(self, params: tuple[str, ...]) -> None:
+        target = params[0]
+        if not target.startswith("#"):
+            if nick_key(target) != self.conn.participant.nick.key:
+                self.numeric("502", "Can't change mode for other users")
+            else:
+                self.numeric("221", "+")
+            return
+        room = self.conn.server.rooms.get(key_of(target))
+        if room is None:
+            self.numeric("403", target, "No such channel")
+            return
+        replies = self.conn.replies
+        if len(params) == 1:
+            member = self.conn.participant in room.members
+            self.send(*replies.channel_modes(self.nick, room, member))
+            return
+        if params[1] in ("b", "+b") and len(params) == 2:
+            self.send(*replies.ban_list(self.nick, room))
+            return
+        if self.conn.participant not in room.members:
+            self.numeric("442", target, "You're not on that channel")
+            return
+        for line in mode_lines(params[1], params[2:]):
+            if line is None:
+                self.numeric("472", params[1], "is an unknown mode char to me")
+                continue
+            if self.fail("MODE", self._in(room, line), target):
+                return
+
+    def do_oper(self, params: tuple[str, ...]) -> None:
+        answers = self.conn.run(f"/oper {params[0]} {params[1]}")
+        if not self.fail("OPER", answers, params[0]):
+            self.numeric("381", "You are now an IRC operator")
+
+    def do_kill(self, params: tuple[str, ...]) -> None:
+        reason = clean(params[1]) if len(params) > 1 else ""
+        self.fail(
+            "KILL", self.conn.run(f"/kill {params[0]} {reason}".rstrip()), params[0]
+        )
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _room_of(self, channel: str) -> Room | None:
+        """The room ``channel`` names, if the client is in it."""
+        try:
+            return self.conn.participant.rooms.get(key_of(channel))
+        except ChatError:
+            return None
+
+    def _in(self, room: Room, line: str) -> list[str]:
+        """Run a command that acts on the current room, in ``room``."""
+        participant = self.conn.participant
+        current = participant.current
+        participant.current = room
+        try:
+            return self.conn.run(line)
+        finally:
+            if (
+                participant.current is room
+                and current is not None
+                and (current.name.key in participant.rooms)
+            ):
+                participant.current = current
+
+
+#: Parameters each command needs at least (461 otherwise).
+_NEEDS: Final = {
+    "NICK": 1, "JOIN": 1, "PART": 1, "TOPIC": 1, "KICK": 2, "INVITE": 2,
+    "MODE": 1, "OPER": 2, "KILL": 1, "PRIVMSG": 1, "WHOIS": 1, "USERHOST": 1,
+    "ISON": 1,
+}  # fmt: skip
+
+
+def _line(source: str, verb: str, middle: str, trailing: str) -> bytes:
+    return f":{source} {verb} {middle} :{trailing}\r\n".encode()

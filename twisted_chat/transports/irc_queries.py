@@ -1,0 +1,151 @@
+"""
+The IRC queries: ``NAMES``, ``LIST``, ``WHO``, ``WHOIS``, ``ISON``,
+``USERHOST``, which read the chat's state and change nothing, and what
+every IRC command handler shares (the connection, sending, numerics).
+
+Apart from :mod:`twisted_chat.transports.irc_commands` (what changes the
+chat) to keep each module about one kind of command; the replies
+themselves are :mod:`twisted_chat.transports.irc_replies`'.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.names import RoomName, name_key
+from twisted_chat.transports.irc_replies import Replies
+
+if TYPE_CHECKING:
+    from twisted_chat.core.chat import ChatServer
+    from twisted_chat.core.room import Participant
+
+__all__ = ["IrcConnection", "IrcQueries", "key_of", "nick_key"]
+
+#: Targets one query may name.
+MAX_QUERY_TARGETS = 4
+
+
+class IrcConnection(Protocol):
+    """What the commands need of one registered IRC connection."""
+
+    server: ChatServer
+    participant: Participant
+    replies: Replies
+    caps: set[str]
+    away: str | None
+
+    def send_wire(self, data: bytes) -> None: ...
+
+    def run(self, line: str) -> list[str]:
+        """The core's direct answers to ``line`` (a line-protocol command)."""
+        ...
+
+    def quit(self, reason: str) -> None: ...
+
+
+def key_of(channel: str) -> str:
+    """The room key ``channel`` names ("" for no valid room name)."""
+    try:
+        return RoomName.parse(channel).key
+    except ChatError:
+        return ""
+
+
+def nick_key(nick: str) -> str:
+    """The key a nickname is looked up by."""
+    return name_key(nick)
+
+
+class IrcQueries:
+    """The queries of one registered IRC connection, and the shared helpers."""
+
+    def __init__(self, conn: IrcConnection) -> None:
+        self.conn = conn
+
+    @property
+    def nick(self) -> str:
+        return self.conn.participant.nick.display
+
+    def send(self, *data: bytes) -> None:
+        self.conn.send_wire(b"".join(data))
+
+    def numeric(self, code: str, *params: str) -> None:
+        self.send(self.conn.replies.numeric(self.nick, code, *params))
+
+    def do_names(self, params: tuple[str, ...]) -> None:
+        multi = "multi-prefix" in self.conn.caps
+        for channel in (params[0].split(",") if params else [])[:MAX_QUERY_TARGETS]:
+            room = self.conn.server.rooms.get(key_of(channel))
+            if room is None:
+                self.numeric("366", channel, "End of /NAMES list")
+            else:
+                self.send(*self.conn.replies.names(self.nick, room, multi))
+        if not params:
+            self.numeric("366", "*", "End of /NAMES list")
+
+    def do_list(self, params: tuple[str, ...]) -> None:  # noqa: ARG002
+        self.send(
+            *self.conn.replies.room_list(self.nick, self.conn.server.rooms.values())
+        )
+
+    def do_who(self, params: tuple[str, ...]) -> None:
+        mask = params[0] if params else "*"
+        server = self.conn.server
+        replies = self.conn.replies
+        if mask.startswith("#"):
+            room = server.rooms.get(key_of(mask))
+            if room is None:
+                self.numeric("315", mask, "End of /WHO list")
+            else:
+                self.send(
+                    *replies.who_room(self.nick, room, "multi-prefix" in self.conn.caps)
+                )
+            return
+        person = server.participants.get(nick_key(mask))
+        self.send(*replies.who_person(self.nick, mask, person))
+
+    def do_whois(self, params: tuple[str, ...]) -> None:
+        target = params[-1].split(",")[0]
+        server = self.conn.server
+        person = server.participants.get(nick_key(target))
+        if person is None:
+            self.numeric("401", target, "No such nick/channel")
+            self.numeric("318", target, "End of /WHOIS list")
+            return
+        account = person.nick.display if person.account == person.nick.key else None
+        if person.account is not None and account is None:
+            account = person.account
+        me = self.conn.participant
+        self.send(
+            *self.conn.replies.whois(
+                self.nick,
+                person,
+                server.seconds(),
+                account_name=account,
+                show_address=server.operators.is_operator(me),
+            )
+        )
+
+    def do_ison(self, params: tuple[str, ...]) -> None:
+        names = " ".join(params).split()[:50]
+        on = [
+            person.nick.display
+            for name in names
+            if (person := self.conn.server.participants.get(nick_key(name)))
+        ]
+        self.numeric("303", " ".join(on))
+
+    def do_userhost(self, params: tuple[str, ...]) -> None:
+        replies = self.conn.replies
+        found = []
+        for name in params[:5]:
+            person = self.conn.server.participants.get(nick_key(name))
+            if person is not None:
+                oper = "*" if person.oper is not None else ""
+                away = "-" if getattr(person.client, "away", None) else "+"
+                host = replies.host_of(person)
+                found.append(
+                    f"{person.nick.display}{oper}={away}~{person.nick.display}@{host}"
+                )
+        self.numeric("302", " ".join(found))
