@@ -133,6 +133,8 @@ class ChatServer:
         group: str = "",
         host: str = "",
         transport: str = "tcp",
+        *,
+        join_default: bool = True,
     ) -> Participant:
         """
         Welcome a new participant: guest nickname, MOTD, default room.
@@ -146,6 +148,7 @@ class ChatServer:
             (:func:`twisted_chat.core.admission.address_group`), "" for none.
         :param host: the client's address, for server bans and operators.
         :param transport: ``tcp``, ``udp``, ... for ``/whois`` and ``/stats``.
+        :param join_default: False for IRC clients, who choose their rooms.
         """
         participant = Participant(
             client=client,
@@ -172,7 +175,7 @@ class ChatServer:
         for text in self.settings.motd:
             client.send(lines.notice(text))
         _log.info("{nick} connected from {peer}", nick=nick, peer=client.peer)
-        if self.settings.default_room:
+        if self.settings.default_room and join_default:
             try:
                 self._join(participant, self.settings.default_room, None)
             except ChatError as problem:

@@ -31,7 +31,9 @@ from twisted_chat.daemon.inherited_sockets import (
     InheritedSockets,
     adopt_udp,
 )
+from twisted_chat.daemon.irc import irc_settings
 from twisted_chat.daemon.startup import StartupError
+from twisted_chat.transports.irc import IrcFactory
 from twisted_chat.transports.listener import IChatListener, TcpClients
 from twisted_chat.transports.tcp import ChatServerFactory
 from twisted_chat.transports.udp_listeners import parse_udp, udp_listeners
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from twisted_chat.core.settings import Settings
     from twisted_chat.transports.udp import ChatDatagramProtocol
 
-__all__ = ["FRONT_ENDS", "TCP", "UDP", "Built", "FrontEnd", "Wiring", "blaming"]
+__all__ = ["FRONT_ENDS", "IRC", "TCP", "UDP", "Built", "FrontEnd", "Wiring", "blaming"]
 
 
 @frozen
@@ -118,6 +120,18 @@ def _build_tcp(wiring: Wiring, values: tuple[str, ...]) -> Built:
     return Built(services, [TcpClients(factory)])
 
 
+def _build_irc(wiring: Wiring, values: tuple[str, ...]) -> Built:
+    """One ``strports`` service per ``--irc``, all on one factory."""
+    irc = irc_settings(wiring.settings)
+    factory = IrcFactory(wiring.server, wiring.admission, wiring.reactor, irc)
+    services = []
+    for value in values:
+        with blaming("--irc", value):
+            endpoint = wiring.inherited.stream_description(value)
+        services.append(strports.service(endpoint, factory, reactor=wiring.reactor))
+    return Built(services, [TcpClients(factory)])
+
+
 def _build_udp(wiring: Wiring, values: tuple[str, ...]) -> Built:
     """One listener per ``--udp``, each the ``IChatListener`` of its sessions."""
     for value in values:
@@ -170,5 +184,14 @@ UDP = FrontEnd(
     activation_socket="chat-udp",
 )
 
+IRC = FrontEnd(
+    name="irc",
+    kind="IRC",
+    help="Listen for IRC clients: PORT or an endpoint (tcp:, ssl:, systemd:...).",
+    parse=tcp_description,
+    build=_build_irc,
+    activation_socket="chat-irc",
+)
+
 #: Every way in, in the order they are started.
-FRONT_ENDS: tuple[FrontEnd, ...] = (TCP, UDP)
+FRONT_ENDS: tuple[FrontEnd, ...] = (TCP, UDP, IRC)

@@ -116,7 +116,7 @@ class ChatService(MultiService):
     def tcp_factory(self) -> ChatServerFactory:
         """The TCP front-end's factory, for tests and tools that connect to it."""
         (clients,) = self.listeners["tcp"]
-        return cast("TcpClients", clients).factory
+        return cast("ChatServerFactory", cast("TcpClients", clients).factory)
 
     def _all_listeners(self) -> list[IChatListener]:
         return [one for listeners in self.listeners.values() for one in listeners]

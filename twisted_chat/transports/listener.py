@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
     from twisted_chat.core.settings import Settings
-    from twisted_chat.transports.tcp import ChatServerFactory
+    from twisted_chat.transports.stream_client import StreamChatFactory
 
 __all__ = ["IChatListener", "TcpClients"]
 
@@ -58,11 +58,11 @@ class IChatListener(Interface):
 @implementer(IChatListener)
 class TcpClients:
     """
-    The connections of one :class:`ChatServerFactory`, whichever of its
-    ports (``--tcp`` may be repeated) they came in on.
+    The connections of one stream factory (``--tcp``, ``--irc``), whichever
+    of its ports (each may be repeated) they came in on.
     """
 
-    def __init__(self, factory: ChatServerFactory) -> None:
+    def __init__(self, factory: StreamChatFactory) -> None:
         self.factory = factory
 
     def close_clients(self) -> None:
