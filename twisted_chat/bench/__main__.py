@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from twisted_chat.bench.irc_wire import MAX_IRC_SIZE, default_window
+from twisted_chat.bench.irc_wire import MAX_IRC_SIZE
 from twisted_chat.bench.report import format_table, stderr_progress, to_json
 from twisted_chat.bench.runner import RunConfig, run
 from twisted_chat.bench.workloads import WORKLOADS, get_workload
@@ -30,8 +30,8 @@ protocols (--proto):
            PRIVMSG #room :<payload>; PING/PONG barriers; the server's PINGs
            are answered.  Deliveries are counted by " PRIVMSG #room :" (no
            echo-message is asked for, so a sender gets none of its own).
-           --window defaults to what fits in ~1.5 KiB per sender (ngircd drops
-           a client whose unread input passes 2 KiB); --size at most 350.
+           --size at most 350 (IRC lines are 512 bytes with the sender's
+           prefix the server adds); --window as for line.
            Against ngircd start it with bench/ngircd.py (no flood penalties,
            no per-IP cap, no DNS/ident); see docs/bench_irc.md.
 
@@ -129,9 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--window",
         type=_non_negative,
         metavar="N",
+        default=200,
         help="flat-out senders keep at most N messages unanswered by the server "
         "(batches end with /ping, or PING for IRC); 0 pipelines everything "
-        "(default 200; for IRC what fits in 1.5 KiB, 11 at --size 100)",
+        "(default 200)",
     )
     add(
         "--read-delay",
@@ -193,16 +194,11 @@ def parse_args(
         parser.error("--source-addrs must be at most 254 (127.0.1.1 .. 127.0.1.254)")
     if args.procs > workload.clients:
         parser.error("--procs must not exceed --clients")
-    window = args.window
     if args.proto == "irc":
         if udp_clients:
             parser.error("--proto irc has no UDP clients (drop --udp-port)")
         if workload.size > MAX_IRC_SIZE:
             parser.error(f"--size must be at most {MAX_IRC_SIZE} bytes for IRC")
-        if window is None:
-            window = default_window(workload.size)
-    elif window is None:
-        window = 200
     config = RunConfig(
         workload=workload,
         host=args.host,
@@ -213,7 +209,7 @@ def parse_args(
         source_addrs=args.source_addrs,
         server_pid=args.server_pid,
         timeout=args.timeout,
-        window=window,
+        window=args.window,
         read_delay=None if args.read_delay is None else args.read_delay / 1000,
         proto=args.proto,
     )

@@ -56,12 +56,6 @@ MAX_IRC_SIZE = 350
 #: that straddles two reads (a ``PING`` to check), and the last words of a
 #: server that closes the connection.
 KEEP = MAX_LINE
-#: Bytes a flat-out IRC sender keeps in flight by default (``--window``):
-#: ngircd reads a client into a 2,048-byte buffer and drops the client
-#: ("Receive buffer space exhausted") when it is full at the next read, and
-#: handles only a few lines of one client per pass of its loop; keeping
-#: less than that unanswered can never trip it.
-DEFAULT_INFLIGHT_BYTES = 1536
 #: Latencies outside this range are not ours.
 _MAX_LATENCY_NS = 3600 * 10**9
 
@@ -258,11 +252,3 @@ class IrcStreamCounter:
         """The last line the server sent, to explain why it closed on us."""
         lines = [x for x in self.tail.decode("utf-8", "replace").splitlines() if x]
         return f" (server said: {lines[-1]})" if lines else ""
-
-
-def default_window(size: int) -> int:
-    """``--window`` for IRC senders of ``size``-byte messages: as many as fit in
-    ``DEFAULT_INFLIGHT_BYTES`` with the ``PRIVMSG #room :`` before each (at
-    most 32 bytes for the bench's rooms) and two pings, and at least 2."""
-    per_message = size + 1 + 32  # the body, its CR, the PRIVMSG prefix
-    return max(2, (DEFAULT_INFLIGHT_BYTES - 2 * len(PING)) // per_message)

@@ -100,6 +100,10 @@ class IrcFormat:
         self.echo = echo
         self._clock = clock
 
+    def cloak_of(self, host: str) -> str:
+        """The cloak of an address (or of a transport, for a local client)."""
+        return _cloak(self._secret, host)
+
     def mask(self, participant: Participant, nick: str) -> str:
         """``nick!~user@cloak`` for ``participant``, as IRC users see them."""
         user = getattr(participant.client, "irc_user", None) or nick

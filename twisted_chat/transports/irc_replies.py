@@ -20,6 +20,7 @@ from twisted_chat.transports.irc_message import IrcMessage
 from twisted_chat.transports.irc_wire import format as format_message
 
 if TYPE_CHECKING:
+    from twisted_chat.core.bans import BanPattern
     from twisted_chat.core.room import Participant, Room
 
 __all__ = ["LIST_SHOWN", "NAMES_SHOWN", "WHO_SHOWN", "Replies", "user_of"]
@@ -229,13 +230,26 @@ class Replies:
                 args.append(settings.key if show_key else "*")
         return [self.numeric(nick, "324", room.name.display, modes, *args)]
 
+    def ban_mask(self, pattern: BanPattern) -> str:
+        """A ban as IRC shows one: ``*!*@CLOAK``, ``*!*@BLOCK``, ``$a:NAME``."""
+        if pattern.kind == "account":
+            return "$a:" + pattern.text.removeprefix("account:")
+        if pattern.kind == "address":
+            return "*!*@" + self.fmt.cloak_of(pattern.key)
+        return "*!*@" + pattern.key
+
     def ban_list(self, nick: str, room: Room) -> list[bytes]:
         """367 per ban (as the room shows them), 368."""
         channel = room.name.display
         bans = room.rules.bans.bans()[-100:] if room.rules is not None else []
         out = [
             self.numeric(
-                nick, "367", channel, ban.pattern.text, ban.set_by, str(int(ban.set_at))
+                nick,
+                "367",
+                channel,
+                self.ban_mask(ban.pattern),
+                ban.set_by,
+                str(int(ban.set_at)),
             )
             for ban in bans
         ]

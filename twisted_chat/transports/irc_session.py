@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 from attrs import frozen
 
 from twisted_chat.core.errors import ChatError
+from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.names import Nick
 from twisted_chat.transports import irc_wire
 from twisted_chat.transports.irc_commands import IrcCommands
@@ -54,6 +55,8 @@ CAPS: Final[dict[str, str | None]] = {
 PING_AFTER: Final = 120.0
 #: Seconds a pinged client has to say anything before it is dropped.
 PING_TIMEOUT: Final = 60.0
+
+_log = RateLimitedLogger()
 
 _HISTORY = re.compile(r"\[(#\S+) ([0-9: -]+)\] (?:<(\S+)> (.*)|\* (\S+) (.*))")
 _LOGGED_IN = "* You are logged in as "
@@ -232,7 +235,13 @@ class IrcSessionMixin:
         if self.commands is None or message.command in REGISTRATION_COMMANDS:
             self._send_messages(registration.feed(message))
             return
-        self.commands.handle(message)
+        try:
+            self.commands.handle(message)
+        except Exception:
+            # A bug: logged, the client told, the connection kept (as the
+            # line protocol's internal-error).
+            _log.failure("while handling an IRC {command}", command=message.command)
+            self.reply_numeric("400", message.command, "Internal server error")
 
     def reply_numeric(self, code: str, *params: str) -> None:
         nick = "*"
