@@ -31,7 +31,6 @@ from twisted_chat.bench.irc_wire import (
     MAX_IRC_SIZE,
     MAX_LINE,
     IrcStreamCounter,
-    default_window,
     delivery_mark,
     irc_latency_ns,
     irc_message,
@@ -186,20 +185,14 @@ def test_privmsg_line_ends_in_crlf_and_keeps_the_body() -> None:
     assert line.count(b"\n") == 1
 
 
-def test_default_window_fits_ngircd_read_buffer() -> None:
-    """What a sender keeps in flight stays under ngircd's 2,048-byte buffer."""
-    for size in (32, 100, 200, MAX_IRC_SIZE):
-        window = default_window(size)
-        assert window >= 2
-        assert window * (size + 1 + 32) + 2 * 9 < 2048
-
-
 # Options.
 
 
-def test_proto_irc_defaults_the_window_and_checks_the_options() -> None:
-    cfg, _ = parse_args(["--proto", "irc"])
-    assert (cfg.proto, cfg.window) == ("irc", default_window(100))
+def test_proto_selects_irc_and_defaults_to_line() -> None:
+    """The same workload and window for both protocols: only what is spoken
+    differs."""
+    cfg, _ = parse_args(["--proto", "irc", "--workload", "rooms"])
+    assert (cfg.proto, cfg.window, cfg.workload.name) == ("irc", 200, "rooms")
     cfg, _ = parse_args(["--proto", "irc", "--window", "40"])
     assert cfg.window == 40
     cfg, _ = parse_args([])
@@ -224,7 +217,7 @@ def test_help_documents_the_irc_mode(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         parse_args(["--help"])
     out = capsys.readouterr().out
-    for text in ("--proto", "PRIVMSG #room", "366", "bench/ngircd.py", "2 KiB"):
+    for text in ("--proto", "PRIVMSG #room", "366", "bench/ngircd.py", "350"):
         assert text in out
 
 
@@ -403,7 +396,6 @@ def irc_run(
     }
     options.setdefault("timeout", 5.0)
     w = get_workload(workload, **overrides)
-    options.setdefault("window", default_window(w.size))
     try:
         return run(RunConfig(workload=w, port=port, proto="irc", **options))
     finally:
@@ -450,7 +442,7 @@ def test_irc_clients_spread_over_processes_and_source_addresses(
     assert (report.expected, report.received) == (8 * 7 * 3, 8 * 7 * 3)
 
 
-@pytest.mark.parametrize("window", [0, 2, 11])
+@pytest.mark.parametrize("window", [0, 2, 11, 200])
 def test_windows_of_every_size_count_exactly(
     loop_thread: LoopThread, window: int
 ) -> None:
@@ -532,7 +524,6 @@ def test_irc_mode_against_ngircd(workload: str, overrides: dict[str, Any]) -> No
                 workload=w,
                 port=server.port,
                 proto="irc",
-                window=default_window(w.size),
                 server_pid=server.pid,
                 source_addrs=4,
                 timeout=20.0,
