@@ -5,6 +5,7 @@ Usage::
     python bench/ngircd.py [--stock] [-- BENCH OPTIONS]     # one bench run
     python bench/ngircd.py --serve [--port N]               # just the server
     python bench/ngircd.py --compare [--runs 3] [--workloads fanout,rooms,latency]
+        [--twistd-irc] [-- BENCH OPTIONS]
 
 It writes an ngircd.conf(5) into a fresh temporary directory for a free
 loopback port, starts ``/usr/sbin/ngircd -n -f CONFIG`` (``-n``: stay in the
@@ -15,7 +16,9 @@ with the options after ``--``.  ``--compare`` alternates, ``--runs`` times
 per workload, a bench run with ``--proto irc`` against a fresh ngircd and
 one with ``--proto line`` against a fresh ``twistd -n chat --tcp ...``
 (started as ``bench/ab_hotpath.py`` starts it: flood control and the per-IP
-cap off, no history), and prints each run and the medians side by side.
+cap off, no history), and prints each run and the medians side by side;
+``--twistd-irc`` adds ``--proto irc`` against ``twistd chat --irc`` (the
+same daemon with ``--irc`` on a second port).
 
 The configuration, and why (ngircd.conf(5), ngircd 26.1's ``conn.c``):
 
@@ -217,20 +220,24 @@ def numbers(report: Report) -> tuple[float, float, float, float]:
     return rate, float(latency.get("p50_ms", 0)), float(latency.get("p99_ms", 0)), per
 
 
-def run_twistd(python: str, workload: str, extra: list[str]) -> Report:
-    """One ``--proto line`` run against a fresh twistd, as bench/ab_hotpath.py."""
-    port = free_port()
+def run_twistd(python: str, workload: str, extra: list[str], proto: str) -> Report:
+    """One run against a fresh twistd, started as bench/ab_hotpath.py starts
+    it; ``proto`` ``"irc"`` adds ``--irc`` and drives that port."""
+    port, irc_port = free_port(), free_port()
     twistd = str(Path(python).absolute().with_name("twistd"))
+    irc = ["--irc", f"tcp:{irc_port}:interface=127.0.0.1"] if proto == "irc" else []
     daemon = subprocess.Popen(  # noqa: S603 - our own twistd, our arguments
         [twistd, "--nodaemon", "--pidfile=", "chat",
-         "--tcp", f"tcp:{port}:interface=127.0.0.1", "--history-db", "off",
+         "--tcp", f"tcp:{port}:interface=127.0.0.1", *irc, "--history-db", "off",
          "--flood-burst", "0", "--flood-rate", "0", "--max-per-ip", "0"],
         cwd=tempfile.mkdtemp(prefix="bench-twistd-"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    target = irc_port if irc else port
     try:
-        wait_for_port(port, daemon, twistd)
-        return bench(python, port, daemon.pid, "line", ["--workload", workload, *extra])
+        wait_for_port(target, daemon, twistd)
+        options = ["--workload", workload, *extra]
+        return bench(python, target, daemon.pid, proto, options)
     finally:
         stop(daemon)
 
@@ -266,11 +273,14 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
         got: dict[str, list[tuple[float, float, float, float]]] = {}
         for n in range(args.runs):
             order = ["irc/ngircd", "line/twistd"]
+            if args.twistd_irc:
+                order.append("irc/twistd")
             for name in order if n % 2 == 0 else order[::-1]:
                 if name == "irc/ngircd":
                     report = run_ngircd(python, workload, extra, args.stock)
                 else:
-                    report = run_twistd(python, workload, extra)
+                    proto = name.split("/")[0]
+                    report = run_twistd(python, workload, extra, proto)
                 failed = failed or not report["ok"]
                 got.setdefault(name, []).append(numbers(report))
                 print(f"{workload} {name} run {n + 1}: {describe(report)}", flush=True)
@@ -310,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         "--compare",
         action="store_true",
         help="irc vs ngircd and line vs twistd, alternating",
+    )
+    parser.add_argument(
+        "--twistd-irc",
+        action="store_true",
+        help="with --compare, also --proto irc against twistd chat --irc",
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workloads", default="fanout,rooms,latency")

@@ -171,11 +171,13 @@ def test_parse_line_and_pong_for() -> None:
     assert pong_for(b":s NOTICE x :PING y") is None
 
 
-def test_nicks_fit_nine_characters_and_differ() -> None:
-    nicks = {nick_for("abc123", i) for i in range(5000)}
-    assert len(nicks) == 5000
+def test_nicks_fit_nine_characters_and_differ_in_digits_only() -> None:
+    """Up to 100,000 clients fit RFC 2812's 9 characters, and nicks differ only
+    in digits, so none is a confusable of another (``l``/``1``, ``o``/``0``)."""
+    nicks = [nick_for("abc123", i) for i in range(100_000)]
+    assert len(set(nicks)) == len(nicks)
     assert max(len(n) for n in nicks) <= 9
-    assert nick_for("abc123", 10**6)[0] == "b"
+    assert all(n.startswith("babc") and n[4:].isdigit() for n in nicks)
 
 
 def test_privmsg_line_ends_in_crlf_and_keeps_the_body() -> None:
@@ -286,7 +288,9 @@ class FakeIrc:
 
     def welcome(self, m: _Member) -> None:
         self.send(m, f":irc.test 001 {m.nick} :Welcome {m.nick}")
-        self.send(m, f":irc.test 376 {m.nick} :End of MOTD")
+        # Not an error: a normal welcome without a MOTD file (our server's).
+        self.send(m, f":irc.test 422 {m.nick} :MOTD File is missing")
+        self.send(m, f":irc.test 404 {m.nick} #elsewhere :Not about us")
 
     def join(self, m: _Member, room: str) -> None:
         members = self.rooms.setdefault(room, [])
@@ -330,6 +334,16 @@ class BanningIrc(FakeIrc):
 
     def join(self, m: _Member, room: str) -> None:
         self.send(m, f":irc.test 474 {m.nick} {room} :Cannot join channel (+b)")
+
+
+class NickTakenIrc(FakeIrc):
+    """Refuses every nickname with 433, before any 001."""
+
+    def command(self, m: _Member, command: str, params: tuple[str, ...]) -> None:
+        if command == "NICK":
+            self.send(m, f":irc.test 433 * {params[0]} :Nickname already in use")
+        else:
+            super().command(m, command, params)
 
 
 class PingingIrc(FakeIrc):
@@ -473,6 +487,12 @@ def test_a_refused_join_fails_setup_with_the_servers_words(
     assert not report.ok
     assert any("could not register and join" in e for e in report.errors)
     assert any("474" in e and "Cannot join channel" in e for e in report.errors)
+
+
+def test_a_refused_nick_fails_setup(loop_thread: LoopThread) -> None:
+    report = irc_run(loop_thread, NickTakenIrc(), clients=2, senders=1, messages=1)
+    assert not report.ok
+    assert any("433" in e and "already in use" in e for e in report.errors)
 
 
 def test_server_pings_are_answered_and_do_not_count(loop_thread: LoopThread) -> None:

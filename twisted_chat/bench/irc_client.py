@@ -15,8 +15,9 @@ registration" and "JOIN message" give it:
    the room, which a server sends after a successful join, and for the
    ``PONG``, which proves the server has handled both.
 
-Any error numeric (400-599) or ``ERROR`` during setup fails the client
-with the server's words.  The worker's barriers then work as for the line
+``ERROR``, an error numeric (400-599) before ``001`` (but ``422``, no
+MOTD), or one naming the room after it, fails the client with the
+server's words.  The worker's barriers then work as for the line
 mode: each ``PING`` is answered by one ``PONG`` after everything the server
 did before it.
 """
@@ -143,9 +144,20 @@ class IrcClient(TcpClient):
                 self.worker.fail(self, f"not in {self.plan.room} after JOIN")
                 return
             self.worker.on_pong(self)
-        elif command == "ERROR" or (command.isdigit() and 400 <= int(command) < 600):
+        elif command == "ERROR" or self._refused(line):
             said = " ".join(line.params[1:] if command.isdigit() else line.params)
             self.worker.fail(self, f"server refused: {command} {said}".rstrip())
+
+    def _refused(self, line: IrcLine) -> bool:
+        """An error numeric that fails setup: any before ``001`` (NICK, USER),
+        after it one about our room (JOIN).  Others, such as ``422`` (no
+        MOTD, part of a normal welcome), are not about us."""
+        command = line.command
+        if not (command.isdigit() and 400 <= int(command) < 600):
+            return False
+        if not self.welcomed:
+            return command != "422"
+        return len(line.params) >= 2 and line.params[1].lower() == self.room_key
 
     def _count(self, now: int) -> None:
         worker = self.worker

@@ -61,16 +61,11 @@ _MAX_LATENCY_NS = 3600 * 10**9
 
 
 def nick_for(run_id: str, index: int) -> str:
-    """A nickname of at most 9 characters (RFC 2812's limit, ngircd's default):
-    ``b``, four characters of the run id, the client index in base 36."""
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    tail = ""
-    while True:
-        index, r = divmod(index, 36)
-        tail = digits[r] + tail
-        if index == 0:
-            break
-    return f"b{run_id[:4]}{tail}"
+    """``b``, three characters of the run id, the client index in decimal: at
+    most 9 characters (RFC 2812's limit, ngircd's default) up to 100,000
+    clients.  Decimal, not base 36: a server that refuses confusable names
+    (ours, PROTOCOL.md "Names") takes ``b1a2l`` and ``b1a21`` for one name."""
+    return f"b{run_id[:3]}{index}"
 
 
 def registration(nick: str) -> bytes:
