@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import socket
 import sys
 import threading
 from array import array
@@ -465,6 +466,17 @@ def test_windows_of_every_size_count_exactly(
     )
     assert report.errors == ()
     assert report.received == report.expected == 150
+
+
+def test_a_refused_connection_is_reported() -> None:
+    """Nothing listening: each IRC client says it cannot connect."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, not listening: connects are refused
+        w = get_workload("fanout", clients=2, senders=1, messages=1)
+        port = s.getsockname()[1]
+        report = run(RunConfig(workload=w, port=port, proto="irc", timeout=5.0))
+    assert not report.ok
+    assert any("cannot connect: Connection refused" in e for e in report.errors)
 
 
 def test_a_lost_delivery_is_an_error(loop_thread: LoopThread) -> None:

@@ -25,6 +25,7 @@ did before it.
 from __future__ import annotations
 
 import contextlib
+import os
 import selectors
 import socket
 from typing import TYPE_CHECKING
@@ -71,8 +72,9 @@ class IrcClient(TcpClient):
     def connected(self) -> bool:
         """Register; the line mode's setup lines are not sent."""
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            return super().connected()  # reports the error
+        if err:  # SO_ERROR is cleared by reading it: report it here
+            self.worker.fail(self, f"cannot connect: {os.strerror(err)}")
+            return False
         self.stage = Stage.SETUP
         self.worker.selector.modify(self.sock, selectors.EVENT_READ, self)
         self.writing = False
