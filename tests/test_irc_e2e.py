@@ -274,3 +274,47 @@ def test_an_overlong_line_gets_417_and_the_connection_stays(irc_chat: Chat) -> N
     bob.expect(r" 417 ")
     bob.send("PING :still")
     bob.expect(r"PONG .*still")
+
+
+def test_history_replay_on_join_with_and_without_server_time(irc_chat: Chat) -> None:
+    nc = line_user(irc_chat, "lina")
+    nc.say("first words")
+    nc.say("/me thinks")
+    nc.say("/ping sync")  # both are said (and stored) before anyone joins
+    nc.expect(r"^\* pong sync$")
+    tagged = irc(irc_chat, "tina", "server-time")
+    tagged.send("JOIN #dev")
+    tagged.expect(r" JOIN #dev$")
+    tagged.expect(r" 366 tina #dev ")
+    line = tagged.expect(r"PRIVMSG #dev :first words$")
+    assert line.startswith("@time=20")
+    assert ":lina!~lina@history PRIVMSG" in line
+    assert "\x01ACTION thinks\x01" in tagged.expect(r"ACTION thinks")
+    plain = irc(irc_chat, "pat")
+    plain.send("JOIN #dev")
+    plain.expect(r" 366 pat #dev ")
+    replayed = plain.expect(r"first words$")
+    assert re.search(r"PRIVMSG #dev :\[\d\d:\d\d\] first words$", replayed)
+
+
+def test_echo_message_gives_the_sender_its_own_lines(irc_chat: Chat) -> None:
+    nc = line_user(irc_chat, "lina")
+    eve = irc(irc_chat, "eve", "echo-message")
+    eve.send("JOIN #dev")
+    eve.expect(r" 366 eve #dev ")
+    eve.send("PRIVMSG #dev :echoed", "PRIVMSG lina :to lina")
+    assert eve.expect(r"PRIVMSG #dev :echoed$").startswith(":eve!")
+    assert eve.expect(r"PRIVMSG lina :to lina$").startswith(":eve!")
+    nc.expect(r"^\[#dev\] <eve> echoed$")
+    nc.expect(r"^\[PM\] <eve> to lina$")
+
+
+def test_motd_lusers_and_away(irc_chat: Chat) -> None:
+    bob = irc(irc_chat, "bob")
+    bob.send("MOTD", "LUSERS", "AWAY :lunch")
+    bob.expect(r" (376|422) bob ")
+    bob.expect(r" 251 bob ")
+    bob.expect(r" 306 bob ")
+    amy = irc(irc_chat, "amy")
+    amy.send("PRIVMSG bob :there?")
+    assert amy.expect(r" 301 amy bob").endswith("lunch")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from attrs import frozen
 
 if TYPE_CHECKING:
+    from twisted_chat.core.records import StoredMessage
     from twisted_chat.core.room import Participant, Room
 
 __all__ = [
@@ -152,4 +153,8 @@ class WireFormat(Protocol):
         self, sender: Participant, recipient: Participant, text: str
     ) -> bytes:
         """A private message from ``sender`` to ``recipient``, in this format."""
+        ...
+
+    def render_history(self, room: Room, messages: Sequence[StoredMessage]) -> bytes:
+        """A room's replayed history, in this format (with each time)."""
         ...

@@ -9,10 +9,11 @@ its history, over and over cannot make the server send without end.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted_chat.core import lines, listing
 from twisted_chat.core.bounds import HISTORY_LIMIT
+from twisted_chat.core.foreign import wire_format_of
 
 if TYPE_CHECKING:
     from twisted_chat.core.budget import ReplyBudgets
@@ -79,7 +80,12 @@ class Replay:
                 self._remember(room, said)
         messages = self._store.recent(room.name.key, min(count, HISTORY_LIMIT))
         if messages:
-            participant.client.send(
-                b"".join(listing.history_reply(messages, room, self._seconds()))
-            )
+            fmt = wire_format_of(participant)
+            if fmt is not None:
+                client: Any = participant.client
+                client.send_wire(fmt.render_history(room, messages))
+            else:
+                participant.client.send(
+                    b"".join(listing.history_reply(messages, room, self._seconds()))
+                )
         return len(messages)

@@ -65,9 +65,17 @@ class IrcProtocol(IrcSessionMixin, StreamChatProtocol):
 
     def send_wire(self, data: bytes) -> None:
         """Bytes in IRC: the stream's writer (send queue, write-through)."""
+        if self.wire_held is not None:
+            self.wire_held.append(data)
+            return
         StreamChatProtocol.send(self, data)
 
     # -- joining the chat ----------------------------------------------------------
+
+    def _refused(self, line: bytes) -> bytes:
+        """``! banned: ...`` as IRC's ``ERROR :Closing Link: HOST (...)``."""
+        text = line.decode("utf-8", "replace").strip().removeprefix("! ")
+        return f"ERROR :Closing Link: {self._host or 'local'} ({text})\r\n".encode()
 
     def _join(self) -> None:
         """The connection is in: a hidden participant, then registration."""

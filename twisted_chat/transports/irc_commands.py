@@ -140,20 +140,29 @@ class IrcCommands(IrcQueries):
         conn = self.conn
         participant = conn.participant
         before = set(participant.rooms)
-        answers = conn.run(f"/join {channel} {key}".rstrip())
-        if self.fail("JOIN", answers, channel):
-            return
-        joined = [room for k, room in participant.rooms.items() if k not in before]
-        if not joined:
-            return  # already there
-        room = joined[0]
+        conn.hold_wire()  # the history replayed must follow the JOIN
+        first = b""
+        try:
+            answers = conn.run(f"/join {channel} {key}".rstrip())
+            if self.fail("JOIN", answers, channel):
+                return
+            joined = [room for k, room in participant.rooms.items() if k not in before]
+            if joined:
+                first = self._joined(joined[0])
+        finally:
+            conn.release_wire(first)
+
+    def _joined(self, room: Room) -> bytes:
+        """The JOIN echo, the topic and NAMES (the held history follows)."""
+        conn = self.conn
+        participant = conn.participant
         replies = conn.replies
         mask = replies.mask_of(participant)
         out = [f":{mask} JOIN {room.name.display}\r\n".encode()]
         if room.topic:
             out.extend(replies.topic(self.nick, room))
         out.extend(replies.names(self.nick, room, "multi-prefix" in conn.caps))
-        self.send(*out)
+        return b"".join(out)
 
     def do_part(self, params: tuple[str, ...]) -> None:
         reason = clean(params[1]) if len(params) > 1 else ""
@@ -226,6 +235,11 @@ class IrcCommands(IrcQueries):
                     body = f"* {participant.nick.display} {body}"
                 speech.message(participant, target, body)
                 recipient = conn.server.participants.get(nick_key(target))
+                fmt = conn.wire_format
+                if fmt is not None and fmt.echo and recipient is not None:
+                    if conn.server.outbox.busy:  # its earlier lines first
+                        conn.server.outbox.catch_up(participant)
+                    self.send(fmt.render_private(participant, recipient, body))
                 away = getattr(recipient.client, "away", None) if recipient else None
                 if away and not notice:
                     self.numeric("301", target, away)

@@ -35,6 +35,7 @@ from twisted_chat.core.events import (
 from twisted_chat.transports.irc_text import cloak
 
 if TYPE_CHECKING:
+    from twisted_chat.core.records import StoredMessage
     from twisted_chat.core.room import Participant, Room
 
 __all__ = ["MAX_LINE", "IrcFormat", "split_text"]
@@ -132,10 +133,33 @@ class IrcFormat:
         prefix = self._tag_prefix()
         return b"".join(prefix + line for line in lines)
 
-    def _tag_prefix(self) -> bytes:
+    def render_history(self, room: Room, messages: Sequence[StoredMessage]) -> bytes:
+        """
+        Replayed messages as ``PRIVMSG`` lines from ``nick!~nick@history``, with
+        ``server-time`` tags of when they were said, or the time in the text.
+        """
+        channel = room.name.display
+        out: list[bytes] = []
+        for message in messages:
+            source = f"{message.sender}!~{message.sender}@history"
+            text = message.text
+            if not self.tags:
+                text = time.strftime("[%H:%M] ", time.gmtime(message.at)) + text
+            lines = (
+                self._action(source, channel, text)
+                if message.action
+                else self._privmsg(source, channel, text)
+            )
+            if self.tags:
+                prefix = self._tag_prefix(message.at)
+                lines = [prefix + line for line in lines]
+            out.extend(lines)
+        return b"".join(out)
+
+    def _tag_prefix(self, at: float | None = None) -> bytes:
         if not self.tags:
             return b""
-        now = self._clock()
+        now = self._clock() if at is None else at
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
         return f"@time={stamp}.{int(now * 1000) % 1000:03d}Z ".encode()
 

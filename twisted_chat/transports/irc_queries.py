@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.names import RoomName, name_key
+from twisted_chat.transports.irc_registration import motd_lines
 from twisted_chat.transports.irc_replies import Replies
+from twisted_chat.transports.irc_wire import format as format_message
 
 if TYPE_CHECKING:
     from twisted_chat.core.chat import ChatServer
     from twisted_chat.core.room import Participant
+    from twisted_chat.transports.irc_format import IrcFormat
 
 __all__ = ["IrcConnection", "IrcQueries", "key_of", "nick_key"]
 
@@ -34,6 +37,7 @@ class IrcConnection(Protocol):
     replies: Replies
     caps: set[str]
     away: str | None
+    wire_format: IrcFormat | None
 
     def send_wire(self, data: bytes) -> None: ...
 
@@ -42,6 +46,10 @@ class IrcConnection(Protocol):
         ...
 
     def quit(self, reason: str) -> None: ...
+
+    def hold_wire(self) -> None: ...
+
+    def release_wire(self, first: bytes = b"") -> None: ...
 
 
 def key_of(channel: str) -> str:
@@ -149,3 +157,20 @@ class IrcQueries:
                     f"{person.nick.display}{oper}={away}~{person.nick.display}@{host}"
                 )
         self.numeric("302", " ".join(found))
+
+    def do_motd(self, params: tuple[str, ...]) -> None:  # noqa: ARG002
+        server = self.conn.replies.server
+        motd = self.conn.server.settings.motd
+        self.send(*(format_message(m) for m in motd_lines(server, self.nick, motd)))
+
+    def do_lusers(self, params: tuple[str, ...]) -> None:  # noqa: ARG002
+        chat = self.conn.server
+        users = len(chat.participants)
+        opers = sum(1 for person in chat.participants.values() if person.oper)
+        self.numeric("251", f"There are {users} users and 0 invisible on 1 servers")
+        if opers:
+            self.numeric("252", str(opers), "operator(s) online")
+        self.numeric("254", str(len(chat.rooms)), "channels formed")
+        self.numeric("255", f"I have {users} clients and 0 servers")
+        self.numeric("265", str(users), str(users), f"Current local users {users}")
+        self.numeric("266", str(users), str(users), f"Current global users {users}")

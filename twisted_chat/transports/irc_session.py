@@ -90,6 +90,8 @@ class IrcSessionMixin:
         self.registration: Registration | None = None
         self.commands: IrcCommands | None = None
         self.capture: list[bytes] | None = None
+        #: IRC bytes held back while a JOIN runs, so its echo comes first.
+        self.wire_held: list[bytes] | None = None
         self.caps: set[str] = set()
         self.away: str | None = None
         self.irc_user = ""
@@ -251,6 +253,18 @@ class IrcSessionMixin:
 
     # -- the core's answers --------------------------------------------------------
 
+    def hold_wire(self) -> None:
+        """Hold IRC output until :meth:`release_wire` (a JOIN's history)."""
+        if self.wire_held is None:
+            self.wire_held = []
+
+    def release_wire(self, first: bytes = b"") -> None:
+        """Send ``first``, then what was held."""
+        held, self.wire_held = self.wire_held, None
+        data = first + b"".join(held or ())
+        if data:
+            self.send_wire(data)
+
     def run(self, line: str) -> list[str]:
         """The core's direct answers to a line-protocol command, captured."""
         participant = self.participant
@@ -272,6 +286,10 @@ class IrcSessionMixin:
         answers = data.decode("utf-8", "replace").splitlines()
         if self._login_done is not None:
             self._login_answer(answers)
+            return
+        banned = [answer for answer in answers if answer.startswith("! banned: ")]
+        if banned:  # the core closes the connection next
+            self.send_wire(self._refused(banned[0].encode()))  # type: ignore[attr-defined]
             return
         if self.commands is None:
             return  # before 001: the core's welcome is not IRC's

@@ -155,13 +155,13 @@ class StreamChatProtocol(LineReceiver):
         banned = factory.server.operators.refusal(self._host, None)
         if banned is not None:
             _log.info("refused peer={peer}: server ban", peer=self.peer)
-            self.transport.write(banned)
+            self.transport.write(self._refused(banned))
             self.transport.loseConnection()
             return
         refusal = factory.admission.admit(self._group, now)
         if refusal is not None:
             log_refusal(self.peer, refusal)
-            self.transport.write(lines.error(refusal))
+            self.transport.write(self._refused(lines.error(refusal)))
             self.transport.loseConnection()
             return
         self._admitted = True
@@ -181,6 +181,10 @@ class StreamChatProtocol(LineReceiver):
             )
         if self._handshake is None:
             self._join()
+
+    def _refused(self, line: bytes) -> bytes:
+        """The one line a refused connection gets, in the front-end's words."""
+        return line
 
     def _join(self) -> None:
         """The connection is in (and its TLS handshake done): join the chat."""
