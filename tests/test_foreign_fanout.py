@@ -21,6 +21,7 @@ from twisted_chat.core.events import (
     Joined,
     Kicked,
     Left,
+    Moderated,
     Quit,
     Renamed,
     RoomEvent,
@@ -61,7 +62,12 @@ class FakeFormat:
 def _describe(event: RoomEvent) -> str:
     name = type(event).__name__
     match event:
-        case Said(text=text) | Acted(text=text) | RoomNotice(text=text):
+        case (
+            Said(text=text)
+            | Acted(text=text)
+            | RoomNotice(text=text)
+            | Moderated(text=text)
+        ):
             return f"{name}:{text}"
         case Renamed(nick=nick, new=new):
             return f"{name}:{nick}>{new}"
@@ -230,7 +236,7 @@ def test_a_notice_without_an_event_reaches_the_other_format_as_its_text(
     one, _ = rig.connect("one", irc)
     rig.say(alice, "/room moderated on")
     rig.turn()
-    assert one.wire == [b"irc|#dev|-|RoomNotice:alice turned moderated on in #dev\n"]
+    assert one.wire == [b"irc|#dev|-|Moderated:alice turned moderated on in #dev\n"]
 
 
 def test_a_kicked_member_of_another_format_gets_the_kick_in_it(rig: Rig) -> None:

@@ -76,7 +76,12 @@ thread_reactor = cast("IReactorFromThreads", reactor)
 Listener = tuple[str, socket.socket]
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
-UNITS = ["twisted-chat.socket", "twisted-chat-udp.socket", "twisted-chat.service"]
+UNITS = [
+    "twisted-chat.socket",
+    "twisted-chat-udp.socket",
+    "twisted-chat-irc.socket",
+    "twisted-chat.service",
+]
 TWISTD = "/opt/twisted-chat/bin/twistd"
 
 
@@ -557,6 +562,10 @@ def test_socket_units_name_their_descriptors() -> None:
     assert udp["FileDescriptorName"] == ["chat-udp"]
     assert "ListenStream" not in udp
     assert tcp["Service"] == udp["Service"] == ["twisted-chat.service"]
+    irc = unit_settings("twisted-chat-irc.socket")
+    assert irc["ListenStream"] == ["6667"]
+    assert irc["FileDescriptorName"] == ["chat-irc"]
+    assert irc["Service"] == ["twisted-chat.service"]
 
 
 @pytest.fixture

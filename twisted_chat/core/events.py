@@ -22,12 +22,14 @@ from attrs import frozen
 if TYPE_CHECKING:
     from twisted_chat.core.records import StoredMessage
     from twisted_chat.core.room import Participant, Room
+    from twisted_chat.core.room_records import Change
 
 __all__ = [
     "Acted",
     "Joined",
     "Kicked",
     "Left",
+    "Moderated",
     "Quit",
     "Renamed",
     "RoomEvent",
@@ -117,6 +119,19 @@ class TopicSet:
 
 
 @frozen
+class Moderated:
+    """
+    An operator's change (or the clock's), with the notice line users get:
+    IRC shows the changes it has modes for as ``MODE`` lines.
+    """
+
+    change: Change
+    by: Participant | None
+    by_nick: str
+    text: str
+
+
+@frozen
 class RoomNotice:
     """A notice with no structure of its own: the line protocol's text."""
 
@@ -124,7 +139,16 @@ class RoomNotice:
 
 
 RoomEvent = (
-    Said | Acted | Joined | Left | Kicked | Quit | Renamed | TopicSet | RoomNotice
+    Said
+    | Acted
+    | Joined
+    | Left
+    | Kicked
+    | Quit
+    | Renamed
+    | TopicSet
+    | Moderated
+    | RoomNotice
 )
 
 

@@ -35,7 +35,9 @@ from twisted_chat.core.bans import (
 )
 from twisted_chat.core.bounds import LOOKED_AT_PER_LINE
 from twisted_chat.core.errors import BadUsage, NotInRoom, UnknownCommand
+from twisted_chat.core.events import Moderated
 from twisted_chat.core.membership import current_room
+from twisted_chat.core.names import name_key
 from twisted_chat.core.registered_rooms import RegisteredRooms
 from twisted_chat.core.room_records import (
     Change,
@@ -350,7 +352,12 @@ class ModerationCommands:
 
     def _announce(self, room: Room, change: Change, by: str) -> None:
         text = notice_for(change, by, room.name.display)
-        self._server.outbox.say_in(room, lines.notice(text), None, notice=True)
+        event = None
+        if room.foreign is not None:  # members of other formats (IRC's MODE)
+            who = self._server.participants.get(name_key(by)) if by else None
+            event = Moderated(change, who, by, text)
+        outbox = self._server.outbox
+        outbox.say_in(room, lines.notice(text), None, notice=True, event=event)
 
     def _log(self, room: Room, change: Change, by: str, why: str) -> None:
         what = change.kind if not change.value else f"{change.kind} {change.value}"

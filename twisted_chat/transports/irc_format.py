@@ -18,13 +18,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from twisted_chat.core.events import (
     Acted,
     Joined,
     Kicked,
     Left,
+    Moderated,
     Quit,
     Renamed,
     RoomEvent,
@@ -37,6 +38,7 @@ from twisted_chat.transports.irc_text import cloak
 if TYPE_CHECKING:
     from twisted_chat.core.records import StoredMessage
     from twisted_chat.core.room import Participant, Room
+    from twisted_chat.core.room_records import Change
 
 __all__ = ["MAX_LINE", "IrcFormat", "split_text"]
 
@@ -49,6 +51,49 @@ CLOAKS_CACHED = 20_000
 @lru_cache(maxsize=CLOAKS_CACHED)
 def _cloak(secret: bytes, host: str) -> str:
     return cloak(secret, host)
+
+
+#: The changes IRC has a mode for: kind -> (sign and letter, argument?).
+_MODES: Final = {
+    "op": "+o",
+    "deop": "-o",
+    "auto-op": "+o",
+    "voice": "+v",
+    "devoice": "-v",
+    "ban": "+b",
+    "unban": "-b",
+    "ban-ended": "-b",
+}
+_FLAG_MODES: Final = {"moderated": "m", "invite-only": "i", "topic-lock": "t"}
+
+
+def ban_mask(text: str) -> str:
+    """
+    A room ban as IRC shows it: ``NICK!*@*`` for a guest banned by nick (the
+    address is not shown), ``$a:NAME`` for an account, ``*!*@BLOCK`` else.
+    """
+    if text.endswith(" (by address)"):
+        return text.removesuffix(" (by address)") + "!*@*"
+    if text.startswith("account:"):
+        return "$a:" + text.removeprefix("account:")
+    return "*!*@" + text
+
+
+def mode_of(change: Change) -> str | None:
+    """``+o alice``, ``+l 20``, ``-k *``...: the MODE of ``change``, if any."""
+    kind, target, value = change.kind, change.target, change.value
+    if kind in _MODES:
+        argument = ban_mask(target) if "b" in _MODES[kind] else target
+        return f"{_MODES[kind]} {argument}"
+    if kind != "set":
+        return None
+    if target in _FLAG_MODES:
+        return ("+" if value == "on" else "-") + _FLAG_MODES[target]
+    if target == "limit":
+        return "-l" if value == "off" else f"+l {value}"
+    if target == "key":
+        return "-k *" if value == "off" else "+k *"
+    return None
 
 
 def split_text(text: str, room_left: int) -> list[bytes]:
@@ -194,6 +239,12 @@ class IrcFormat:
                 return [f":{self.mask(who, nick)} NICK {new}\r\n".encode()]
             case TopicSet(who, nick, text):
                 return [_line(self.mask(who, nick), "TOPIC", channel, text)]
+            case Moderated(change, by, by_nick, text):
+                mode = mode_of(change)
+                if mode is None:
+                    return self._privmsg(self.server, channel, text, "NOTICE")
+                source = self.server if by is None else self.mask(by, by_nick)
+                return [f":{source} MODE {channel} {mode}\r\n".encode()]
             case RoomNotice(text):
                 return self._privmsg(self.server, channel, text, "NOTICE")
 

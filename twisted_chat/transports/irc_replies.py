@@ -15,12 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
-from twisted_chat.transports.irc_format import IrcFormat
+from twisted_chat.transports.irc_format import IrcFormat, ban_mask
 from twisted_chat.transports.irc_message import IrcMessage
 from twisted_chat.transports.irc_wire import format as format_message
 
 if TYPE_CHECKING:
-    from twisted_chat.core.bans import BanPattern
     from twisted_chat.core.room import Participant, Room
 
 __all__ = ["LIST_SHOWN", "NAMES_SHOWN", "WHO_SHOWN", "Replies", "user_of"]
@@ -230,14 +229,6 @@ class Replies:
                 args.append(settings.key if show_key else "*")
         return [self.numeric(nick, "324", room.name.display, modes, *args)]
 
-    def ban_mask(self, pattern: BanPattern) -> str:
-        """A ban as IRC shows one: ``*!*@CLOAK``, ``*!*@BLOCK``, ``$a:NAME``."""
-        if pattern.kind == "account":
-            return "$a:" + pattern.text.removeprefix("account:")
-        if pattern.kind == "address":
-            return "*!*@" + self.fmt.cloak_of(pattern.key)
-        return "*!*@" + pattern.key
-
     def ban_list(self, nick: str, room: Room) -> list[bytes]:
         """367 per ban (as the room shows them), 368."""
         channel = room.name.display
@@ -247,7 +238,7 @@ class Replies:
                 nick,
                 "367",
                 channel,
-                self.ban_mask(ban.pattern),
+                ban_mask(ban.pattern.text),
                 ban.set_by,
                 str(int(ban.set_at)),
             )
