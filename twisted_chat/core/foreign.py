@@ -16,7 +16,7 @@ of their own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
 
@@ -66,16 +66,37 @@ class ForeignMembers:
     events: list[Pending] = field(factory=list)
     #: Members who start later than the turn's first line: its index.
     starts: dict[Participant, int] = field(factory=dict)
+    # Per format, its members' (participant, send) pairs: the fan-out loop's
+    # tuple, rebuilt only after a membership change (as Room.fanout is).
+    _groups: dict[WireFormat, tuple[tuple[Participant, Send], ...]] = field(
+        factory=dict, init=False
+    )
+    _stale: bool = field(default=False, init=False)
 
     def add(self, participant: Participant, fmt: WireFormat, start: int) -> None:
-        client = participant.client
-        self.members[participant] = (fmt, client.send_wire)  # type: ignore[attr-defined]
+        client: Any = participant.client
+        # The fan-out's writer (``send_fanout``) may skip what ``send_wire``
+        # checks for a client's own replies.
+        send = getattr(client, "send_fanout", None) or client.send_wire
+        self.members[participant] = (fmt, send)
+        self._stale = True
         if start:
             self.starts[participant] = start
 
     def remove(self, participant: Participant) -> None:
-        self.members.pop(participant, None)
+        if self.members.pop(participant, None) is not None:
+            self._stale = True
         self.starts.pop(participant, None)
+
+    @property
+    def groups(self) -> dict[WireFormat, tuple[tuple[Participant, Send], ...]]:
+        if self._stale:
+            grouped: dict[WireFormat, list[tuple[Participant, Send]]] = {}
+            for member, (fmt, send) in self.members.items():
+                grouped.setdefault(fmt, []).append((member, send))
+            self._groups = {fmt: tuple(pairs) for fmt, pairs in grouped.items()}
+            self._stale = False
+        return self._groups
 
     def hear(self, index: int, event: RoomEvent, sender: Participant | None) -> None:
         self.events.append((index, event, sender))
@@ -88,18 +109,21 @@ class ForeignMembers:
             return
         senders = {sender for _, _, sender in events}
         everyone = [(event, sender) for _, event, sender in events]
-        rendered: dict[WireFormat, bytes] = {}
-        for member, (fmt, send) in list(self.members.items()):
-            if (member in senders and not fmt.echo) or member in starts:
-                data = self._render_for(
-                    room, member, fmt, events, starts.get(member, 0)
-                )
-            elif fmt in rendered:
-                data = rendered[fmt]
-            else:
-                data = rendered[fmt] = fmt.render(room, everyone)
-            if data:
-                self._send(room, member, send, data)
+        for fmt, group in self.groups.items():
+            special = set(starts) if fmt.echo else senders | set(starts)
+            batch = fmt.render(room, everyone)
+            for member, send in group:
+                data = batch
+                if member in special:
+                    data = self._render_for(
+                        room, member, fmt, events, starts.get(member, 0)
+                    )
+                    if not data:
+                        continue
+                try:
+                    send(data)
+                except Exception:
+                    self._failed(room, member)
 
     def catch_up(self, room: Room, member: Participant, upto: int) -> None:
         """Give ``member`` now what the room heard before line ``upto``."""
@@ -148,8 +172,11 @@ class ForeignMembers:
         try:
             send(data)
         except Exception:
-            _log.failure(
-                "while delivering to {nick} in {room}",
-                nick=member.nick.display,
-                room=room.name.display,
-            )
+            self._failed(room, member)
+
+    def _failed(self, room: Room, member: Participant) -> None:
+        _log.failure(
+            "while delivering to {nick} in {room}",
+            nick=member.nick.display,
+            room=room.name.display,
+        )

@@ -63,6 +63,9 @@ class IrcProtocol(IrcSessionMixin, StreamChatProtocol):
         super().__init__()
         self.setup_session()
 
+    #: The room fan-out's writer: the stream's, with no hold to check.
+    send_fanout = StreamChatProtocol.send
+
     def send_wire(self, data: bytes) -> None:
         """Bytes in IRC: the stream's writer (send queue, write-through)."""
         if self.wire_held is not None:
