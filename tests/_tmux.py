@@ -54,6 +54,7 @@ class Terminal:
             "TZ": "UTC",
         }
         self.started = False
+        self.path: Path | None = None
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(
@@ -71,12 +72,15 @@ class Terminal:
     def start(self, command: Sequence[str]) -> None:
         """Run ``command`` (no shell) as the window's program."""
         self.home.mkdir(parents=True, exist_ok=True)
+        self.started = True  # from here on, close() kills the tmux server
+        # One tmux command: a program that dies at once still leaves its last
+        # screen (remain-on-exit) for the failure message.
         self.tmux(
+            "start-server", ";", "set-option", "-g", "remain-on-exit", "on", ";",
             "new-session", "-d", "-s", "t", "-x", str(self.width),
             "-y", str(self.height), "-c", str(self.home), "--", *command,
         )  # fmt: skip
-        self.started = True
-        self.tmux("set-option", "-t", "t", "remain-on-exit", "on")
+        self.path = Path(self.tmux("display-message", "-p", "#{socket_path}").strip())
 
     def type(self, text: str) -> None:
         """Type ``text`` (literally) and press Enter."""
@@ -110,6 +114,9 @@ class Terminal:
             self.started = False
             with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
                 self.tmux("kill-server")
+        if self.path is not None:  # tmux leaves its socket file behind
+            self.path.unlink(missing_ok=True)
+            self.path = None
 
 
 class WireLog:
@@ -159,24 +166,45 @@ class WireLog:
             with contextlib.suppress(OSError):
                 sink.sendall(data)
 
-    def sent(self, pattern: str) -> list[str]:
-        """The lines the client sent that match ``pattern``."""
+    def sent(self, pattern: str, mark: str = ">>") -> list[str]:
+        """The lines the client sent (``mark`` "<<": received) matching ``pattern``."""
         regex = re.compile(pattern)
         with self.lock:
             return [
-                line
+                line[3:]
                 for line in self.lines
-                if line[:2] == ">>" and regex.search(line[3:])
+                if line[:2] == mark and regex.search(line[3:])
             ]
 
-    def wait_sent(self, pattern: str, timeout: float = 10.0) -> str:
-        """The first line the client sent matching ``pattern``, in time."""
+    def wait_sent(self, pattern: str, timeout: float = 10.0, mark: str = ">>") -> str:
+        """The first line the client sent (or received) matching ``pattern``."""
         deadline = time.monotonic() + timeout
-        while not (found := self.sent(pattern)):
+        while not (found := self.sent(pattern, mark)):
             if time.monotonic() > deadline:
-                raise AssertionError(f"the client sent no {pattern!r}:\n{self.tail()}")
+                raise AssertionError(f"no {mark} {pattern!r}:\n{self.tail()}")
             time.sleep(POLL)  # polling the log, bounded by the deadline
         return found[0]
+
+    def answer(self, sent: str, pattern: str, timeout: float = 10.0) -> str:
+        """The first received line matching ``pattern`` after the client's
+        first line matching ``sent``: the server's answer to it."""
+        first, answer = re.compile(sent), re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                after = None
+                for index, line in enumerate(self.lines):
+                    if after is None and line[:2] == ">>" and first.search(line[3:]):
+                        after = index
+                    elif (
+                        after is not None
+                        and line[:2] == "<<"
+                        and answer.search(line[3:])
+                    ):
+                        return line[3:]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no answer {pattern!r} to {sent!r}")
+            time.sleep(POLL)  # polling the log, bounded by the deadline
 
     def tail(self, count: int = 40) -> str:
         with self.lock:

@@ -230,11 +230,11 @@ def test_the_irc_operator_bans_the_nc_user(session: Session) -> None:
     lina = nc_user(session.chat, "lina")
     session.see("lina", "joined", "#dev")
     session.type("/ban lina")
-    session.sent(r"^MODE #dev \+b \S+")
-    try:
-        lina.expect(r"^\* You were kicked from #dev", WAIT)  # a ban kicks
-    except AssertionError as problem:
-        raise AssertionError(f"{problem}\n{session.evidence()}") from None
+    mask = session.sent(r"^MODE #dev \+b \S+").split()[-1]
+    # The server's answer: the ban announced, or an error numeric.
+    answer = session.wire.answer(r"^MODE #dev \+b ", r" MODE #dev \+b | [45]\d\d ")
+    assert " MODE #dev +b " in answer, f"+b {mask}: {answer}\n{session.evidence()}"
+    lina.expect(r"^\* You were kicked from #dev", WAIT)  # a ban kicks
     session.see("+b")
     lina.say("/join #dev")
     line = lina.expect(r"^! banned: |^\* You joined #dev")
@@ -257,7 +257,29 @@ def test_mode_plus_b_with_a_nick_bans_the_nc_user(session: Session) -> None:
     session.type("/mode #dev +b lina")
     session.sent(r"^MODE #dev \+b lina$")
     lina.expect(r"^\* You were kicked from #dev", WAIT)
-    session.see("+b")
+    shown = session.see("+b", "lina")  # the ban's mode line
+    assert "127.0.0." not in shown, shown
     lina.say("/join #dev")
     line = lina.expect(r"^! banned: |^\* You joined #dev", WAIT)
     assert line.startswith("! banned: "), f"{line}\n{session.evidence()}"
+
+
+def test_a_ban_is_announced_as_it_is_listed(session: Session) -> None:
+    """
+    The mask in the ``MODE +b`` a client sees is the one ``MODE #dev b``
+    lists: clients keep their ban list from both, and unban what they show.
+    """
+    session.join("#dev")
+    lina = nc_user(session.chat, "lina")
+    session.see("lina", "joined", "#dev")
+    session.type("/mode #dev +b lina")
+    lina.expect(r"^\* You were kicked from #dev", WAIT)
+    session.type("/mode #dev +b")  # no mask: the list
+    session.sent(r"^MODE #dev \+?b$")
+    session.see("End of", "ban list")
+    with session.wire.lock:
+        answers = [line[3:] for line in session.wire.lines if line[:2] == "<<"]
+    announced = [line.split()[-1] for line in answers if " MODE #dev +b " in line]
+    listed = [line.split()[4] for line in answers if " 367 " in line]
+    assert announced, session.evidence()
+    assert announced == listed, f"{announced} != {listed}\n{session.evidence()}"
