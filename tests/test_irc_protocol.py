@@ -231,6 +231,21 @@ def test_registered_connection_outlives_the_deadline() -> None:
     assert not closing(transport)
 
 
+def test_pinging_before_registration_does_not_extend_the_deadline() -> None:
+    """PING keeps a registered client alive, not an unregistered one."""
+    rig = Rig(flood_burst=0)
+    protocol, transport = rig.connect()
+    for n in range(5):
+        send(protocol, f"PING :k{n}")
+        rig.wait(10)
+    assert lines_of(transport)[-1] == f":{SERVER} PONG {SERVER} k4"
+    assert not closing(transport)
+    send(protocol, "PING :k5")
+    rig.wait(10)
+    assert lines_of(transport)[-1].endswith(" (Registration timeout)")
+    assert closing(transport)
+
+
 # -- idle pings ----------------------------------------------------------------------
 
 
@@ -375,6 +390,22 @@ def test_irc_reader_that_catches_up_is_kept() -> None:
             rig.turn()
         reader_out.producer.resumeProducing()  # type: ignore[union-attr]
     assert not closing(reader_out)
+
+
+def test_irc_client_asking_for_replies_it_never_reads_is_dropped() -> None:
+    """Its own numerics count toward --max-sendq like room lines do."""
+    rig = Rig(flood_burst=0, max_sendq=128 * 1024)
+    alice, alice_out = rig.register("alice", room="#dev")
+    for n in range(30):
+        rig.register(f"user{n}", host=f"127.0.1.{n}", room="#dev")
+    alice_out.producer.pauseProducing()  # type: ignore[union-attr]
+    for _ in range(100):
+        if closing(alice_out):
+            break
+        send(alice, "NAMES #dev", "WHO #dev", "LUSERS")
+    assert alice_out.disconnected
+    assert len(alice_out.value()) < 128 * 1024  # nothing more once past the cap
+    assert rig.irc.quit_reasons[alice] == "too slow to read, send queue full"
 
 
 # -- caps and server bans at connect --------------------------------------------------
@@ -719,15 +750,22 @@ Recorded = list[bytes]
 
 
 def recording(protocol: IrcProtocol) -> Recorded:
-    """Every ``send_wire`` call's bytes object (set up before the JOIN binds it)."""
+    """
+    Every bytes object the client is handed, by its replies' writer
+    (``send_wire``) or the room fan-out's (``send_fanout``, when it has one):
+    set up before the JOIN, which binds them.
+    """
     calls: Recorded = []
-    original: Callable[[bytes], None] = protocol.send_wire
+    for name in ("send_wire", "send_fanout"):
+        original: Callable[[bytes], None] | None = getattr(protocol, name, None)
+        if original is None:
+            continue
 
-    def record(data: bytes) -> None:
-        calls.append(data)
-        original(data)
+        def record(data: bytes, original: Callable[[bytes], None] = original) -> None:
+            calls.append(data)
+            original(data)
 
-    protocol.send_wire = record  # type: ignore[method-assign]
+        setattr(protocol, name, record)
     return calls
 
 
@@ -760,9 +798,11 @@ def test_irc_members_of_one_kind_get_the_same_bytes_object() -> None:
         clients[n][1] for n in ("bob", "carl", "tina", "tom")
     )
     assert bob is carl  # the very same object: rendered once for both
-    assert bob.startswith(b":alice!~alice@")
-    assert bob.endswith(b" PRIVMSG #dev :one\r\n" + bob.split(b"\r\n")[1] + b"\r\n")
-    assert bob.split(b"\r\n")[1].endswith(b" PRIVMSG #dev :two")
+    one, two, end = bob.split(b"\r\n")  # both lines of the turn in one write
+    assert one.startswith(b":alice!~alice@")
+    assert one.endswith(b" PRIVMSG #dev :one")
+    assert two.endswith(b" PRIVMSG #dev :two")
+    assert end == b""
     assert tina.startswith(b"@time=")
     assert tina.split(b" ", 1)[1].startswith(b":alice!")
     assert tina is not bob
