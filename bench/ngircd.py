@@ -59,6 +59,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -155,7 +156,8 @@ class Ngircd:
     """An ngircd on a free loopback port with the bench's configuration.
 
     ``with Ngircd() as server:`` starts it and stops it; ``port`` and
-    ``pid`` are set while it runs.  ``log`` gets its stderr (its log).
+    ``pid`` are set while it runs.  ``log`` gets its stderr (its log); the
+    temporary directory (config, default log) is removed on stop.
     """
 
     def __init__(
@@ -188,8 +190,10 @@ class Ngircd:
         wait_for_port(self.port, self.process, "ngircd")
 
     def stop(self) -> None:
+        """Stop the server and remove its directory (config, log)."""
         if self.process is not None:
             stop(self.process)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> Ngircd:  # noqa: PYI034 - never subclassed
         self.start()
@@ -227,11 +231,12 @@ def run_twistd(python: str, workload: str, extra: list[str], proto: str) -> Repo
     port, irc_port = free_port(), free_port()
     twistd = str(Path(python).absolute().with_name("twistd"))
     irc = ["--irc", f"tcp:{irc_port}:interface=127.0.0.1"] if proto == "irc" else []
+    directory = tempfile.mkdtemp(prefix="bench-twistd-")
     daemon = subprocess.Popen(  # noqa: S603 - our own twistd, our arguments
         [twistd, "--nodaemon", "--pidfile=", "chat",
          "--tcp", f"tcp:{port}:interface=127.0.0.1", *irc, "--history-db", "off",
          "--flood-burst", "0", "--flood-rate", "0", "--max-per-ip", "0"],
-        cwd=tempfile.mkdtemp(prefix="bench-twistd-"),
+        cwd=directory,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     target = irc_port if irc else port
@@ -241,6 +246,7 @@ def run_twistd(python: str, workload: str, extra: list[str], proto: str) -> Repo
         return bench(python, target, daemon.pid, proto, options)
     finally:
         stop(daemon)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def run_ngircd(python: str, workload: str, extra: list[str], stock: bool) -> Report:
