@@ -324,3 +324,25 @@ def test_motd_lusers_and_away(irc_chat: Chat) -> None:
     amy = irc(irc_chat, "amy")
     amy.send("PRIVMSG bob :there?")
     assert amy.expect(r" 301 amy bob").endswith("lunch")
+
+
+def test_irc_ban_masks_as_clients_send_them(irc_chat: Chat) -> None:
+    """irssi's /ban sends *!*@HOST with the host it saw: the cloak."""
+    bob = irc(irc_chat, "bob")
+    bob.send("JOIN #mask")
+    bob.expect(r" 366 bob #mask ")
+    nc = line_user(irc_chat, "lina", "#mask")
+    bob.send("WHO lina")
+    cloak = bob.expect(r" 352 bob ").split()[5]
+    bob.send(f"MODE #mask +b *!*@{cloak}")
+    seen = bob.expect(r" MODE #mask \+b ")
+    assert "127.0.0" not in seen
+    nc.expect(r"^\* lina was kicked from #mask by bob|^\* You were kicked")
+    nc.say("/join #mask")
+    nc.expect(r"^! banned: ")
+    bob.send("MODE #mask -b lina!*@*")
+    bob.expect(r" MODE #mask -b ")
+    nc.say("/join #mask")
+    nc.expect(r"^\* You joined #mask")
+    bob.send("MODE #mask +b *!*@*.example.net")
+    bob.expect(r" 472 bob b ")

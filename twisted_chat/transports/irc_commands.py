@@ -296,8 +296,43 @@ class IrcCommands(IrcQueries):
             if line is None:
                 self.numeric("472", params[1], "is an unknown mode char to me")
                 continue
-            if self.fail("MODE", self._in(room, line), target):
+            verb, _, mask = line.partition(" ")
+            command = line
+            if verb in ("/ban", "/unban"):
+                pattern = self._ban_pattern(mask)
+                if pattern is None:
+                    self.numeric("472", "b", f"{mask} is a mask this server cannot ban")
+                    continue
+                command = f"{verb} {pattern}"
+            if self.fail("MODE", self._in(room, command), target):
                 return
+
+    def _ban_pattern(self, mask: str) -> str | None:
+        """
+        An IRC ban mask as ``/ban`` takes it: ``$a:NAME`` an account,
+        ``NICK!*@*`` the person (their account, else address), ``*!*@CLOAK``
+        whoever here has that cloak (by nick, so the room's notice shows
+        no address), ``*!*@ADDRESS`` or a block as is; other wildcards
+        cannot be said here (None).
+        """
+        if mask.startswith("$a:"):
+            return "account:" + mask[3:]
+        if "!" not in mask and "@" not in mask:
+            return mask  # a nick, an address, a block, account:NAME
+        nick, _, rest = mask.partition("!")
+        host = rest.partition("@")[2] if "@" in rest else ""
+        wild = set("*?")
+        if nick and not wild & set(nick) and (not host or host == "*"):
+            return nick
+        if not host or wild & set(host):
+            return None
+        fmt = self.conn.replies.fmt
+        if host.endswith(".tc"):  # a cloak: of whoever here has it
+            for person in self.conn.server.participants.values():
+                if person.host and fmt.cloak_of(person.host) == host:
+                    return person.nick.display
+            return None
+        return host
 
     def do_oper(self, params: tuple[str, ...]) -> None:
         answers = self.conn.run(f"/oper {params[0]} {params[1]}")
