@@ -52,6 +52,16 @@ class FakeFormat:
             out.append(f"{self.name}|{room.name.display}|{by}|{_describe(event)}\n")
         return "".join(out).encode()
 
+    def render_each(
+        self, room: Room, events: Sequence[tuple[RoomEvent, Participant | None]]
+    ) -> list[bytes]:
+        self.renders += 1
+        out = []
+        for event, sender in events:
+            by = sender.nick.display if sender is not None else "-"
+            out.append(f"{self.name}|{room.name.display}|{by}|{_describe(event)}\n")
+        return [line.encode() for line in out]
+
     def render_private(
         self, sender: Participant, recipient: Participant, text: str
     ) -> bytes:

@@ -173,6 +173,12 @@ class WireFormat(Protocol):
         """``events`` (each with its sender) as this format's bytes, for ``room``."""
         ...
 
+    def render_each(
+        self, room: Room, events: Sequence[tuple[RoomEvent, Participant | None]]
+    ) -> list[bytes]:
+        """:meth:`render` of each event apart (a turn's events, rendered once)."""
+        ...
+
     def render_private(
         self, sender: Participant, recipient: Participant, text: str
     ) -> bytes:

@@ -111,12 +111,22 @@ class ForeignMembers:
         everyone = [(event, sender) for _, event, sender in events]
         for fmt, group in self.groups.items():
             special = set(starts) if fmt.echo else senders | set(starts)
-            batch = fmt.render(room, everyone)
+            # Each event rendered once; a sender's share is joined from them.
+            pieces = fmt.render_each(room, everyone)
+            batch = b"".join(pieces)
             for member, send in group:
                 data = batch
                 if member in special:
-                    data = self._render_for(
-                        room, member, fmt, events, starts.get(member, 0)
+                    start = starts.get(member, 0)
+                    echo = fmt.echo
+                    data = b"".join(
+                        [
+                            piece
+                            for piece, (index, _, sender) in zip(
+                                pieces, events, strict=True
+                            )
+                            if index >= start and (echo or sender is not member)
+                        ]
                     )
                     if not data:
                         continue

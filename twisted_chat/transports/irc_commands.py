@@ -349,10 +349,11 @@ class IrcCommands(IrcQueries):
 
     def _room_of(self, channel: str) -> Room | None:
         """The room ``channel`` names, if the client is in it."""
-        try:
-            return self.conn.participant.rooms.get(key_of(channel))
-        except ChatError:
-            return None
+        rooms = self.conn.participant.rooms
+        for room in rooms.values():  # at most 50; the spelling is usually exact
+            if room.name.display == channel:
+                return room
+        return rooms.get(key_of(channel))
 
     def _in(self, room: Room, line: str) -> list[str]:
         """Run a command that acts on the current room, in ``room``."""

@@ -160,14 +160,21 @@ class IrcFormat:
         self, room: Room, events: Sequence[tuple[RoomEvent, Participant | None]]
     ) -> bytes:
         """The turn's events in ``room`` as IRC lines (one rendering for all)."""
+        return b"".join(self.render_each(room, events))
+
+    def render_each(
+        self, room: Room, events: Sequence[tuple[RoomEvent, Participant | None]]
+    ) -> list[bytes]:
+        """Each event's lines, apart (the fan-out joins a sender's share)."""
         channel = room.name.display
         prefix = self._tag_prefix()
-        out: list[bytes] = []
-        for event, _ in events:
-            out.extend(self._lines(channel, event))
+        lines_of = self._lines
         if prefix:
-            return b"".join(prefix + line for line in out)
-        return b"".join(out)
+            return [
+                b"".join([prefix + line for line in lines_of(channel, event)])
+                for event, _ in events
+            ]
+        return [b"".join(lines_of(channel, event)) for event, _ in events]
 
     def render_private(
         self, sender: Participant, recipient: Participant, text: str
