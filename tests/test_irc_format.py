@@ -71,7 +71,7 @@ def test_every_event_as_its_irc_line() -> None:
         f":{b} NICK robert",
         f":{a} PART #dev :lunch",
         f":{a} KICK #dev robert :spam",
-        f":{robert} QUIT :Quit: connection lost",
+        f":{robert} QUIT :connection lost",
         ":chat.test NOTICE #dev :alice turned moderated on in #dev",
     ]
 

@@ -241,7 +241,7 @@ class IrcFormat:
                 source = self.server if by is None else self.mask(by, by_nick)
                 return [_line(source, "KICK", f"{channel} {nick}", reason or by_nick)]
             case Quit(who, nick, reason):
-                return [_line(self.mask(who, nick), "QUIT", "", f"Quit: {reason}")]
+                return [_line(self.mask(who, nick), "QUIT", "", reason)]
             case Renamed(who, nick, new):
                 return [f":{self.mask(who, nick)} NICK {new}\r\n".encode()]
             case TopicSet(who, nick, text):
