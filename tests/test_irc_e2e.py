@@ -331,7 +331,9 @@ def test_irc_ban_masks_as_clients_send_them(irc_chat: Chat) -> None:
     bob = irc(irc_chat, "bob")
     bob.send("JOIN #mask")
     bob.expect(r" 366 bob #mask ")
-    nc = line_user(irc_chat, "lina", "#mask")
+    nc = irc_chat.connect("lina", "127.0.0.44")  # a cloak of its own
+    nc.say("/join #mask")
+    nc.expect(r"^\* You joined #mask")
     bob.send("WHO lina")
     cloak = bob.expect(r" 352 bob ").split()[5]
     bob.send(f"MODE #mask +b *!*@{cloak}")
@@ -344,5 +346,8 @@ def test_irc_ban_masks_as_clients_send_them(irc_chat: Chat) -> None:
     bob.expect(r" MODE #mask -b ")
     nc.say("/join #mask")
     nc.expect(r"^\* You joined #mask")
+    bob.send("MODE #mask +b *!*lina@*" + cloak[cloak.index(".") :])  # irssi's mask
+    bob.expect(r" MODE #mask \+b lina")
+    nc.expect(r"^\* You were kicked from #mask")
     bob.send("MODE #mask +b *!*@*.example.net")
-    bob.expect(r" 472 bob b ")
+    bob.expect(r" 696 bob #mask b ")

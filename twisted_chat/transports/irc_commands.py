@@ -16,6 +16,8 @@ message, before anyone sees it.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from typing import TYPE_CHECKING, Final
 
 from twisted_chat.core.cleaning import clean_text
@@ -36,6 +38,8 @@ __all__ = ["ERRORS", "IrcCommands"]
 
 #: Targets one PRIVMSG, JOIN or PART may name (ISUPPORT TARGMAX).
 MAX_TARGETS: Final = 4
+#: People one wildcard ban mask may name (more is refused, 696).
+MASK_MATCHES_MAX: Final = 5
 
 #: A core error code, by the IRC command that met it, as a numeric (the
 #: Modern IRC document's names); ``*`` is any command.
@@ -297,42 +301,48 @@ class IrcCommands(IrcQueries):
                 self.numeric("472", params[1], "is an unknown mode char to me")
                 continue
             verb, _, mask = line.partition(" ")
-            command = line
+            commands = [line]
             if verb in ("/ban", "/unban"):
-                pattern = self._ban_pattern(mask)
-                if pattern is None:
-                    self.numeric("472", "b", f"{mask} is a mask this server cannot ban")
+                patterns = self._ban_patterns(mask)
+                if patterns is None:
+                    why = f"matches nobody here, or more than {MASK_MATCHES_MAX}"
+                    self.numeric("696", target, "b", mask, why)
                     continue
-                command = f"{verb} {pattern}"
-            if self.fail("MODE", self._in(room, command), target):
-                return
+                commands = [f"{verb} {pattern}" for pattern in patterns]
+            for command in commands:
+                if self.fail("MODE", self._in(room, command), target):
+                    return
 
-    def _ban_pattern(self, mask: str) -> str | None:
+    def _ban_patterns(self, mask: str) -> list[str] | None:
         """
         An IRC ban mask as ``/ban`` takes it: ``$a:NAME`` an account,
-        ``NICK!*@*`` the person (their account, else address), ``*!*@CLOAK``
-        whoever here has that cloak (by nick, so the room's notice shows
-        no address), ``*!*@ADDRESS`` or a block as is; other wildcards
-        cannot be said here (None).
+        ``NICK!*@*`` the person (their account, else their address),
+        ``*!*@ADDRESS`` or a block as is; a mask with wildcards (irssi's
+        ``*!*lina@*.x.tc``) names whoever here it matches, by nick, so the
+        room's notice shows no address.  None: it matches nobody here, or
+        more than :data:`MASK_MATCHES_MAX`.
         """
         if mask.startswith("$a:"):
-            return "account:" + mask[3:]
+            return ["account:" + mask[3:]]
         if "!" not in mask and "@" not in mask:
-            return mask  # a nick, an address, a block, account:NAME
+            return [mask]  # a nick, an address, a block, account:NAME
         nick, _, rest = mask.partition("!")
         host = rest.partition("@")[2] if "@" in rest else ""
         wild = set("*?")
-        if nick and not wild & set(nick) and (not host or host == "*"):
-            return nick
-        if not host or wild & set(host):
+        if nick and not wild & set(nick) and host in ("", "*"):
+            return [nick]
+        if host and not wild & set(host) and not host.endswith(".tc"):
+            return [host]  # an address or a block, as typed
+        pattern = re.compile(fnmatch.translate(mask.casefold()))
+        replies = self.conn.replies
+        found = [
+            person.nick.display
+            for person in self.conn.server.participants.values()
+            if pattern.fullmatch(replies.mask_of(person).casefold())
+        ]
+        if not found or len(found) > MASK_MATCHES_MAX:
             return None
-        fmt = self.conn.replies.fmt
-        if host.endswith(".tc"):  # a cloak: of whoever here has it
-            for person in self.conn.server.participants.values():
-                if person.host and fmt.cloak_of(person.host) == host:
-                    return person.nick.display
-            return None
-        return host
+        return found
 
     def do_oper(self, params: tuple[str, ...]) -> None:
         answers = self.conn.run(f"/oper {params[0]} {params[1]}")
