@@ -279,7 +279,7 @@ def test_idle_client_is_pinged_then_dropped_and_its_rooms_told() -> None:
     assert lines_of(lina_out) == ["* alice quit (Ping timeout)"]
     [quit_line] = lines_of(bob_out)
     assert quit_line.startswith(":alice!")
-    assert " QUIT :" in quit_line
+    assert quit_line.endswith(" QUIT :Ping timeout")  # the server's words, no Quit:
     assert "alice" not in rig.server.participants
 
 
@@ -315,6 +315,26 @@ def test_ping_timeout_error_names_the_host_as_the_other_closing_lines() -> None:
     host = error.removeprefix("ERROR :Closing Link: ").split(" ")[0]
     assert host, error
     assert not host.startswith("("), error
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a line answered 421 (or 417, or a NUL line) after a PING counts "
+    "as a sign of life for last_heard (irc.py _process) but leaves `pinged` set "
+    "(irc_session.take_line resets it only for a parsed message), so the client "
+    "is dropped 180 s later without being pinged again",
+)
+def test_any_line_after_a_ping_earns_another_ping_before_a_drop() -> None:
+    rig = Rig(flood_burst=0)
+    alice, out = rig.register("alice")
+    rig.wait(PING_AFTER)
+    assert lines_of(out) == [f"PING :{SERVER}"]
+    out.clear()
+    send(alice, "F00 pong?")  # a line, if not one the server understands
+    assert numerics(out) == ["421"]
+    out.clear()
+    rig.wait(PING_AFTER + PING_TIMEOUT)
+    assert lines_of(out)[0] == f"PING :{SERVER}", lines_of(out)
 
 
 # -- flood control -------------------------------------------------------------------
@@ -375,7 +395,7 @@ def test_irc_client_that_stops_reading_is_dropped_at_max_sendq() -> None:
     rig.turn()
     assert lines_of(lina_out)[-1] == "* slow quit (too slow to read, send queue full)"
     assert lines_of(bob_out)[-1].startswith(":slow!")
-    assert " QUIT :" in lines_of(bob_out)[-1]
+    assert lines_of(bob_out)[-1].endswith(" QUIT :too slow to read, send queue full")
 
 
 def test_irc_reader_that_catches_up_is_kept() -> None:
@@ -884,13 +904,8 @@ def test_quit_sends_error_closes_and_tells_the_rooms() -> None:
     assert "alice" not in rig.server.participants
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: IRC members see ':alice!... QUIT :Quit: Quit: gone fishing': "
-    "irc_session.quit passes 'Quit: REASON' to the core and IrcFormat adds "
-    "'Quit: ' to every Quit event again",
-)
 def test_irc_members_see_a_quit_reason_prefixed_once() -> None:
+    """``Quit: reason`` once (it was ``Quit: Quit: reason``; fixed in 624675c)."""
     rig = Rig(flood_burst=0)
     alice, _ = rig.register("alice", room="#dev")
     _, bob_out = rig.register("bob", host="127.0.0.2", room="#dev")
