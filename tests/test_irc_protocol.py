@@ -30,6 +30,7 @@ from twisted_chat.core.admission import Admission
 from twisted_chat.core.bans import Ban, parse_pattern
 from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.settings import Settings
+from twisted_chat.transports import irc_caps
 from twisted_chat.transports.irc import (
     PING_AFTER,
     PING_TIMEOUT,
@@ -655,6 +656,34 @@ def test_a_bug_in_a_command_is_answered_400_and_the_connection_kept(
     ]
     assert "a bug" not in text(alice_out)
     assert not closing(alice_out)
+
+
+def _broken(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("a bug")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: only IrcCommands.handle is guarded: a bug in the registration "
+    "path (Registration.feed: every command before 001, and CAP/USER/PASS/"
+    "AUTHENTICATE after it) escapes dataReceived (irc_session.take_line), so "
+    "there is no 400 and Twisted drops the connection",
+)
+@pytest.mark.parametrize("registered", [True, False])
+def test_a_bug_in_registration_is_answered_400_and_the_connection_kept(
+    monkeypatch: pytest.MonkeyPatch, registered: bool
+) -> None:
+    rig = Rig(flood_burst=0)
+    if registered:
+        protocol, transport = rig.register("alice")
+    else:
+        protocol, transport = rig.connect()
+    monkeypatch.setattr(irc_caps.CapNegotiation, "handle", _broken)
+    send(protocol, "CAP LS 302", "PING :after")
+    replies = lines_of(transport)
+    assert replies[0].startswith(f":{SERVER} 400 "), replies
+    assert " CAP " in replies[0]
+    assert replies[1].endswith("after")
 
 
 # -- registration, nicks and SASL ------------------------------------------------------
