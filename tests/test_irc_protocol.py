@@ -38,7 +38,10 @@ from twisted_chat.transports.irc import (
     IrcProtocol,
 )
 from twisted_chat.transports.irc_commands import IrcCommands
-from twisted_chat.transports.irc_registration import REGISTRATION_DEADLINE
+from twisted_chat.transports.irc_registration import (
+    MAX_PREREG_ERRORS,
+    REGISTRATION_DEADLINE,
+)
 from twisted_chat.transports.irc_session import IrcSettings
 from twisted_chat.transports.tcp import ChatLineProtocol, ChatServerFactory
 
@@ -656,6 +659,16 @@ def test_a_bug_in_a_command_is_answered_400_and_the_connection_kept(
     ]
     assert "a bug" not in text(alice_out)
     assert not closing(alice_out)
+
+
+def test_an_unregistered_client_that_only_errs_is_closed() -> None:
+    """451 is bounded: after 20 errors before 001, ERROR and the close."""
+    rig = Rig(flood_burst=0)
+    protocol, transport = rig.connect()
+    send(protocol, *(["JOIN #x"] * 25))
+    assert numerics(transport) == ["451"] * MAX_PREREG_ERRORS
+    assert lines_of(transport)[-1].endswith(" (Too many errors before registration)")
+    assert closing(transport)
 
 
 def _broken(*args: object, **kwargs: object) -> None:
