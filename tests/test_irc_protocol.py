@@ -4,15 +4,13 @@ on a Clock, no sockets: the limits it shares with the line protocol (flood
 control, the send queue, the caps and server bans), its own clocks (the
 registration deadline, idle pings), bad input, registration and SASL through
 the core, the room fan-out of one rendering per kind of client, and ``QUIT``.
-
-Tests marked ``xfail(strict=True, reason="BUG: ...")`` pin a bug found here
-for the lead to fix in the server; each fails for the reason it names.
 """
 
 from __future__ import annotations
 
 import base64
 import itertools
+import re
 from collections.abc import Callable
 from typing import cast
 
@@ -43,6 +41,7 @@ from twisted_chat.transports.irc_registration import (
     REGISTRATION_DEADLINE,
 )
 from twisted_chat.transports.irc_session import IrcSettings
+from twisted_chat.transports.irc_text import cloak
 from twisted_chat.transports.tcp import ChatLineProtocol, ChatServerFactory
 
 SERVER = "irc.test"
@@ -304,12 +303,6 @@ def test_a_client_that_answers_every_ping_stays() -> None:
     assert "ERROR" not in text(bob_out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the ping-timeout ERROR is 'ERROR :Closing Link: (Ping timeout)', "
-    "with no host, unlike the registration-timeout and QUIT lines "
-    "('Closing Link: HOST (REASON)', irc_session.check_alive)",
-)
 def test_ping_timeout_error_names_the_host_as_the_other_closing_lines() -> None:
     rig = Rig(flood_burst=0)
     _, out = rig.register("alice")
@@ -321,13 +314,6 @@ def test_ping_timeout_error_names_the_host_as_the_other_closing_lines() -> None:
     assert not host.startswith("("), error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a line answered 421 (or 417, or a NUL line) after a PING counts "
-    "as a sign of life for last_heard (irc.py _process) but leaves `pinged` set "
-    "(irc_session.take_line resets it only for a parsed message), so the client "
-    "is dropped 180 s later without being pinged again",
-)
 def test_any_line_after_a_ping_earns_another_ping_before_a_drop() -> None:
     rig = Rig(flood_burst=0)
     alice, out = rig.register("alice")
@@ -486,7 +472,8 @@ def test_refused_irc_connection_is_told_in_irc(kind: str, code: str) -> None:
     """Not the line protocol's ``! code:``: ERROR :Closing Link: HOST (code: ...)."""
     _, _, transport = _refused(kind)
     [line] = lines_of(transport)
-    assert line.startswith(f"ERROR :Closing Link: 127.0.0.1 ({code}: "), line
+    # The client's cloak, as every closing line names it.
+    assert re.match(rf"ERROR :Closing Link: \S+\.tc \({code}: ", line), line
     assert line.endswith(")")
 
 
@@ -502,7 +489,7 @@ def test_a_server_ban_ejects_a_registered_irc_client_in_irc() -> None:
     root.dataReceived(b"/serverban 127.0.0.3 go away\n")
     rig.turn()
     [line] = lines_of(alice_out)
-    assert line.startswith("ERROR :Closing Link: 127.0.0.3 (banned: "), line
+    assert re.match(r"ERROR :Closing Link: \S+\.tc \(banned: ", line), line
     assert "go away" in line
     assert closing(alice_out)
     lost(alice)
@@ -587,12 +574,6 @@ def test_a_line_with_a_nul_is_not_relayed() -> None:
     assert not closing(alice_out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a line with a NUL is dropped without a word (irc_session."
-    "take_line ignores BAD_CHARACTER); the brief asks 417 (Ergo: ERROR and close)"
-    ", the project's rule is 'bad input: a clear error reply'",
-)
 def test_a_line_with_a_nul_gets_an_error_reply() -> None:
     rig = Rig(flood_burst=0)
     alice, alice_out = rig.register("alice", room="#dev")
@@ -675,13 +656,6 @@ def _broken(*args: object, **kwargs: object) -> None:
     raise RuntimeError("a bug")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: only IrcCommands.handle is guarded: a bug in the registration "
-    "path (Registration.feed: every command before 001, and CAP/USER/PASS/"
-    "AUTHENTICATE after it) escapes dataReceived (irc_session.take_line), so "
-    "there is no 400 and Twisted drops the connection",
-)
 @pytest.mark.parametrize("registered", [True, False])
 def test_a_bug_in_registration_is_answered_400_and_the_connection_kept(
     monkeypatch: pytest.MonkeyPatch, registered: bool
@@ -783,13 +757,6 @@ def test_sasl_is_throttled_by_the_core_after_five_failures() -> None:
     assert numerics(transport) == ["900", "903"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SASL to a server-banned account gets '904 :SASL authentication "
-    "failed' and a silent close: the core's '! banned: ...' answer is taken as "
-    "the /login verdict (irc_session.send hands it to _login_answer before the "
-    "banned check), so the client never gets ERROR :Closing Link: ... (banned: ...)",
-)
 def test_sasl_to_a_banned_account_is_told_it_is_banned() -> None:
     rig = Rig(flood_burst=0, operators=(("Root", OPER_HASH),))
     rig.account("carol")
@@ -936,7 +903,7 @@ def test_quit_sends_error_closes_and_tells_the_rooms() -> None:
     send(alice, "QUIT :gone fishing", "PRIVMSG #dev :still here?")
     rig.turn()
     assert lines_of(alice_out) == [
-        "ERROR :Closing Link: 127.0.0.1 (Quit: gone fishing)"
+        f"ERROR :Closing Link: {cloak(b'k' * 32, '127.0.0.1')} (Quit: gone fishing)"
     ]
     assert closing(alice_out)
     assert lines_of(lina_out) == ["* alice quit (Quit: gone fishing)"]

@@ -24,6 +24,8 @@ class Settings:
     max_line: int = 1024
     motd_path: str = ""
     motd: tuple[str, ...] = field(default=(), repr=False)
+    #: The IRC front-end's server name ("" = the host's), as IRC shows it.
+    irc_name: str = ""
     udp_idle: float = 300.0
     flood_burst: int = 10
     flood_rate: float = 5.0

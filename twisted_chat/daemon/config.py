@@ -174,6 +174,7 @@ OPTIONS = [
     Option("history-max", integer(0), "Messages kept per room (0 = no cap)."),
     Option("history-days", _number(0), "Days messages are kept (0 = forever)."),
     Option("accounts", _switch("on", "off"), "Accounts and nick protection: on, off."),
+    Option("irc-name", _text, "The IRC server's name ('' = this host's name)."),
     Option(
         "registration",
         _switch("open", "closed"),

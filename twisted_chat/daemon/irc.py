@@ -55,7 +55,7 @@ def cloak_secret(state_dir: str) -> bytes:
 def irc_settings(settings: Settings) -> IrcSettings:
     """What every IRC connection of this daemon shares."""
     return IrcSettings(
-        server_name=_server_name(),
+        server_name=settings.irc_name or _server_name(),
         network="twisted-chat",
         secret=cloak_secret(settings.state_dir),
         created=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),

@@ -78,7 +78,7 @@ PRUNE_INTERVAL = 3600.0
 
 #: Settings a SIGHUP cannot change besides every front-end's listeners:
 #: they are bound sockets and open files.
-RESTART_ONLY = ("state_dir", "history_db")
+RESTART_ONLY = ("state_dir", "history_db", "irc_name")
 
 
 class ChatService(MultiService):

@@ -38,6 +38,7 @@ from twisted_chat.transports.irc_session import (
     IrcSessionMixin,
     IrcSettings,
 )
+from twisted_chat.transports.irc_text import cloak
 from twisted_chat.transports.stream_client import (
     StreamChatFactory,
     StreamChatProtocol,
@@ -78,7 +79,8 @@ class IrcProtocol(IrcSessionMixin, StreamChatProtocol):
     def _refused(self, line: bytes) -> bytes:
         """``! banned: ...`` as IRC's ``ERROR :Closing Link: HOST (...)``."""
         text = line.decode("utf-8", "replace").strip().removeprefix("! ")
-        return f"ERROR :Closing Link: {self._host or 'local'} ({text})\r\n".encode()
+        host = cloak(self.factory.irc.secret, self._host or "local")
+        return f"ERROR :Closing Link: {host} ({text})\r\n".encode()
 
     def _join(self) -> None:
         """The connection is in: a hidden participant, then registration."""
@@ -107,6 +109,7 @@ class IrcProtocol(IrcSessionMixin, StreamChatProtocol):
             if line is None:
                 return
             self.last_heard = reactor.seconds()
+            self.pinged = False  # any line is a sign of life
             if line is irc_wire.TOO_LONG:
                 self.reply_numeric("417", "Input line was too long")
                 continue

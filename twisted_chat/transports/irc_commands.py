@@ -16,76 +16,29 @@ message, before anyone sees it.
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from typing import TYPE_CHECKING, Final
 
-from twisted_chat.core.cleaning import clean_text
 from twisted_chat.core.errors import ChatError
 from twisted_chat.transports.irc_message import IrcMessage
-from twisted_chat.transports.irc_modes import mode_lines
+from twisted_chat.transports.irc_moderation import IrcModeration
 from twisted_chat.transports.irc_queries import (
-    IrcQueries,
+    clean,
     key_of,
     nick_key,
 )
-from twisted_chat.transports.irc_text import ctcp_action, is_ctcp, strip_formatting
+from twisted_chat.transports.irc_text import ctcp_action, is_ctcp
 
 if TYPE_CHECKING:
     from twisted_chat.core.room import Room
 
-__all__ = ["ERRORS", "IrcCommands"]
+__all__ = ["IrcCommands"]
 
 #: Targets one PRIVMSG, JOIN or PART may name (ISUPPORT TARGMAX).
 MAX_TARGETS: Final = 4
-#: People one wildcard ban mask may name (more is refused, 696).
-MASK_MATCHES_MAX: Final = 5
-
-#: A core error code, by the IRC command that met it, as a numeric (the
-#: Modern IRC document's names); ``*`` is any command.
-ERRORS: Final[dict[tuple[str, str], str]] = {
-    ("*", "nick-in-use"): "433",
-    ("*", "nick-registered"): "433",
-    ("NICK", "invalid-name"): "432",
-    ("*", "invalid-name"): "479",
-    ("*", "no-such-nick"): "401",
-    ("*", "no-such-room"): "403",
-    ("*", "not-in-room"): "442",
-    ("*", "no-room"): "442",
-    ("*", "too-many-rooms"): "405",
-    ("*", "not-operator"): "482",
-    ("*", "not-server-operator"): "481",
-    ("*", "oper-failed"): "464",
-    ("*", "banned"): "474",
-    ("*", "invite-only"): "473",
-    ("*", "bad-key"): "475",
-    ("*", "room-full"): "471",
-    ("*", "muted"): "404",
-    ("*", "moderated"): "404",
-    ("*", "usage"): "461",
-}
 
 
-def clean(text: str) -> str:
-    """IRC text as the chat takes it: no formatting codes, cleaned."""
-    return clean_text(strip_formatting(text))
-
-
-class IrcCommands(IrcQueries):
+class IrcCommands(IrcModeration):
     """The registered-state commands of one IRC connection."""
-
-    def fail(self, command: str, answers: list[str], target: str) -> bool:
-        """Send the numeric for an ``! code:`` answer; whether there was one."""
-        for answer in answers:
-            if answer.startswith("! "):
-                code, _, text = answer[2:].partition(": ")
-                numeric = ERRORS.get((command, code)) or ERRORS.get(("*", code))
-                if numeric == "461":
-                    self.numeric("461", command, text)
-                else:
-                    self.numeric(numeric or "400", target, text)
-                return True
-        return False
 
     def handle(self, message: IrcMessage) -> None:
         """Act on one command (already parsed and bounded)."""
@@ -103,7 +56,10 @@ class IrcCommands(IrcQueries):
     # -- connection --------------------------------------------------------------
 
     def do_ping(self, params: tuple[str, ...]) -> None:
-        token = params[0] if params else ""
+        if not params or not params[0]:
+            self.numeric("409", "No origin specified")
+            return
+        token = params[0]
         server = self.conn.replies.server
         self.send(_line(server, "PONG", server, token))
 
@@ -165,7 +121,12 @@ class IrcCommands(IrcQueries):
         out = [f":{mask} JOIN {room.name.display}\r\n".encode()]
         if room.topic:
             out.extend(replies.topic(self.nick, room))
-        out.extend(replies.names(self.nick, room, "multi-prefix" in conn.caps))
+        caps = conn.caps
+        out.extend(
+            replies.names(
+                self.nick, room, "multi-prefix" in caps, "userhost-in-names" in caps
+            )
+        )
         return b"".join(out)
 
     def do_part(self, params: tuple[str, ...]) -> None:
@@ -195,6 +156,8 @@ class IrcCommands(IrcQueries):
             self.numeric("442", channel, "You're not on that channel")
             return
         text = clean(params[1])
+        if text == room.topic:
+            return  # nothing changes, nobody is told (as IRC servers do)
         answers = self._in(room, f"/topic {text}" if text else "/topic")
         self.fail("TOPIC", answers, channel)
         # The room's TOPIC line reaches this client with everyone's.
@@ -250,135 +213,6 @@ class IrcCommands(IrcQueries):
         except ChatError as problem:
             if not notice:
                 self.fail("PRIVMSG", [f"! {problem.code}: {problem.text}"], target)
-
-    # -- moderation -------------------------------------------------------------
-
-    def do_kick(self, params: tuple[str, ...]) -> None:
-        channel, who = params[0], params[1].split(",")[0]
-        room = self._room_of(channel)
-        if room is None:
-            self.numeric("442", channel, "You're not on that channel")
-            return
-        reason = clean(params[2]) if len(params) > 2 else ""
-        answers = self._in(room, f"/kick {who} {reason}".rstrip())
-        self.fail("KICK", answers, channel)
-
-    def do_invite(self, params: tuple[str, ...]) -> None:
-        who, channel = params[0], params[1]
-        room = self._room_of(channel)
-        if room is None:
-            self.numeric("442", channel, "You're not on that channel")
-            return
-        answers = self._in(room, f"/invite {who}")
-        if not self.fail("INVITE", answers, channel):
-            self.numeric("341", who, room.name.display)
-
-    def do_mode(self, params: tuple[str, ...]) -> None:
-        target = params[0]
-        if not target.startswith("#"):
-            if nick_key(target) != self.conn.participant.nick.key:
-                self.numeric("502", "Can't change mode for other users")
-            else:
-                self.numeric("221", "+")
-            return
-        room = self.conn.server.rooms.get(key_of(target))
-        if room is None:
-            self.numeric("403", target, "No such channel")
-            return
-        replies = self.conn.replies
-        if len(params) == 1:
-            member = self.conn.participant in room.members
-            self.send(*replies.channel_modes(self.nick, room, member))
-            return
-        if params[1] in ("b", "+b") and len(params) == 2:
-            self.send(*replies.ban_list(self.nick, room))
-            return
-        if self.conn.participant not in room.members:
-            self.numeric("442", target, "You're not on that channel")
-            return
-        for line in mode_lines(params[1], params[2:]):
-            if line is None:
-                self.numeric("472", params[1], "is an unknown mode char to me")
-                continue
-            verb, _, mask = line.partition(" ")
-            commands = [line]
-            if verb in ("/ban", "/unban"):
-                patterns = self._ban_patterns(mask)
-                if patterns is None:
-                    why = f"matches nobody here, or more than {MASK_MATCHES_MAX}"
-                    self.numeric("696", target, "b", mask, why)
-                    continue
-                commands = [f"{verb} {pattern}" for pattern in patterns]
-            for command in commands:
-                if self.fail("MODE", self._in(room, command), target):
-                    return
-
-    def _ban_patterns(self, mask: str) -> list[str] | None:
-        """
-        An IRC ban mask as ``/ban`` takes it: ``$a:NAME`` an account,
-        ``NICK!*@*`` the person (their account, else their address),
-        ``*!*@ADDRESS`` or a block as is; a mask with wildcards (irssi's
-        ``*!*lina@*.x.tc``) names whoever here it matches, by nick, so the
-        room's notice shows no address.  None: it matches nobody here, or
-        more than :data:`MASK_MATCHES_MAX`.
-        """
-        if mask.startswith("$a:"):
-            return ["account:" + mask[3:]]
-        if "!" not in mask and "@" not in mask:
-            return [mask]  # a nick, an address, a block, account:NAME
-        nick, _, rest = mask.partition("!")
-        host = rest.partition("@")[2] if "@" in rest else ""
-        wild = set("*?")
-        if nick and not wild & set(nick) and host in ("", "*"):
-            return [nick]
-        if host and not wild & set(host) and not host.endswith(".tc"):
-            return [host]  # an address or a block, as typed
-        pattern = re.compile(fnmatch.translate(mask.casefold()))
-        replies = self.conn.replies
-        found = [
-            person.nick.display
-            for person in self.conn.server.participants.values()
-            if pattern.fullmatch(replies.mask_of(person).casefold())
-        ]
-        if not found or len(found) > MASK_MATCHES_MAX:
-            return None
-        return found
-
-    def do_oper(self, params: tuple[str, ...]) -> None:
-        answers = self.conn.run(f"/oper {params[0]} {params[1]}")
-        if not self.fail("OPER", answers, params[0]):
-            self.numeric("381", "You are now an IRC operator")
-
-    def do_kill(self, params: tuple[str, ...]) -> None:
-        reason = clean(params[1]) if len(params) > 1 else ""
-        self.fail(
-            "KILL", self.conn.run(f"/kill {params[0]} {reason}".rstrip()), params[0]
-        )
-
-    # -- helpers ----------------------------------------------------------------
-
-    def _room_of(self, channel: str) -> Room | None:
-        """The room ``channel`` names, if the client is in it."""
-        rooms = self.conn.participant.rooms
-        for room in rooms.values():  # at most 50; the spelling is usually exact
-            if room.name.display == channel:
-                return room
-        return rooms.get(key_of(channel))
-
-    def _in(self, room: Room, line: str) -> list[str]:
-        """Run a command that acts on the current room, in ``room``."""
-        participant = self.conn.participant
-        current = participant.current
-        participant.current = room
-        try:
-            return self.conn.run(line)
-        finally:
-            if (
-                participant.current is room
-                and current is not None
-                and (current.name.key in participant.rooms)
-            ):
-                participant.current = current
 
 
 #: Parameters each command needs at least (461 otherwise).

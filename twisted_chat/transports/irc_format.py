@@ -247,6 +247,8 @@ class IrcFormat:
             case TopicSet(who, nick, text):
                 return [_line(self.mask(who, nick), "TOPIC", channel, text)]
             case Moderated(change, by, by_nick, text):
+                if change.kind == "invite":
+                    return []  # IRC tells the invited only (no invite-notify)
                 mode = mode_of(change)
                 if mode is None:
                     return self._privmsg(self.server, channel, text, "NOTICE")

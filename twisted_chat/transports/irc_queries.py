@@ -10,20 +10,23 @@ themselves are :mod:`twisted_chat.transports.irc_replies`'.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, Protocol
 
+from twisted_chat.core.cleaning import clean_text
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.names import RoomName, name_key
 from twisted_chat.transports.irc_registration import motd_lines
 from twisted_chat.transports.irc_replies import Replies
+from twisted_chat.transports.irc_text import strip_formatting
 from twisted_chat.transports.irc_wire import format as format_message
 
 if TYPE_CHECKING:
     from twisted_chat.core.chat import ChatServer
-    from twisted_chat.core.room import Participant
+    from twisted_chat.core.room import Participant, Room
     from twisted_chat.transports.irc_format import IrcFormat
 
-__all__ = ["IrcConnection", "IrcQueries", "key_of", "nick_key"]
+__all__ = ["ERRORS", "IrcConnection", "IrcQueries", "clean", "key_of", "nick_key"]
 
 #: Targets one query may name.
 MAX_QUERY_TARGETS = 4
@@ -49,7 +52,39 @@ class IrcConnection(Protocol):
 
     def hold_wire(self) -> None: ...
 
+    def answer_later(self, answered: Callable[[list[str]], None]) -> None: ...
+
     def release_wire(self, first: bytes = b"") -> None: ...
+
+
+#: A core error code, by the IRC command that met it, as a numeric (the
+#: Modern IRC document's names); ``*`` is any command.
+ERRORS: Final[dict[tuple[str, str], str]] = {
+    ("*", "nick-in-use"): "433",
+    ("*", "nick-registered"): "433",
+    ("NICK", "invalid-name"): "432",
+    ("*", "invalid-name"): "479",
+    ("*", "no-such-nick"): "401",
+    ("*", "no-such-room"): "403",
+    ("*", "not-in-room"): "442",
+    ("*", "no-room"): "442",
+    ("*", "too-many-rooms"): "405",
+    ("*", "not-operator"): "482",
+    ("*", "not-server-operator"): "481",
+    ("*", "oper-failed"): "464",
+    ("*", "banned"): "474",
+    ("*", "invite-only"): "473",
+    ("*", "bad-key"): "475",
+    ("*", "room-full"): "471",
+    ("*", "muted"): "404",
+    ("*", "moderated"): "404",
+    ("*", "usage"): "461",
+}
+
+
+def clean(text: str) -> str:
+    """IRC text as the chat takes it: no formatting codes, cleaned."""
+    return clean_text(strip_formatting(text))
 
 
 def key_of(channel: str) -> str:
@@ -81,6 +116,48 @@ class IrcQueries:
     def numeric(self, code: str, *params: str) -> None:
         self.send(self.conn.replies.numeric(self.nick, code, *params))
 
+    def fail(self, command: str, answers: list[str], target: str) -> bool:
+        """Send the numeric for an ``! code:`` answer; whether there was one."""
+        for answer in answers:
+            if answer.startswith("! "):
+                code, _, text = answer[2:].partition(": ")
+                numeric = ERRORS.get((command, code)) or ERRORS.get(("*", code))
+                if code == "not-in-room" and command in ("MODE", "KICK"):
+                    who = text.split(" ", 1)[0]
+                    self.numeric("441", who, target, "They aren't on that channel")
+                elif code == "usage" and text.endswith(" already."):
+                    who = text.split(" ", 1)[0]
+                    self.numeric("443", who, target, "is already on channel")
+                elif numeric == "461":
+                    self.numeric("461", command, text)
+                else:
+                    self.numeric(numeric or "400", target, text)
+                return True
+        return False
+
+    def _room_of(self, channel: str) -> Room | None:
+        """The room ``channel`` names, if the client is in it."""
+        rooms = self.conn.participant.rooms
+        for room in rooms.values():  # at most 50; the spelling is usually exact
+            if room.name.display == channel:
+                return room
+        return rooms.get(key_of(channel))
+
+    def _in(self, room: Room, line: str) -> list[str]:
+        """Run a command that acts on the current room, in ``room``."""
+        participant = self.conn.participant
+        current = participant.current
+        participant.current = room
+        try:
+            return self.conn.run(line)
+        finally:
+            if (
+                participant.current is room
+                and current is not None
+                and (current.name.key in participant.rooms)
+            ):
+                participant.current = current
+
     def do_names(self, params: tuple[str, ...]) -> None:
         multi = "multi-prefix" in self.conn.caps
         for channel in (params[0].split(",") if params else [])[:MAX_QUERY_TARGETS]:
@@ -88,7 +165,8 @@ class IrcQueries:
             if room is None:
                 self.numeric("366", channel, "End of /NAMES list")
             else:
-                self.send(*self.conn.replies.names(self.nick, room, multi))
+                userhost = "userhost-in-names" in self.conn.caps
+                self.send(*self.conn.replies.names(self.nick, room, multi, userhost))
         if not params:
             self.numeric("366", "*", "End of /NAMES list")
 

@@ -80,8 +80,11 @@ class Replies:
     def mask_of(self, participant: Participant) -> str:
         return self.fmt.mask(participant, participant.nick.display)
 
-    def names(self, nick: str, room: Room, multi: bool) -> list[bytes]:
-        """353 lines of at most 400 bytes of names, then 366."""
+    def names(
+        self, nick: str, room: Room, multi: bool, userhost: bool = False
+    ) -> list[bytes]:
+        """353 lines of at most 400 bytes of names (masks with
+        ``userhost-in-names``), then 366."""
         channel = room.name.display
         out: list[bytes] = []
         batch: list[str] = []
@@ -89,7 +92,8 @@ class Replies:
         for shown, member in enumerate(room.members):
             if shown >= NAMES_SHOWN:
                 break
-            name = prefix_of(room, member, multi) + member.nick.display
+            shown_as = self.mask_of(member) if userhost else member.nick.display
+            name = prefix_of(room, member, multi) + shown_as
             if batch and size + len(name.encode()) + 1 > _NAMES_BYTES:
                 out.append(self.numeric(nick, "353", "=", channel, " ".join(batch)))
                 batch, size = [], 0
@@ -148,8 +152,10 @@ class Replies:
     ) -> list[bytes]:
         out = []
         if person is not None:
-            channel = person.current.name.display if person.current else "*"
-            out.append(self.who_line(nick, channel, person, ""))
+            room = person.current
+            channel = room.name.display if room is not None else "*"
+            flag = prefix_of(room, person, False) if room is not None else ""
+            out.append(self.who_line(nick, channel, person, flag))
         out.append(self.numeric(nick, "315", mask, "End of /WHO list"))
         return out
 
@@ -196,7 +202,12 @@ class Replies:
         if away:
             out.append(self.numeric(nick, "301", target, away))
         idle = max(0, int(now - (person.last_active or now)))
-        out.append(self.numeric(nick, "317", target, str(idle), "seconds idle"))
+        signon = str(int(getattr(person.client, "signon", 0) or now))
+        out.append(
+            self.numeric(
+                nick, "317", target, str(idle), signon, "seconds idle, signon time"
+            )
+        )
         out.append(self.numeric(nick, "318", target, "End of /WHOIS list"))
         return out
 
@@ -216,7 +227,7 @@ class Replies:
     def channel_modes(self, nick: str, room: Room, show_key: bool) -> list[bytes]:
         """324: ``+imtlk`` as the room's settings have it."""
         settings = room.rules.settings if room.rules is not None else None
-        modes, args = "+", []
+        modes, args = "+n", []  # n: only members speak, always
         if settings is not None:
             modes += "i" if settings.invite_only else ""
             modes += "m" if settings.moderated else ""
@@ -227,7 +238,11 @@ class Replies:
             if settings.key is not None:
                 modes += "k"
                 args.append(settings.key if show_key else "*")
-        return [self.numeric(nick, "324", room.name.display, modes, *args)]
+        created = str(int(room.created_at))
+        return [
+            self.numeric(nick, "324", room.name.display, modes, *args),
+            self.numeric(nick, "329", room.name.display, created),
+        ]
 
     def ban_list(self, nick: str, room: Room) -> list[bytes]:
         """367 per ban (as the room shows them), 368."""

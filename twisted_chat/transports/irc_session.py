@@ -21,7 +21,7 @@ from attrs import frozen
 
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.logs import RateLimitedLogger
-from twisted_chat.core.names import Nick
+from twisted_chat.core.names import Nick, name_key
 from twisted_chat.transports import irc_wire
 from twisted_chat.transports.irc_commands import IrcCommands
 from twisted_chat.transports.irc_message import IrcMessage
@@ -49,6 +49,7 @@ CAPS: Final[dict[str, str | None]] = {
     "multi-prefix": None,
     "sasl": "PLAIN",
     "server-time": None,
+    "userhost-in-names": None,
 }
 
 #: Seconds of silence before a registered client is pinged.
@@ -60,6 +61,7 @@ _log = RateLimitedLogger()
 
 _HISTORY = re.compile(r"\[(#\S+) ([0-9: -]+)\] (?:<(\S+)> (.*)|\* (\S+) (.*))")
 _LOGGED_IN = "* You are logged in as "
+_INVITED = re.compile(r"\* (\S+) invites you to (#\S+); /join \S+ to accept\.")
 
 
 @frozen
@@ -98,6 +100,8 @@ class IrcSessionMixin:
         self.irc_realname = ""
         self.wire_format: IrcFormat | None = None
         self._login_done: Callable[[str | None], None] | None = None
+        #: Who takes the core's next uncaptured answer (an /oper's verdict).
+        self._answered: Callable[[list[str]], None] | None = None
 
     @property
     def replies(self) -> Replies:
@@ -229,15 +233,16 @@ class IrcSessionMixin:
                 self.reply_numeric("417", "Input line was too long")
             elif problem.reason == irc_wire.BAD_COMMAND:
                 self.reply_numeric("421", problem.detail[:32], "Unknown command")
+            elif problem.reason == irc_wire.BAD_CHARACTER:
+                self.reply_numeric("417", "Input line contained a NUL; not sent")
             return
-        self.pinged = False
         registration = self.registration
         if registration is None:
             return
-        if self.commands is None or message.command in REGISTRATION_COMMANDS:
-            self._send_messages(registration.feed(message))
-            return
         try:
+            if self.commands is None or message.command in REGISTRATION_COMMANDS:
+                self._send_messages(registration.feed(message))
+                return
             self.commands.handle(message)
         except Exception:
             # A bug: logged, the client told, the connection kept (as the
@@ -265,6 +270,10 @@ class IrcSessionMixin:
         if data:
             self.send_wire(data)
 
+    def answer_later(self, answered: Callable[[list[str]], None]) -> None:
+        """Hand the core's answer to ``answered``, now or when it comes."""
+        self._answered = answered
+
     def run(self, line: str) -> list[str]:
         """The core's direct answers to a line-protocol command, captured."""
         participant = self.participant
@@ -284,12 +293,18 @@ class IrcSessionMixin:
             self.capture.append(data)
             return
         answers = data.decode("utf-8", "replace").splitlines()
+        banned = [answer for answer in answers if answer.startswith("! banned: ")]
+        if banned:  # the core closes the connection next
+            if self._login_done is not None:
+                self._login_answer(answers)
+            self.send_wire(self._refused(banned[0].encode()))  # type: ignore[attr-defined]
+            return
         if self._login_done is not None:
             self._login_answer(answers)
             return
-        banned = [answer for answer in answers if answer.startswith("! banned: ")]
-        if banned:  # the core closes the connection next
-            self.send_wire(self._refused(banned[0].encode()))  # type: ignore[attr-defined]
+        if self._answered is not None:
+            answered, self._answered = self._answered, None
+            answered(answers)
             return
         if self.commands is None:
             return  # before 001: the core's welcome is not IRC's
@@ -306,6 +321,11 @@ class IrcSessionMixin:
             else:
                 text = f"[{when}] {text}"
             return f":{who}!~{who}@history PRIVMSG {room} :{text}\r\n".encode()
+        invited = _INVITED.fullmatch(answer)
+        if invited is not None:
+            inviter = self.server.participants.get(name_key(invited.group(1)))
+            source = self.replies.mask_of(inviter) if inviter else invited.group(1)
+            return f":{source} INVITE {nick} {invited.group(2)}\r\n".encode()
         text = answer[2:] if answer[:2] in ("* ", "! ") else answer
         return irc_wire.format(IrcMessage("NOTICE", (nick, text or " "), server))
 
@@ -313,9 +333,13 @@ class IrcSessionMixin:
         """Bytes already in IRC: to the socket, with the send-queue limit."""
         raise NotImplementedError
 
+    def closing_host(self) -> str:
+        """The client's cloak, as every closing line names it."""
+        return cloak(self.factory.irc.secret, self._host or "local")
+
     def quit(self, reason: str) -> None:
         """``QUIT``: the rooms are told, the client gets its ``ERROR``."""
-        host = self._host or "local"
+        host = self.closing_host()
         self.send_wire(f"ERROR :Closing Link: {host} (Quit: {reason})\r\n".encode())
         participant = self.participant
         if participant is not None:
@@ -335,7 +359,8 @@ class IrcSessionMixin:
         silent = now - self.last_heard
         if self.pinged and silent >= PING_AFTER + PING_TIMEOUT:
             self.factory.quit_reasons[self] = "Ping timeout"
-            self.send_wire(b"ERROR :Closing Link: (Ping timeout)\r\n")
+            host = self.closing_host()
+            self.send_wire(f"ERROR :Closing Link: {host} (Ping timeout)\r\n".encode())
             self.transport.loseConnection()
         elif not self.pinged and silent >= PING_AFTER:
             self.pinged = True
