@@ -326,7 +326,7 @@ class ChatServer:
             self._replay.on_join(participant, room, self.settings.history_on_join)
 
     def _create_room(self, name: RoomName) -> Room:
-        room = Room(name=name, created_at=self.seconds())
+        room = Room(name=name)
         # Read on demand: only live rooms hold a topic in memory.
         saved = self.store.topic(name.key) if self.store is not None else None
         if saved is not None:

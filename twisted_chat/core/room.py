@@ -89,7 +89,8 @@ class Room:
     members: dict[Participant, Send] = field(factory=dict)
     #: The address group whose client created the room ("" for none).
     group: str = ""
-    #: When the room was made (IRC's 329), on the server's clock.
+    #: When IRC first asked of the room (its 329 "creation time"; 0: never).
+    #: Not set at creation, which stays free of the clock.
     created_at: float = 0.0
     #: Its moderation (operators, bans, mutes, settings); None for a room
     #: nobody moderates.  A message reads only ``rules.speech_restricted``.

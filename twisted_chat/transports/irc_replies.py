@@ -12,6 +12,7 @@ bans.  Server operators see addresses in ``WHOIS``; nobody else does.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
@@ -238,6 +239,8 @@ class Replies:
             if settings.key is not None:
                 modes += "k"
                 args.append(settings.key if show_key else "*")
+        if not room.created_at:
+            room.created_at = time.time()
         created = str(int(room.created_at))
         return [
             self.numeric(nick, "324", room.name.display, modes, *args),
