@@ -76,6 +76,23 @@ class IrcSettings:
     motd: tuple[str, ...] = ()
 
 
+def _plain_privmsg(line: bytes) -> IrcMessage | None:
+    """
+    ``PRIVMSG TARGET :text`` with no tags, no source and nothing odd, read
+    without the general parser: most of what IRC clients send, so the
+    common line costs a split (anything else goes to :func:`irc_wire.parse`).
+    """
+    if len(line) > irc_wire.MAX_BODY_BYTES or b"\0" in line:
+        return None
+    target, sep, text = line[8:].partition(b" :")
+    if not sep or not target or b" " in target:
+        return None
+    return IrcMessage(
+        "PRIVMSG",
+        (target.decode("utf-8", "replace"), text.decode("utf-8", "replace")),
+    )
+
+
 class IrcSessionMixin:
     """The chat side of an IRC connection (see the module docstring)."""
 
@@ -226,6 +243,11 @@ class IrcSessionMixin:
     # -- lines in -------------------------------------------------------------------
 
     def take_line(self, line: bytes) -> None:
+        if self.commands is not None and line[:8] == b"PRIVMSG ":
+            message = _plain_privmsg(line)
+            if message is not None:
+                self._handle(message)
+                return
         try:
             message = irc_wire.parse(line)
         except irc_wire.IrcParseError as problem:
@@ -236,6 +258,9 @@ class IrcSessionMixin:
             elif problem.reason == irc_wire.BAD_CHARACTER:
                 self.reply_numeric("417", "Input line contained a NUL; not sent")
             return
+        self._handle(message)
+
+    def _handle(self, message: IrcMessage) -> None:
         registration = self.registration
         if registration is None:
             return
