@@ -49,7 +49,11 @@ class Speech:
             self._say_in(room, data, participant, event=Said(participant, nick, text))
 
     def act(self, participant: Participant, room: Room, text: str) -> None:
-        """``/me text`` in ``room``."""
+        """
+        ``/me text`` in ``room``: :meth:`say`'s steps with the action's
+        shapes, written out again because ``say`` is the hot path and must
+        not pay a shared helper's extra call per message.
+        """
         rules = room.rules
         if rules is not None and rules.speech_restricted:
             self._server.moderation.check_speech(participant, rules)
