@@ -351,3 +351,15 @@ def test_irc_ban_masks_as_clients_send_them(irc_chat: Chat) -> None:
     nc.expect(r"^\* You were kicked from #mask")
     bob.send("MODE #mask +b *!*@*.example.net")
     bob.expect(r" 696 bob #mask b ")
+
+
+def test_who_with_a_mask(irc_chat: Chat) -> None:
+    line_user(irc_chat, "lina")
+    bob = irc(irc_chat, "bob")
+    bob.send("WHO li*")
+    assert bob.expect(r" 352 bob ").split()[7] == "lina"
+    assert bob.expect(r" 315 bob ").split()[3] == "li*"
+    bob.send("WHO *")
+    nicks = {bob.expect(r" 352 bob ").split()[7] for _ in range(2)}
+    assert nicks == {"lina", "bob"}
+    bob.expect(r" 315 bob \* ")

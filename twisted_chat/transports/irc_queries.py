@@ -10,6 +10,8 @@ themselves are :mod:`twisted_chat.transports.irc_replies`'.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -17,7 +19,7 @@ from twisted_chat.core.cleaning import clean_text
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.names import RoomName, name_key
 from twisted_chat.transports.irc_registration import motd_lines
-from twisted_chat.transports.irc_replies import Replies
+from twisted_chat.transports.irc_replies import WHO_SHOWN, Replies
 from twisted_chat.transports.irc_text import strip_formatting
 from twisted_chat.transports.irc_wire import format as format_message
 
@@ -187,6 +189,21 @@ class IrcQueries:
                 self.send(
                     *replies.who_room(self.nick, room, "multi-prefix" in self.conn.caps)
                 )
+            return
+        if "*" in mask or "?" in mask:  # WHO *, WHO coolni*: by nick, bounded
+            pattern = re.compile(fnmatch.translate(mask.casefold()))
+            found = [
+                person
+                for person in server.participants.values()
+                if pattern.fullmatch(person.nick.display.casefold())
+            ][:WHO_SHOWN]
+            out = [
+                line
+                for person in found
+                for line in replies.who_person(self.nick, mask, person)[:-1]
+            ]
+            out.append(replies.numeric(self.nick, "315", mask, "End of /WHO list"))
+            self.send(*out)
             return
         person = server.participants.get(nick_key(mask))
         self.send(*replies.who_person(self.nick, mask, person))
