@@ -52,6 +52,8 @@ class Said:
     who: Participant
     nick: str
     text: str
+    #: Said as an IRC ``NOTICE`` (formats that have notices show it so).
+    notice: bool = False
 
 
 @frozen

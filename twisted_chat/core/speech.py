@@ -35,8 +35,13 @@ class Speech:
         self._say_in = server.outbox.say_in
         self._seconds = server.seconds
 
-    def say(self, participant: Participant, room: Room, text: str) -> None:
-        """A message to ``room``, which ``participant`` is in."""
+    def say(
+        self, participant: Participant, room: Room, text: str, notice: bool = False
+    ) -> None:
+        """
+        A message to ``room``, which ``participant`` is in; ``notice``: an
+        IRC ``NOTICE`` (a message to line users, a NOTICE to IRC's).
+        """
         rules = room.rules
         if rules is not None and rules.speech_restricted:
             self._server.moderation.check_speech(participant, rules)
@@ -46,7 +51,8 @@ class Speech:
         if room.foreign is None:
             self._say_in(room, data, participant)
         else:
-            self._say_in(room, data, participant, event=Said(participant, nick, text))
+            event = Said(participant, nick, text, notice)
+            self._say_in(room, data, participant, event=event)
 
     def act(self, participant: Participant, room: Room, text: str) -> None:
         """

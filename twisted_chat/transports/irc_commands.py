@@ -156,7 +156,15 @@ class IrcCommands(IrcModeration):
             self.numeric("442", channel, "You're not on that channel")
             return
         text = clean(params[1])
-        if text == room.topic:
+        rules = room.rules
+        participant = self.conn.participant
+        allowed = rules is None or (
+            rules.topic_refusal(
+                participant, self.conn.server.operators.is_operator(participant)
+            )
+            is None
+        )
+        if text == room.topic and allowed:
             return  # nothing changes, nobody is told (as IRC servers do)
         answers = self._in(room, f"/topic {text}" if text else "/topic")
         self.fail("TOPIC", answers, channel)
@@ -196,7 +204,7 @@ class IrcCommands(IrcModeration):
                 if action:
                     speech.act(participant, room, body)
                 else:
-                    speech.say(participant, room, body)
+                    speech.say(participant, room, body, notice=notice)
             else:
                 if action:
                     body = f"* {participant.nick.display} {body}"

@@ -229,8 +229,9 @@ class IrcFormat:
 
     def _lines(self, channel: str, event: RoomEvent) -> list[bytes]:
         match event:
-            case Said(who, nick, text):
-                return self._privmsg(self.mask(who, nick), channel, text)
+            case Said(who, nick, text, notice):
+                verb = "NOTICE" if notice else "PRIVMSG"
+                return self._privmsg(self.mask(who, nick), channel, text, verb)
             case Acted(who, nick, text):
                 return self._action(self.mask(who, nick), channel, text)
             case Joined(who, nick):
