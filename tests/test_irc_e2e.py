@@ -363,3 +363,14 @@ def test_who_with_a_mask(irc_chat: Chat) -> None:
     nicks = {bob.expect(r" 352 bob ").split()[7] for _ in range(2)}
     assert nicks == {"lina", "bob"}
     bob.expect(r" 315 bob \* ")
+
+
+def test_a_notice_to_a_channel(irc_chat: Chat) -> None:
+    nc = line_user(irc_chat, "lina")
+    bob, amy = irc(irc_chat, "bob"), irc(irc_chat, "amy")
+    for client, nick in ((bob, "bob"), (amy, "amy")):
+        client.send("JOIN #dev")
+        client.expect(rf" 366 {nick} #dev ")
+    bob.send("NOTICE #dev :heads up")
+    assert amy.expect(r" #dev :heads up$").split()[1] == "NOTICE"
+    nc.expect(r"^\[#dev\] <bob> heads up$")
