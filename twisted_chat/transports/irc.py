@@ -120,6 +120,13 @@ class IrcProtocol(IrcSessionMixin, StreamChatProtocol):
                     self.held = line
                     self._pause_for_flood(delay)
                     return
+            commands = self.commands
+            if (
+                commands is not None
+                and line[:9] == b"PRIVMSG #"
+                and commands.fast_privmsg(line)
+            ):
+                continue
             self.take_line(line)
 
 

@@ -16,8 +16,10 @@ message, before anyone sees it.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Final
 
+from twisted_chat.core.cleaning import clean_text
 from twisted_chat.core.errors import ChatError
 from twisted_chat.transports.irc_message import IrcMessage
 from twisted_chat.transports.irc_moderation import IrcModeration
@@ -27,12 +29,15 @@ from twisted_chat.transports.irc_queries import (
     nick_key,
 )
 from twisted_chat.transports.irc_text import ctcp_action, is_ctcp
+from twisted_chat.transports.irc_wire import MAX_BODY_BYTES
 
 if TYPE_CHECKING:
     from twisted_chat.core.room import Room
 
 __all__ = ["IrcCommands"]
 
+#: Bytes that send a PRIVMSG the general way: NUL, CTCP, formatting codes.
+_SPECIAL = re.compile(b"[\x00-\x1f]")
 #: Targets one PRIVMSG, JOIN or PART may name (ISUPPORT TARGMAX).
 MAX_TARGETS: Final = 4
 
@@ -186,6 +191,32 @@ class IrcCommands(IrcModeration):
             return
         for target in params[0].split(",")[:MAX_TARGETS]:
             self._message(target, body, action is not None, notice)
+
+    def fast_privmsg(self, line: bytes) -> bool:
+        """
+        ``PRIVMSG #room :plain text`` said at once, the common line of all
+        (False: anything else, for the general path): one room, no CTCP,
+        no formatting codes, no tags; the same checks as :meth:`do_privmsg`.
+        """
+        if len(line) > MAX_BODY_BYTES or _SPECIAL.search(line) is not None:
+            return False
+        target, sep, raw = line[8:].partition(b" :")
+        if not sep or b" " in target or b"," in target or not raw:
+            return False
+        room = self._room_of(target.decode("utf-8", "replace"))
+        if room is None:
+            return False
+        body = clean_text(raw.decode("utf-8", "replace"))
+        if not body:
+            return True
+        participant = self.conn.participant
+        try:
+            self.conn.server.speech.say(participant, room, body)
+        except ChatError as problem:
+            self.fail(
+                "PRIVMSG", [f"! {problem.code}: {problem.text}"], room.name.display
+            )
+        return True
 
     def do_notice(self, params: tuple[str, ...]) -> None:
         self.do_privmsg(params, notice=True)

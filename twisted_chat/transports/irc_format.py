@@ -168,13 +168,26 @@ class IrcFormat:
         """Each event's lines, apart (the fan-out joins a sender's share)."""
         channel = room.name.display
         prefix = self._tag_prefix()
-        lines_of = self._lines
-        if prefix:
-            return [
-                b"".join([prefix + line for line in lines_of(channel, event)])
-                for event, _ in events
-            ]
-        return [b"".join(lines_of(channel, event)) for event, _ in events]
+        out: list[bytes] = []
+        # A plain message is most of a turn: its head made once per speaker
+        # and turn, the text joined to it (what _lines does, minus the rest).
+        heads: dict[tuple[Participant, str], bytes] = {}
+        for event, _ in events:
+            if type(event) is Said and not event.notice:
+                key = (event.who, event.nick)
+                head = heads.get(key)
+                if head is None:
+                    source = self.mask(event.who, event.nick)
+                    head = heads[key] = f":{source} PRIVMSG {channel} :".encode()
+                data = event.text.encode()
+                if len(head) + len(data) <= MAX_LINE - 2:
+                    out.append(prefix + head + data + b"\r\n")
+                    continue
+            lines = self._lines(channel, event)
+            if prefix:
+                lines = [prefix + line for line in lines]
+            out.append(b"".join(lines))
+        return out
 
     def render_private(
         self, sender: Participant, recipient: Participant, text: str
