@@ -31,6 +31,8 @@ from twisted_chat.bench.irc_wire import (
     KEEP,
     MAX_IRC_SIZE,
     MAX_LINE,
+    PING_TOKEN,
+    SMALL_READ,
     IrcStreamCounter,
     delivery_mark,
     irc_latency_ns,
@@ -69,12 +71,12 @@ def _stream() -> bytes:
             b":bb!~bb@127.0.0.1 JOIN :" + ROOM.encode() + b"\r\n",
             _delivery("bb", "#bench-abc123-01", 2),  # a longer room's name
             b":irc.test NOTICE ba :PRIVMSG " + ROOM.encode() + b" said\r\n",
-            b":irc.test PONG irc.test :b\r\n",
+            b":irc.test PONG irc.test :" + PING_TOKEN + b"\r\n",
             _delivery("bc", ROOM, 3),
             b"PING :irc.test\r\n",
             _delivery("bd", ROOM, 4),
             b":irc.test PING :tok2\r\n",
-            b":irc.test PONG irc.test :b\r\n",
+            b":irc.test PONG irc.test :" + PING_TOKEN + b"\r\n",
         ]
     )
 
@@ -107,6 +109,23 @@ def test_counter_counts_the_same_however_the_stream_is_split() -> None:
             counter, replies = _feed_all([data[:i], data[i:j], data[j:]])
             assert (counter.messages, len(replies)) == (3, 2), (i, j)
             assert replies == [b"PONG :irc.test\r\n", b"PONG :tok2\r\n"]
+
+
+def test_counter_finds_pings_by_the_servers_name_in_big_reads() -> None:
+    """Once ``001`` named the server, a big read is searched for its name at
+    a line's end, not for ``PING ``; every split still answers once."""
+    filler = _delivery("bz", ROOM, 9) * (SMALL_READ // 40)
+    data = filler + b"PING :irc.test.example\r\n" + filler
+    assert len(data) > 2 * SMALL_READ
+    at = len(filler)
+    for i in range(at - 30, at + 30):
+        counter = IrcStreamCounter(MARK)
+        counter.server_named("irc.test.example")
+        replies: list[bytes] = []
+        for chunk in (data[:i], data[i:]):
+            replies += counter.feed(chunk, len(chunk), 0, None)[2]
+        assert replies == [b"PONG :irc.test.example\r\n"], i
+        assert counter.messages == 2 * filler.count(MARK)
 
 
 def test_counter_ignores_ping_in_a_message_text() -> None:

@@ -136,6 +136,8 @@ class IrcClient(TcpClient):
             self.queue(b"PONG :" + token.encode("utf-8") + b"\r\n")
         elif command == "001":
             self.welcomed = True
+            if line.source:
+                self.irc.server_named(line.source)
             self.pings = 1
             self.queue(join_lines(self.plan.room))
         elif command == "366" and len(line.params) >= 2:
