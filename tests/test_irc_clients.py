@@ -30,8 +30,8 @@ from test_accounts_e2e import chat as chat  # noqa: PLC0414 - the fixture
 pytestmark = pytest.mark.slow
 
 WAIT = 10.0
-#: A cloak (irc_text.cloak): three groups of eight base32 letters, then ``tc``.
-CLOAK = r"[a-z2-7]{8}\.[a-z2-7]{8}\.[a-z2-7]{8}\.tc"
+#: A cloak (irc_text.cloak): two groups of eight base32 letters, then ``tc``.
+CLOAK = r"[a-z2-7]{8}\.[a-z2-7]{8}\.tc"
 NICKS = {"irssi": "bob", "weechat": "wendy"}
 
 

@@ -32,7 +32,7 @@ from twisted_chat.transports.irc_text import (
 )
 
 SECRET = b"s" * 32
-CLOAK_SHAPE = re.compile(r"[a-z2-7]{8}\.[a-z2-7]{8}\.[a-z2-7]{8}\.tc")
+CLOAK_SHAPE = re.compile(r"[a-z2-7]{8}\.[a-z2-7]{8}\.tc")
 
 
 # -- formatting ----------------------------------------------------------------

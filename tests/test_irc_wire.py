@@ -33,7 +33,7 @@ from twisted_chat.transports.irc_wire import (
     unescape_tag_value,
 )
 
-SOURCE = "alice!~alice@abcdefgh.ijklmnop.qrstuvwx.tc"
+SOURCE = "alice!~alice@abcdefgh.ijklmnop.tc"
 
 
 def reason(line: bytes) -> str:

@@ -153,8 +153,8 @@ def cloak(secret: bytes, value: str, suffix: str = "tc") -> str:
     if _HOST_LABEL.fullmatch(suffix) is None:
         raise ValueError(f"{suffix!r} is not a host name")
     digest = hmac.new(secret, _CLOAK_CONTEXT + value.encode(), hashlib.sha256)
-    text = base64.b32encode(digest.digest()[:15]).decode("ascii").lower()
-    return f"{text[:8]}.{text[8:16]}.{text[16:]}.{suffix}"
+    text = base64.b32encode(digest.digest()[:10]).decode("ascii").lower()
+    return f"{text[:8]}.{text[8:]}.{suffix}"
 
 
 def user_mask(nick: str, cloak: str) -> str:
