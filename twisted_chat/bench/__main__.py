@@ -34,6 +34,14 @@ protocols (--proto):
            prefix the server adds); --window as for line.
            Against ngircd start it with bench/ngircd.py (no flood penalties,
            no per-IP cap, no DNS/ident); see docs/bench_irc.md.
+  web      WebSocket clients of twistd chat --web: GET /ws (Origin: the
+           page's own), wait for the hello frame, then a masked text frame
+           per line (/join, /part #lobby, /ping, the payload); --port is the
+           --web port.  Deliveries are counted by the head of a message
+           frame, {{"type":"message","room":"#room","nick":", pongs by the
+           notice frame {{"type":"notice","text":"pong"}}.  Plain ws:// only
+           (no TLS); bench/ab_web.py compares it with TCP; see
+           docs/bench_web.md.
 
 server options for a benchmark (twistd -n chat ...):
   --flood-burst 0 --flood-rate 0   turn flood control off (else 5 lines/s per sender)
@@ -95,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--proto",
-        choices=("line", "irc"),
+        choices=("line", "irc", "web"),
         default="line",
-        help="what the TCP clients speak: PROTOCOL.md's lines (default) or IRC",
+        help="what the TCP clients speak: PROTOCOL.md's lines (default), IRC, "
+        "or WebSocket frames (web)",
     )
     add("--workload", choices=sorted(WORKLOADS), default="fanout")
     add("--clients", type=_positive, help="connections in all")
@@ -199,6 +208,8 @@ def parse_args(
             parser.error("--proto irc has no UDP clients (drop --udp-port)")
         if workload.size > MAX_IRC_SIZE:
             parser.error(f"--size must be at most {MAX_IRC_SIZE} bytes for IRC")
+    if args.proto == "web" and udp_clients:
+        parser.error("--proto web has no UDP clients (drop --udp-port)")
     config = RunConfig(
         workload=workload,
         host=args.host,

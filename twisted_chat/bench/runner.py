@@ -56,7 +56,7 @@ class RunConfig:
     :param read_delay: seconds a worker may pause after small reads while
         messages flow (``None``: 2 ms when sending flat out, 0 when paced, so
         that the latency workload measures latency to the microsecond).
-    :param proto: what the TCP clients speak: ``"line"`` or ``"irc"``.
+    :param proto: what the TCP clients speak: ``"line"``, ``"irc"`` or ``"web"``.
     """
 
     workload: Workload

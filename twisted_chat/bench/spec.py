@@ -39,8 +39,9 @@ class WorkerSpec:
         delivery separately (the asyncio baseline) would otherwise cost one
         ``recv`` and its Python overhead per line; the pause lets lines pile
         up in the kernel, at the price of up to this much added latency.
-    :param proto: ``"line"`` (PROTOCOL.md's lines) or ``"irc"`` (IRC clients,
-        :mod:`twisted_chat.bench.irc_client`), for the TCP clients.
+    :param proto: ``"line"`` (PROTOCOL.md's lines), ``"irc"`` (IRC clients,
+        :mod:`twisted_chat.bench.irc_client`) or ``"web"`` (WebSocket
+        clients, :mod:`twisted_chat.bench.web_client`), for the TCP clients.
     :param run_id: the run's id; IRC nicknames are made from it.
     """
 

@@ -5,7 +5,8 @@ The parent (:mod:`twisted_chat.bench.runner`) starts one or more workers and
 hands each a share of the clients (:class:`~twisted_chat.bench.spec.WorkerSpec`).
 A worker owns the loop, the global barriers and the tallies; the clients it
 drives are :mod:`twisted_chat.bench.tcp_client`,
-:mod:`twisted_chat.bench.irc_client` (``--proto irc``) and
+:mod:`twisted_chat.bench.irc_client` (``--proto irc``),
+:mod:`twisted_chat.bench.web_client` (``--proto web``) and
 :mod:`twisted_chat.bench.udp_client`.  A worker and its parent talk over a
 ``multiprocessing`` pipe, which the worker watches in the same loop as its
 sockets.  The run goes through global barriers, because clients in one room
@@ -45,6 +46,7 @@ from twisted_chat.bench.irc_client import IrcClient
 from twisted_chat.bench.spec import Progress, WorkerResult
 from twisted_chat.bench.tcp_client import TcpClient
 from twisted_chat.bench.udp_client import HELLO_RETRY_NS, UdpClient
+from twisted_chat.bench.web_client import WebClient
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -159,6 +161,8 @@ class Worker:
                     client = UdpClient(self, plan)
                 elif self.spec.proto == "irc":
                     client = IrcClient(self, plan, self.spec.run_id)
+                elif self.spec.proto == "web":
+                    client = WebClient(self, plan)
                 else:
                     client = TcpClient(self, plan)
             except OSError as e:
