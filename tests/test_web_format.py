@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from attrs import define, field
+from hypothesis import given
+from hypothesis import strategies as st
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from twisted_chat.core.events import (
@@ -400,3 +402,21 @@ def test_every_web_member_gets_the_same_bytes_rendered_once() -> None:
     assert [obj["type"] for obj in parse_frames(to_bob)] == ["message", "join"]
     # The speaker is not echoed their own message.
     assert [obj["type"] for obj in parse_frames(b"".join(got["alice"]))] == ["join"]
+
+
+@given(
+    st.text(max_size=200),
+    st.text(min_size=1, max_size=30),
+    st.sampled_from(["#Dev", "#Café", '#a"b\\']),
+)
+def test_messages_are_the_bytes_json_makes(text: str, nick: str, name: str) -> None:
+    alice = person("alice")
+    # Any name and nick, even those the core refuses: JSON must quote them.
+    dev = Room(name=RoomName(display=name, key=name))
+    for event, kind in (
+        (Said(alice, nick, text), "message"),
+        (Acted(alice, nick, text), "action"),
+    ):
+        [piece] = fmt().render_each(dev, [(event, alice)])
+        expected = {"type": kind, "room": name, "nick": nick, "text": text}
+        assert piece == frame({**expected, "time": STAMP})

