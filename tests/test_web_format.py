@@ -420,3 +420,30 @@ def test_messages_are_the_bytes_json_makes(text: str, nick: str, name: str) -> N
         [piece] = fmt().render_each(dev, [(event, alice)])
         expected = {"type": kind, "room": name, "nick": nick, "text": text}
         assert piece == frame({**expected, "time": STAMP})
+
+
+def test_several_changes_in_a_turn_send_the_members_once_after_the_last() -> None:
+    alice, bob, carol = person("alice"), person("bob"), person("carol")
+    dev = room(alice, bob, carol)
+    rules = dev.rules = RoomRules.for_creator("#Dev", alice)
+    rules.op(bob)
+    rules.voice(carol)
+    events: list[tuple[RoomEvent, Participant | None]] = [
+        (Moderated(Change("op", "bob"), alice, "alice", "op bob"), None),
+        (Said(alice, "alice", "there"), alice),
+        (Moderated(Change("voice", "carol"), alice, "alice", "voice carol"), None),
+        (Moderated(Change("mute", "dave"), alice, "alice", "mute dave"), None),
+    ]
+    pieces = fmt().render_each(dev, events)
+    assert [[obj["type"] for obj in parse_frames(piece)] for piece in pieces] == [
+        ["notice"],
+        ["message"],
+        ["notice", "members"],
+        ["notice"],
+    ]
+    members = parse_frames(pieces[2])[1]["members"]
+    assert [(m["nick"], m["op"], m["voice"]) for m in members] == [
+        ("alice", True, False),
+        ("bob", True, False),
+        ("carol", False, True),
+    ]

@@ -196,6 +196,7 @@ class WebFormat:
         head = ',"room":' + _string(name) + ',"nick":'
         tail = ',"time":"' + stamp + '"}'
         out = []
+        last = None
         for event, _ in events:
             if isinstance(event, (Said, Acted)):
                 payload = (
@@ -212,7 +213,16 @@ class WebFormat:
                 else:
                     out.append(frame_header(length) + payload)
             else:
-                out.append(self._frames(room, name, stamp, event))
+                if type(event) is Moderated and event.change.kind in MEMBER_CHANGES:
+                    last = len(out)
+                out.append(frame(_object(name, stamp, event)))
+        if last is not None:
+            # Rendered at the turn's end: the room as it is now, what the
+            # clients should end up showing; so once, after the last change
+            # (``/op a b c d`` is one list, not four, to every web member).
+            # Everyone gets that piece (moderation has no sender), and a
+            # member who joined after it got the list on joining.
+            out[last] += members_frame(room)
         return out
 
     def render_private(
@@ -249,64 +259,61 @@ class WebFormat:
             }
         )
 
-    def _frames(self, room: Room, name: str, stamp: str, event: RoomEvent) -> bytes:
-        match event:
-            case Said(_, nick, text):
-                # An IRC NOTICE is a message here: a browser has no use for
-                # the difference (no auto-replies to suppress).
-                obj: dict[str, object] = {
-                    "type": "message",
-                    "room": name,
-                    "nick": nick,
-                    "text": text,
-                    "time": stamp,
-                }
-            case Acted(_, nick, text):
-                obj = {
-                    "type": "action",
-                    "room": name,
-                    "nick": nick,
-                    "text": text,
-                    "time": stamp,
-                }
-            case Joined(_, nick):
-                obj = {"type": "join", "room": name, "nick": nick, "time": stamp}
-            case Left(_, nick, reason):
-                obj = {
-                    "type": "part",
-                    "room": name,
-                    "nick": nick,
-                    "reason": reason,
-                    "time": stamp,
-                }
-            case Kicked(_, nick, _, by_nick, reason):
-                obj = {
-                    "type": "kick",
-                    "room": name,
-                    "nick": nick,
-                    "by": by_nick,
-                    "reason": reason,
-                    "time": stamp,
-                }
-            case Quit(_, nick, reason):
-                obj = {"type": "quit", "nick": nick, "reason": reason, "time": stamp}
-            case Renamed(_, nick, new):
-                obj = {"type": "nick", "old": nick, "new": new, "time": stamp}
-            case TopicSet(_, nick, text):
-                obj = {
-                    "type": "topic",
-                    "room": name,
-                    "nick": nick,
-                    "text": text,
-                    "time": stamp,
-                }
-            case Moderated(change, _, _, text):
-                notice = frame({"type": "notice", "room": name, "text": text})
-                if change.kind in MEMBER_CHANGES:
-                    # Rendered at the turn's end: the room as it is now,
-                    # which is what the client should end up showing.
-                    return notice + members_frame(room)
-                return notice
-            case RoomNotice(text):
-                obj = {"type": "notice", "room": name, "text": text}
-        return frame(obj)
+
+def _object(name: str, stamp: str, event: RoomEvent) -> dict[str, object]:
+    """The dialect's object for ``event`` in the room called ``name``."""
+    match event:
+        case Said(_, nick, text):
+            # An IRC NOTICE is a message here: a browser has no use for
+            # the difference (no auto-replies to suppress).
+            obj: dict[str, object] = {
+                "type": "message",
+                "room": name,
+                "nick": nick,
+                "text": text,
+                "time": stamp,
+            }
+        case Acted(_, nick, text):
+            obj = {
+                "type": "action",
+                "room": name,
+                "nick": nick,
+                "text": text,
+                "time": stamp,
+            }
+        case Joined(_, nick):
+            obj = {"type": "join", "room": name, "nick": nick, "time": stamp}
+        case Left(_, nick, reason):
+            obj = {
+                "type": "part",
+                "room": name,
+                "nick": nick,
+                "reason": reason,
+                "time": stamp,
+            }
+        case Kicked(_, nick, _, by_nick, reason):
+            obj = {
+                "type": "kick",
+                "room": name,
+                "nick": nick,
+                "by": by_nick,
+                "reason": reason,
+                "time": stamp,
+            }
+        case Quit(_, nick, reason):
+            obj = {"type": "quit", "nick": nick, "reason": reason, "time": stamp}
+        case Renamed(_, nick, new):
+            obj = {"type": "nick", "old": nick, "new": new, "time": stamp}
+        case TopicSet(_, nick, text):
+            obj = {
+                "type": "topic",
+                "room": name,
+                "nick": nick,
+                "text": text,
+                "time": stamp,
+            }
+        case Moderated(_, _, _, text):
+            obj = {"type": "notice", "room": name, "text": text}
+        case RoomNotice(text):
+            obj = {"type": "notice", "room": name, "text": text}
+    return obj
