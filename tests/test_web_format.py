@@ -447,3 +447,34 @@ def test_several_changes_in_a_turn_send_the_members_once_after_the_last() -> Non
         ("bob", True, False),
         ("carol", False, True),
     ]
+
+
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1, max_size=12), st.booleans(), st.booleans()),
+        max_size=12,
+    ),
+    st.booleans(),
+)
+def test_members_are_the_bytes_json_makes(
+    people: list[tuple[str, bool, bool]], with_rules: bool
+) -> None:
+    dev = room()
+    marks = []
+    creator = person("creator")
+    rules = RoomRules.for_creator("#Dev", creator)
+    rules.operators.clear()
+    for nick, op, voice in people:
+        member = Participant(client=RecordingClient(), nick=Nick(nick, nick))
+        dev.members[member] = member.client.send
+        if with_rules:
+            if op:
+                rules.operators.add(member)
+            if voice:
+                rules.voiced.add(member)
+        marks.append(
+            {"nick": nick, "op": op and with_rules, "voice": voice and with_rules}
+        )
+    dev.rules = rules if with_rules else None
+    expected = {"type": "members", "room": "#Dev", "members": marks}
+    assert members_frame(dev) == frame(expected)
