@@ -26,6 +26,9 @@ class Settings:
     motd: tuple[str, ...] = field(default=(), repr=False)
     #: The IRC front-end's server name ("" = the host's), as IRC shows it.
     irc_name: str = ""
+    #: ``--web-origin``: the page origins (``https://chat.example.org``)
+    #: whose WebSockets are accepted; empty: only the page's own.
+    web_origin: tuple[str, ...] = ()
     udp_idle: float = 300.0
     flood_burst: int = 10
     flood_rate: float = 5.0

@@ -144,13 +144,41 @@ def _listeners(convert: Callable[[str], str]) -> Callable[[object], tuple[str, .
     return convert_all
 
 
+def _origin(value: object) -> str:
+    """A page origin as browsers send it: ``scheme://host[:port]``, lower case."""
+    text = _text(value).strip().lower().rstrip("/")
+    scheme, sep, rest = text.partition("://")
+    if (
+        not sep
+        or scheme not in ("http", "https")
+        or not rest
+        or any(char in rest for char in "/?#@ ")
+    ):
+        raise ValueError(
+            f"expected an origin such as https://chat.example.org or "
+            f"http://localhost:8080, not {value!r}"
+        )
+    return text
+
+
+def _origins(value: object) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError(f"expected a list of origins, not {value!r}")
+    return tuple(_origin(item) for item in items)
+
+
 @frozen
 class Option:
-    """One option that takes a single value: its long name, converter, help."""
+    """
+    One option: its long name, converter, help; a ``repeated`` one may be
+    given more than once on the command line (a list in the file).
+    """
 
     name: str
     convert: Callable[[Any], object]
     help: str
+    repeated: bool = False
 
 
 #: Every option but ``--config`` and the front-ends' listener options.
@@ -175,6 +203,13 @@ OPTIONS = [
     Option("history-days", _number(0), "Days messages are kept (0 = forever)."),
     Option("accounts", _switch("on", "off"), "Accounts and nick protection: on, off."),
     Option("irc-name", _text, "The IRC server's name ('' = this host's name)."),
+    Option(
+        "web-origin",
+        _origins,
+        "A page origin whose WebSockets --web accepts, repeatable "
+        "(default: the page's own).",
+        repeated=True,
+    ),
     Option(
         "registration",
         _switch("open", "closed"),

@@ -33,10 +33,12 @@ from twisted_chat.daemon.inherited_sockets import (
 )
 from twisted_chat.daemon.irc import irc_settings
 from twisted_chat.daemon.startup import StartupError
+from twisted_chat.daemon.web import web_factory
 from twisted_chat.transports.irc import IrcFactory
 from twisted_chat.transports.listener import IChatListener, TcpClients
 from twisted_chat.transports.tcp import ChatServerFactory
 from twisted_chat.transports.udp_listeners import parse_udp, udp_listeners
+from twisted_chat.transports.web import WebClients
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort
@@ -46,7 +48,17 @@ if TYPE_CHECKING:
     from twisted_chat.core.settings import Settings
     from twisted_chat.transports.udp import ChatDatagramProtocol
 
-__all__ = ["FRONT_ENDS", "IRC", "TCP", "UDP", "Built", "FrontEnd", "Wiring", "blaming"]
+__all__ = [
+    "FRONT_ENDS",
+    "IRC",
+    "TCP",
+    "UDP",
+    "WEB",
+    "Built",
+    "FrontEnd",
+    "Wiring",
+    "blaming",
+]
 
 
 @frozen
@@ -132,6 +144,19 @@ def _build_irc(wiring: Wiring, values: tuple[str, ...]) -> Built:
     return Built(services, [TcpClients(factory)])
 
 
+def _build_web(wiring: Wiring, values: tuple[str, ...]) -> Built:
+    """One ``strports`` service per ``--web``, all on one Site (and WebFormat)."""
+    factory = web_factory(
+        wiring.settings, wiring.server, wiring.admission, wiring.reactor
+    )
+    services = []
+    for value in values:
+        with blaming("--web", value):
+            endpoint = wiring.inherited.stream_description(value)
+        services.append(strports.service(endpoint, factory, reactor=wiring.reactor))
+    return Built(services, [WebClients(factory)])
+
+
 def _build_udp(wiring: Wiring, values: tuple[str, ...]) -> Built:
     """One listener per ``--udp``, each the ``IChatListener`` of its sessions."""
     for value in values:
@@ -193,5 +218,14 @@ IRC = FrontEnd(
     activation_socket="chat-irc",
 )
 
+WEB = FrontEnd(
+    name="web",
+    kind="web",
+    help="Serve the chat page and its WebSocket: PORT or an endpoint (tcp:, ssl:...).",
+    parse=tcp_description,
+    build=_build_web,
+    activation_socket="chat-web",
+)
+
 #: Every way in, in the order they are started.
-FRONT_ENDS: tuple[FrontEnd, ...] = (TCP, UDP, IRC)
+FRONT_ENDS: tuple[FrontEnd, ...] = (TCP, UDP, IRC, WEB)

@@ -66,6 +66,7 @@ class Options(usage.Options):
     optParameters: ClassVar[list[list[Any]]] = [
         [option.name, None, None, f"{option.help} [default: {default(option.name)!r}]"]
         for option in OPTIONS
+        if not option.repeated
     ] + [["config", "c", None, "TOML file of options (long names as keys)."]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -76,6 +77,9 @@ class Options(usage.Options):
         super().__init__()
         for front_end in self.front_ends:
             self[front_end.name] = []
+        for option in OPTIONS:
+            if option.repeated:
+                self[option.name] = []
 
     def opt_version(self) -> None:
         """Print twisted-chat's version (and Twisted's) and exit."""
@@ -92,11 +96,23 @@ class Options(usage.Options):
         self["settings"] = build_settings(given, config, front_ends=self.front_ends)
 
 
+def _repeated_option(name: str, text: str) -> Any:
+    def add(self: Options, value: str) -> None:
+        self[name].append(value)
+
+    add.__doc__ = text
+    return add
+
+
 def _add_listener_options(cls: type[Options]) -> None:
     """Give ``cls`` an ``opt_NAME`` method per front-end, as usage.Options wants."""
     cls.longdesc = _longdesc(cls.front_ends)
     for front_end in cls.front_ends:
         setattr(cls, f"opt_{front_end.name}", _listener_option(front_end))
+    for option in OPTIONS:
+        if option.repeated:
+            method = f"opt_{option.name.replace('-', '_')}"
+            setattr(cls, method, _repeated_option(option.name, option.help))
 
 
 _add_listener_options(Options)
