@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import importlib.util
 import json
 import os
 import socket
@@ -729,3 +730,50 @@ def test_web_mode_against_twistd(workload: str) -> None:
         assert report.latency is not None
     assert report.server is not None
     assert report.server.pid != os.getpid()
+
+
+# bench/ab_web.py
+
+
+def _ab_web() -> Any:
+    path = Path(__file__).parent.parent / "bench" / "ab_web.py"
+    spec = importlib.util.spec_from_file_location("bench_ab_web", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_ab_web"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ab_web_alternates_and_prints_medians_and_ratios(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs alternate (line, web, web, line, ...), each side's medians are
+    taken apart, and the ratios are of the medians."""
+    ab = _ab_web()
+    order: list[str] = []
+    cpu = {"line": iter([10.0, 30.0, 20.0]), "web": iter([40.0, 60.0, 50.0])}
+
+    def fake_run(python: str, proto: str, workload: str, extra: list[str]) -> Any:
+        order.append(proto)
+        assert extra == ["--messages", "5"]
+        return {
+            "ok": True,
+            "errors": [],
+            "deliveries_per_s": 1e6 if proto == "line" else 5e5,
+            "server": {"cpu_percent": next(cpu[proto])},
+            "latency_ms": {"p50_ms": 1.0, "p99_ms": 2.0},
+            "received": 10,
+            "expected": 10,
+        }
+
+    monkeypatch.setattr(ab, "one_run", fake_run)
+    assert ab.main(["--runs", "3", "--", "--messages", "5"]) == 0
+    assert order == ["line", "web", "web", "line", "line", "web"]
+    out = capsys.readouterr().out
+    # line: 20 % of a core at 1e6/s = 0.2 us; web: 50 % at 5e5/s = 1.0 us.
+    assert "| fanout | line | 1,000,000 | 0.200 |" in out
+    assert "| fanout | web | 500,000 | 1.000 |" in out
+    assert "web/TCP server CPU per delivery 5.00x" in out
+    assert "TCP/web deliveries per second 2.00x" in out
