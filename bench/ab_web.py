@@ -115,6 +115,10 @@ def numbers(report: Report) -> tuple[float, float, float, float]:
 def describe(report: Report) -> str:
     rate, per, p50, p99 = numbers(report)
     ok = "ok" if report["ok"] else "ERRORS: " + "; ".join(report["errors"])
+    server = report.get("server") or {}
+    if not report["expected"] and "rss_per_connection_bytes" in server:
+        kib = float(server["rss_per_connection_bytes"]) / 1024
+        return f"idle: {kib:.1f} KiB of server RSS per connection, {ok}"
     return (
         f"{rate:,.0f} deliveries/s, server CPU {per:.3f} us/delivery, "
         f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
@@ -167,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     for workload, medians, _ in rows:
         line_rate, line_cpu = medians["line"][:2]
         web_rate, web_cpu = medians["web"][:2]
-        cpu_ratio = web_cpu / line_cpu if line_cpu else float("nan")
-        rate_ratio = line_rate / web_rate if web_rate else float("nan")
+        if not (line_cpu and web_rate):
+            continue  # idle: no deliveries (its runs above give RSS)
+        cpu_ratio = web_cpu / line_cpu
+        rate_ratio = line_rate / web_rate
         print(
             f"{workload}: web/TCP server CPU per delivery {cpu_ratio:.2f}x, "
             f"TCP/web deliveries per second {rate_ratio:.2f}x"
