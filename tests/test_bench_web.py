@@ -496,6 +496,13 @@ class SmallLineWeb(FakeWeb):
         super().send(member, obj, op)
 
 
+class EndlessHeadWeb(FakeWeb):
+    """Answers the upgrade with headers that never end."""
+
+    def upgrade(self, key: bytes) -> bytes:  # noqa: ARG002
+        return b"HTTP/1.1 101 Switching Protocols\r\n" + b"X-Pad: y\r\n" * 2000
+
+
 class LoopThread:
     """An asyncio loop in a daemon thread, for servers the workers talk to."""
 
@@ -619,6 +626,7 @@ def test_an_echo_is_an_unexpected_delivery(loop_thread: LoopThread) -> None:
             "after /join (server said: banned: you are banned / not-in-room",
         ),
         (ClosingWeb(), "server closed the WebSocket: 1008 go away"),
+        (EndlessHeadWeb(), "upgrade response longer than 8 KiB"),
     ],
 )
 def test_a_refused_setup_is_explained(
