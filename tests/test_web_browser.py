@@ -259,6 +259,16 @@ def test_reconnects_after_the_daemon_restarts(
     browser: Browser, web_chat: WebChat
 ) -> None:
     alice = open_page(browser, web_chat, "alice")
+    early = web_chat.nc("early", "#dev")
+    early.say("before the restart")
+    alice.expect_line("before the restart", "message")
+    alice.say("mine before the restart")
+    early.expect(r"^\[#dev\] <alice> mine before")
+    frames: list[str] = []
+    alice.page.on(
+        "websocket",
+        lambda ws: ws.on("framereceived", lambda frame: frames.append(str(frame))),
+    )
     web_chat.stop()
     alice.expect_status("reconnecting in")
     expect(alice.page.locator("#retry")).to_be_visible()
@@ -267,6 +277,11 @@ def test_reconnects_after_the_daemon_restarts(
     alice.expect_status("Connected as alice", timeout=40_000)  # nick reclaimed
     expect(alice.page.locator("#view-title")).to_have_text("#dev")
     expect(alice.page.locator("#members li", has_text="alice")).to_have_count(1)
+    # What was on screen is not shown again from the replayed history.
+    expect(alice.line("before the restart")).to_have_count(2)
+    expect(alice.log.locator("li.earlier")).to_have_count(0)
+    replayed = [f for f in frames if '"history"' in f and "before the restart" in f]
+    assert replayed, frames  # it was replayed, and not shown twice
     lina = web_chat.nc("lina", "#dev")
     alice.expect_line("lina joined #dev", "event")
     lina.say("welcome back")

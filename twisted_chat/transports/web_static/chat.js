@@ -13,7 +13,8 @@
   const MAX_SENT = 50; // lines remembered for ArrowUp in the text box
   const BACKOFF_START = 1; // seconds before the first reconnect
   const BACKOFF_MAX = 30;
-  const SERVER = "server"; // the view of notices that belong to no room
+  // The view of notices that belong to no room (a space: no nick or room has one).
+  const SERVER = " server";
   // The server's replies that say in words what its events say in fields
   // (join, topic, part): the page shows the events, not these twice.
   // "#x is now your current room." answers the /join the page sends to
@@ -29,6 +30,8 @@
   const ui = {
     status: $("status"),
     retry: $("retry"),
+    layout: $("layout"),
+    serverList: $("server-list"),
     rooms: $("rooms"),
     pms: $("pms"),
     logs: $("logs"),
@@ -99,9 +102,7 @@
     log.setAttribute("aria-label", labelFor(view));
     ui.logs.append(log);
     state.views.set(view.key, view);
-    if (kind !== SERVER) {
-      addListItem(view);
-    }
+    addListItem(view);
     return view;
   }
 
@@ -129,7 +130,7 @@
     });
     item.append(button);
     Object.assign(view, { item, button, badge, label });
-    const list = view.kind === "room" ? ui.rooms : ui.pms;
+    const list = { room: ui.rooms, pm: ui.pms }[view.kind] || ui.serverList;
     // Keep each list in name order, so the keyboard order is predictable.
     const after = [...list.children].find(
       (other) => other.dataset.sort > view.key,
@@ -190,8 +191,8 @@
   }
 
   function orderedViews() {
-    const order = [serverView()];
-    for (const list of [ui.rooms, ui.pms]) {
+    const order = [];
+    for (const list of [ui.serverList, ui.rooms, ui.pms]) {
       for (const item of list.children) {
         const view = [...state.views.values()].find((v) => v.item === item);
         if (view) order.push(view);
@@ -238,8 +239,16 @@
       ui.leave.textContent = "Leave room";
       ui.leave.disabled = true;
     }
+    refreshTitle();
+  }
+
+  function refreshTitle() {
+    const view = currentView();
+    let unread = 0;
+    for (const other of state.views.values()) unread += other.unread;
+    const count = unread ? `(${unread}) ` : "";
     document.title = state.me
-      ? `${view.name} – ${state.me} – twisted-chat`
+      ? `${count}${view.name} – ${state.me} – twisted-chat`
       : "twisted-chat";
   }
 
@@ -247,6 +256,7 @@
     if (!view.badge) return;
     view.badge.textContent = view.unread ? String(view.unread) : "";
     view.badge.hidden = !view.unread;
+    refreshTitle();
     const unread = view.unread ? `, ${view.unread} unread` : "";
     const left = view.kind === "room" && !view.joined ? ", not joined" : "";
     view.button.setAttribute("aria-label", `${view.name}${unread}${left}`);
@@ -325,7 +335,7 @@
     trim(view);
     if (!view.log.hidden) {
       if (stick) scrollToEnd(view, true);
-    } else if (!quiet && view.kind !== SERVER) {
+    } else if (!quiet) {
       view.unread += 1;
       refreshBadge(view);
     }
@@ -355,14 +365,15 @@
   function renderMembers() {
     const view = currentView();
     ui.members.replaceChildren();
-    if (view.kind !== "room") {
+    const room = view.kind === "room";
+    ui.membersToggle.hidden = !room;
+    ui.membersPanel.hidden = !room;
+    ui.layout.classList.toggle("no-members", !room);
+    if (!room) {
       ui.memberCount.textContent = "";
-      ui.membersToggle.hidden = true;
-      ui.membersPanel.classList.add("empty");
+      openMembers(false);
       return;
     }
-    ui.membersToggle.hidden = false;
-    ui.membersPanel.classList.remove("empty");
     const members = [...view.members.values()].sort(
       (a, b) => rank(a) - rank(b) || key(a.nick).localeCompare(key(b.nick)),
     );
@@ -841,10 +852,21 @@
     ui.input.focus();
   });
 
-  ui.membersToggle.addEventListener("click", () => {
-    const open = !ui.membersPanel.classList.contains("open");
+  // On a narrow screen the member list is a panel over the messages.
+  function openMembers(open) {
     ui.membersPanel.classList.toggle("open", open);
     ui.membersToggle.setAttribute("aria-expanded", String(open));
+  }
+
+  ui.membersToggle.addEventListener("click", () => {
+    openMembers(!ui.membersPanel.classList.contains("open"));
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && ui.membersPanel.classList.contains("open")) {
+      openMembers(false);
+      ui.membersToggle.focus();
+    }
   });
 
   // Alt+ArrowUp / Alt+ArrowDown: the previous or next conversation;
@@ -949,6 +971,11 @@
   ui.retry.addEventListener("click", () => {
     if (!state.socket) connect();
     ui.input.focus();
+  });
+
+  // The network is back (a phone out of a tunnel): no need to wait.
+  window.addEventListener("online", () => {
+    if (!state.socket && !state.quitting) connect();
   });
 
   serverView();
