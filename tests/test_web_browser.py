@@ -15,6 +15,7 @@ import re
 import signal
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,9 @@ XSS = "<img src=x onerror=alert(1)>"
 class WebChat:
     """``twistd -n chat`` with TCP and web listeners, restartable on the same ports."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *args: str) -> None:
         self.tmp = tmp
+        self.args = args
         self.tcp_port = free_port()
         self.udp_port = free_port(socket.SOCK_DGRAM)
         self.web_port = free_port()
@@ -57,6 +59,7 @@ class WebChat:
                 f"tcp:{self.web_port}:interface=127.0.0.1",
                 "--state-dir",
                 str(self.tmp / "state"),
+                *self.args,
             ],
             run,
         )
@@ -81,15 +84,30 @@ class WebChat:
         return client
 
 
+@contextmanager
+def running(tmp_path: Path, *args: str) -> Iterator[WebChat]:
+    world = WebChat(tmp_path, *args)
+    world.start()
+    try:
+        yield world
+    finally:
+        for client in world.clients:
+            client.close()
+        if world.daemon is not None:
+            world.daemon.kill()
+
+
 @pytest.fixture
 def web_chat(tmp_path: Path) -> Iterator[WebChat]:
-    world = WebChat(tmp_path)
-    world.start()
-    yield world
-    for client in world.clients:
-        client.close()
-    if world.daemon is not None:
-        world.daemon.kill()
+    with running(tmp_path) as world:
+        yield world
+
+
+@pytest.fixture
+def unflooded_chat(tmp_path: Path) -> Iterator[WebChat]:
+    """Flood control off, for a test that needs many lines quickly."""
+    with running(tmp_path, "--flood-burst", "0", "--flood-rate", "0") as world:
+        yield world
 
 
 @pytest.fixture(scope="module")
@@ -327,6 +345,12 @@ def test_keyboard_alone(browser: Browser, web_chat: WebChat) -> None:
             break
     else:
         raise AssertionError("Tab never reached the text box")
+    outline = page.evaluate(
+        "(() => { const s = getComputedStyle(document.activeElement);"
+        " return [s.outlineStyle, parseFloat(s.outlineWidth)]; })()"
+    )
+    assert outline[0] != "none", outline  # focus is visible
+    assert outline[1] >= 2, outline
     page.keyboard.type("/nick alice")
     page.keyboard.press("Enter")
     alice.expect_status("Connected as alice")
@@ -403,3 +427,16 @@ def test_voices_nick_changes_kicks_and_quits_update_the_members(
     alice.expect_status("Connected as alicia")
     alice.assert_clean()
     bob.assert_clean()
+
+
+def test_a_conversation_keeps_its_last_500_lines(
+    browser: Browser, unflooded_chat: WebChat
+) -> None:
+    lina = unflooded_chat.nc("lina", "#dev")
+    alice = open_page(browser, unflooded_chat, "alice")
+    lina.sock.sendall(b"".join(b"line %d\n" % n for n in range(600)))
+    alice.expect_line("line 599", "message")
+    lines = alice.log.locator("li")
+    expect(lines).to_have_count(500)  # the page's bound (MAX_LINES in chat.js)
+    expect(lines.first).to_have_text(re.compile(r"line 100$"))
+    alice.assert_clean()
