@@ -1,5 +1,5 @@
 // twisted-chat's browser client: one WebSocket to /ws, lines of the chat
-// protocol out, one JSON event per frame in (docs/protocol.md lists them).
+// protocol out, one JSON event per frame in (docs/web.md lists them).
 //
 // Every text that comes from the server or from a person is put into the
 // page with textContent or createTextNode, never as markup: a nick, a room
@@ -11,6 +11,7 @@
   const MAX_LINES = 500; // per conversation; the oldest go first
   const MAX_PMS = 50; // private conversations kept; the quietest go first
   const MAX_SENT = 50; // lines remembered for ArrowUp in the text box
+  const MAX_MEMBERS_SHOWN = 300; // a big room's list ends with "and N more"
   const BACKOFF_START = 1; // seconds before the first reconnect
   const BACKOFF_MAX = 30;
   // The view of notices that belong to no room (a space: no nick or room has one).
@@ -65,7 +66,7 @@
     attempt: 0,
     retryTimer: null,
     countdown: null,
-    restoring: null, // {rooms: [...]} while reclaiming after a reconnect
+    restoring: null, // {rooms: Set of keys, view} while rejoining after a reconnect
     serverCurrent: null, // the room the server sends plain lines and /me to
     views: new Map(), // key -> view
     current: SERVER,
@@ -86,7 +87,7 @@
     const view = {
       kind, // "server" | "room" | "pm"
       name,
-      key: kind === SERVER ? SERVER : key(name),
+      key: kind === "server" ? SERVER : key(name),
       log,
       unread: 0,
       joined: kind === "room",
@@ -139,22 +140,28 @@
     list.insertBefore(item, after || null);
   }
 
+  // A private conversation whose nick changed, or a room now spelt as the
+  // server spells it.
   function renameView(view, name) {
+    const wasCurrent = state.current === view.key;
     state.views.delete(view.key);
     view.name = name;
     view.key = key(name);
     state.views.set(view.key, view);
     view.label.textContent = name;
     view.log.setAttribute("aria-label", labelFor(view));
+    const list = view.item.parentNode;
+    view.item.remove();
+    const after = [...list.children].find((other) => other.dataset.sort > view.key);
     view.item.dataset.sort = view.key;
-    if (state.current === view.key || state.current === null) {
-      state.current = view.key;
-    }
+    list.insertBefore(view.item, after || null);
+    if (wasCurrent) state.current = view.key;
+    refreshBadge(view);
     refreshHead();
   }
 
   function serverView() {
-    return state.views.get(SERVER) || makeView(SERVER, "Server");
+    return state.views.get(SERVER) || makeView("server", "Server");
   }
 
   function roomView(name) {
@@ -216,7 +223,7 @@
     refreshBadge(view);
     refreshHead();
     renderMembers();
-    scrollToEnd(view, true);
+    scrollToEnd(view);
   }
 
   function refreshHead() {
@@ -287,7 +294,8 @@
     return element;
   }
 
-  // kind: message | action | own | notice | error | event | history-mark
+  // kind (a class of the line): message | action | notice | error | event |
+  // history-mark; "earlier" marks a replayed one, "mine" one of ours.
   function makeLine(kind, { nick = null, text = "", time = null, earlier = false } = {}) {
     const line = document.createElement("li");
     line.className = `line ${kind}`;
@@ -316,8 +324,8 @@
     return log.scrollHeight - log.scrollTop - log.clientHeight < 40;
   }
 
-  function scrollToEnd(view, force = false) {
-    if (force || view.stick !== false) view.log.scrollTop = view.log.scrollHeight;
+  function scrollToEnd(view) {
+    view.log.scrollTop = view.log.scrollHeight;
   }
 
   function trim(view) {
@@ -334,7 +342,7 @@
     view.log.append(line);
     trim(view);
     if (!view.log.hidden) {
-      if (stick) scrollToEnd(view, true);
+      if (stick) scrollToEnd(view);
     } else if (!quiet) {
       view.unread += 1;
       refreshBadge(view);
@@ -379,7 +387,7 @@
     );
     ui.memberCount.textContent = `(${members.length})`;
     ui.membersToggle.textContent = `Members (${members.length})`;
-    for (const member of members) {
+    for (const member of members.slice(0, MAX_MEMBERS_SHOWN)) {
       const item = document.createElement("li");
       item.className = member.op ? "op" : member.voice ? "voice" : "";
       const mark = span("prefix", prefix(member));
@@ -398,6 +406,12 @@
       });
       item.append(mark, name);
       ui.members.append(item);
+    }
+    if (members.length > MAX_MEMBERS_SHOWN) {
+      const more = document.createElement("li");
+      more.className = "more";
+      more.textContent = `and ${members.length - MAX_MEMBERS_SHOWN} more (/who lists them)`;
+      ui.members.append(more);
     }
   }
 
@@ -626,7 +640,7 @@
         put(line);
       }
       trim(view);
-      if (!view.log.hidden) scrollToEnd(view, true);
+      if (!view.log.hidden) scrollToEnd(view);
     },
   };
 
