@@ -277,16 +277,17 @@ def test_an_oversized_frame_is_closed_cleanly(web: Chat) -> None:
     ws = browser(web)
     ws.expect("hello")
     frame = FrameProtocol(client=True, extensions=[])
-    header = bytes(frame._serialize_frame(Opcode.TEXT, b"x" * (4 << 20)))
+    data = bytes(frame._serialize_frame(Opcode.TEXT, b"x" * (4 << 20)))
     sent = 0
-    try:
-        while sent < len(header):
-            ws.sock.sendall(header[sent : sent + 65536])
-            sent += 65536
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    assert ws.closed() == 1009
-    assert sent < len(header)  # cut off long before the 4 MiB
+    while sent < len(data) and ws.close_code is None:
+        ws.sock.sendall(data[sent : sent + 16384])
+        sent += 16384
+        while ws.close_code is None and select.select([ws.sock], [], [], 0.01)[0]:
+            ws._fill(time.monotonic() + 1)
+    assert ws.close_code == 1009
+    assert sent < 256 << 10  # told long before the 4 MiB were sent
+    ws.sock.sendall(ws.ws.send(CloseConnection(1009)))  # as a browser answers
+    assert ws.closed() == 1009  # and the daemon ends the connection
     nc.expect(r"quit \(connection lost\)")
     assert browser(web).accepted  # the daemon is fine
 

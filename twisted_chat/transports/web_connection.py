@@ -78,6 +78,9 @@ class WebConnection(ProtocolWrapper):
         self.since_message = 0
         #: Read while the session holds for flood control, not yet fed.
         self.unfed = b""
+        #: After a 1009: input is thrown away until the peer closes.
+        self.discarding = False
+        self._linger: Any = None
 
     def makeConnection(self, transport: Any) -> None:
         peer: IAddress = transport.getPeer()
@@ -102,7 +105,22 @@ class WebConnection(ProtocolWrapper):
             self.counted = False
             self.factory.uncount_http(self.group)
 
+    def linger(self, seconds: float) -> None:
+        """
+        Half-close after the close frame just written, and read (and drop)
+        whatever arrives until the peer closes, or ``seconds`` have passed.
+        """
+        self.discarding = True
+        self.unfed = b""
+        transport: Any = self.transport
+        transport.resumeProducing()  # a flood pause would stop us hearing EOF
+        transport.loseWriteConnection()
+        reactor = self.factory.sessions.reactor
+        self._linger = reactor.callLater(seconds, transport.abortConnection)
+
     def dataReceived(self, data: bytes) -> None:
+        if self.discarding:
+            return
         session = self.session
         if session is None:
             if not self.refused:
@@ -128,7 +146,7 @@ class WebConnection(ProtocolWrapper):
         limit = MAX_FRAME + FRAME_SLACK
         offset = 0
         while offset < len(data):
-            if self.disconnecting or transport.disconnecting:
+            if self.discarding or self.disconnecting or transport.disconnecting:
                 return
             if session.holding:
                 self.unfed = data[offset:]
@@ -141,10 +159,12 @@ class WebConnection(ProtocolWrapper):
             offset += len(piece)
             self.since_message += len(piece)
             deliver(piece)
-        if self.since_message >= limit:
+        if self.since_message >= limit and not self.discarding:
             session.too_big()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
         self._uncount()
         if self.refused:
             return

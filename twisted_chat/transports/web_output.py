@@ -60,6 +60,7 @@ __all__ = [
     "CLOSE_TOO_BIG",
     "CLOSE_TRY_LATER",
     "WebOutput",
+    "close_frame",
 ]
 
 _log = RateLimitedLogger()
@@ -71,6 +72,11 @@ CLOSE_BINARY: Final = 1003
 CLOSE_POLICY: Final = 1008
 CLOSE_TOO_BIG: Final = 1009
 CLOSE_TRY_LATER: Final = 1013
+
+
+def close_frame(code: int) -> bytes:
+    """An unmasked close frame with ``code`` and no reason (RFC 6455, 5.5.1)."""
+    return b"\x88\x02" + code.to_bytes(2, "big")
 
 
 class WebOutput:
@@ -224,9 +230,10 @@ class WebOutput:
 
     def _write(self, data: bytes) -> None:
         """Frames to the socket, with the send queue's limit."""
-        if not data or self._closing:
-            return
         tcp_transport = self._tcp
+        if not data or self._closing or tcp_transport.disconnecting:
+            # Nothing after a close frame, ours or the answer to the peer's.
+            return
         if self._stalled:
             buffered = unsent_bytes(tcp_transport)
             if buffered is None:
@@ -237,9 +244,7 @@ class WebOutput:
                 self._drop_slow_reader()
                 return
         elif self._socket is not None and not (
-            tcp_transport.dataBuffer
-            or tcp_transport._tempDataLen
-            or tcp_transport.disconnecting
+            tcp_transport.dataBuffer or tcp_transport._tempDataLen
         ):
             # Write-through, as StreamChatProtocol._write_through: Twisted's
             # write waits for the next reactor turn even on an idle socket.

@@ -47,6 +47,7 @@ from twisted_chat.transports.web_output import (
     CLOSE_TOO_BIG,
     CLOSE_TRY_LATER,
     WebOutput,
+    close_frame,
 )
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ _log = RateLimitedLogger()
 #: refused with ``line-too-long`` and the connection kept); a ``--max-line``
 #: above it does not raise it.
 MAX_FRAME: Final = 16 * 1024
+#: Seconds input is read and discarded after a 1009, for the close to arrive.
+LINGER: Final = 2.0
 
 
 @implementer(IChatClient)
@@ -223,10 +226,29 @@ class WebSession(WebOutput):
         self._close(CLOSE_BINARY)
 
     def too_big(self) -> None:
-        """A message passed :data:`MAX_FRAME` (still arriving, or whole): 1009."""
-        if not self._closing:
-            _log.info("message too big, closing peer={peer}", peer=self.peer)
+        """
+        A message passed :data:`MAX_FRAME` (still arriving, or whole): 1009.
+
+        The browser is most likely still sending it, and a socket closed
+        with unread input is reset, which can destroy our close frame before
+        the browser reads it.  So on plain TCP the close frame goes out with
+        a FIN after it, and what still arrives is read and thrown away until
+        the browser closes too, for at most :data:`LINGER` seconds.
+        """
+        if self._closing:
+            return
+        _log.info("message too big, closing peer={peer}", peer=self.peer)
+        connection = self._connection
+        if type(self._tcp) is not tcp.Server or not hasattr(connection, "linger"):
             self._close(CLOSE_TOO_BIG)
+            return
+        self._write(close_frame(CLOSE_TOO_BIG))
+        self._closing = True
+        waiting, self._flood_wait = self._flood_wait, None
+        if waiting is not None and waiting.active():
+            waiting.cancel()
+        self._held.clear()
+        connection.linger(LINGER)
 
     def _take(self, message: str) -> None:
         """Judge one line as every transport does: too long, flood, or go."""
