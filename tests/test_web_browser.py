@@ -440,3 +440,23 @@ def test_a_conversation_keeps_its_last_500_lines(
     expect(lines).to_have_count(500)  # the page's bound (MAX_LINES in chat.js)
     expect(lines.first).to_have_text(re.compile(r"line 100$"))
     alice.assert_clean()
+
+
+def test_back_off_doubles_and_retry_now_does_not_wait(
+    browser: Browser, web_chat: WebChat
+) -> None:
+    alice = open_page(browser, web_chat, "alice")
+    web_chat.stop()
+    # Each failed attempt doubles the wait: 1 s, 2 s, 4 s, 8 s (at most 30 s).
+    for seconds in (1, 2, 4, 8):
+        alice.expect_status(f"reconnecting in {seconds} s")
+    # Retry now tries at once: it fails (still down), and the next wait is 16 s.
+    retry = alice.page.locator("#retry")
+    retry.click()
+    alice.expect_status("reconnecting in 16 s", timeout=3_000)
+    web_chat.start()
+    retry.click()
+    alice.expect_status("Connected as alice", timeout=5_000)
+    expect(retry).to_be_hidden()
+    expect(alice.page.locator("#view-title")).to_have_text("#dev")
+    alice.assert_clean()
