@@ -111,9 +111,18 @@ def unflooded_chat(tmp_path: Path) -> Iterator[WebChat]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
+def launched() -> Iterator[Browser]:
+    """One Chromium for the module (starting one takes a second or two)."""
+    with chromium() as running_browser:
+        yield running_browser
+
+
+@pytest.fixture
+def browser(launched: Browser) -> Iterator[Browser]:
+    """The module's Chromium; the tabs a test opened are closed after it."""
+    yield launched
+    for context in launched.contexts:
+        context.close()
 
 
 def open_page(
