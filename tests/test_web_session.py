@@ -30,7 +30,7 @@ from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.settings import Settings
 from twisted_chat.testing import RecordingClient
 from twisted_chat.transports.web import SECURITY_HEADERS, WebClients, WebFactory
-from twisted_chat.transports.web_connection import FEED_SLICE, FRAME_SLACK
+from twisted_chat.transports.web_connection import unmask
 from twisted_chat.transports.web_session import MAX_FRAME, WebSessionFactory
 
 ORIGIN = "http://127.0.0.1:8080"
@@ -422,27 +422,91 @@ def _big_frame_bytes(size: int) -> bytes:
     return bytes(client._serialize_frame(Opcode.TEXT, b"a" * size, fin=True))
 
 
-def _buffered(browser: Browser) -> int:
-    wire: Any = browser.protocol.wrappedProtocol
-    wire = wire._channel
-    ws = wire.dataReceived.__self__  # the upgraded connection's protocol
-    return len(ws._textBuffer.data)
-
-
-def test_an_oversized_message_is_closed_1009_without_buffering_it() -> None:
+def test_an_oversized_message_is_closed_1009_from_its_header() -> None:
     rig = Rig()
     browser = rig.browser()
     browser.read()
     data = _big_frame_bytes(10 * 1024 * 1024)
-    fed = 0
-    while fed < len(data) and not browser.transport.disconnecting:
-        browser.protocol.dataReceived(data[fed : fed + 65536])
-        fed += 65536
-        assert _buffered(browser) <= MAX_FRAME + FRAME_SLACK + FEED_SLICE
-    assert fed <= 65536  # closed on the first read past the limit
+    browser.protocol.dataReceived(data[:65536])
+    assert browser.protocol.unfed == b""  # refused from the header, not held
     browser.read()
     assert browser.closed == 1009
+    assert browser.transport.disconnecting
+    browser.protocol.dataReceived(data[65536 : 2 * 65536])  # nothing more is held
+    assert browser.protocol.unfed == b""
     assert rig.me(browser) is not None  # until the connection is lost
+
+
+def test_a_fragmented_message_over_the_limit_is_closed_1009() -> None:
+    rig = Rig()
+    browser = rig.browser()
+    client = FrameProtocol(client=True, extensions=[])
+    piece = b"a" * 4096
+    data = bytes(client._serialize_frame(Opcode.TEXT, piece, fin=False))
+    for _ in range(3):
+        data += bytes(client._serialize_frame(Opcode.CONTINUATION, piece, fin=False))
+    data += bytes(client._serialize_frame(Opcode.CONTINUATION, b"a", fin=True))
+    browser.protocol.dataReceived(data)
+    browser.read()
+    assert browser.closed == 1009
+
+
+def test_a_fragmented_message_is_one_line() -> None:
+    rig = Rig()
+    nc, _ = rig.line_user("lina")
+    browser = rig.browser()
+    rig.server.flush()
+    nc.clear()
+    client = FrameProtocol(client=True, extensions=[])
+    data = bytes(client._serialize_frame(Opcode.TEXT, "héllo ".encode()[:2], fin=False))
+    ping = bytes(client._serialize_frame(Opcode.PING, b"are you there", fin=True))
+    rest = bytes(
+        client._serialize_frame(
+            Opcode.CONTINUATION, "héllo ".encode()[2:] + b"all", fin=True
+        )
+    )
+    for byte in range(len(data + ping + rest)):  # byte by byte, a ping between
+        browser.protocol.dataReceived((data + ping + rest)[byte : byte + 1])
+    rig.server.flush()
+    assert nc.lines() == ["[#lobby] <guest2> héllo all"]
+    assert b"\x8a\x0dare you there" in browser.transport.value()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"\x81\x05hello", 1002),  # not masked
+        (b"\xc1\x80\x00\x00\x00\x00", 1002),  # RSV1 (no extension was agreed)
+        (b"\x83\x80\x00\x00\x00\x00", 1002),  # a reserved opcode
+        (b"\x80\x80\x00\x00\x00\x00", 1002),  # a continuation of nothing
+        (b"\x09\x80\x00\x00\x00\x00", 1002),  # a fragmented ping
+        (b"\x89\xfe\x00\x7e" + b"\x00" * 130, 1002),  # a ping of 126 bytes
+        (b"\x81\x82\x00\x00\x00\x00\xc3\x28", 1007),  # bad UTF-8
+    ],
+)
+def test_broken_framing_is_closed_with_its_code(frame: bytes, code: int) -> None:
+    rig = Rig()
+    browser = rig.browser()
+    browser.protocol.dataReceived(frame)
+    browser.read()
+    assert browser.closed == code
+    assert browser.transport.disconnecting
+
+
+def test_the_browsers_close_is_answered() -> None:
+    rig = Rig()
+    browser = rig.browser()
+    browser.read()
+    browser.protocol.dataReceived(browser.ws.send(CloseConnection(1000, "bye")))
+    browser.read()
+    assert browser.closed == 1000
+    assert browser.transport.disconnecting
+
+
+def test_unmask_is_the_rfc_s_xor() -> None:
+    mask = bytes((0x37, 0xFA, 0x21, 0x3D))
+    assert unmask(bytes((0x7F, 0x9F, 0x4D, 0x51, 0x58)), mask) == b"Hello"
+    assert unmask(b"", mask) == b""
 
 
 def test_a_whole_message_just_over_the_limit_is_closed_1009() -> None:

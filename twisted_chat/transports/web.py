@@ -16,9 +16,10 @@ what keeps another site's script from chatting as its visitor.
 
 Each of the Site's connections is wrapped
 (:class:`~twisted_chat.transports.web_connection.WebConnection`): the
-bound on a message's size that Twisted's WebSocket lacks, the flood hold,
-and the caps on connections that are still plain HTTP, each of which is
-closed after :data:`HTTP_TIMEOUT` seconds of silence.  Request bodies are
+caps on connections that are still plain HTTP, each of which is closed
+after :data:`HTTP_TIMEOUT` seconds of silence, and once upgraded the
+reading of the WebSocket's frames, with the bound on a message's size
+that Twisted's WebSocket lacks, and the flood hold.  Request bodies are
 refused (413): only GET is served, and Twisted spools a big body to disk.
 """
 

@@ -3,26 +3,27 @@ One connection of the web front-end, beneath HTTP and the WebSocket:
 :class:`WebConnection`, the wrapper :class:`~twisted_chat.transports.web.
 WebFactory` puts around each of the Site's connections.
 
-Twisted's WebSocket support has no bound on a message's size: it
-reassembles a message's frames in a buffer that grows for as long as the
-peer sends (``_WebSocketWireProtocol._textBuffer``), so one browser could
-make the server hold gigabytes.  Once the connection has upgraded, this
-wrapper counts the bytes read since the last complete message, feeds them
-to wsproto in slices of :data:`FEED_SLICE`, and past
-:data:`~twisted_chat.transports.web_session.MAX_FRAME` plus
-:data:`FRAME_SLACK` (frame headers, a ping) has the session close with
-1009 before anything more is fed: what a connection makes Twisted hold is
-bounded by about 21 KiB, whatever it sends.  The count errs low, never
-high (a message that ends inside a slice resets it with up to a slice of
-the next one already fed), so no message within the limit is refused; the
-session checks each complete message's size exactly.
+Until it upgrades, a connection is plain HTTP, for twisted.web, and counts
+against the caps of such connections (page loads, idle keep-alives): at
+most ``--max-per-ip`` per address group and ``--max-clients`` in all; one
+past them is answered 503 and closed.  Once upgraded it leaves that count
+(the session counts in the chat's caps) and its input is read here, not by
+Twisted's WebSocket: :meth:`WebConnection.read_frames`, RFC 6455's framing
+for a server (masked client frames, fragmented messages, ping, pong,
+close, UTF-8 checked), each complete text message handed to the session.
 
-It also holds what was read while a flood wait holds the session (its
-socket is paused, so at most the rest of one read), and counts the
-connections still plain HTTP (page loads, or idle keep-alives) against the
-caps: at most ``--max-per-ip`` per address group and ``--max-clients`` in
-all.  A connection past them is answered 503 and closed.  Once upgraded a
-connection leaves that count: the session counts in the chat's caps.
+Why not Twisted's reading (``_WebSocketWireProtocol`` over wsproto), which
+does the upgrade here: it has no bound on a message's size (it
+reassembles a message's frames in a buffer that grows for as long as the
+peer sends), and it costs about 33 us a message (wsproto's generator-based
+frame parser, then ``singledispatch``), several times what the line
+protocol spends on a whole message said, for one of a hundred deliveries.
+Here a message is refused from its frame header as soon as its length
+passes :data:`~twisted_chat.transports.web_session.MAX_FRAME` (1009, before
+its payload is read, so nothing of it is held), and a frame costs a few
+slices and one big-integer XOR to unmask.  While a flood wait holds the
+session, what was read stays here unparsed (the socket is paused, so at
+most one read and a frame).
 """
 
 from __future__ import annotations
@@ -43,13 +44,15 @@ if TYPE_CHECKING:
     from twisted_chat.transports.web import WebFactory
     from twisted_chat.transports.web_session import WebSession
 
-__all__ = ["FEED_SLICE", "FRAME_SLACK", "WebConnection"]
+__all__ = ["CLOSE_PROTOCOL", "CLOSE_UTF8", "WebConnection", "unmask"]
 
-#: wsproto is fed at most this much at a time, so a message that completes
-#: inside a slice hides at most this many bytes of the next from the count.
-FEED_SLICE: Final = 4096
-#: Bytes of frame headers (and interleaved pings) allowed above MAX_FRAME.
-FRAME_SLACK: Final = 1024
+#: RFC 6455 close codes for a peer that breaks the framing or the UTF-8.
+CLOSE_PROTOCOL: Final = 1002
+CLOSE_UTF8: Final = 1007
+_TEXT: Final = 1
+_BINARY: Final = 2
+_CLOSE: Final = 8
+_PING: Final = 9
 
 _REFUSAL_TEXT: Final = b"Too many connections from your address; try again later.\n"
 _REFUSED: Final = (
@@ -59,11 +62,22 @@ _REFUSED: Final = (
 )
 
 
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """A client frame's payload, unmasked (RFC 6455, 5.3): one integer XOR."""
+    size = len(payload)
+    if not size:
+        return b""
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
+        size, "little"
+    )
+
+
 class WebConnection(ProtocolWrapper):
     """
     One TCP (or TLS) connection of the web front-end: an HTTP connection
-    counted against the caps until it upgrades; then the bound on how much
-    of a message it may make Twisted buffer, and the flood hold.
+    counted against the caps until it upgrades; then the WebSocket's frames
+    read, bounded, and held during a flood wait.
     """
 
     factory: WebFactory
@@ -74,10 +88,12 @@ class WebConnection(ProtocolWrapper):
         self.counted = False
         self.refused = False
         self.session: WebSession | None = None
-        #: Bytes read since the last complete message (once upgraded).
-        self.since_message = 0
-        #: Read while the session holds for flood control, not yet fed.
+        #: Read and not parsed yet: a frame's start, or a flood wait's input.
         self.unfed = b""
+        #: The fragments of a message still arriving, its opcode and size.
+        self._parts: list[bytes] | None = None
+        self._opcode = 0
+        self._size = 0
         #: After a 1009: input is thrown away until the peer closes.
         self.discarding = False
         self._linger: Any = None
@@ -126,41 +142,105 @@ class WebConnection(ProtocolWrapper):
             if not self.refused:
                 self.wrappedProtocol.dataReceived(data)
             return
-        if self.unfed or session.holding:
-            self.unfed += data
+        if session.closing:
+            self.unfed = b""  # nothing more is read after a close frame
             return
-        self._feed(data)
+        self.unfed = self.unfed + data if self.unfed else data
+        if not session.holding:
+            self.read_frames()
 
     def resume_feeding(self) -> None:
-        """The flood wait is over: feed what was read meanwhile."""
-        data, self.unfed = self.unfed, b""
-        if data:
-            self._feed(data)
+        """The flood wait is over: read what arrived meanwhile."""
+        if self.unfed and not self.discarding:
+            self.read_frames()
 
-    def _feed(self, data: bytes) -> None:
+    def read_frames(self) -> None:
+        """Hand the session every complete frame in :attr:`unfed`."""
         session = self.session
         if session is None:
             return
-        deliver = self.wrappedProtocol.dataReceived
-        transport: Any = self.transport
-        limit = MAX_FRAME + FRAME_SLACK
+        data = self.unfed
+        end = len(data)
         offset = 0
-        while offset < len(data):
-            if self.discarding or self.disconnecting or transport.disconnecting:
-                return
-            if session.holding:
-                self.unfed = data[offset:]
-                return
-            room = limit - self.since_message
-            if room <= 0:
+        while end - offset >= 2 and not (
+            session.holding or session.closing or self.discarding
+        ):
+            first, second = data[offset], data[offset + 1]
+            opcode = first & 0x0F
+            size = second & 0x7F
+            head = offset + 2
+            if size == 126:
+                if end - head < 2:
+                    break
+                size = int.from_bytes(data[head : head + 2], "big")
+                head += 2
+            elif size == 127:
+                if end - head < 8:
+                    break
+                size = int.from_bytes(data[head : head + 8], "big")
+                head += 8
+            if (first & 0x70) or not second & 0x80 or not self._fits(opcode, first):
+                # RSV bits with no extension, an unmasked client frame, a
+                # reserved opcode, a fragmented control frame, a
+                # continuation of nothing, a new message inside one.
+                session.fail(CLOSE_PROTOCOL)
+                break
+            if opcode < _CLOSE and self._size + size > MAX_FRAME:
                 session.too_big()
-                return
-            piece = data[offset : offset + min(room, FEED_SLICE)]
-            offset += len(piece)
-            self.since_message += len(piece)
-            deliver(piece)
-        if self.since_message >= limit and not self.discarding:
-            session.too_big()
+                break
+            if opcode >= _CLOSE and size > 125:
+                session.fail(CLOSE_PROTOCOL)
+                break
+            start = head + 4
+            stop = start + size
+            if stop > end:
+                break
+            payload = unmask(data[start:stop], data[head:start])
+            offset = stop
+            if opcode >= _CLOSE:
+                if opcode == _CLOSE:
+                    session.peer_closed(payload)
+                elif opcode == _PING:
+                    session.pong(payload)
+                continue  # a pong: nothing to do
+            self._message(first & 0x80, opcode, payload)
+        self.unfed = data[offset:] if offset < end and not session.closing else b""
+
+    def _fits(self, opcode: int, first: int) -> bool:
+        """Whether a frame of ``opcode`` may come now (before its length is checked)."""
+        if opcode >= _CLOSE:
+            return opcode <= 10 and bool(first & 0x80)
+        if opcode == 0:
+            return self._parts is not None
+        return opcode in (_TEXT, _BINARY) and self._parts is None
+
+    def _message(self, fin: int, opcode: int, payload: bytes) -> None:
+        """A data frame: the message, once its last frame is in."""
+        parts = self._parts
+        if not fin:
+            if parts is None:
+                self._parts, self._opcode, self._size = [payload], opcode, len(payload)
+            else:
+                parts.append(payload)
+                self._size += len(payload)
+            return
+        if parts is not None:
+            opcode = self._opcode
+            parts.append(payload)
+            payload = b"".join(parts)
+            self._parts, self._size = None, 0
+        session = self.session
+        if session is None:
+            return
+        if opcode == _BINARY:
+            session.bytesMessageReceived(payload)
+            return
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError:
+            session.fail(CLOSE_UTF8)
+            return
+        session.line_received(payload)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._linger is not None and self._linger.active():

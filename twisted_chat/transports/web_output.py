@@ -2,20 +2,20 @@
 What a browser is sent, and how: the output half of a
 :class:`~twisted_chat.transports.web_session.WebSession`.
 
-Frames are written straight to the socket (write-through when nothing is
-queued, as the stream front-ends do), not through wsproto's ``send``: room
-events come already framed, once per turn for every web member
-(:class:`~twisted_chat.transports.web_format.WebFormat`), and the core's
-direct replies (lines) become frames here
-(:mod:`~twisted_chat.transports.web_lines`).  That is safe because the
-upgrade negotiates no extension (Twisted's ``WebSocketResource`` accepts
-with none: no permessage-deflate, so a frame carries nothing of the
-connection it goes to, and no RSV bit is ever set), a server's frames are
-never masked, and the only state wsproto keeps for what it sends is the
-opcode of a fragmented message, which a final frame resets: we never
-fragment, so its framing of a close or a pong stays valid between ours.
-Nothing is written once a close frame has gone out (or the peer's close
-has been answered: the transport is then disconnecting).
+Every frame is made here and written straight to the socket
+(write-through when nothing is queued, as the stream front-ends do), not
+through wsproto's ``send``: room events come already framed, once per turn
+for every web member (:class:`~twisted_chat.transports.web_format.
+WebFormat`), the core's direct replies (lines) become frames here
+(:mod:`~twisted_chat.transports.web_lines`), and pongs and close frames are
+two or four bytes of header.  The same bytes may go to every member because
+the upgrade negotiates no extension (Twisted's ``WebSocketResource``
+accepts with none: no permessage-deflate, so a frame carries nothing of the
+connection it goes to, and no RSV bit is ever set) and a server's frames
+are never masked.  wsproto's own sending is never used after the ``101``
+(its only state for what it sends, a fragmented message's opcode, would
+stay untouched anyway: we never fragment).  Nothing is written once a
+close frame has gone out, or while the transport is closing.
 
 The send queue is the stream front-ends' (``--max-sendq``,
 :mod:`~twisted_chat.transports.stream_output`): once the socket holds
@@ -48,8 +48,6 @@ from twisted_chat.transports.web_format import (
 from twisted_chat.transports.web_lines import frames_for_lines
 
 if TYPE_CHECKING:
-    from twisted.web.websocket import WebSocketTransport
-
     from twisted_chat.core.chat import Participant
 
 __all__ = [
@@ -92,7 +90,6 @@ class WebOutput:
         "_stalled",
         "_tcp",
         "_unsent",
-        "_ws",
         "factory",
         "participant",
         "peer",
@@ -104,7 +101,6 @@ class WebOutput:
         self.wire_format: WebFormat = factory.wire_format
         self.peer = "web ?"
         self.participant: Participant | None = None
-        self._ws: WebSocketTransport | None = None
         self._tcp: Any = None
         self._socket: socket.socket | None = None
         self._closing = False
@@ -166,13 +162,12 @@ class WebOutput:
             self._tcp.abortConnection()
 
     def _close(self, code: int) -> None:
+        """Our close frame (made here, as every frame we send), then hang up."""
         if self._closing:
             return
+        self._write(close_frame(code))
         self._closing = True
-        try:
-            self._ws.loseConnection(code)  # type: ignore[union-attr]
-        except Exception:  # wsproto refuses a close in some states
-            self._tcp.loseConnection()
+        self._tcp.loseConnection()
 
     def _own_changes(self, participant: Participant, frames: bytes) -> bytes:
         """

@@ -1,8 +1,10 @@
 """
 One browser in the chat: the WebSocket protocol that is a chat participant.
 
-Twisted's ``WebSocketResource`` (wsproto) does the upgrade and the framing
-of what comes in; the rest of a connection's life is here, as
+Twisted's ``WebSocketResource`` (wsproto) does the upgrade; the frames that
+come in are read by the connection beneath
+(:mod:`~twisted_chat.transports.web_connection`); the rest of a
+connection's life is here, as
 :mod:`twisted_chat.transports.stream_client` does it for the stream
 front-ends: a server ban refused with one ``error`` frame, the caps
 (:mod:`twisted_chat.core.admission`) counted at the upgrade and released
@@ -13,10 +15,11 @@ is dropped), and the quit when the connection ends.  What goes out, and
 the send queue's limit, is :mod:`~twisted_chat.transports.web_output`'s.
 
 A message bigger than :data:`MAX_FRAME` closes the connection with 1009
-(the connection wrapper, :mod:`twisted_chat.transports.web_connection`,
-bounds what Twisted buffers while one is still arriving); a binary one
-with 1003.  A ban closes with 1008, a cap with 1013 (try again later),
-``/quit`` with 1000 and the server's shutdown with 1001.
+(known from its frame header, before its payload is read); a binary one
+with 1003, broken framing with 1002, bad UTF-8 with 1007.  A ban closes
+with 1008, a cap with 1013 (try again later), ``/quit`` with 1000 and the
+server's shutdown with 1001; the browser's own close is answered with its
+code.
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ _log = RateLimitedLogger()
 MAX_FRAME: Final = 16 * 1024
 #: Seconds input is read and discarded after a 1009, for the close to arrive.
 LINGER: Final = 2.0
+#: Codes a close frame may not carry (RFC 6455, 7.4.1).
+_UNSENDABLE: Final = frozenset({1004, 1005, 1006, 1015})
 
 
 @implementer(IChatClient)
@@ -109,14 +114,13 @@ class WebSession(WebOutput):
         self._host = ""
         self._admitted = False
         self._flood_wait: IDelayedCall | None = None
-        #: Messages read while a flood wait holds (at most one slice's worth).
-        self._held: deque[str] = deque()
+        #: Messages read while a flood wait holds (at most one read's worth).
+        self._held: deque[bytes] = deque()
 
     # -- the WebSocket's life ------------------------------------------------------
 
     def negotiationStarted(self, transport: WebSocketTransport) -> None:
         """The upgrade is under way: find the socket beneath the WebSocket."""
-        self._ws = transport
         wrapper: Any = getattr(transport, "transport", None)
         self._connection = wrapper
         self._tcp = getattr(wrapper, "transport", wrapper)
@@ -208,17 +212,23 @@ class WebSession(WebOutput):
         """Whether a flood wait holds input (the wrapper stops feeding wsproto)."""
         return self._flood_wait is not None
 
+    @property
+    def closing(self) -> bool:
+        """Whether a close frame has gone out (nothing more is read)."""
+        return self._closing
+
     def textMessageReceived(self, message: str) -> None:
-        """One line of the protocol (a message reassembled by Twisted)."""
-        connection = self._connection
-        if connection is not None:
-            connection.since_message = 0
+        """``WebSocketProtocol`` API: one line of the protocol."""
+        self.line_received(message.encode("utf-8", "replace"))
+
+    def line_received(self, data: bytes) -> None:
+        """A whole text message (valid UTF-8) as the connection read it."""
         if self._closing:
             return
         if self._flood_wait is not None:
-            self._held.append(message)
+            self._held.append(data)
             return
-        self._take(message)
+        self._take(data)
 
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:  # noqa: ARG002
         """The dialect is text; a binary message ends the connection (1003)."""
@@ -250,12 +260,25 @@ class WebSession(WebOutput):
         self._held.clear()
         connection.linger(LINGER)
 
-    def _take(self, message: str) -> None:
+    def fail(self, code: int) -> None:
+        """The browser broke the framing (1002) or sent bad UTF-8 (1007)."""
+        _log.info("bad frame ({code}), closing peer={peer}", code=code, peer=self.peer)
+        self._close(code)
+
+    def peer_closed(self, payload: bytes) -> None:
+        """The browser's close frame: answer it with its code, then hang up."""
+        code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 0
+        self._close(code if 1000 <= code < 5000 and code not in _UNSENDABLE else 1000)
+
+    def pong(self, payload: bytes) -> None:
+        """A ping's answer, through the send queue like everything we write."""
+        self._write(bytes((0x8A, len(payload))) + payload)
+
+    def _take(self, data: bytes) -> None:
         """Judge one line as every transport does: too long, flood, or go."""
         participant = self.participant
         if participant is None or self._closing:
             return
-        data = message.encode("utf-8", "replace")
         if len(data) > MAX_FRAME:
             self.too_big()
             return
@@ -268,7 +291,7 @@ class WebSession(WebOutput):
         if verdict is REFUSE:
             self._write(frames_for_lines(error_line(line_too_long(limit))))
         elif isinstance(verdict, Wait):
-            self._held.appendleft(message)
+            self._held.appendleft(data)
             self._pause_for_flood(verdict.delay)
         else:
             factory.server.receive(participant, verdict)
