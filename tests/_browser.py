@@ -81,8 +81,11 @@ class ChatPage:
     def __init__(self, page: Page) -> None:
         self.page = page
         self.problems = guard(page)
+        self.requests: list[str] = []
+        page.on("request", lambda request: self.requests.append(request.url))
 
     def open(self, url: str, nick: str | None = None) -> ChatPage:
+        self.origin = url.split("/", 3)[2]
         self.page.goto(url)
         self.expect_status("Connected as")
         if nick is not None:
@@ -135,5 +138,12 @@ class ChatPage:
         ]
 
     def assert_clean(self) -> None:
-        """No dialog opened, no error in the page's script."""
+        """
+        No dialog opened, no error in the page's script, no CSP violation,
+        and nothing asked of another host (the page ships all it needs).
+        """
         assert self.problems == [], self.problems
+        elsewhere = [
+            url for url in self.requests if url.split("/", 3)[2] != self.origin
+        ]
+        assert elsewhere == [], elsewhere
