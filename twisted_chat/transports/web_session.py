@@ -295,7 +295,9 @@ class WebSession(WebOutput):
             self._pause_for_flood(verdict.delay)
         else:
             factory.server.receive(participant, verdict)
-            if not self._closing:
+            if verdict[0] == "/" and not self._closing:
+                # Only a command moves us (a reply, if any, said so already;
+                # a change made later, by a login, comes with its reply).
                 self._write(self._own_changes(participant, b""))
 
     def _pause_for_flood(self, delay: float) -> None:
