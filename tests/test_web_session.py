@@ -281,6 +281,10 @@ def test_hello_first_then_the_default_room() -> None:
     ]  # fmt: skip
     welcome = of_type(events, "notice")[0]
     assert welcome["text"].startswith("Welcome to twisted-chat, guest1!")
+    assert [event["type"] for event in events] == [
+        "hello", "notice", "join", "members", "notice"
+    ]  # fmt: skip
+    assert events[-1]["text"].startswith("You joined #lobby")
     assert rig.me(browser).transport == "web"
 
 
@@ -620,3 +624,23 @@ def test_a_bad_web_origin_is_refused(value: str) -> None:
 
     with pytest.raises(UsageError, match="--web-origin"):
         Options().parseOptions(["--web-origin", value])
+
+
+def test_web_origin_in_the_config_file(tmp_path: Any) -> None:
+    from twisted_chat.daemon.options import Options
+
+    config = tmp_path / "chat.toml"
+    config.write_text('web-origin = ["https://Chat.Example.org/"]\n', "utf-8")
+    options = Options()
+    options.parseOptions(["--config", str(config)])
+    assert options["settings"].web_origin == ("https://chat.example.org",)
+
+
+def test_the_origins_are_read_at_each_upgrade_so_a_reload_applies() -> None:
+    import attrs
+
+    rig = Rig()
+    assert rig.browser(ORIGIN).accepted
+    rig.server.settings = attrs.evolve(rig.server.settings, web_origin=("http://b.c",))
+    assert rig.browser(ORIGIN).rejected == 403
+    assert rig.browser("http://b.c").accepted

@@ -175,11 +175,16 @@ class WebSession(WebOutput):
             return
         self._nick = participant.nick.display
         self._write(hello_frame(self._nick, factory.server_name, settings.max_line))
+        # What connect said, in its order; the default room's join (and its
+        # members) just before the reply that says we joined, as later on.
+        stamp = self.wire_format.now()
         for is_frame, data in pending or ():
             if is_frame:
                 self.send_wire(data)
-            else:
+            elif data.startswith(b"* You joined "):
                 self.send(data)
+            else:
+                self._write(frames_for_lines(data, stamp))
         self._write(self._own_changes(participant, b""))
 
     def connectionLost(self, reason: Failure) -> None:
