@@ -115,6 +115,17 @@ class WebConnection(ProtocolWrapper):
         """The connection is a WebSocket now: the session counts in the caps."""
         self.session = session
         self._uncount()
+        # Once the upgrade's call has returned, HTTP is done with for good:
+        # forget its channel, request and wsproto connection (about 5 KiB a
+        # connection), since we read the frames and tell the session of the
+        # loss ourselves.
+        self.factory.sessions.reactor.callLater(0, self._forget_http)
+
+    def _forget_http(self) -> None:
+        self.wrappedProtocol = None  # type: ignore[assignment]
+
+    def logPrefix(self) -> str:
+        return "WebSession" if self.session is not None else "WebConnection"
 
     def _uncount(self) -> None:
         if self.counted:
@@ -248,4 +259,10 @@ class WebConnection(ProtocolWrapper):
         self._uncount()
         if self.refused:
             return
-        super().connectionLost(reason)
+        self.factory.unregisterProtocol(self)
+        session = self.session
+        if session is not None:
+            session.connectionLost(reason)  # HTTP's channel would only pass it on
+        elif self.wrappedProtocol is not None:
+            self.wrappedProtocol.connectionLost(reason)
+        self.wrappedProtocol = None  # type: ignore[assignment]
