@@ -196,11 +196,12 @@ def test_the_json_shapes_beside_a_line_user(web: Chat) -> None:
     ws = browser(web)
     hello = ws.expect("hello")
     assert hello["max_line"] == 1024
+    assert ws.expect("notice")["text"].startswith("Welcome to twisted-chat")
     assert ws.expect("join", room="#lobby")["nick"] == hello["nick"]
     members = ws.expect("members", room="#lobby")["members"]
     assert "lina" in [member["nick"] for member in members]
     assert all(set(member) == {"nick", "op", "voice"} for member in members)
-    assert ws.expect("notice")["text"].startswith("Welcome to twisted-chat")
+    assert ws.expect("notice")["text"].startswith("You joined #lobby")
     ws.say("/nick webby")
     ws.expect("you", nick="webby")
     nc.expect(r"^\* \S+ is now known as webby")
