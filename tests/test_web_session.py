@@ -250,6 +250,16 @@ def test_a_wrong_origin_is_refused_before_the_upgrade() -> None:
     assert not rig.sessions.sessions
 
 
+def test_a_plain_get_of_ws_is_a_quiet_400(log_events: list[Any]) -> None:
+    rig = Rig()
+    code, headers, body = rig.http().get("/ws")
+    assert code == 400
+    assert b"WebSocket" in body
+    assert "content-security-policy" in headers
+    assert not [event for event in log_events if event.get("log_level") is not None
+                and event["log_level"].name in ("error", "critical")]  # fmt: skip
+
+
 def test_the_default_origin_is_the_pages_own() -> None:
     rig = Rig()
     browser = rig.browser(ORIGIN)

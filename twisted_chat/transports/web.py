@@ -158,7 +158,28 @@ class _ChatSocket(WebSocketResource):
             request.setResponseCode(http.FORBIDDEN)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"This page's origin may not use this chat.\n"
+        if not _is_upgrade(request):
+            # Said here, quietly: Twisted logs every failed handshake as an
+            # error, which anyone could fill the log with.
+            request.setResponseCode(http.BAD_REQUEST)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"This is the chat's WebSocket; the page is at /.\n"
         return super().render_GET(request)
+
+
+def _is_upgrade(request: Request) -> bool:
+    """Whether ``request`` asks for a WebSocket as RFC 6455 (4.1) says."""
+    header = request.getHeader
+
+    def tokens(name: str) -> set[str]:
+        return {word.strip().lower() for word in (header(name) or "").split(",")}
+
+    return (
+        "websocket" in tokens("upgrade")
+        and "upgrade" in tokens("connection")
+        and bool(header("sec-websocket-key"))
+        and header("sec-websocket-version") == "13"
+    )
 
 
 class _Root(Resource):
