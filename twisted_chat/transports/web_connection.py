@@ -190,6 +190,25 @@ class WebConnection(ProtocolWrapper):
                     break
                 size = int.from_bytes(data[head : head + 8], "big")
                 head += 8
+            if first == 0x81 and second & 0x80 and self._parts is None:
+                # The usual frame, said without the general path's calls: a
+                # whole text message, masked, in one frame.
+                if size > MAX_FRAME:
+                    session.too_big()
+                    break
+                start = head + 4
+                stop = start + size
+                if stop > end:
+                    break
+                payload = unmask(data[start:stop], data[head:start])
+                offset = stop
+                try:
+                    payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    session.fail(CLOSE_UTF8)
+                    break
+                session.line_received(payload)
+                continue
             if (first & 0x70) or not second & 0x80 or not self._fits(opcode, first):
                 # RSV bits with no extension, an unmasked client frame, a
                 # reserved opcode, a fragmented control frame, a
