@@ -177,7 +177,6 @@ class WebConnection(ProtocolWrapper):
             session.holding or session.closing or self.discarding
         ):
             first, second = data[offset], data[offset + 1]
-            opcode = first & 0x0F
             size = second & 0x7F
             head = offset + 2
             if size == 126:
@@ -209,32 +208,45 @@ class WebConnection(ProtocolWrapper):
                     break
                 session.line_received(payload)
                 continue
-            if (first & 0x70) or not second & 0x80 or not self._fits(opcode, first):
-                # RSV bits with no extension, an unmasked client frame, a
-                # reserved opcode, a fragmented control frame, a
-                # continuation of nothing, a new message inside one.
-                session.fail(CLOSE_PROTOCOL)
+            stop = self._frame(data, first, second, size, head)
+            if stop < 0:
                 break
-            if opcode < _CLOSE and self._size + size > MAX_FRAME:
-                session.too_big()
-                break
-            if opcode >= _CLOSE and size > 125:
-                session.fail(CLOSE_PROTOCOL)
-                break
-            start = head + 4
-            stop = start + size
-            if stop > end:
-                break
-            payload = unmask(data[start:stop], data[head:start])
             offset = stop
-            if opcode >= _CLOSE:
-                if opcode == _CLOSE:
-                    session.peer_closed(payload)
-                elif opcode == _PING:
-                    session.pong(payload)
-                continue  # a pong: nothing to do
-            self._message(first & 0x80, opcode, payload)
         self.unfed = data[offset:] if offset < end and not session.closing else b""
+
+    def _frame(self, data: bytes, first: int, second: int, size: int, head: int) -> int:
+        """
+        Any other frame, at ``head`` (its mask): where the next one starts,
+        or -1 to stop (incomplete, or the connection is being closed).
+        """
+        session = self.session
+        if session is None:
+            return -1
+        opcode = first & 0x0F
+        if (first & 0x70) or not second & 0x80 or not self._fits(opcode, first):
+            # RSV bits with no extension, an unmasked client frame, a
+            # reserved opcode, a fragmented control frame, a continuation
+            # of nothing, a new message inside one.
+            session.fail(CLOSE_PROTOCOL)
+            return -1
+        if opcode < _CLOSE and self._size + size > MAX_FRAME:
+            session.too_big()
+            return -1
+        if opcode >= _CLOSE and size > 125:
+            session.fail(CLOSE_PROTOCOL)
+            return -1
+        start = head + 4
+        stop = start + size
+        if stop > len(data):
+            return -1
+        payload = unmask(data[start:stop], data[head:start])
+        if opcode == _CLOSE:
+            session.peer_closed(payload)
+        elif opcode == _PING:
+            session.pong(payload)
+        elif opcode < _CLOSE:
+            self._message(first & 0x80, opcode, payload)
+        return stop  # (a pong: nothing to do)
 
     def _fits(self, opcode: int, first: int) -> bool:
         """Whether a frame of ``opcode`` may come now (before its length is checked)."""
