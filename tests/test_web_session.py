@@ -654,3 +654,20 @@ def test_the_origins_are_read_at_each_upgrade_so_a_reload_applies() -> None:
     rig.server.settings = attrs.evolve(rig.server.settings, web_origin=("http://b.c",))
     assert rig.browser(ORIGIN).rejected == 403
     assert rig.browser("http://b.c").accepted
+
+
+def test_a_bug_at_the_start_of_a_session_is_no_500(log_events: list[Any]) -> None:
+    rig = Rig()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    rig.server.connect = broken  # type: ignore[method-assign]
+    browser = rig.browser()
+    assert browser.accepted
+    assert browser.transport.disconnecting
+    assert b"HTTP/1.1 500" not in browser.transport.value()
+    browser.protocol.connectionLost(None)
+    assert rig.admission.total == 0
+    assert any("while starting a web session" in str(e.get("log_format"))
+               for e in log_events)  # fmt: skip

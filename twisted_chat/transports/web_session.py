@@ -129,6 +129,15 @@ class WebSession(WebOutput):
 
     def negotiationFinished(self) -> None:
         """The ``101`` is out: bans, caps, then the chat."""
+        try:
+            self._start()
+        except Exception:
+            # Never a traceback into twisted.web: it would answer with a 500
+            # on a connection that speaks WebSocket now.
+            _log.failure("while starting a web session, peer={peer}", peer=self.peer)
+            self.abort()
+
+    def _start(self) -> None:
         factory = self.factory
         now = factory.reactor.seconds()
         peer, host = describe(self._tcp.getPeer())
