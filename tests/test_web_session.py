@@ -671,3 +671,36 @@ def test_a_bug_at_the_start_of_a_session_is_no_500(log_events: list[Any]) -> Non
     assert rig.admission.total == 0
     assert any("while starting a web session" in str(e.get("log_format"))
                for e in log_events)  # fmt: skip
+
+
+def test_the_daemon_builds_the_web_front_end() -> None:
+    from test_frontends import daemon
+    from zope.interface.verify import verifyObject
+
+    from twisted_chat.daemon.options import Options
+    from twisted_chat.transports.listener import IChatListener
+
+    service = daemon(Options, "--web", "tcp:0:interface=127.0.0.1")
+    (clients,) = service.listeners["web"]
+    assert isinstance(clients, WebClients)
+    assert verifyObject(IChatListener, clients)
+    assert clients.client_count() == 0
+    assert service.settings.listeners("web") == ("tcp:0:interface=127.0.0.1",)
+
+
+def test_systemd_s_chat_web_socket_is_adopted() -> None:
+    import socket
+
+    from test_frontends import parse
+    from twisted.python.systemd import ListenFDs
+
+    from twisted_chat.daemon.frontends import FRONT_ENDS
+    from twisted_chat.daemon.inherited_sockets import InheritedSockets
+    from twisted_chat.daemon.options import Options
+    from twisted_chat.daemon.startup import adopt_inherited
+
+    with socket.socket() as sock:
+        passed = InheritedSockets(ListenFDs([sock.fileno()], ("chat-web",)))
+        settings = parse(Options)["settings"]
+        adopted = adopt_inherited(settings, passed, front_ends=FRONT_ENDS)
+    assert adopted.listeners("web") == ("systemd:name=chat-web",)
