@@ -704,3 +704,35 @@ def test_systemd_s_chat_web_socket_is_adopted() -> None:
         settings = parse(Options)["settings"]
         adopted = adopt_inherited(settings, passed, front_ends=FRONT_ENDS)
     assert adopted.listeners("web") == ("systemd:name=chat-web",)
+
+
+def test_pings_cost_tokens_and_a_ping_flood_is_slowed() -> None:
+    rig = Rig(Settings(flood_burst=3, flood_rate=1.0))
+    browser = rig.browser()
+    browser.read()
+    client = FrameProtocol(client=True, extensions=[])
+    ping = bytes(client._serialize_frame(Opcode.PING, b"p", fin=True))
+    browser.protocol.dataReceived(ping * 10)
+    # Three tokens; the fourth ping finds none: answered, then reading stops.
+    assert browser.transport.value().count(b"\x8a\x01p") == 4
+    assert browser.transport.producerState == "paused"
+    assert len(browser.protocol.unfed) == len(ping) * 6  # held, not parsed
+    for _ in range(10):
+        rig.clock.advance(1)
+    assert browser.transport.value().count(b"\x8a\x01p") == 10
+    assert browser.transport.producerState == "producing"
+
+
+def test_a_message_in_too_many_frames_is_closed_1009() -> None:
+    from twisted_chat.transports.web_connection import MAX_FRAGMENTS
+
+    rig = Rig()
+    browser = rig.browser()
+    client = FrameProtocol(client=True, extensions=[])
+    data = bytes(client._serialize_frame(Opcode.TEXT, b"a", fin=False))
+    data += bytes(client._serialize_frame(Opcode.CONTINUATION, b"a", fin=False)) * (
+        MAX_FRAGMENTS + 1
+    )
+    browser.protocol.dataReceived(data)
+    browser.read()
+    assert browser.closed == 1009

@@ -44,11 +44,14 @@ if TYPE_CHECKING:
     from twisted_chat.transports.web import WebFactory
     from twisted_chat.transports.web_session import WebSession
 
-__all__ = ["CLOSE_PROTOCOL", "CLOSE_UTF8", "WebConnection", "unmask"]
+__all__ = ["CLOSE_PROTOCOL", "CLOSE_UTF8", "MAX_FRAGMENTS", "WebConnection", "unmask"]
 
 #: RFC 6455 close codes for a peer that breaks the framing or the UTF-8.
 CLOSE_PROTOCOL: Final = 1002
 CLOSE_UTF8: Final = 1007
+#: Frames a message may come in (a browser sends one; 16 KiB in 1-byte
+#: frames would cost 16,384 turns of the loop for one line).
+MAX_FRAGMENTS: Final = 64
 _TEXT: Final = 1
 _BINARY: Final = 2
 _CLOSE: Final = 8
@@ -242,11 +245,20 @@ class WebConnection(ProtocolWrapper):
         payload = unmask(data[start:stop], data[head:start])
         if opcode == _CLOSE:
             session.peer_closed(payload)
-        elif opcode == _PING:
-            session.pong(payload)
-        elif opcode < _CLOSE:
-            self._message(first & 0x80, opcode, payload)
-        return stop  # (a pong: nothing to do)
+            return stop
+        if opcode >= _CLOSE:
+            # A ping or a pong costs a line's token, as telnet negotiation
+            # does over TCP: a stream of them says nothing and must still
+            # be slowed down.
+            session.charge()
+            if opcode == _PING:
+                session.pong(payload)
+            return stop
+        if self._parts is not None and len(self._parts) >= MAX_FRAGMENTS:
+            session.too_big()  # in pieces too small to be worth reading
+            return -1
+        self._message(first & 0x80, opcode, payload)
+        return stop
 
     def _fits(self, opcode: int, first: int) -> bool:
         """Whether a frame of ``opcode`` may come now (before its length is checked)."""

@@ -284,6 +284,14 @@ class WebSession(WebOutput):
         code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 0
         self._close(code if 1000 <= code < 5000 and code not in _UNSENDABLE else 1000)
 
+    def charge(self) -> None:
+        """A control frame's token; with none left, reading stops a while."""
+        bucket = self.bucket
+        if bucket is not None and self._flood_wait is None and not self._closing:
+            delay = bucket.take(self.factory.reactor.seconds())
+            if delay:
+                self._pause_for_flood(delay)
+
     def pong(self, payload: bytes) -> None:
         """A ping's answer, through the send queue like everything we write."""
         self._write(bytes((0x8A, len(payload))) + payload)
