@@ -80,6 +80,7 @@ UNITS = [
     "twisted-chat.socket",
     "twisted-chat-udp.socket",
     "twisted-chat-irc.socket",
+    "twisted-chat-web.socket",
     "twisted-chat.service",
 ]
 TWISTD = "/opt/twisted-chat/bin/twistd"
@@ -566,6 +567,10 @@ def test_socket_units_name_their_descriptors() -> None:
     assert irc["ListenStream"] == ["6667"]
     assert irc["FileDescriptorName"] == ["chat-irc"]
     assert irc["Service"] == ["twisted-chat.service"]
+    web = unit_settings("twisted-chat-web.socket")
+    assert web["ListenStream"] == ["8080"]
+    assert web["FileDescriptorName"] == ["chat-web"]
+    assert web["Service"] == ["twisted-chat.service"]
 
 
 @pytest.fixture
