@@ -291,3 +291,121 @@ def test_a_private_message_to_a_foreign_client_is_in_its_format(rig: Rig) -> Non
     rig.say(alice, "/msg one psst")
     assert one.wire == [b"irc|PM|alice>one|psst\n"]
     assert one.lines() == []
+
+
+# -- a turn's pieces kept for the catch-ups before direct replies ----------------
+
+
+@define(eq=False)
+class CountingFormat(FakeFormat):
+    """Also counts the events rendered (each should be, once a turn)."""
+
+    events: int = 0
+
+    def render(
+        self, room: Room, events: Sequence[tuple[RoomEvent, Participant | None]]
+    ) -> bytes:
+        self.events += len(events)
+        return super().render(room, events)
+
+    def render_each(
+        self, room: Room, events: Sequence[tuple[RoomEvent, Participant | None]]
+    ) -> list[bytes]:
+        self.events += len(events)
+        return super().render_each(room, events)
+
+
+def _busy_turn(rig: Rig, speakers: list[Participant], ping: bool) -> None:
+    """Each speaker says three lines, then (``ping``) asks something."""
+    for turn, speaker in enumerate(speakers):
+        for n in range(3):
+            rig.say(speaker, f"{speaker.nick.display} {turn}.{n}")
+        if ping:
+            rig.say(speaker, "/ping")
+    rig.turn()
+
+
+def test_catch_ups_render_each_event_once_and_change_nothing_received(
+    rig: Rig,
+) -> None:
+    fmt = CountingFormat("irc")
+    echo = CountingFormat("echo", echo=True)
+    members = [rig.connect(f"w{n}", fmt) for n in range(4)]
+    members.append(rig.connect("e0", echo))
+    line_c, line_p = rig.connect("carol")
+    speakers = [members[0][1], members[1][1], line_p, members[4][1]]
+    _busy_turn(rig, speakers, ping=False)
+    quiet = [b"".join(client.wire) for client, _ in members]
+    quiet_lines = line_c.lines()
+    for client, _ in members:
+        client.wire.clear()
+    line_c.clear()
+    fmt.events = echo.events = 0
+    _busy_turn(rig, speakers, ping=True)
+    # The same bytes in all, only split differently (each speaker's share
+    # came before its pong), and each event rendered once per format.
+    assert [b"".join(client.wire) for client, _ in members] == quiet
+    assert len(members[0][0].wire) == 1  # the first to speak owed nothing
+    assert len(members[1][0].wire) == 2  # w0's lines before its pong, the rest
+    assert fmt.events == echo.events == 12
+    assert [line for line in line_c.lines() if line != "* pong"] == quiet_lines
+    # The echoing member got its own lines too, before its pong.
+    assert b"echo|#dev|e0|Said:e0 3.2\n" in members[4][0].wire[0]
+
+
+def test_a_catch_up_gives_only_what_came_since_the_last(rig: Rig) -> None:
+    fmt = CountingFormat("irc")
+    _, alice = rig.connect("alice")
+    one, one_p = rig.connect("one", fmt)
+    rig.say(alice, "first")
+    rig.say(one_p, "/ping")
+    rig.say(one_p, "/ping")  # nothing new: nothing sent
+    rig.say(alice, "second")
+    rig.say(one_p, "/ping")
+    rig.turn()
+    assert one.wire == [b"irc|#dev|alice|Said:first\n", b"irc|#dev|alice|Said:second\n"]
+    assert one.lines() == ["* pong"] * 3
+    assert fmt.events == 2
+
+
+def test_a_member_who_joins_after_a_catch_up_gets_only_what_follows(
+    rig: Rig,
+) -> None:
+    fmt = CountingFormat("irc")
+    _, alice = rig.connect("alice")
+    one, one_p = rig.connect("one", fmt)
+    rig.say(alice, "before")
+    rig.say(one_p, "/ping")  # the turn's first pieces rendered and kept
+    late = WireClient(peer="test late", wire_format=fmt)
+    late_p = rig.server.connect(late, "")
+    rig.say(late_p, "/nick late")
+    rig.say(late_p, "/join #dev")
+    late.wire.clear()
+    rig.say(alice, "after")
+    rig.say(late_p, "/ping")
+    assert late.wire == [b"irc|#dev|alice|Said:after\n"]
+    rig.say(alice, "later")
+    rig.turn()
+    assert late.wire == [b"irc|#dev|alice|Said:after\n", b"irc|#dev|alice|Said:later\n"]
+    assert b"".join(one.wire).decode().splitlines() == [
+        "irc|#dev|alice|Said:before",
+        "irc|#dev|-|Joined:late",
+        "irc|#dev|alice|Said:after",
+        "irc|#dev|alice|Said:later",
+    ]
+    assert fmt.events == 4  # each once, whoever asked first
+
+
+def test_the_kept_pieces_go_with_the_turn(rig: Rig) -> None:
+    fmt = CountingFormat("irc")
+    _, alice = rig.connect("alice")
+    one, one_p = rig.connect("one", fmt)
+    rig.say(alice, "first")
+    rig.say(one_p, "/ping")
+    rig.turn()
+    rig.say(alice, "second")
+    rig.say(one_p, "/ping")
+    rig.turn()
+    assert one.wire == [b"irc|#dev|alice|Said:first\n", b"irc|#dev|alice|Said:second\n"]
+    assert rig.room().foreign is not None
+    assert rig.room().foreign._rendered == {}

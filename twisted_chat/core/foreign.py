@@ -9,13 +9,25 @@ it hears also brings its event (:mod:`twisted_chat.core.events`), and at
 the room's flush each format renders the turn's events once and hands the
 same bytes to all of its members; only a member who said something this
 turn (their own lines are left out, unless the format echoes) or who
-started mid-turn gets a rendering of their own, as line members get a join
-of their own.
+started mid-turn gets a share of their own, joined from the same pieces,
+as line members get a join of their own.
+
+A direct reply to a member (the pong of a ``/ping``, any command's answer)
+must not overtake what the room heard before it, so the member is given
+those events first (:meth:`ForeignMembers.catch_up`).  The pieces rendered
+for that are kept until the turn's end (per format, one for each event so
+far), and every later catch-up and the flush render only the events heard
+since: in a busy room where every speaker also sends commands, each event
+is still rendered once per format and turn, not once more for each
+command said after it (the bench's fan-out rendered each message about six
+times so, and spent most of the web's cost there).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
@@ -34,6 +46,8 @@ Send = Callable[[bytes], None]
 #: One event heard this turn: its place among the room's pending lines,
 #: the event, and who said it (None: everybody gets it).
 Pending = tuple[int, RoomEvent, "Participant | None"]
+#: A pending event's place among the room's lines (what ``starts`` count in).
+_place = itemgetter(0)
 
 
 def notice_event(data: bytes) -> RoomNotice:
@@ -72,6 +86,9 @@ class ForeignMembers:
         factory=dict, init=False
     )
     _stale: bool = field(default=False, init=False)
+    # Per format, the pieces of ``events`` rendered so far this turn, one per
+    # event and in its order (a prefix of ``events``); emptied with them.
+    _rendered: dict[WireFormat, list[bytes]] = field(factory=dict, init=False)
 
     def add(self, participant: Participant, fmt: WireFormat, start: int) -> None:
         client: Any = participant.client
@@ -105,14 +122,14 @@ class ForeignMembers:
         """Hand out the turn's events: one rendering per format, then each member's."""
         events, self.events = self.events, []
         starts, self.starts = self.starts, {}
+        rendered, self._rendered = self._rendered, {}
         if not events:
             return
         senders = {sender for _, _, sender in events}
-        everyone = [(event, sender) for _, event, sender in events]
         for fmt, group in self.groups.items():
             special = set(starts) if fmt.echo else senders | set(starts)
             # Each event rendered once; a sender's share is joined from them.
-            pieces = fmt.render_each(room, everyone)
+            pieces = _complete(room, fmt, events, rendered.get(fmt))
             batch = b"".join(pieces)
             for member, send in group:
                 data = batch
@@ -142,9 +159,29 @@ class ForeignMembers:
             return
         fmt, send = entry
         start = self.starts.get(member, 0)
-        owed = [pending for pending in self.events if start <= pending[0] < upto]
         self.starts[member] = upto
-        data = self._render_for(room, member, fmt, owed, 0)
+        events = self.events
+        if not events or events[-1][0] < start:
+            return  # nothing heard since they were last given the room's events
+        first = bisect_left(events, start, key=_place) if start else 0
+        last = bisect_left(events, upto, key=_place)
+        if first >= last:
+            return
+        pieces = self._rendered.get(fmt)
+        if pieces is None or len(pieces) < last:
+            pieces = self._rendered[fmt] = _complete(room, fmt, events, pieces)
+        if fmt.echo:
+            data = b"".join(pieces[first:last])
+        else:
+            data = b"".join(
+                [
+                    piece
+                    for piece, pending in zip(
+                        pieces[first:last], events[first:last], strict=True
+                    )
+                    if pending[2] is not member
+                ]
+            )
         if data:
             self._send(room, member, send, data)
 
@@ -163,21 +200,6 @@ class ForeignMembers:
         self.events.append((0, event, sender))
         self.flush(room)
 
-    def _render_for(
-        self,
-        room: Room,
-        member: Participant,
-        fmt: WireFormat,
-        events: list[Pending],
-        start: int,
-    ) -> bytes:
-        own = [
-            (event, sender)
-            for index, event, sender in events
-            if index >= start and (sender is not member or fmt.echo)
-        ]
-        return fmt.render(room, own) if own else b""
-
     def _send(self, room: Room, member: Participant, send: Send, data: bytes) -> None:
         try:
             send(data)
@@ -190,3 +212,19 @@ class ForeignMembers:
             nick=member.nick.display,
             room=room.name.display,
         )
+
+
+def _complete(
+    room: Room, fmt: WireFormat, events: list[Pending], done: list[bytes] | None
+) -> list[bytes]:
+    """
+    The pieces of ``events`` in ``fmt``: ``done`` (those of its first
+    events, rendered earlier in the turn) and the rest, rendered now.
+    """
+    if done is None:
+        return fmt.render_each(room, [(event, sender) for _, event, sender in events])
+    if len(done) < len(events):
+        done += fmt.render_each(
+            room, [(event, sender) for _, event, sender in events[len(done) :]]
+        )
+    return done
