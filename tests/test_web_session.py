@@ -736,3 +736,78 @@ def test_a_message_in_too_many_frames_is_closed_1009() -> None:
     browser.protocol.dataReceived(data)
     browser.read()
     assert browser.closed == 1009
+
+
+# -- a read's messages judged together (web_intake) -----------------------------------
+
+
+def _read_of(browser: Browser, *texts: str) -> None:
+    """One read holding one text frame per text."""
+    browser.protocol.dataReceived(
+        b"".join(browser.ws.send(TextMessage(text)) for text in texts)
+    )
+
+
+def test_a_read_of_many_messages_is_judged_in_order() -> None:
+    rig = Rig(Settings(max_line=32, flood_burst=10, flood_rate=1.0))
+    nc, _ = rig.line_user("lina")
+    browser = rig.browser()
+    rig.server.flush()
+    browser.read(), nc.clear()
+    bucket = rig.me(browser).client.bucket
+    level = bucket.level(rig.clock.seconds())
+    _read_of(browser, "a", "/nick zed", "b", "   ", "é" * 17, "c")
+    rig.server.flush()
+    assert [line for line in nc.lines() if "<" in line] == [
+        "[#lobby] <guest2> a",
+        "[#lobby] <zed> b",
+        "[#lobby] <zed> c",
+    ]
+    events = browser.read()
+    kinds = [event["type"] for event in events]
+    assert kinds.index("you") < kinds.index("error")
+    assert of_type(events, "error")[0]["code"] == "line-too-long"
+    # One charge for the read: five tokens (the long line costs none).
+    assert bucket.level(rig.clock.seconds()) == pytest.approx(level - 5)
+
+
+def test_a_quit_in_a_read_ends_it() -> None:
+    rig = Rig()
+    nc, _ = rig.line_user("lina")
+    browser = rig.browser()
+    rig.server.flush()
+    nc.clear()
+    _read_of(browser, "a", "/quit bye", "b")
+    rig.server.flush()
+    said = [line for line in nc.lines() if "<" in line]
+    assert said == ["[#lobby] <guest2> a"]
+    assert browser.transport.disconnecting
+
+
+def test_bad_utf8_after_good_messages_closes_1007_after_them() -> None:
+    rig = Rig()
+    nc, _ = rig.line_user("lina")
+    browser = rig.browser()
+    rig.server.flush()
+    nc.clear()
+    good = browser.ws.send(TextMessage("fine"))
+    browser.protocol.dataReceived(good + b"\x81\x82\x00\x00\x00\x00\xc3\x28" + good)
+    rig.server.flush()
+    assert [line for line in nc.lines() if "<" in line] == ["[#lobby] <guest2> fine"]
+    browser.read()
+    assert browser.closed == 1007
+
+
+def test_a_read_the_bucket_cannot_pay_for_is_taken_one_at_a_time() -> None:
+    rig = Rig(Settings(flood_burst=3, flood_rate=1.0))
+    nc, _ = rig.line_user("lina")
+    browser = rig.browser()
+    rig.server.flush()
+    nc.clear()
+    _read_of(browser, "x" * 2000, "a", "b", "c", "d")  # too long: no token
+    rig.server.flush()
+    assert nc.lines() == [f"[#lobby] <guest2> {t}" for t in "abc"]
+    assert browser.transport.producerState == "paused"
+    rig.clock.advance(1)
+    rig.server.flush()
+    assert nc.lines()[-1] == "[#lobby] <guest2> d"

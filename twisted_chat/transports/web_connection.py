@@ -35,6 +35,7 @@ from twisted.protocols.policies import ProtocolWrapper
 
 from twisted_chat.core.admission import address_group
 from twisted_chat.transports.stream_client import describe
+from twisted_chat.transports.web_intake import take_read
 from twisted_chat.transports.web_session import MAX_FRAME
 
 if TYPE_CHECKING:
@@ -176,9 +177,12 @@ class WebConnection(ProtocolWrapper):
         data = self.unfed
         end = len(data)
         offset = 0
-        while end - offset >= 2 and not (
-            session.holding or session.closing or self.discarding
-        ):
+        # The usual frames (a whole masked text message each) of a run go to
+        # the session together, in order, as LineIntake hands a read's lines
+        # over: one call and one flood check for all of them.  It holds or
+        # drops what follows one that makes it wait or close.
+        batch: list[bytes] = []
+        while end - offset >= 2:
             first, second = data[offset], data[offset + 1]
             size = second & 0x7F
             head = offset + 2
@@ -193,28 +197,36 @@ class WebConnection(ProtocolWrapper):
                 size = int.from_bytes(data[head : head + 8], "big")
                 head += 8
             if first == 0x81 and second & 0x80 and self._parts is None:
-                # The usual frame, said without the general path's calls: a
-                # whole text message, masked, in one frame.
-                if size > MAX_FRAME:
-                    session.too_big()
-                    break
                 start = head + 4
                 stop = start + size
-                if stop > end:
-                    break
-                payload = unmask(data[start:stop], data[head:start])
-                offset = stop
-                try:
-                    payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    session.fail(CLOSE_UTF8)
-                    break
-                session.line_received(payload)
-                continue
+                if size <= MAX_FRAME and stop <= end:
+                    # unmask(), inline: the mask repeated over the payload.
+                    key = (data[head:start] * (size // 4 + 1))[:size]
+                    payload = (
+                        int.from_bytes(data[start:stop], "little")
+                        ^ int.from_bytes(key, "little")
+                    ).to_bytes(size, "little")
+                    try:
+                        payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        pass  # failed below, after what came before it
+                    else:
+                        batch.append(payload)
+                        offset = stop
+                        continue
+                elif size <= MAX_FRAME:
+                    break  # the rest of it is still to come
+            if batch:
+                take_read(session, batch)
+                batch = []
+            if session.holding or session.closing or self.discarding:
+                break
             stop = self._frame(data, first, second, size, head)
             if stop < 0:
                 break
             offset = stop
+        if batch:
+            take_read(session, batch)
         self.unfed = data[offset:] if offset < end and not session.closing else b""
 
     def _frame(self, data: bytes, first: int, second: int, size: int, head: int) -> int:
@@ -224,6 +236,14 @@ class WebConnection(ProtocolWrapper):
         """
         session = self.session
         if session is None:
+            return -1
+        if first == 0x81 and second & 0x80 and self._parts is None:
+            # The usual frame that read_frames could not take: too big, or
+            # not UTF-8.
+            if size > MAX_FRAME:
+                session.too_big()
+            else:
+                session.fail(CLOSE_UTF8)
             return -1
         opcode = first & 0x0F
         if (first & 0x70) or not second & 0x80 or not self._fits(opcode, first):

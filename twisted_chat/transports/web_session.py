@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from twisted.web.server import Request
     from twisted.web.websocket import WebSocketTransport
 
-    from twisted_chat.core.chat import ChatServer
+    from twisted_chat.core.chat import ChatServer, Participant
     from twisted_chat.core.settings import Settings
 
 __all__ = [
@@ -244,6 +244,16 @@ class WebSession(WebOutput):
             return
         self._take(data)
 
+    def refuse_line(self) -> None:
+        """A line over ``--max-line``: ``line-too-long``, the connection kept."""
+        limit = self.factory.server.settings.max_line
+        self._write(frames_for_lines(error_line(line_too_long(limit))))
+
+    def after_command(self, participant: Participant) -> None:
+        """Only a command moves us (a login's later change comes with its reply)."""
+        if not self._closing:
+            self._write(self._own_changes(participant, b""))
+
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:  # noqa: ARG002
         """The dialect is text; a binary message ends the connection (1003)."""
         _log.info("binary message, closing peer={peer}", peer=self.peer)
@@ -311,16 +321,14 @@ class WebSession(WebOutput):
         if verdict is None:
             return
         if verdict is REFUSE:
-            self._write(frames_for_lines(error_line(line_too_long(limit))))
+            self.refuse_line()
         elif isinstance(verdict, Wait):
             self._held.appendleft(data)
             self._pause_for_flood(verdict.delay)
         else:
             factory.server.receive(participant, verdict)
-            if verdict[0] == "/" and not self._closing:
-                # Only a command moves us (a reply, if any, said so already;
-                # a change made later, by a login, comes with its reply).
-                self._write(self._own_changes(participant, b""))
+            if verdict[0] == "/":
+                self.after_command(participant)
 
     def _pause_for_flood(self, delay: float) -> None:
         """Stop reading the socket until the bucket has a token again."""
