@@ -46,8 +46,12 @@ Send = Callable[[bytes], None]
 #: One event heard this turn: its place among the room's pending lines,
 #: the event, and who said it (None: everybody gets it).
 Pending = tuple[int, RoomEvent, "Participant | None"]
+#: Runs of events said by one sender: (first position, last + 1, sender).
+Span = tuple[int, int, "Participant | None"]
 #: A pending event's place among the room's lines (what ``starts`` count in).
 _place = itemgetter(0)
+#: No sender yet this turn (None is a sender: the server's notices).
+_NOBODY: Any = object()
 
 
 def notice_event(data: bytes) -> RoomNotice:
@@ -89,6 +93,11 @@ class ForeignMembers:
     # Per format, the pieces of ``events`` rendered so far this turn, one per
     # event and in its order (a prefix of ``events``); emptied with them.
     _rendered: dict[WireFormat, list[bytes]] = field(factory=dict, init=False)
+    # Where each run of one sender's events starts in ``events``, and who it
+    # is: a member's share (all but their own) is joined from the slices
+    # between their runs, not judged piece by piece.
+    _runs: list[tuple[int, Participant | None]] = field(factory=list, init=False)
+    _speaker: Any = field(default=_NOBODY, init=False)
 
     def add(self, participant: Participant, fmt: WireFormat, start: int) -> None:
         client: Any = participant.client
@@ -116,35 +125,40 @@ class ForeignMembers:
         return self._groups
 
     def hear(self, index: int, event: RoomEvent, sender: Participant | None) -> None:
-        self.events.append((index, event, sender))
+        events = self.events
+        if sender is not self._speaker:
+            self._runs.append((len(events), sender))
+            self._speaker = sender
+        events.append((index, event, sender))
 
     def flush(self, room: Room) -> None:
         """Hand out the turn's events: one rendering per format, then each member's."""
         events, self.events = self.events, []
         starts, self.starts = self.starts, {}
         rendered, self._rendered = self._rendered, {}
+        runs, self._runs = self._runs, []
+        self._speaker = _NOBODY
         if not events:
             return
-        senders = {sender for _, _, sender in events}
+        count = len(events)
+        spans = _spans(runs, count)
+        senders = {sender for _, _, sender in spans}
+        # Where each member who started mid-turn starts among the events.
+        firsts = {
+            member: bisect_left(events, start, key=_place)
+            for member, start in starts.items()
+        }
         for fmt, group in self.groups.items():
-            special = set(starts) if fmt.echo else senders | set(starts)
+            echo = fmt.echo
+            special = firsts.keys() if echo else senders.union(firsts)
             # Each event rendered once; a sender's share is joined from them.
             pieces = _complete(room, fmt, events, rendered.get(fmt))
             batch = b"".join(pieces)
             for member, send in group:
                 data = batch
                 if member in special:
-                    start = starts.get(member, 0)
-                    echo = fmt.echo
-                    data = b"".join(
-                        [
-                            piece
-                            for piece, (index, _, sender) in zip(
-                                pieces, events, strict=True
-                            )
-                            if index >= start and (echo or sender is not member)
-                        ]
-                    )
+                    first = firsts.get(member, 0)
+                    data = _share(pieces, spans, member, first, count, echo=echo)
                     if not data:
                         continue
                 try:
@@ -170,18 +184,8 @@ class ForeignMembers:
         pieces = self._rendered.get(fmt)
         if pieces is None or len(pieces) < last:
             pieces = self._rendered[fmt] = _complete(room, fmt, events, pieces)
-        if fmt.echo:
-            data = b"".join(pieces[first:last])
-        else:
-            data = b"".join(
-                [
-                    piece
-                    for piece, pending in zip(
-                        pieces[first:last], events[first:last], strict=True
-                    )
-                    if pending[2] is not member
-                ]
-            )
+        spans = _spans(self._runs, len(events))
+        data = _share(pieces, spans, member, first, last, echo=fmt.echo)
         if data:
             self._send(room, member, send, data)
 
@@ -197,7 +201,7 @@ class ForeignMembers:
 
     def now(self, room: Room, event: RoomEvent, sender: Participant | None) -> None:
         """Send ``event`` at once (no end of turn: tests, a busy room's notice)."""
-        self.events.append((0, event, sender))
+        self.hear(0, event, sender)
         self.flush(room)
 
     def _send(self, room: Room, member: Participant, send: Send, data: bytes) -> None:
@@ -228,3 +232,31 @@ def _complete(
             room, [(event, sender) for _, event, sender in events[len(done) :]]
         )
     return done
+
+
+def _spans(runs: list[tuple[int, Participant | None]], count: int) -> list[Span]:
+    """The runs of ``count`` events as spans: where each starts and ends."""
+    ends = [begin for begin, _ in runs[1:]]
+    ends.append(count)
+    return [
+        (begin, end, sender) for (begin, sender), end in zip(runs, ends, strict=True)
+    ]
+
+
+def _share(
+    pieces: list[bytes],
+    spans: list[Span],
+    member: Participant,
+    first: int,
+    last: int,
+    *,
+    echo: bool,
+) -> bytes:
+    """``member``'s pieces from ``first`` to ``last``, theirs left out (unless echo)."""
+    if echo:
+        return b"".join(pieces[first:last])
+    out: list[bytes] = []
+    for begin, end, sender in spans:
+        if sender is not member and end > first and begin < last:
+            out += pieces[max(begin, first) : min(end, last)]
+    return b"".join(out)
