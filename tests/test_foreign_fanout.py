@@ -409,3 +409,35 @@ def test_the_kept_pieces_go_with_the_turn(rig: Rig) -> None:
     assert one.wire == [b"irc|#dev|alice|Said:first\n", b"irc|#dev|alice|Said:second\n"]
     assert rig.room().foreign is not None
     assert rig.room().foreign._rendered == {}
+
+
+def test_interleaved_speakers_get_all_but_their_own_in_order(rig: Rig) -> None:
+    fmt = CountingFormat("irc")
+    one, one_p = rig.connect("one", fmt)
+    two, two_p = rig.connect("two", fmt)
+    three, _ = rig.connect("three", fmt)
+    _, alice = rig.connect("alice")
+    said = []
+    for n in range(4):
+        for speaker in (one_p, two_p, alice, one_p):
+            text = f"{speaker.nick.display} {n}"
+            rig.say(speaker, text)
+            said.append((speaker.nick.display, text))
+        rig.say(two_p if n % 2 else one_p, "/ping")
+    late = WireClient(peer="test late", wire_format=fmt)
+    late_p = rig.server.connect(late, "")
+    rig.say(late_p, "/nick late")
+    rig.say(late_p, "/join #dev")
+    late.wire.clear()
+    rig.say(alice, "last")
+    rig.turn()
+
+    def got(client: WireClient) -> list[str]:
+        return b"".join(client.wire).decode().splitlines()
+
+    everyone = [f"irc|#dev|{nick}|Said:{text}" for nick, text in said]
+    assert got(three)[: len(everyone)] == everyone
+    assert got(three)[-1] == "irc|#dev|alice|Said:last"
+    assert got(one) == [line for line in got(three) if "|one|" not in line]
+    assert got(two) == [line for line in got(three) if "|two|" not in line]
+    assert got(late) == ["irc|#dev|alice|Said:last"]
