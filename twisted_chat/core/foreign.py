@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
@@ -43,13 +42,12 @@ __all__ = ["ForeignMembers", "notice_event", "tell", "wire_format_of"]
 _log = RateLimitedLogger()
 
 Send = Callable[[bytes], None]
-#: One event heard this turn: its place among the room's pending lines,
-#: the event, and who said it (None: everybody gets it).
-Pending = tuple[int, RoomEvent, "Participant | None"]
+#: One event heard this turn and who said it (None: everybody gets it), as
+#: a format renders it; its place among the room's pending lines is kept
+#: apart (``places``), so that neither needs a pass to make the other.
+Pending = tuple[RoomEvent, "Participant | None"]
 #: Runs of events said by one sender: (first position, last + 1, sender).
 Span = tuple[int, int, "Participant | None"]
-#: A pending event's place among the room's lines (what ``starts`` count in).
-_place = itemgetter(0)
 #: No sender yet this turn (None is a sender: the server's notices).
 _NOBODY: Any = object()
 
@@ -82,6 +80,8 @@ class ForeignMembers:
     members: dict[Participant, tuple[WireFormat, Send]] = field(factory=dict)
     #: What the room heard this turn, for them.
     events: list[Pending] = field(factory=list)
+    #: Each event's place among the room's lines (what ``starts`` count in).
+    places: list[int] = field(factory=list)
     #: Members who start later than the turn's first line: its index.
     starts: dict[Participant, int] = field(factory=dict)
     # Per format, its members' (participant, send) pairs: the fan-out loop's
@@ -129,11 +129,13 @@ class ForeignMembers:
         if sender is not self._speaker:
             self._runs.append((len(events), sender))
             self._speaker = sender
-        events.append((index, event, sender))
+        events.append((event, sender))
+        self.places.append(index)
 
     def flush(self, room: Room) -> None:
         """Hand out the turn's events: one rendering per format, then each member's."""
         events, self.events = self.events, []
+        places, self.places = self.places, []
         starts, self.starts = self.starts, {}
         rendered, self._rendered = self._rendered, {}
         runs, self._runs = self._runs, []
@@ -145,8 +147,7 @@ class ForeignMembers:
         senders = {sender for _, _, sender in spans}
         # Where each member who started mid-turn starts among the events.
         firsts = {
-            member: bisect_left(events, start, key=_place)
-            for member, start in starts.items()
+            member: bisect_left(places, start) for member, start in starts.items()
         }
         for fmt, group in self.groups.items():
             echo = fmt.echo
@@ -174,11 +175,11 @@ class ForeignMembers:
         fmt, send = entry
         start = self.starts.get(member, 0)
         self.starts[member] = upto
-        events = self.events
-        if not events or events[-1][0] < start:
+        events, places = self.events, self.places
+        if not places or places[-1] < start:
             return  # nothing heard since they were last given the room's events
-        first = bisect_left(events, start, key=_place) if start else 0
-        last = bisect_left(events, upto, key=_place)
+        first = bisect_left(places, start) if start else 0
+        last = bisect_left(places, upto)
         if first >= last:
             return
         pieces = self._rendered.get(fmt)
@@ -226,11 +227,9 @@ def _complete(
     events, rendered earlier in the turn) and the rest, rendered now.
     """
     if done is None:
-        return fmt.render_each(room, [(event, sender) for _, event, sender in events])
+        return fmt.render_each(room, events)
     if len(done) < len(events):
-        done += fmt.render_each(
-            room, [(event, sender) for _, event, sender in events[len(done) :]]
-        )
+        done += fmt.render_each(room, events[len(done) :])
     return done
 
 
