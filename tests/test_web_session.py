@@ -214,6 +214,39 @@ def test_the_shipped_page_is_read_once_from_the_package() -> None:
         assert kind
 
 
+def test_the_page_s_module_scripts_are_all_shipped_as_javascript() -> None:
+    # index.html loads chat.js as a module, which imports the others; a browser
+    # runs a module only when it comes as JavaScript (under nosniff, a wrong or
+    # missing type refuses it), and an import of a file that is not served, 404.
+    import re
+
+    from twisted_chat.transports.web import read_static
+
+    rig = Rig()
+    files = read_static()
+    rig.factory = WebFactory(rig.sessions, files=files)
+    page = files[b"/"][1].decode()
+    assert re.findall(r"<script\b[^>]*>", page) == [
+        '<script type="module" src="chat.js">'
+    ]
+    wanted, seen = ["chat.js"], set()
+    while wanted:
+        name = wanted.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        code, headers, body = rig.http().get("/" + name)
+        assert code == 200, name
+        assert headers["content-type"] == "text/javascript; charset=utf-8", name
+        assert headers["x-content-type-options"] == "nosniff"
+        assert body == files[b"/" + name.encode()][1]
+        imports = r'^import [^;]*? from "\./([\w-]+\.js)";'
+        wanted += re.findall(imports, body.decode(), re.MULTILINE)
+    assert len(seen) > 1  # chat.js imports the modules it is made of
+    shipped = {path.decode()[1:] for path in files if path.endswith(b".js")}
+    assert shipped == seen  # and every shipped script is one of them
+
+
 def test_an_idle_http_connection_times_out_an_upgraded_one_does_not() -> None:
     rig = Rig()
     idle = rig.http()
@@ -811,3 +844,18 @@ def test_a_read_the_bucket_cannot_pay_for_is_taken_one_at_a_time() -> None:
     rig.clock.advance(1)
     rig.server.flush()
     assert nc.lines()[-1] == "[#lobby] <guest2> d"
+
+
+def test_frames_of_every_size_are_unmasked_whole() -> None:
+    # Both ways of unmasking: the key in one multiply (up to 1020 bytes),
+    # and unmask() past the table; random masks (wsproto's).
+    rig = Rig(Settings(max_line=4000))
+    nc, _ = rig.line_user("lina")
+    browser = rig.browser()
+    rig.server.flush()
+    nc.clear()
+    sizes = [*range(1, 130), *range(1010, 1034), 2047, 3999]
+    texts = ["".join(chr(97 + (n + i) % 26) for i in range(n)) for n in sizes]
+    _read_of(browser, *texts)
+    rig.server.flush()
+    assert nc.lines() == [f"[#lobby] <guest2> {text}" for text in texts]
