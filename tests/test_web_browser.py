@@ -446,7 +446,7 @@ def test_a_conversation_keeps_its_last_500_lines(
     lina.sock.sendall(b"".join(b"line %d\n" % n for n in range(600)))
     alice.expect_line("line 599", "message")
     lines = alice.log.locator("li")
-    expect(lines).to_have_count(500)  # the page's bound (MAX_LINES in chat.js)
+    expect(lines).to_have_count(500)  # the page's bound (MAX_LINES in state.js)
     expect(lines.first).to_have_text(re.compile(r"line 100$"))
     alice.assert_clean()
 
