@@ -849,7 +849,7 @@ def test_a_read_the_bucket_cannot_pay_for_is_taken_one_at_a_time() -> None:
 def test_frames_of_every_size_are_unmasked_whole() -> None:
     # Both ways of unmasking: the key in one multiply (up to 1020 bytes),
     # and unmask() past the table; random masks (wsproto's).
-    rig = Rig(Settings(max_line=4000))
+    rig = Rig(Settings(max_line=4000, flood_burst=0, flood_rate=0))
     nc, _ = rig.line_user("lina")
     browser = rig.browser()
     rig.server.flush()
