@@ -407,8 +407,9 @@ def test_the_kept_pieces_go_with_the_turn(rig: Rig) -> None:
     rig.say(one_p, "/ping")
     rig.turn()
     assert one.wire == [b"irc|#dev|alice|Said:first\n", b"irc|#dev|alice|Said:second\n"]
-    assert rig.room().foreign is not None
-    assert rig.room().foreign._rendered == {}
+    foreign = rig.room().foreign
+    assert foreign is not None
+    assert foreign._rendered == {}
 
 
 def test_interleaved_speakers_get_all_but_their_own_in_order(rig: Rig) -> None:

@@ -786,7 +786,8 @@ def test_a_read_of_many_messages_is_judged_in_order() -> None:
     nc, _ = rig.line_user("lina")
     browser = rig.browser()
     rig.server.flush()
-    browser.read(), nc.clear()
+    browser.read()
+    nc.clear()
     bucket = rig.me(browser).client.bucket
     level = bucket.level(rig.clock.seconds())
     _read_of(browser, "a", "/nick zed", "b", "   ", "é" * 17, "c")
