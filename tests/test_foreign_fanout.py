@@ -10,9 +10,12 @@ that format", while line members get exactly what they got before.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import accumulate
 
 import pytest
 from attrs import define, field
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from twisted_chat.core.chat import ChatServer
@@ -29,6 +32,7 @@ from twisted_chat.core.events import (
     Said,
     TopicSet,
 )
+from twisted_chat.core.foreign import _without
 from twisted_chat.core.room import Participant, Room
 from twisted_chat.core.settings import Settings
 from twisted_chat.testing import RecordingClient
@@ -291,3 +295,26 @@ def test_a_private_message_to_a_foreign_client_is_in_its_format(rig: Rig) -> Non
     rig.say(alice, "/msg one psst")
     assert one.wire == [b"irc|PM|alice>one|psst\n"]
     assert one.lines() == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 5), max_size=12),
+    data=st.data(),
+)
+def test_a_senders_share_cut_by_offsets_is_the_filtered_join(
+    lengths: list[int], data: st.DataObject
+) -> None:
+    """``_without`` (offsets) gives what filtering every piece would give."""
+    pieces = [bytes([65 + i % 26]) * n for i, n in enumerate(lengths)]
+    skipped = data.draw(st.integers(0, len(pieces)))
+    own = sorted(
+        data.draw(st.sets(st.integers(0, len(pieces) - 1))) if pieces else set()
+    )
+    expected = b"".join(
+        piece
+        for position, piece in enumerate(pieces)
+        if position >= skipped and position not in own
+    )
+    ends = list(accumulate(map(len, pieces)))
+    assert _without(b"".join(pieces), ends, skipped, own) == expected

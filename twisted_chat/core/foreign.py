@@ -15,7 +15,10 @@ of their own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from itertools import accumulate
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
@@ -34,6 +37,34 @@ Send = Callable[[bytes], None]
 #: One event heard this turn: its place among the room's pending lines,
 #: the event, and who said it (None: everybody gets it).
 Pending = tuple[int, RoomEvent, "Participant | None"]
+
+
+def _starting_at(events: list[Pending], start: int) -> int:
+    """How many of the turn's first events came before line ``start``."""
+    if not start:
+        return 0
+    return bisect_left(events, start, key=itemgetter(0))
+
+
+def _without(batch: bytes, ends: list[int], skipped: int, own: Sequence[int]) -> bytes:
+    """
+    ``batch`` without its first ``skipped`` pieces and the pieces at ``own``
+    (ascending); ``ends`` are the pieces' end offsets.  Cut by offsets, so a
+    sender's share costs its own events, not the turn's.
+    """
+    parts = []
+    at = ends[skipped - 1] if skipped else 0
+    for position in own:
+        if position < skipped:
+            continue
+        begin = ends[position - 1] if position else 0
+        if begin > at:
+            parts.append(batch[at:begin])
+        at = ends[position]
+    if at == 0:
+        return batch
+    parts.append(batch[at:])
+    return b"".join(parts)
 
 
 def notice_event(data: bytes) -> RoomNotice:
@@ -107,27 +138,24 @@ class ForeignMembers:
         starts, self.starts = self.starts, {}
         if not events:
             return
-        senders = {sender for _, _, sender in events}
+        # Where each sender's events are, found once for every format.
+        said: dict[Participant | None, list[int]] = {}
+        for position, (_, _, sender) in enumerate(events):
+            said.setdefault(sender, []).append(position)
         everyone = [(event, sender) for _, event, sender in events]
         for fmt, group in self.groups.items():
-            special = set(starts) if fmt.echo else senders | set(starts)
-            # Each event rendered once; a sender's share is joined from them.
+            # Each event rendered once; a sender's share is cut from the batch.
             pieces = fmt.render_each(room, everyone)
             batch = b"".join(pieces)
+            ends: list[int] = []
             for member, send in group:
                 data = batch
-                if member in special:
-                    start = starts.get(member, 0)
-                    echo = fmt.echo
-                    data = b"".join(
-                        [
-                            piece
-                            for piece, (index, _, sender) in zip(
-                                pieces, events, strict=True
-                            )
-                            if index >= start and (echo or sender is not member)
-                        ]
-                    )
+                own = None if fmt.echo else said.get(member)
+                if own is not None or member in starts:
+                    if not ends:
+                        ends = list(accumulate(map(len, pieces)))
+                    skipped = _starting_at(events, starts.get(member, 0))
+                    data = _without(batch, ends, skipped, own or ())
                     if not data:
                         continue
                 try:
