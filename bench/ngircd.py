@@ -257,6 +257,16 @@ def run_ngircd(python: str, workload: str, extra: list[str], stock: bool) -> Rep
         )
 
 
+def run_inspircd(python: str, workload: str, extra: list[str]) -> Report:
+    """One ``--proto irc`` run against a fresh InspIRCd (bench/inspircd.py)."""
+    from inspircd import Inspircd
+
+    with Inspircd() as server:
+        return bench(
+            python, server.port, server.pid, "irc", ["--workload", workload, *extra]
+        )
+
+
 def describe(report: Report) -> str:
     rate, p50, p99, cpu = numbers(report)
     ok = "ok" if report["ok"] else "ERRORS: " + "; ".join(report["errors"])
@@ -283,9 +293,13 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
             order = ["irc/ngircd", "line/twistd"]
             if args.twistd_irc:
                 order.append("irc/twistd")
+            if args.inspircd:
+                order.append("irc/inspircd")
             for name in order if n % 2 == 0 else order[::-1]:
                 if name == "irc/ngircd":
                     report = run_ngircd(python, workload, extra, args.stock)
+                elif name == "irc/inspircd":
+                    report = run_inspircd(python, workload, extra)
                 else:
                     proto = name.split("/")[0]
                     report = run_twistd(python, workload, extra, proto)
@@ -340,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         "--twistd-irc",
         action="store_true",
         help="with --compare, also --proto irc against twistd chat --irc",
+    )
+    parser.add_argument(
+        "--inspircd",
+        action="store_true",
+        help="with --compare, also --proto irc against InspIRCd (bench/inspircd.py)",
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workloads", default="fanout,rooms,latency")
