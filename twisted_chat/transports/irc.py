@@ -102,25 +102,27 @@ class IrcProtocol(IrcSessionMixin, StreamChatProtocol):
         if self._flood_wait is not None:
             return
         transport = self.transport
-        reactor = self.factory.reactor
+        # One reading of the clock for the lines of one read: they came together.
+        now = self.factory.reactor.seconds()
+        next_line = self.lines_in.next_line
+        commands = self.commands
+        bucket = self._intake.bucket
         while not transport.disconnecting:
-            line = self.held if self.held is not None else self.lines_in.next_line()
+            line = self.held if self.held is not None else next_line()
             self.held = None
             if line is None:
                 return
-            self.last_heard = reactor.seconds()
+            self.last_heard = now
             self.pinged = False  # any line is a sign of life
             if line is irc_wire.TOO_LONG:
                 self.reply_numeric("417", "Input line was too long")
                 continue
-            bucket = self._intake.bucket
             if bucket is not None:
-                delay = bucket.take(self.last_heard)
+                delay = bucket.take(now)
                 if delay:
                     self.held = line
                     self._pause_for_flood(delay)
                     return
-            commands = self.commands
             if (
                 commands is not None
                 and line[:9] == b"PRIVMSG #"
