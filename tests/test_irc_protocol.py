@@ -958,3 +958,22 @@ def test_irc_members_see_a_quit_reason_prefixed_once() -> None:
     rig.turn()
     [line] = lines_of(bob_out)
     assert line.endswith(" QUIT :Quit: gone fishing"), line
+
+
+def test_invite_answers_as_the_mainstream_servers_do() -> None:
+    """Someone already in the channel: 443, whoever asks; a member who is
+    not an operator: 482; an operator: 341, and the invitee gets INVITE."""
+    rig = Rig(flood_burst=0)
+    alice, alice_out = rig.register("alice", room="#dev")
+    bob, bob_out = rig.register("bob", room="#dev")
+    _, carol_out = rig.register("carol")
+    send(bob, "INVITE alice #dev")
+    assert lines_of(bob_out) == [f":{SERVER} 443 bob alice #dev :is already on channel"]
+    bob_out.clear()
+    send(bob, "INVITE carol #dev")
+    assert numerics(bob_out) == ["482"]
+    alice_out.clear()
+    send(alice, "INVITE carol #dev")
+    assert numerics(alice_out) == ["341"]
+    assert lines_of(carol_out)[-1].endswith(" INVITE carol #dev")
+    assert lines_of(carol_out)[-1].startswith(":alice!~alice@")
