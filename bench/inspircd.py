@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ngircd import free_port, stop, wait_for_port
+from _servers import BenchServer
 
 INSPIRCD = "/usr/sbin/inspircd"
 
@@ -61,52 +59,20 @@ CONFIG = """\
 """
 
 
-class Inspircd:
-    """An InspIRCd on a free loopback port with the bench's configuration.
+class Inspircd(BenchServer):
+    """An InspIRCd with the bench's configuration (see the module)."""
 
-    ``with Inspircd() as server:`` starts and stops it; ``port`` and ``pid``
-    are set while it runs; the temporary directory goes on stop.
-    """
+    name = "inspircd"
+    program = INSPIRCD
 
     def __init__(self, *, port: int = 0) -> None:
-        self.port = port or free_port()
-        self.directory = Path(tempfile.mkdtemp(prefix="bench-inspircd-"))
+        super().__init__(port=port)
         self.config = self.directory / "inspircd.conf"
         self.config.write_text(CONFIG.format(port=self.port, directory=self.directory))
         (self.directory / "motd.txt").write_text("bench\n")
-        self.log = self.directory / "stdout.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def pid(self) -> int:
-        if self.process is None:
-            raise RuntimeError("inspircd is not running")
-        return self.process.pid
-
-    def start(self) -> None:
-        if not Path(INSPIRCD).exists():
-            raise SystemExit(f"{INSPIRCD} is missing: apt-get install inspircd")
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - fixed program, our config
-                [INSPIRCD, "--nofork", "--runasroot", f"--config={self.config}"],
-                cwd=self.directory,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for_port(self.port, self.process, "inspircd")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Inspircd:  # noqa: PYI034 - never subclassed
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def command(self) -> list[str]:
+        return [INSPIRCD, "--nofork", "--runasroot", f"--config={self.config}"]
 
 
 def main(argv: list[str] | None = None) -> int:
