@@ -6,10 +6,12 @@ directory, stopped and removed at the end, whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -100,3 +102,20 @@ class BenchServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def serve_or_bench(self, serve: bool, extra: list[str]) -> int:
+        """Run until Ctrl-C (``serve``), or one ``--proto irc`` bench run
+        with ``extra`` options against this server; the exit status."""
+        with self:
+            if serve:
+                where = f"127.0.0.1:{self.port}, pid {self.pid}, log {self.log}"
+                print(f"{self.name} on {where}", flush=True)
+                with contextlib.suppress(KeyboardInterrupt):
+                    self.process.wait()  # type: ignore[union-attr]
+                return 0
+            done = subprocess.run(  # noqa: S603 - our own bench
+                [sys.executable, "-m", "twisted_chat.bench", "--proto", "irc",
+                 "--port", str(self.port), "--server-pid", str(self.pid), *extra],
+                check=False,
+            )  # fmt: skip
+            return done.returncode

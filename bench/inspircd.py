@@ -30,8 +30,6 @@ class keys in docs/conf/inspircd.conf.example):
 from __future__ import annotations
 
 import argparse
-import contextlib
-import subprocess
 import sys
 from pathlib import Path
 
@@ -85,19 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", action="store_true", help="run until Ctrl-C")
     parser.add_argument("--port", type=int, default=0, help="for --serve")
     args = parser.parse_args(argv)
-    with Inspircd(port=args.port) as server:
-        if args.serve:
-            print(f"inspircd on 127.0.0.1:{server.port}, pid {server.pid}, "
-                  f"config {server.config}", flush=True)  # fmt: skip
-            with contextlib.suppress(KeyboardInterrupt):
-                server.process.wait()  # type: ignore[union-attr]
-            return 0
-        done = subprocess.run(  # noqa: S603 - our own bench
-            [sys.executable, "-m", "twisted_chat.bench", "--proto", "irc",
-             "--port", str(server.port), "--server-pid", str(server.pid), *extra],
-            check=False,
-        )  # fmt: skip
-        return done.returncode
+    return Inspircd(port=args.port).serve_or_bench(args.serve, extra)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,6 @@ line mode's default ``--window`` (200): the same load for both servers.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -299,19 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # fmt: skip
     if args.compare:
         return compare(args, extra)
-    with Ngircd(port=args.port, stock=args.stock) as server:
-        if args.serve:
-            print(f"ngircd on 127.0.0.1:{server.port}, pid {server.pid}, "
-                  f"config {server.config}, log {server.log}", flush=True)  # fmt: skip
-            with contextlib.suppress(KeyboardInterrupt):
-                server.process.wait()  # type: ignore[union-attr]
-            return 0
-        done = subprocess.run(  # noqa: S603 - our own bench
-            [sys.executable, "-m", "twisted_chat.bench", "--proto", "irc",
-             "--port", str(server.port), "--server-pid", str(server.pid), *extra],
-            check=False,
-        )  # fmt: skip
-        return done.returncode
+    return Ngircd(port=args.port, stock=args.stock).serve_or_bench(args.serve, extra)
 
 
 if __name__ == "__main__":
