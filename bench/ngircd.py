@@ -56,26 +56,25 @@ line mode's default ``--window`` (200): the same load for both servers.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _servers import BenchServer, free_port, stop, wait_for_port
 
 #: A bench --json report.
 Report = dict[str, Any]
 
 NGIRCD = "/usr/sbin/ngircd"
-#: Seconds a server gets to open its port, and a bench run to finish.
-START_TIMEOUT = 30.0
+#: Seconds a bench run gets to finish.
 RUN_TIMEOUT = 900.0
 #: The bench's numbers quoted in the comparison, from its --json report.
 COLUMNS = ("deliveries_per_s", "p50_ms", "p99_ms", "cpu_us")
@@ -107,13 +106,6 @@ IncludeDir = {directory}
 """
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on (a tiny race is accepted)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def write_config(directory: Path, port: int, *, stock: bool = False) -> Path:
     """Write the bench's ngircd.conf into ``directory`` and return its path."""
     text = CONFIG.format(
@@ -127,80 +119,21 @@ def write_config(directory: Path, port: int, *, stock: bool = False) -> Path:
     return path
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    """Return once 127.0.0.1:``port`` accepts; fail if ``process`` exits first."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{what} did not start on port {port}") from None
-            time.sleep(0.05)
-        else:
-            return
+class Ngircd(BenchServer):
+    """An ngircd with the bench's configuration (see the module)."""
 
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after 10 seconds; always reaped."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-class Ngircd:
-    """An ngircd on a free loopback port with the bench's configuration.
-
-    ``with Ngircd() as server:`` starts it and stops it; ``port`` and
-    ``pid`` are set while it runs.  ``log`` gets its stderr (its log); the
-    temporary directory (config, default log) is removed on stop.
-    """
+    name = "ngircd"
+    program = NGIRCD
 
     def __init__(
         self, *, port: int = 0, stock: bool = False, log: Path | None = None
     ) -> None:
+        super().__init__(port=port, log=log)
         self.stock = stock
-        self.port = port or free_port()
-        self.directory = Path(tempfile.mkdtemp(prefix="bench-ngircd-"))
         self.config = write_config(self.directory, self.port, stock=stock)
-        self.log = log or self.directory / "ngircd.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def pid(self) -> int:
-        if self.process is None:
-            raise RuntimeError("ngircd is not running")
-        return self.process.pid
-
-    def start(self) -> None:
-        if not Path(NGIRCD).exists():
-            raise SystemExit(f"{NGIRCD} is missing: apt-get install ngircd")
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - fixed program, our config
-                [NGIRCD, "-n", "-f", str(self.config)],
-                cwd=self.directory,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for_port(self.port, self.process, "ngircd")
-
-    def stop(self) -> None:
-        """Stop the server and remove its directory (config, log)."""
-        if self.process is not None:
-            stop(self.process)
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Ngircd:  # noqa: PYI034 - never subclassed
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def command(self) -> list[str]:
+        return [NGIRCD, "-n", "-f", str(self.config)]
 
 
 def bench(python: str, port: int, pid: int, proto: str, extra: list[str]) -> Report:
@@ -257,6 +190,16 @@ def run_ngircd(python: str, workload: str, extra: list[str], stock: bool) -> Rep
         )
 
 
+def run_inspircd(python: str, workload: str, extra: list[str]) -> Report:
+    """One ``--proto irc`` run against a fresh InspIRCd (bench/inspircd.py)."""
+    from inspircd import Inspircd
+
+    with Inspircd() as server:
+        return bench(
+            python, server.port, server.pid, "irc", ["--workload", workload, *extra]
+        )
+
+
 def describe(report: Report) -> str:
     rate, p50, p99, cpu = numbers(report)
     ok = "ok" if report["ok"] else "ERRORS: " + "; ".join(report["errors"])
@@ -283,9 +226,13 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
             order = ["irc/ngircd", "line/twistd"]
             if args.twistd_irc:
                 order.append("irc/twistd")
+            if args.inspircd:
+                order.append("irc/inspircd")
             for name in order if n % 2 == 0 else order[::-1]:
                 if name == "irc/ngircd":
                     report = run_ngircd(python, workload, extra, args.stock)
+                elif name == "irc/inspircd":
+                    report = run_inspircd(python, workload, extra)
                 else:
                     proto = name.split("/")[0]
                     report = run_twistd(python, workload, extra, proto)
@@ -341,24 +288,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --compare, also --proto irc against twistd chat --irc",
     )
+    parser.add_argument(
+        "--inspircd",
+        action="store_true",
+        help="with --compare, also --proto irc against InspIRCd (bench/inspircd.py)",
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workloads", default="fanout,rooms,latency")
     args = parser.parse_args(argv)  # fmt: skip
     if args.compare:
         return compare(args, extra)
-    with Ngircd(port=args.port, stock=args.stock) as server:
-        if args.serve:
-            print(f"ngircd on 127.0.0.1:{server.port}, pid {server.pid}, "
-                  f"config {server.config}, log {server.log}", flush=True)  # fmt: skip
-            with contextlib.suppress(KeyboardInterrupt):
-                server.process.wait()  # type: ignore[union-attr]
-            return 0
-        done = subprocess.run(  # noqa: S603 - our own bench
-            [sys.executable, "-m", "twisted_chat.bench", "--proto", "irc",
-             "--port", str(server.port), "--server-pid", str(server.pid), *extra],
-            check=False,
-        )  # fmt: skip
-        return done.returncode
+    return Ngircd(port=args.port, stock=args.stock).serve_or_bench(args.serve, extra)
 
 
 if __name__ == "__main__":

@@ -545,30 +545,35 @@ def test_an_endless_setup_line_is_bounded(loop_thread: LoopThread) -> None:
 # The real ngircd.
 
 
-def _ngircd_module() -> Any:
-    path = Path(__file__).parent.parent / "bench" / "ngircd.py"
-    spec = importlib.util.spec_from_file_location("bench_ngircd", path)
+def _bench_module(name: str) -> Any:
+    """``bench/NAME.py``, loaded as the scripts load each other."""
+    path = Path(__file__).parent.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_ngircd"] = module
+    sys.modules[f"bench_{name}"] = module
     spec.loader.exec_module(module)
     return module
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("workload", "overrides"),
+    ("server_kind", "workload", "overrides"),
     [
-        ("fanout", {"clients": 20, "senders": 4, "messages": 200}),
-        ("rooms", {"clients": 60, "rooms": 6, "senders": 60, "messages": 10}),
+        ("ngircd", "fanout", {"clients": 20, "senders": 4, "messages": 200}),
+        ("ngircd", "rooms", {"clients": 60, "rooms": 6, "senders": 60, "messages": 10}),
+        ("inspircd", "fanout", {"clients": 20, "senders": 4, "messages": 200}),
     ],
 )
-def test_irc_mode_against_ngircd(workload: str, overrides: dict[str, Any]) -> None:
-    """ngircd, configured by bench/ngircd.py, delivers every message once;
-    needs /usr/sbin/ngircd (Debian package ngircd)."""
-    ngircd = _ngircd_module()
-    with ngircd.Ngircd() as server:
+def test_irc_mode_against_ngircd_and_inspircd(
+    server_kind: str, workload: str, overrides: dict[str, Any]
+) -> None:
+    """ngircd and InspIRCd, configured by bench/ngircd.py and bench/inspircd.py,
+    deliver every message once; needs Debian's ngircd and inspircd."""
+    module = _bench_module(server_kind)
+    server_class = module.Ngircd if server_kind == "ngircd" else module.Inspircd
+    with server_class() as server:
         w = get_workload(workload, **overrides)
         report = run(
             RunConfig(

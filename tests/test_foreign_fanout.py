@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import pytest
 from attrs import define, field
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from twisted_chat.core.chat import ChatServer
@@ -442,3 +444,48 @@ def test_interleaved_speakers_get_all_but_their_own_in_order(rig: Rig) -> None:
     assert got(one) == [line for line in got(three) if "|one|" not in line]
     assert got(two) == [line for line in got(three) if "|two|" not in line]
     assert got(late) == ["irc|#dev|alice|Said:last"]
+
+
+def _fresh_rig() -> Rig:
+    clock = Clock()
+    server = ChatServer(
+        Settings(default_room=""),
+        clock.seconds,
+        defer=lambda f: clock.callLater(0, f),
+        call_later=clock.callLater,
+    )
+    return Rig(server, clock)
+
+
+@settings(max_examples=60, deadline=None)
+@given(script=st.lists(st.tuples(st.integers(0, 3), st.booleans()), max_size=30))
+def test_any_turn_gives_each_member_all_but_its_own_once_in_order(
+    script: list[tuple[int, bool]],
+) -> None:
+    """Whatever the order of speakers (three of another format, one line
+    user) and of their direct replies (``/ping``, a catch-up) in one turn:
+    each foreign member gets every other speaker's line, once, in order, and
+    each event is rendered once."""
+    rig = _fresh_rig()
+    fmt = CountingFormat("irc")
+    members = [rig.connect(f"m{n}", fmt) for n in range(3)]
+    _, line_user = rig.connect("liner")
+    speakers = [p for _, p in members] + [line_user]
+    fmt.events = 0
+    said: list[tuple[int, str]] = []
+    for n, (who, ping) in enumerate(script):
+        text = f"{speakers[who].nick.display} {n}"
+        rig.say(speakers[who], text)
+        said.append((who, text))
+        if ping:
+            rig.say(speakers[who], "/ping")
+    rig.turn()
+    for index, (client, _) in enumerate(members):
+        got = b"".join(client.wire).decode().splitlines()
+        nick = f"m{index}"
+        assert got == [
+            f"irc|#dev|{speakers[who].nick.display}|Said:{text}"
+            for who, text in said
+            if who != index
+        ], nick
+    assert fmt.events == len(said)

@@ -757,6 +757,41 @@ def test_sasl_is_throttled_by_the_core_after_five_failures() -> None:
     assert numerics(transport) == ["900", "903"]
 
 
+def test_replies_after_an_oper_wait_for_its_answer() -> None:
+    """The password is checked later (argon2 on a worker): a ``PING`` sent
+    after ``OPER`` is answered after the ``381``, as clients (and irctest)
+    that sync on a ``PING`` expect; the room's traffic does not wait."""
+    rig = Rig(flood_burst=0, operators=(("Root", OPER_HASH),))
+    root, out = rig.register("root", room="#dev")
+    line_user, _ = rig.member("bob")
+    send(root, f"OPER root {OPER_PASSWORD}", "PING :after-oper", "JOIN #two")
+    line_user.dataReceived(b"hello\n")
+    assert "PONG" not in text(out)
+    assert " 366 " not in text(out)
+    rig.turn()
+    got = lines_of(out)
+    said = [i for i, line in enumerate(got) if "PRIVMSG #dev :hello" in line]
+    oper = [i for i, line in enumerate(got) if " 381 root " in line]
+    pong = [i for i, line in enumerate(got) if "PONG" in line and "after-oper" in line]
+    names = [i for i, line in enumerate(got) if " 366 root #two " in line]
+    assert all((oper, pong, names, said)), got
+    assert oper[0] < pong[0] < names[0], got
+
+
+def test_replies_waiting_behind_an_answer_are_bounded() -> None:
+    """A client that piles up replies behind a pending ``OPER`` is dropped
+    at MAX_HELD, as a reader that does not keep up."""
+    from twisted_chat.transports.irc import MAX_HELD
+
+    rig = Rig(flood_burst=0, operators=(("Root", OPER_HASH),))
+    root, out = rig.register("root")
+    send(root, f"OPER root {OPER_PASSWORD}", *["PING :x"] * MAX_HELD)
+    assert len(root.wire_held or ()) == MAX_HELD
+    assert not out.disconnecting
+    send(root, "PING :one-too-many")
+    assert out.disconnecting
+
+
 def test_sasl_to_a_banned_account_is_told_it_is_banned() -> None:
     rig = Rig(flood_burst=0, operators=(("Root", OPER_HASH),))
     rig.account("carol")
@@ -923,3 +958,22 @@ def test_irc_members_see_a_quit_reason_prefixed_once() -> None:
     rig.turn()
     [line] = lines_of(bob_out)
     assert line.endswith(" QUIT :Quit: gone fishing"), line
+
+
+def test_invite_answers_as_the_mainstream_servers_do() -> None:
+    """Someone already in the channel: 443, whoever asks; a member who is
+    not an operator: 482; an operator: 341, and the invitee gets INVITE."""
+    rig = Rig(flood_burst=0)
+    alice, alice_out = rig.register("alice", room="#dev")
+    bob, bob_out = rig.register("bob", room="#dev")
+    _, carol_out = rig.register("carol")
+    send(bob, "INVITE alice #dev")
+    assert lines_of(bob_out) == [f":{SERVER} 443 bob alice #dev :is already on channel"]
+    bob_out.clear()
+    send(bob, "INVITE carol #dev")
+    assert numerics(bob_out) == ["482"]
+    alice_out.clear()
+    send(alice, "INVITE carol #dev")
+    assert numerics(alice_out) == ["341"]
+    assert lines_of(carol_out)[-1].endswith(" INVITE carol #dev")
+    assert lines_of(carol_out)[-1].startswith(":alice!~alice@")

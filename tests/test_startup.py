@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import Pair
@@ -270,3 +271,30 @@ def test_a_passed_socket_of_the_wrong_kind_says_which_line_to_write(
         "Inherited socket 'chat-udp' is SOCK_STREAM, not SOCK_DGRAM: its .socket "
         "unit needs ListenDatagram="
     )
+
+
+def test_twistds_service_freezes_the_startup_heap_and_tests_do_not(
+    tmp_path: Path,
+) -> None:
+    """Under twistd, start-up's objects leave the collector's walks; a
+    service built elsewhere (tests, tools) leaves the collector alone."""
+    import gc
+
+    from twisted_chat.daemon.options import makeService
+    from twisted_chat.daemon.startup import freeze_startup_heap
+
+    nothing = InheritedSockets(ListenFDs([], ()))
+    assert daemon(nothing, "--tcp", "tcp:0").freeze_heap is False
+    options = Options()
+    options.parseOptions(["--tcp", "tcp:0", "--state-dir", str(tmp_path / "s")])
+    assert makeService(options).freeze_heap is True  # type: ignore[attr-defined]
+    assert gc.get_freeze_count() == 0
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > 0
+        garbage: list[object] = []
+        garbage.append(garbage)  # a cycle made after the freeze is collected
+        del garbage
+        assert gc.collect() >= 1
+    finally:
+        gc.unfreeze()

@@ -94,18 +94,10 @@ class IrcClient(TcpClient):
         if self.stage > Stage.SETUP:
             self._count(now)
             return
-        worker = self.worker
-        buf = worker.buf
-        try:
-            n = self.sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
+        n = self.receive()
+        if not n:
             return
-        except OSError as e:
-            worker.fail(self, f"connection lost: {e.strerror}")
-            return
-        if n == 0:
-            worker.fail(self, "connection closed by the server")
-            return
+        buf = self.worker.buf
         self.remember_setup(buf[:n])
         self.pending += buf[:n]
         self._setup_lines()
@@ -164,18 +156,11 @@ class IrcClient(TcpClient):
         return len(line.params) >= 2 and line.params[1].lower() == self.room_key
 
     def _count(self, now: int) -> None:
+        n = self.receive(self.irc.last_words)
+        if not n:
+            return
         worker = self.worker
         buf = worker.buf
-        try:
-            n = self.sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            worker.fail(self, f"connection lost: {e.strerror}")
-            return
-        if n == 0:
-            worker.fail(self, "connection closed by the server" + self.irc.last_words())
-            return
         worker.reads += 1
         worker.read_bytes += n
         self._account(buf, n, now)

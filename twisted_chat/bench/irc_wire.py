@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 from attrs import frozen
 
-from twisted_chat.bench.wire import _sample
+from twisted_chat.bench.wire import _sample, sent_latency_ns
 
 if TYPE_CHECKING:
     from array import array
@@ -73,8 +73,6 @@ MAX_IRC_SIZE = 350
 #: that straddles two reads (a ``PING`` to check), and the last words of a
 #: server that closes the connection.
 KEEP = MAX_LINE
-#: Latencies outside this range are not ours.
-_MAX_LATENCY_NS = 3600 * 10**9
 
 
 def nick_for(run_id: str, index: int) -> str:
@@ -120,17 +118,7 @@ def irc_latency_ns(
     is not a bench ``PRIVMSG``."""
     if buf.find(b" PRIVMSG ", start, end) < 0:
         return None
-    space = buf.rfind(b" ", start, end)
-    if space < 0:
-        return None
-    try:
-        sent = int(buf[space + 1 : end])  # int() ignores the trailing CR
-    except ValueError:
-        return None
-    latency = now_ns - sent
-    if 0 <= latency < _MAX_LATENCY_NS:
-        return latency
-    return None
+    return sent_latency_ns(buf, start, end, now_ns)
 
 
 @frozen

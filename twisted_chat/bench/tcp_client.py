@@ -15,6 +15,8 @@ from twisted_chat.bench.client import Client, Stage
 from twisted_chat.bench.wire import StreamCounter, message_mark, setup_lines
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from twisted_chat.bench.worker import Worker
     from twisted_chat.bench.workloads import ClientPlan
 
@@ -62,19 +64,28 @@ class TcpClient(Client):
         self.queue(setup_lines(self.plan.room))
         return True
 
+    def receive(self, last_words: Callable[[], str] | None = None) -> int:
+        """Read into the worker's buffer: how many bytes, or 0 when there was
+        nothing to read or the connection failed (reported to the worker,
+        with ``last_words()`` when the server closed it)."""
+        try:
+            n = self.sock.recv_into(self.worker.buf)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as e:
+            self.worker.fail(self, f"connection lost: {e.strerror}")
+            return 0
+        if n == 0:
+            said = last_words() if last_words is not None else ""
+            self.worker.fail(self, "connection closed by the server" + said)
+        return n
+
     def on_readable(self, now: int) -> None:
+        n = self.receive()
+        if not n:
+            return
         worker = self.worker
         buf = worker.buf
-        try:
-            n = self.sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            worker.fail(self, f"connection lost: {e.strerror}")
-            return
-        if n == 0:
-            worker.fail(self, "connection closed by the server")
-            return
         worker.reads += 1
         worker.read_bytes += n
         if self.stage <= Stage.SETUP:

@@ -76,6 +76,14 @@ def line_latency_ns(
     ``None`` when that line is not one of ours."""
     if not buf.startswith(b"[#", start):
         return None
+    return sent_latency_ns(buf, start, end, now_ns)
+
+
+def sent_latency_ns(
+    buf: bytes | bytearray, start: int, end: int, now_ns: int
+) -> int | None:
+    """Latency of a delivery whose line ends in the sender's monotonic ns
+    (the bench's body, whatever the protocol around it)."""
     space = buf.rfind(b" ", start, end)
     if space < 0:
         return None

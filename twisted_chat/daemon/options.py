@@ -140,4 +140,5 @@ def makeService(options: Options) -> IService:
         # twistd would print a traceback; a person needs one clear line.
         raise SystemExit(f"twistd chat: {problem}") from None
     service.handle_sighup = True
+    service.freeze_heap = True
     return service

@@ -48,6 +48,7 @@ from twisted_chat.daemon.startup import (
     ListenerGroup,
     StartupError,
     adopt_inherited,
+    freeze_startup_heap,
     unadopted_socket,
 )
 from twisted_chat.daemon.systemd import SystemdNotifyService, install_sighup
@@ -102,6 +103,8 @@ class ChatService(MultiService):
         #: Each front-end's listeners, by front-end name.
         self.listeners: dict[str, Sequence[IChatListener]] = {}
         self.handle_sighup = False
+        #: Move what start-up made out of the garbage collector's way (twistd).
+        self.freeze_heap = False
         self._uninstall_sighup: Callable[[], None] | None = None
         #: The sockets systemd passed, adopted again on reload so a reload
         #: does not mistake adopted listeners for changed ones.
@@ -127,6 +130,8 @@ class ChatService(MultiService):
             # `systemctl reload` through, and an unhandled SIGHUP kills us.
             self._uninstall_sighup = install_sighup(self.reactor, self._on_sighup)
         super().startService()
+        if self.freeze_heap:
+            freeze_startup_heap()
         names = [front_end.name for front_end in self.front_ends]
         _log.info(
             "twisted-chat ready: " + " ".join(f"{name}={{{name}}}" for name in names),

@@ -11,6 +11,7 @@ Two things a deployer meets before the first client:
   adopts the passed socket instead of binding the same port again (which
   fails: address in use).  With nothing passed and nothing configured, the
   defaults stay (TCP 9000, UDP 9001).
+- **The start-up heap out of the collector's way** (:func:`freeze_startup_heap`).
 - **Ports that cannot be had.**  twistd binds ports after ``makeService``, in
   ``privilegedStartService``, and a taken port used to end in a page of
   traceback.  :class:`ListenerGroup` turns the failure into one line that
@@ -20,6 +21,7 @@ Two things a deployer meets before the first client:
 from __future__ import annotations
 
 import errno
+import gc
 import platform
 import sys
 from types import TracebackType
@@ -50,6 +52,7 @@ __all__ = [
     "StartupError",
     "adopt_inherited",
     "explain_listen_failure",
+    "freeze_startup_heap",
     "unadopted_socket",
     "version_line",
 ]
@@ -239,3 +242,19 @@ def version_line() -> str:
         f"twisted-chat {__version__} (Twisted {twisted_version}, "
         f"Python {platform.python_version()})"
     )
+
+
+def freeze_startup_heap() -> None:
+    """
+    Exempt what start-up made (modules, classes, settings, stores) from
+    every later garbage collection: it lives as long as the process.
+
+    A full collection walks every tracked object, and the imports alone
+    make ~90,000 of them that took 60 ms of CPU to walk here: a pause of
+    the reactor, so of every client, each time clients' objects trigger
+    one (``gc.freeze``, as its documentation suggests for long-lived
+    processes; collected first, so no garbage is frozen).  Chat state made
+    later (participants, rooms) is collected as before.
+    """
+    gc.collect()
+    gc.freeze()

@@ -54,6 +54,10 @@ __all__ = ["PING_AFTER", "PING_TIMEOUT", "IrcFactory", "IrcProtocol"]
 
 _log = RateLimitedLogger()
 
+#: Replies a client may have waiting behind a hold (a JOIN's history, an
+#: ``OPER`` being checked) before it counts as a reader that does not keep up.
+MAX_HELD = 1024
+
 
 class IrcProtocol(IrcSessionMixin, StreamChatProtocol):
     """Speaks IRC over one stream connection."""
@@ -69,10 +73,39 @@ class IrcProtocol(IrcSessionMixin, StreamChatProtocol):
 
     def send_wire(self, data: bytes) -> None:
         """Bytes in IRC: the stream's writer (send queue, write-through)."""
-        if self.wire_held is not None:
-            self.wire_held.append(data)
+        held = self.wire_held
+        if held is not None:
+            held.append(data)
+            if len(held) > MAX_HELD:  # replies piling up behind an answer
+                self._drop_slow_reader()
             return
         StreamChatProtocol.send(self, data)
+
+    def hold_wire(self) -> None:
+        """Hold IRC output until :meth:`release_wire`: a JOIN's history, or
+        whatever follows a command whose answer comes later."""
+        if self.wire_held is None:
+            self.wire_held = []
+        self._hold_marks.append(len(self.wire_held))
+
+    def release_wire(self, first: bytes = b"") -> None:
+        """End the latest hold: ``first``, then what it held, go out (or, in
+        an outer hold, take their place in it)."""
+        data = first + self._end_hold()
+        if data:
+            self.send_wire(data)
+
+    def _end_hold(self) -> bytes:
+        """End the latest hold and return what it held, unsent."""
+        held = self.wire_held
+        if held is None or not self._hold_marks:
+            return b""
+        mark = self._hold_marks.pop()
+        data = b"".join(held[mark:])
+        del held[mark:]
+        if not self._hold_marks:
+            self.wire_held = None
+        return data
 
     # -- joining the chat ----------------------------------------------------------
 
@@ -102,25 +135,27 @@ class IrcProtocol(IrcSessionMixin, StreamChatProtocol):
         if self._flood_wait is not None:
             return
         transport = self.transport
-        reactor = self.factory.reactor
+        # One reading of the clock for the lines of one read: they came together.
+        now = self.factory.reactor.seconds()
+        next_line = self.lines_in.next_line
+        commands = self.commands
+        bucket = self._intake.bucket
         while not transport.disconnecting:
-            line = self.held if self.held is not None else self.lines_in.next_line()
+            line = self.held if self.held is not None else next_line()
             self.held = None
             if line is None:
                 return
-            self.last_heard = reactor.seconds()
+            self.last_heard = now
             self.pinged = False  # any line is a sign of life
             if line is irc_wire.TOO_LONG:
                 self.reply_numeric("417", "Input line was too long")
                 continue
-            bucket = self._intake.bucket
             if bucket is not None:
-                delay = bucket.take(self.last_heard)
+                delay = bucket.take(now)
                 if delay:
                     self.held = line
                     self._pause_for_flood(delay)
                     return
-            commands = self.commands
             if (
                 commands is not None
                 and line[:9] == b"PRIVMSG #"

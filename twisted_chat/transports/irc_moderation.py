@@ -46,6 +46,14 @@ class IrcModeration(IrcQueries):
         if room is None:
             self.numeric("442", channel, "You're not on that channel")
             return
+        # As the mainstream servers check: someone already here is 443
+        # before anything is asked of the inviter (Modern IRC, "INVITE").
+        target = self.conn.server.participants.get(nick_key(who))
+        if target is not None and target in room.members:
+            self.numeric(
+                "443", target.nick.display, room.name.display, "is already on channel"
+            )
+            return
         answers = self._in(room, f"/invite {who}")
         if not self.fail("INVITE", answers, channel):
             self.numeric("341", who, room.name.display)

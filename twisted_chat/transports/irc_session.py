@@ -111,6 +111,8 @@ class IrcSessionMixin:
         self.capture: list[bytes] | None = None
         #: IRC bytes held back while a JOIN runs, so its echo comes first.
         self.wire_held: list[bytes] | None = None
+        # Where each hold began in wire_held (holds nest: a JOIN during an OPER).
+        self._hold_marks: list[int] = []
         self.caps: set[str] = set()
         self.away: str | None = None
         self.irc_user = ""
@@ -284,20 +286,18 @@ class IrcSessionMixin:
     # -- the core's answers --------------------------------------------------------
 
     def hold_wire(self) -> None:
-        """Hold IRC output until :meth:`release_wire` (a JOIN's history)."""
-        if self.wire_held is None:
-            self.wire_held = []
+        """Hold IRC output until the hold ends (the protocol's writer)."""
+        raise NotImplementedError
 
-    def release_wire(self, first: bytes = b"") -> None:
-        """Send ``first``, then what was held."""
-        held, self.wire_held = self.wire_held, None
-        data = first + b"".join(held or ())
-        if data:
-            self.send_wire(data)
+    def _end_hold(self) -> bytes:
+        raise NotImplementedError
 
     def answer_later(self, answered: Callable[[list[str]], None]) -> None:
-        """Hand the core's answer to ``answered``, now or when it comes."""
+        """Hand the core's answer to ``answered`` when it comes; until then
+        the replies to later commands wait (a ``PING`` a client sends to
+        know its ``OPER`` was answered must not overtake the answer)."""
         self._answered = answered
+        self.hold_wire()
 
     def run(self, line: str) -> list[str]:
         """The core's direct answers to a line-protocol command, captured."""
@@ -329,7 +329,10 @@ class IrcSessionMixin:
             return
         if self._answered is not None:
             answered, self._answered = self._answered, None
-            answered(answers)
+            waiting = self._end_hold()
+            answered(answers)  # its numerics first, then what waited
+            if waiting:
+                self.send_wire(waiting)
             return
         if self.commands is None:
             return  # before 001: the core's welcome is not IRC's
