@@ -977,3 +977,21 @@ def test_invite_answers_as_the_mainstream_servers_do() -> None:
     assert numerics(alice_out) == ["341"]
     assert lines_of(carol_out)[-1].endswith(" INVITE carol #dev")
     assert lines_of(carol_out)[-1].startswith(":alice!~alice@")
+
+
+def test_a_pong_does_not_overtake_room_lines_of_the_same_turn() -> None:
+    """A line user speaks, then (same turn) an IRC member pings to sync:
+    the room's line comes first, as the line protocol orders its replies."""
+    rig = Rig(flood_burst=0)
+    irc, out = rig.register("ircer", room="#dev")
+    line_user, _ = rig.member("bob")
+    line_user.dataReceived(b"hello before the ping\n")
+    send(irc, "PING :sync")
+    got = lines_of(out)
+    said = [i for i, line in enumerate(got) if "hello before the ping" in line]
+    pong = [i for i, line in enumerate(got) if " PONG " in line]
+    assert said, got
+    assert pong, got
+    assert said[0] < pong[0], got
+    rig.turn()
+    assert sum("hello before the ping" in line for line in lines_of(out)) == 1

@@ -58,7 +58,7 @@ PING_AFTER: Final = 120.0
 PING_TIMEOUT: Final = 60.0
 
 _log = RateLimitedLogger()
-
+_SAID_LATER: Final = frozenset({"PRIVMSG", "NOTICE"})  # said at the turn's end
 _HISTORY = re.compile(r"\[(#\S+) ([0-9: -]+)\] (?:<(\S+)> (.*)|\* (\S+) (.*))")
 _LOGGED_IN = "* You are logged in as "
 _INVITED = re.compile(r"\* (\S+) invites you to (#\S+); /join \S+ to accept\.")
@@ -270,6 +270,10 @@ class IrcSessionMixin:
             if self.commands is None or message.command in REGISTRATION_COMMANDS:
                 self._send_messages(registration.feed(message))
                 return
+            outbox = self.server.outbox
+            if outbox.busy and message.command not in _SAID_LATER:
+                # As for line users: no reply overtakes this turn's room lines.
+                outbox.catch_up(self.participant)  # type: ignore[arg-type]
             self.commands.handle(message)
         except Exception:
             # A bug: logged, the client told, the connection kept (as the
