@@ -98,18 +98,11 @@ class WebClient(TcpClient):
 
     # Receiving.
     def on_readable(self, now: int) -> None:
+        n = self.receive(self._said)
+        if not n:
+            return
         worker = self.worker
         buf = worker.buf
-        try:
-            n = self.sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            worker.fail(self, f"connection lost: {e.strerror}")
-            return
-        if n == 0:
-            worker.fail(self, "connection closed by the server" + self._said())
-            return
         if self.stage > Stage.SETUP:
             worker.reads += 1
             worker.read_bytes += n
