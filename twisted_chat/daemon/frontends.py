@@ -33,12 +33,10 @@ from twisted_chat.daemon.inherited_sockets import (
 )
 from twisted_chat.daemon.irc import irc_settings
 from twisted_chat.daemon.startup import StartupError
-from twisted_chat.daemon.web import web_factory
 from twisted_chat.transports.irc import IrcFactory
 from twisted_chat.transports.listener import IChatListener, TcpClients
 from twisted_chat.transports.tcp import ChatServerFactory
 from twisted_chat.transports.udp_listeners import parse_udp, udp_listeners
-from twisted_chat.transports.web import WebClients
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort
@@ -145,7 +143,14 @@ def _build_irc(wiring: Wiring, values: tuple[str, ...]) -> Built:
 
 
 def _build_web(wiring: Wiring, values: tuple[str, ...]) -> Built:
-    """One ``strports`` service per ``--web``, all on one Site (and WebFormat)."""
+    """One ``strports`` service per ``--web``, all on one Site (and WebFormat).
+
+    Imported here, not at the top: a daemon without ``--web`` loads none of
+    twisted.web and wsproto (about 5 MB of memory it would never use).
+    """
+    from twisted_chat.daemon.web import web_factory
+    from twisted_chat.transports.web import WebClients
+
     factory = web_factory(
         wiring.settings, wiring.server, wiring.admission, wiring.reactor
     )
