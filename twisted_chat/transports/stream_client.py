@@ -43,8 +43,8 @@ from twisted_chat.core.intake import (
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.transports.stream_output import (
-    TRANSPORT_BUFFER,
     OutputWatch,
+    SlowReaderWatch,
     StreamTransport,
     unsent_bytes,
 )
@@ -86,7 +86,7 @@ def describe(address: IAddress) -> tuple[str, str]:
 
 
 @implementer(IChatClient, interfaces.IHandshakeListener)
-class StreamChatProtocol(LineReceiver):
+class StreamChatProtocol(SlowReaderWatch, LineReceiver):
     """
     One stream connection of a chat front-end, whatever it speaks: bans and
     caps at connect, the TLS handshake deadline, flood-control pauses, the
@@ -281,32 +281,9 @@ class StreamChatProtocol(LineReceiver):
         """``IChatClient`` API: flush, then hang up."""
         self.transport.loseConnection()
 
-    # -- output flow control ---------------------------------------------------
+    # -- output flow control (SlowReaderWatch) ------------------------------------
 
-    def output_stalled(self) -> None:
-        """The transport holds 64 KiB the client has not read yet."""
-        if not self._stalled:
-            self._stalled = True
-            self._unsent = TRANSPORT_BUFFER
-
-    def output_drained(self) -> None:
-        """The client caught up."""
-        if not self._dropped:
-            self._stalled = False
-            self._unsent = 0
-
-    def _drop_slow_reader(self) -> None:
-        if self._dropped:
-            return
-        self._dropped = True
-        _log.warn(
-            "dropping slow reader peer={peer} unsent={unsent}",
-            peer=self.peer,
-            unsent=self._unsent,
-        )
-        self.factory.quit_reasons[self] = "too slow to read, send queue full"
-        # Whatever is buffered will never be read: discard it rather than
-        # holding a megabyte for a client that does not read.
+    def _abort_unread(self) -> None:
         self.transport.abortConnection()
 
     # -- flood control -----------------------------------------------------------

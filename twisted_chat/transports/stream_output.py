@@ -20,8 +20,12 @@ from twisted.internet import interfaces
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
+from twisted_chat.core.logs import RateLimitedLogger
+
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
+
+_log = RateLimitedLogger()
 
 #: Twisted's transports call ``pauseProducing`` once this much output is
 #: buffered (``FileDescriptor.bufferSize``); the send queue count starts there.
@@ -141,3 +145,57 @@ class OutputWatch:
 
     def stopProducing(self) -> None:
         """Nothing to stop: the connection is going away."""
+
+
+class _Watched(Protocol):
+    """What :class:`SlowReaderWatch` needs of the class it is mixed into."""
+
+    _stalled: bool
+    _unsent: int
+    _dropped: bool
+    peer: str
+    factory: Any
+
+    def _abort_unread(self) -> None: ...
+
+
+class SlowReaderWatch:
+    """
+    What a connection does with :class:`OutputWatch`'s news, and the drop
+    at ``--max-sendq``: the same for every front-end that writes to a
+    stream (line protocol, IRC, the web's sessions).  The class keeps
+    ``_stalled``, ``_unsent``, ``_dropped``, ``peer`` and ``factory``
+    (with its ``quit_reasons``), and says how to cut the connection.
+    """
+
+    __slots__ = ()
+
+    def output_stalled(self: _Watched) -> None:
+        """The transport holds 64 KiB the client has not read yet."""
+        if not self._stalled:
+            self._stalled = True
+            self._unsent = TRANSPORT_BUFFER
+
+    def output_drained(self: _Watched) -> None:
+        """The client caught up."""
+        if not self._dropped:
+            self._stalled = False
+            self._unsent = 0
+
+    def _drop_slow_reader(self: _Watched) -> None:
+        if self._dropped:
+            return
+        self._dropped = True
+        _log.warn(
+            "dropping slow reader peer={peer} unsent={unsent}",
+            peer=self.peer,
+            unsent=self._unsent,
+        )
+        self.factory.quit_reasons[self] = "too slow to read, send queue full"
+        # Whatever is buffered will never be read: discard it rather than
+        # holding a megabyte for a client that does not read.
+        self._abort_unread()
+
+    def _abort_unread(self) -> None:
+        """Cut the connection now, dropping what it has not read."""
+        raise NotImplementedError

@@ -37,7 +37,7 @@ import socket
 from typing import TYPE_CHECKING, Any, Final
 
 from twisted_chat.core.logs import RateLimitedLogger
-from twisted_chat.transports.stream_output import TRANSPORT_BUFFER, unsent_bytes
+from twisted_chat.transports.stream_output import SlowReaderWatch, unsent_bytes
 from twisted_chat.transports.web_format import (
     WebFormat,
     frame,
@@ -77,7 +77,7 @@ def close_frame(code: int) -> bytes:
     return b"\x88\x02" + code.to_bytes(2, "big")
 
 
-class WebOutput:
+class WebOutput(SlowReaderWatch):
     """The writing half of a web session (its state in slots)."""
 
     __slots__ = (
@@ -252,27 +252,7 @@ class WebOutput:
             return
         tcp_transport.write(data)
 
-    # -- output flow control -------------------------------------------------------
+    # -- output flow control (SlowReaderWatch) ------------------------------------
 
-    def output_stalled(self) -> None:
-        """The socket holds 64 KiB the browser has not read yet."""
-        if not self._stalled:
-            self._stalled = True
-            self._unsent = TRANSPORT_BUFFER
-
-    def output_drained(self) -> None:
-        if not self._dropped:
-            self._stalled = False
-            self._unsent = 0
-
-    def _drop_slow_reader(self) -> None:
-        if self._dropped:
-            return
-        self._dropped = True
-        _log.warn(
-            "dropping slow reader peer={peer} unsent={unsent}",
-            peer=self.peer,
-            unsent=self._unsent,
-        )
-        self.factory.quit_reasons[self] = "too slow to read, send queue full"
+    def _abort_unread(self) -> None:
         self.abort()
