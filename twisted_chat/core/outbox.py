@@ -9,21 +9,44 @@ with a thousand members every join would otherwise cost a thousand sends,
 and a connect every ten milliseconds would keep the daemon busy.  Either
 way, every member sees the room's lines in the order they were said.
 
-It also counts what goes out, for ``/stats`` (:mod:`twisted_chat.core.stats`):
-a room's lines, and those lines times its members, once per room flush and
-never per line or delivery.
+It also counts what goes out, for ``/stats`` (:mod:`twisted_chat.core.stats`)
+and the metrics (issue 17): a room's lines, and those lines times its
+members, once per room flush and never per line or delivery; and, when it
+is given a :attr:`Outbox.clock`, how long each turn's fan-out took, as
+counts in the fixed buckets of :data:`FANOUT_BUCKETS` (two clock reads and
+one bisect a turn, never a read per room or line).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from twisted_chat.core.bounds import BUSY_ROOM, NOTICE_DELAY
 
 if TYPE_CHECKING:
     from twisted_chat.core.events import RoomEvent
     from twisted_chat.core.room import Participant, Room
+
+__all__ = ["FANOUT_BUCKETS", "Outbox"]
+
+#: Upper bounds, in seconds, of the buckets a turn's fan-out time is counted
+#: in (a Prometheus histogram's ``le``); one more bucket holds the rest.
+FANOUT_BUCKETS: Final = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
 
 
 class Outbox:
@@ -58,6 +81,15 @@ class Outbox:
         #: Called at the end of each turn that handed lines out, if set
         #: (the stats' clock sample: once a turn, not once a line).
         self.on_turn: Callable[[], None] | None = None
+        #: Read at the start and end of each turn that hands lines out, if
+        #: set (the chat's clock): how long the fan-out took.
+        self.clock: Callable[[], float] | None = None
+        #: Turns by fan-out time: ``fanout_counts[i]`` turns took at most
+        #: ``FANOUT_BUCKETS[i]`` seconds and more than the bucket before
+        #: (not cumulative); the last counts the turns over the last bound.
+        self.fanout_counts = [0] * (len(FANOUT_BUCKETS) + 1)
+        #: The seconds those turns took, in all.
+        self.fanout_seconds = 0.0
 
     @property
     def busy(self) -> bool:
@@ -111,6 +143,8 @@ class Outbox:
         """Hand out what the rooms heard this turn (not the waiting notices)."""
         if not self._dirty:
             return
+        clock = self.clock
+        started = clock() if clock is not None else 0.0
         messages = deliveries = 0
         remember = self._remember
         while self._dirty:
@@ -124,6 +158,11 @@ class Outbox:
                     remember(room, room.flush())
         self.messages += messages
         self.deliveries += deliveries
+        if clock is not None:
+            # A clock that stepped back counts as no time at all.
+            elapsed = max(clock() - started, 0.0)
+            self.fanout_counts[bisect_left(FANOUT_BUCKETS, elapsed)] += 1
+            self.fanout_seconds += elapsed
         if self.on_turn is not None:
             self.on_turn()
 

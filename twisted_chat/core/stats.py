@@ -18,6 +18,11 @@ attributes, read without side effects:
   (``server-full``, ``too-many-connections``; the daemon hands
   :class:`~twisted_chat.core.admission.Admission` this dict) and server bans
   (``banned``).  Codes are constants, so the dict stays small.
+- per event, for issue 17's metrics: connections accepted by transport
+  (:meth:`ServerStats.connected`), failed logins and kicks: a handful of
+  names, one increment when the event happens.  The fan-out time of each
+  turn is the outbox's (``Outbox.fanout_counts``; this class hands it the
+  clock).
 
 Rates come from snapshots ``(time, messages, deliveries)`` taken at most once
 a :data:`SAMPLE_INTERVAL` (at the end of a reactor turn that handed lines
@@ -78,6 +83,14 @@ class ServerStats:
         self._seconds = seconds
         #: Refused connections, hellos and logins, by error code.
         self.refusals: dict[str, int] = {}
+        #: Clients let in, by transport (``tcp``, ``udp``, ``irc``, ``web``).
+        self.accepted: dict[str, int] = {}
+        #: Logins and ``/oper`` attempts refused for a wrong password.
+        self.logins_failed = 0
+        #: Members kicked out of a room.
+        self.kicks = 0
+        # The fan-out is timed with the chat's clock (two reads a turn).
+        outbox.clock = seconds
         # The first is taken by the first sample: making a server must not
         # read its clock.
         self._snapshots: deque[_Snapshot] = deque(maxlen=SNAPSHOTS)
@@ -97,6 +110,11 @@ class ServerStats:
         """Count one refusal of ``code`` (``banned``, ``server-full``, ...)."""
         refusals = self.refusals
         refusals[code] = refusals.get(code, 0) + 1
+
+    def connected(self, transport: str) -> None:
+        """Count one client let in over ``transport`` (a fixed few names)."""
+        accepted = self.accepted
+        accepted[transport] = accepted.get(transport, 0) + 1
 
     def sample(self) -> None:
         """Take a snapshot if the last one is SAMPLE_INTERVAL old (one clock read)."""

@@ -267,8 +267,8 @@ def build_settings(
     Merge command line, config file and defaults into checked settings.
 
     Called at start and again on SIGHUP with the same command line, so a
-    reload sees what a restart would.  With no listener configured at all,
-    every front-end that has a default listens there.
+    reload sees what a restart would.  With no chat listener configured
+    (``--metrics`` is none), every front-end that has a default listens there.
 
     :param given: the options the command line set, by long name.
     :param config: the config file, if any.
@@ -293,10 +293,12 @@ def build_settings(
         except ValueError as problem:
             raise ConfigError(f"{origin}: {problem}") from None
     listeners = {fe.name: values.pop(fe.name, ()) for fe in front_ends}
-    defaulted = not any(listeners.values())
+    # --metrics lets no chat client in: alone, the chat's defaults listen.
+    defaulted = not any(listeners[fe.name] for fe in front_ends if fe.chat)
     if defaulted:
         listeners = {
-            fe.name: (fe.parse(fe.default),) if fe.default else () for fe in front_ends
+            fe.name: (fe.parse(fe.default),) if fe.default else listeners[fe.name]
+            for fe in front_ends
         }
     motd_path = str(values.pop("motd", ""))
     settings = Settings(

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FRONT_ENDS",
     "IRC",
+    "METRICS",
     "TCP",
     "UDP",
     "WEB",
@@ -103,6 +104,9 @@ class FrontEnd:
     #: The ``FileDescriptorName=`` of the socket it adopts from systemd
     #: when its option is not configured ("" = none).
     activation_socket: str = ""
+    #: Whether chat clients come in through it: with none of these
+    #: configured, the defaults listen (``--metrics`` alone still chats).
+    chat: bool = True
 
     @property
     def option(self) -> str:
@@ -195,6 +199,34 @@ def _build_udp(wiring: Wiring, values: tuple[str, ...]) -> Built:
     return Built(services, services)
 
 
+def _build_metrics(wiring: Wiring, values: tuple[str, ...]) -> Built:
+    """The loop's timer, then one ``strports`` service per ``--metrics``.
+
+    Imported here, not at the top: a daemon without ``--metrics`` loads
+    none of prometheus_client nor twisted.web.  Its listeners are no chat
+    clients' (``Built.listeners`` is empty); the collector finds the UDP
+    listeners' counters at scrape time, through the daemon the services
+    belong to by then (``ChatService.listeners``).
+    """
+    from twisted_chat.daemon.health import LoopWatch, LoopWatchService
+    from twisted_chat.daemon.metrics import metrics_site
+
+    watch = LoopWatch(wiring.reactor)
+    ticking = LoopWatchService(watch)
+
+    def listeners() -> Any:
+        group = getattr(ticking, "parent", None)
+        return getattr(getattr(group, "parent", None), "listeners", {})
+
+    site = metrics_site(wiring.server, watch, wiring.reactor, listeners)
+    services: list[IService] = [ticking]
+    for value in values:
+        with blaming("--metrics", value):
+            endpoint = wiring.inherited.stream_description(value)
+        services.append(strports.service(endpoint, site, reactor=wiring.reactor))
+    return Built(services, [])
+
+
 TCP = FrontEnd(
     name="tcp",
     kind="TCP",
@@ -232,5 +264,20 @@ WEB = FrontEnd(
     activation_socket="chat-web",
 )
 
-#: Every way in, in the order they are started.
-FRONT_ENDS: tuple[FrontEnd, ...] = (TCP, UDP, IRC, WEB)
+METRICS = FrontEnd(
+    name="metrics",
+    kind="metrics",
+    help=(
+        "Serve /metrics (Prometheus) and /healthz over HTTP, without "
+        "authentication: bind it to loopback or a private address "
+        "(tcp:9100:interface=127.0.0.1)."
+    ),
+    parse=tcp_description,
+    build=_build_metrics,
+    activation_socket="chat-metrics",
+    chat=False,
+)
+
+#: Every way in, in the order they are started (the metrics last: it
+#: reports on the others).
+FRONT_ENDS: tuple[FrontEnd, ...] = (TCP, UDP, IRC, WEB, METRICS)

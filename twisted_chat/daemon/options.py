@@ -38,7 +38,9 @@ def _listener_option(front_end: FrontEnd) -> Any:
 
 
 def _longdesc(front_ends: Sequence[FrontEnd]) -> str:
-    options = " and no ".join(front_end.option for front_end in front_ends)
+    options = " and no ".join(
+        front_end.option for front_end in front_ends if front_end.chat
+    )
     defaults = " and ".join(
         f"{front_end.kind} {front_end.default}"
         for front_end in front_ends
