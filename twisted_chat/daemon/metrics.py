@@ -42,6 +42,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from twisted_chat import __version__
+from twisted_chat.core.errors import Banned, ServerFull, TooManyConnections
 from twisted_chat.core.outbox import FANOUT_BUCKETS
 from twisted_chat.daemon.health import LATENESS_BUCKETS, HealthResource, LoopWatch
 
@@ -50,11 +51,15 @@ if TYPE_CHECKING:
     from twisted_chat.transports.listener import IChatListener
     from twisted_chat.transports.udp_session import UdpStats
 
-__all__ = ["PREFIX", "TRANSPORTS", "ChatCollector", "metrics_site"]
+__all__ = ["PREFIX", "REFUSALS", "TRANSPORTS", "ChatCollector", "metrics_site"]
 
 PREFIX: Final = "twisted_chat_"
 #: The values of every ``transport`` label (TLS is the line protocol over TLS).
 TRANSPORTS: Final = ("tcp", "tls", "udp", "irc", "web")
+
+#: The refusal codes always exported (at 0 until one happens), so a rate
+#: over them starts with the daemon.
+REFUSALS: Final = (Banned.code, ServerFull.code, TooManyConnections.code)
 
 #: ``UdpStats`` attributes exported as counters: name, attribute, help.
 _UDP: Final = (
@@ -168,7 +173,9 @@ class ChatCollector(Collector):
             "Connections, UDP hellos and logins refused, by error code.",
             labels=["reason"],
         )
-        for code, count in sorted(stats.refusals.items()):
+        refusals = dict.fromkeys(REFUSALS, 0)
+        refusals.update(stats.refusals)
+        for code, count in sorted(refusals.items()):
             counter.add_metric([code], count)
         yield counter
 
