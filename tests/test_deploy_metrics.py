@@ -1,19 +1,20 @@
-"""Tests for the metrics files in `deploy/` (issue 17).
+"""Tests for the metrics files in `deploy/` and the READMEs (issue 17).
 
 The Grafana dashboard, the alert rules and the scrape example are only worth
 shipping if every query in them names a metric the daemon exports: a typo
 or a renamed metric would show an empty panel, or an alert that never
 fires, and nothing else would notice.  So the PromQL expressions are read
 out of the files, the metric names parsed out of them (:func:`metric_names`,
-itself tested below), and each checked against :data:`EXPORTED`.
+itself tested below), and each checked against :data:`EXPORTED`: the names
+the daemon's own collector shows, run here against a chat core.
 
 The YAML files are read by :func:`load_yaml`, a strict reader of the small
 part of YAML they use (block mappings and sequences, quoted and plain
 scalars, ``|`` blocks), so the tests need no PyYAML; it refuses anything
-else rather than guess.  ``promtool check rules`` and ``promtool check
-config`` also accept both files.  The socket unit goes through
-``systemd-analyze verify`` with the service it names, as in
-``test_systemd.py``.
+else rather than guess.  (``promtool check config`` and ``promtool test
+rules`` accept the files too, when Prometheus is installed.)  The socket
+unit goes through ``systemd-analyze verify`` with the service it names, as
+in ``test_systemd.py``.
 """
 
 from __future__ import annotations
@@ -699,3 +700,20 @@ def test_readme_says_to_bind_the_endpoint_to_loopback() -> None:
     assert "curl" in section
     assert "/healthz" in section
     assert "authentication" in section
+
+
+@pytest.mark.parametrize(
+    ("path", "heading"),
+    [
+        (ROOT / "README.md", "## Metrics"),
+        (DEPLOY / "README.md", "## Metrics and health"),
+    ],
+)
+def test_readmes_name_only_exported_metrics(path: Path, heading: str) -> None:
+    """A metric the docs name is one the daemon shows (``*`` names a group)."""
+    section = readme_section(path, heading)
+    named = re.findall(r"`(twisted_chat_[a-z_*]+)", section)
+    assert named
+    for name in named:
+        pattern = re.compile(re.escape(name).replace(r"\*", "[a-z_]+") + "(_bucket)?$")
+        assert any(pattern.match(exported) for exported in EXPORTED), name
