@@ -87,14 +87,23 @@ def start(chat: Chat, *args: str) -> int:
             return port
 
 
-def writer_pid(daemon: int) -> int:
-    """The history writer: the daemon's child running twisted_chat.history.writer."""
-    for task in Path(f"/proc/{daemon}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            command = Path(f"/proc/{child}/cmdline").read_bytes()
-            if b"twisted_chat.history.writer" in command:
-                return int(child)
-    raise AssertionError("no history writer process")
+def writer_pid(daemon: int, not_this: int = 0) -> int:
+    """
+    The history writer: the daemon's child running twisted_chat.history.writer
+    (polled: a child just forked shows the daemon's command line until exec).
+    """
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        for task in Path(f"/proc/{daemon}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                try:
+                    command = Path(f"/proc/{child}/cmdline").read_bytes()
+                except OSError:
+                    continue  # it has just exited
+                if b"twisted_chat.history.writer" in command and int(child) != not_this:
+                    return int(child)
+        assert time.monotonic() < deadline, "no history writer process"
+        time.sleep(0.02)  # polling a condition, bounded by the deadline
 
 
 def test_counters_after_chat_over_tcp_and_udp(chat: Chat) -> None:
@@ -184,7 +193,7 @@ def test_healthz_when_the_history_writer_is_killed(chat: Chat) -> None:
     assert any("history writer" in reason for reason in body["reasons"]), body
     # The daemon starts the writer again (after 1 s): healthy again.
     wait_for_health(port, 200, "once the writer runs again")
-    assert writer_pid(chat.proc.pid) != writer
+    assert writer_pid(chat.proc.pid, not_this=writer) != writer
 
 
 def test_healthz_when_the_reactor_was_blocked(chat: Chat) -> None:
