@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -26,6 +27,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from twisted_chat.core.admission import Admission
 from twisted_chat.core.outbox import FANOUT_BUCKETS
 from twisted_chat.core.settings import Settings
+from twisted_chat.daemon.addresses import tcp_description, udp_description
 from twisted_chat.daemon.frontends import FRONT_ENDS, METRICS
 from twisted_chat.daemon.health import LATE, LoopWatch, troubles
 from twisted_chat.daemon.metrics import TRANSPORTS, ChatCollector, metrics_site
@@ -324,8 +326,8 @@ def test_metrics_alone_keeps_the_chat_defaults() -> None:
     options.parseOptions(["--metrics", "tcp:9100:interface=127.0.0.1"])
     settings = options["settings"]
     assert settings.listeners("metrics") == ("tcp:9100:interface=127.0.0.1",)
-    assert settings.listeners("tcp") == ("tcp:9000",) or settings.listeners("tcp")
-    assert settings.listeners("udp")
+    assert settings.listeners("tcp") == (tcp_description("9000"),)
+    assert settings.listeners("udp") == (udp_description("9001"),)
     assert settings.listeners_defaulted
 
 
@@ -367,3 +369,20 @@ def test_without_metrics_prometheus_client_is_not_imported() -> None:
         timeout=60,
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_fanout_is_timed_only_when_exported(rig: Rig) -> None:
+    assert rig.server.outbox.clock is None
+    metrics_site(rig.server, LoopWatch(rig.clock), rig.clock, dict)
+    assert rig.server.outbox.clock is rig.server.seconds
+
+
+def test_the_metrics_key_in_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "chat.toml"
+    config.write_text('metrics = ["tcp:9100:interface=127.0.0.1"]\ntcp = ["9005"]\n')
+    options = Options()
+    options.parseOptions(["--config", str(config)])
+    settings = options["settings"]
+    assert settings.listeners("metrics") == ("tcp:9100:interface=127.0.0.1",)
+    assert settings.listeners("tcp") == (tcp_description("9005"),)
+    assert not settings.listeners("udp")

@@ -21,8 +21,8 @@ attributes, read without side effects:
 - per event, for issue 17's metrics: connections accepted by transport
   (:meth:`ServerStats.connected`), failed logins and kicks: a handful of
   names, one increment when the event happens.  The fan-out time of each
-  turn is the outbox's (``Outbox.fanout_counts``; this class hands it the
-  clock).
+  turn is the outbox's (``Outbox.fanout_counts``), timed only once the
+  metrics hand it a clock.
 
 Rates come from snapshots ``(time, messages, deliveries)`` taken at most once
 a :data:`SAMPLE_INTERVAL` (at the end of a reactor turn that handed lines
@@ -89,8 +89,6 @@ class ServerStats:
         self.logins_failed = 0
         #: Members kicked out of a room.
         self.kicks = 0
-        # The fan-out is timed with the chat's clock (two reads a turn).
-        outbox.clock = seconds
         # The first is taken by the first sample: making a server must not
         # read its clock.
         self._snapshots: deque[_Snapshot] = deque(maxlen=SNAPSHOTS)

@@ -124,6 +124,9 @@ class ChatCollector(Collector):
         self._server = server
         self._watch = watch
         self._listeners = listeners
+        # The fan-out is timed (two clock reads a turn) only when exported.
+        if server.outbox.clock is None:
+            server.outbox.clock = server.seconds
         backlog = getattr(server.store, "_backlog", None)
         #: The first message id of this run, so "queued" counts from start.
         self._first_id: int = backlog.next_id if backlog is not None else 0
