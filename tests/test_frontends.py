@@ -214,7 +214,7 @@ def test_a_front_end_is_built_started_and_stopped_by_the_service(
     service.startService()
     assert [(s.bound, s.running) for s in fake.services] == [(True, True)] * 2
     assert formatted(log_events, "twisted-chat ready") == [
-        "twisted-chat ready: tcp=[] udp=[] irc=[] web=[] fake=['one', 'two']"
+        "twisted-chat ready: tcp=[] udp=[] irc=[] web=[] metrics=[] fake=['one', 'two']"
     ]
 
     done = service.stopService()

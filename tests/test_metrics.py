@@ -139,6 +139,8 @@ def test_the_counters_move_by_the_right_amounts(rig: Rig) -> None:
     assert value(after, "twisted_chat_clients", transport="tls") == 0
     assert value(after, "twisted_chat_rooms") == len(server.rooms)
     assert value(after, "twisted_chat_connections_accepted", transport="udp") == 1
+    for transport in ("tcp", "irc", "web"):
+        assert moved("twisted_chat_connections_accepted", transport=transport) == 1
     assert value(after, "twisted_chat_connections_refused", reason="server-full") == 1
     assert value(after, "twisted_chat_udp_challenges_sent") == 1
     assert value(after, "twisted_chat_udp_sessions_proven") == 1
@@ -386,3 +388,24 @@ def test_the_metrics_key_in_the_config_file(tmp_path: Path) -> None:
     assert settings.listeners("metrics") == ("tcp:9100:interface=127.0.0.1",)
     assert settings.listeners("tcp") == (tcp_description("9005"),)
     assert not settings.listeners("udp")
+
+
+def test_failed_logins_and_kicks_are_counted(rig: Rig) -> None:
+    """Each failed ``/login`` and each kick adds one, as it happens."""
+    server = rig.server
+    watch = LoopWatch(rig.clock)
+    site = metrics_site(server, watch, rig.clock, dict)
+    _, alice = rig.connect("alice", host="192.0.2.10")
+    _, bob = rig.connect("bob", host="192.0.2.11")
+    rig.say(alice, "/join #dev")
+    rig.say(bob, "/join #dev")
+    rig.turn()
+    before = scrape(site)
+    rig.say(alice, "/kick bob go")
+    rig.turn()
+    rig.say(bob, "/oper root wrong-password")
+    rig.turn()
+    after = scrape(site)
+    assert value(after, "twisted_chat_kicks") - value(before, "twisted_chat_kicks") == 1
+    failed = value(after, "twisted_chat_logins_failed")
+    assert failed - value(before, "twisted_chat_logins_failed") == 1

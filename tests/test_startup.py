@@ -122,6 +122,23 @@ def test_a_configured_kind_is_kept_and_the_other_kind_adopted(
     assert adopted.udp == ("systemd:name=chat-udp",)
 
 
+def test_metrics_given_stays_when_the_chat_adopts_and_adopted_metrics_keeps_defaults(
+    pair: Pair, passed: Passed
+) -> None:
+    """--metrics is never a default: an explicit one survives the chat's
+    adoption, and an adopted chat-metrics leaves the chat's defaults alone."""
+    tcp, metrics = pair
+    given = settings("--metrics", "tcp:0:interface=127.0.0.1")
+    adopted = adopt(given, passed({"chat-tcp": tcp}))
+    assert adopted.listeners("tcp") == ("systemd:name=chat-tcp",)
+    assert adopted.listeners("metrics") == ("tcp:0:interface=127.0.0.1",)
+    defaults = settings()
+    only_metrics = adopt(defaults, passed({"chat-metrics": metrics}))
+    assert only_metrics.listeners("metrics") == ("systemd:name=chat-metrics",)
+    assert only_metrics.listeners("tcp") == defaults.listeners("tcp")
+    assert only_metrics.listeners("udp") == defaults.listeners("udp")
+
+
 def test_unknown_names_are_not_adopted(pair: Pair, passed: Passed) -> None:
     """Only the table's names are adopted; another unit's socket stays alone."""
     tcp, _ = pair

@@ -165,6 +165,7 @@ class PasswordJobs:
             now = self._server.seconds()
             if not ok:
                 throttle.failed(key, group, now)
+                self._server.operators.stats.logins_failed += 1
                 _log.info(
                     "login failed ({command}): {account} from {peer}",
                     command=attempt.command,

@@ -165,6 +165,7 @@ class ChatServer:
             return participant
         self.participants[participant.nick.key] = participant
         self.budgets.hold(participant)
+        self.operators.stats.connected(transport)
         nick = participant.nick.display
         client.send(
             lines.notice(

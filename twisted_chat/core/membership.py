@@ -105,6 +105,8 @@ class Membership:
         self.rooms_by_group: dict[str, int] = {}
         #: Room moderation's checks, set by the chat server.
         self.hooks: RoomHooks | None = None
+        #: Members taken out of a room so far (issue 17's metrics read it).
+        self.kicks = 0
 
     def join(
         self, participant: Participant, text: str, key: str | None = None
@@ -271,6 +273,7 @@ class Membership:
         Take ``target`` out of ``room`` (``/kick``, a ban): the room is told,
         and they are, in their own format (an IRC client gets its ``KICK``).
         """
+        self.kicks += 1
         by = kicker.nick.display
         seen, told = kick_notices(target.nick.display, by, room.name.display, reason)
         outbox = self._outbox

@@ -171,6 +171,7 @@ class OperatorCommands:
             now = server.seconds()
             if not ok or entry is None:
                 throttle.failed(throttle_key, group, now)
+                self.stats.logins_failed += 1
                 _log.info("oper failed: {name} from {peer}", name=shown, peer=peer)
                 self._send(participant, lines.error(OperFailed(_FAILED)))
                 return

@@ -19,7 +19,8 @@ attributes, read without side effects:
   :class:`~twisted_chat.core.admission.Admission` this dict) and server bans
   (``banned``).  Codes are constants, so the dict stays small.
 - per event, for issue 17's metrics: connections accepted by transport
-  (:meth:`ServerStats.connected`), failed logins and kicks: a handful of
+  (:meth:`ServerStats.connected`) and failed logins (kicks are counted by
+  ``Membership.kicks``, which does the kicking): a handful of
   names, one increment when the event happens.  The fan-out time of each
   turn is the outbox's (``Outbox.fanout_counts``), timed only once the
   metrics hand it a clock.
@@ -87,8 +88,6 @@ class ServerStats:
         self.accepted: dict[str, int] = {}
         #: Logins and ``/oper`` attempts refused for a wrong password.
         self.logins_failed = 0
-        #: Members kicked out of a room.
-        self.kicks = 0
         # The first is taken by the first sample: making a server must not
         # read its clock.
         self._snapshots: deque[_Snapshot] = deque(maxlen=SNAPSHOTS)

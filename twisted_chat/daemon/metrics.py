@@ -214,7 +214,7 @@ class ChatCollector(Collector):
             value=stats.logins_failed,
         )
         yield CounterMetricFamily(
-            p + "kicks", "Members kicked out of a room.", value=stats.kicks
+            p + "kicks", "Members kicked out of a room.", value=server.membership.kicks
         )
         yield GaugeMetricFamily(
             p + "server_bans",

@@ -89,7 +89,11 @@ def adopt_inherited(
         name, kind = front_end.activation_socket, front_end.name
         if not name or name not in passed:
             continue
-        if not settings.listeners_defaulted and settings.listeners(kind):
+        # Listeners named explicitly stay; the chat's defaults give way
+        # (``--metrics`` is never a default: it stays when given).
+        if settings.listeners(kind) and (
+            not settings.listeners_defaulted or not front_end.chat
+        ):
             continue
         adopted[kind] = (f"systemd:name={name}",)
         if not quiet:
@@ -101,9 +105,11 @@ def adopt_inherited(
             )
     if not adopted:
         return settings
-    if settings.listeners_defaulted:
+    chat_adopted = any(f.chat and f.name in adopted for f in front_ends)
+    if settings.listeners_defaulted and chat_adopted:
         for front_end in front_ends:
-            adopted.setdefault(front_end.name, ())
+            if front_end.chat:
+                adopted.setdefault(front_end.name, ())
         settings = attrs.evolve(settings, listeners_defaulted=False)
     return settings.with_listeners(adopted)
 
