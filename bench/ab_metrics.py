@@ -203,6 +203,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         default=50,
         help="back-to-back scrapes of the idle 'on' daemon after each run",
     )
+    parser.add_argument(
+        "--cost-with-clients",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the A/B: the server CPU of a scrape while N idle "
+        "clients are connected (the bench's idle workload), 'on' daemon only",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -330,8 +338,79 @@ def paired(runs: list[Run], workload: str) -> float:
     return statistics.median(ratios) if ratios else float("nan")
 
 
+def connected(port: int, path: str) -> float:
+    """``twisted_chat_clients`` summed over transports, read from a scrape."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=SCRAPE_TIMEOUT)
+    try:
+        connection.request("GET", path, headers={"Accept": "text/plain"})
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    for family in text_string_to_metric_families(text):
+        if family.name == "twisted_chat_clients":
+            return sum(sample.value for sample in family.samples)
+    return 0.0
+
+
+def scrape_cost(args: argparse.Namespace, clients: int, extra: list[str]) -> int:
+    """``--cost-scrapes`` scrapes back to back with ``clients`` idle clients in,
+    against the same wall time without scrapes: server CPU ms a scrape."""
+    port = free_port()
+    options = [*BASE_OPTIONS, *shlex.split(args.on_args.replace("{port}", str(port)))]
+    with daemon(args.twistd, *options) as chat:
+        wait_for_port(chat.proc, port, chat.log)
+        bench = subprocess.Popen(  # noqa: S603 - our own bench, our arguments
+            [sys.executable, "-m", "twisted_chat.bench", "--port", str(chat.port),
+             "--workload", "idle", "--clients", str(clients), "--duration", "30",
+             "--json", "--no-progress", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while connected(port, args.scrape_path) < clients:
+                if bench.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{clients} idle clients never all connected")
+                time.sleep(0.2)  # polling the clients gauge, bounded
+            lines: list[float] = []
+            for _ in range(args.runs):
+                start, before = time.monotonic(), cpu_seconds(chat.pid)
+                scrapes = [
+                    scrape_once(port, args.scrape_path)
+                    for _ in range(args.cost_scrapes)
+                ]
+                busy = cpu_seconds(chat.pid) - before
+                wall = time.monotonic() - start
+                before = cpu_seconds(chat.pid)
+                time.sleep(wall)  # the same wall time, unscraped: the idle floor
+                idle = cpu_seconds(chat.pid) - before
+                failed = [s.error for s in scrapes if s.error]
+                if failed:
+                    raise SystemExit(f"a scrape failed: {failed[0]}")
+                ms = (busy - idle) / len(scrapes) * 1e3
+                lines.append(ms)
+                families = max(s.families for s in scrapes)
+                print(
+                    f"{clients} clients: {len(scrapes)} scrapes in {wall:.2f} s, "
+                    f"server CPU {busy * 1e3:.0f} ms (idle floor {idle * 1e3:.0f} ms): "
+                    f"{ms:.2f} ms a scrape, {families} families",
+                    flush=True,
+                )
+        finally:
+            bench.kill()
+            bench.wait()
+    best = statistics.median(lines)
+    print(
+        f"median {best:.2f} ms of server CPU a scrape with {clients} clients: at one "
+        f"scrape a second, {best / 10:.2f}% of a core; load average "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.cost_with_clients:
+        return scrape_cost(args, args.cost_with_clients, extra)
     workloads = args.workloads.split(",")
     load = os.getloadavg()[0]
     runs: list[Run] = []

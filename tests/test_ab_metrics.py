@@ -23,7 +23,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from attrs import define, field
-from prometheus_client import CollectorRegistry, Counter, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 
 SCRIPT = Path(__file__).parent.parent / "bench" / "ab_metrics.py"
 
@@ -190,6 +190,9 @@ def test_a_lost_delivery_fails_the_run() -> None:
 
 _REGISTRY = CollectorRegistry()
 Counter("stand_in_requests", "Requests.", registry=_REGISTRY).inc(3)
+_CLIENTS = Gauge("twisted_chat_clients", "Clients.", ["transport"], registry=_REGISTRY)
+_CLIENTS.labels("tcp").set(7)
+_CLIENTS.labels("udp").set(2)
 _METRICS = make_wsgi_app(_REGISTRY)
 
 
@@ -235,7 +238,7 @@ def test_a_scrape_asks_as_prometheus_does_and_parses_the_answer(
     port, app = exporter
     scrape = ab.scrape_once(port, "/metrics")
     assert (scrape.status, scrape.error) == (200, "")
-    assert scrape.families == 1  # stand_in_requests (OpenMetrics, gzipped)
+    assert scrape.families == 2  # stand_in_requests, twisted_chat_clients
     asked = app.seen[-1]
     assert asked["ACCEPT"].startswith("application/openmetrics-text;version=1.0.0")
     assert asked["ACCEPT_ENCODING"] == "gzip"
@@ -247,7 +250,7 @@ def test_a_scrape_reads_the_plain_text_format_too(
     monkeypatch.setattr(ab, "PROMETHEUS_ACCEPT", "text/plain;version=0.0.4")
     scrape = ab.scrape_once(exporter[0], "/metrics")
     # The text format gives the counter's _created sample a family of its own.
-    assert (scrape.status, scrape.families, scrape.error) == (200, 2, "")
+    assert (scrape.status, scrape.families, scrape.error) == (200, 3, "")
 
 
 def test_a_scrape_reports_a_404_and_a_closed_port(
@@ -270,10 +273,16 @@ def test_the_scraper_keeps_its_schedule_until_stopped(
     scraper.stop()
     got = list(scraper.scrapes)
     assert len(got) >= 3
-    assert all(s.families == 1 for s in got)
+    assert all(s.families == 2 for s in got)
     gaps = [b.at - a.at for a, b in itertools.pairwise(got)]
     assert all(gap >= 0.04 for gap in gaps)  # one a period, not flat out
     assert len(scraper.scrapes) == len(got)  # nothing after stop()
+
+
+def test_the_clients_gauge_is_summed_over_transports(
+    exporter: tuple[int, _Exporter],
+) -> None:
+    assert ab.connected(exporter[0], "/metrics") == 9
 
 
 # The script against real daemons.
@@ -310,3 +319,14 @@ def test_the_script_measures_a_daemon_with_metrics_on_and_off(
     assert "| fanout | on | " in out
     # A tiny load may use less server CPU than one 10 ms tick.
     assert "fanout: on/off server CPU per delivery" in out or "on/off n/a" in out
+
+
+@pytest.mark.slow
+def test_the_cost_of_a_scrape_with_clients_connected(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--cost-with-clients", "30", "--runs", "2", "--cost-scrapes", "10"]
+    assert ab.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("30 clients: 10 scrapes in ") == 2
+    assert "ms of server CPU a scrape with 30 clients" in out
