@@ -249,7 +249,8 @@ def one_run(
         if not done.stdout.strip():
             raise SystemExit(f"the bench printed nothing: {done.stderr.strip()}")
         report: Report = json.loads(done.stdout)
-        run = Run(side, workload, report, scraped=scrape)
+        asked = args.scrape_interval > 0 or args.cost_scrapes > 0
+        run = Run(side, workload, report, scraped=scrape and asked)
         if scraper is not None:
             run.scrapes = scraper.scrapes
             run.periodic = len(scraper.scrapes)
