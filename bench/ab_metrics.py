@@ -24,8 +24,12 @@ one scrape costs.  Each run is driven by ``python -m twisted_chat.bench
 runs alternate, the order flipping every round, so a machine growing
 busier hurts both alike.  Prints every run, then per workload the medians
 (deliveries per second, server CPU per delivery, latency) of each side and
-the ratios on/off.  Exit status 1 when a run lost or duplicated a delivery
-or a scrape failed.
+the ratios on/off (of the medians, and the median of each round's own).
+``--on-args ''`` runs the same daemon on both sides (the noise floor).
+``--cost-with-clients N`` skips the A/B: it scrapes a daemon holding N idle
+clients back to back, for a scrape's server CPU.  Exit status 1 when a run
+lost or duplicated a delivery or a scrape failed.  The method and the
+figures: docs/bench_metrics.md.
 """
 
 from __future__ import annotations
@@ -85,12 +89,14 @@ class Scrape:
     status: int
     families: int
     error: str = ""
+    #: ``twisted_chat_clients`` summed over its transports (0 if absent).
+    clients: float = 0.0
 
 
 def scrape_once(port: int, path: str) -> Scrape:
     """GET ``path`` as Prometheus would; the body parsed, its families counted."""
     at = time.monotonic()
-    status, families, error = 0, 0, ""
+    status, families, error, clients = 0, 0, "", 0.0
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=SCRAPE_TIMEOUT)
     try:
         connection.request(
@@ -105,18 +111,22 @@ def scrape_once(port: int, path: str) -> Scrape:
             body = gzip.decompress(body)
         kind = response.getheader("Content-Type") or ""
         text = body.decode()
+        parse = {
+            "application/openmetrics-text": openmetrics_families,
+            "text/plain": text_string_to_metric_families,
+        }.get(kind.split(";")[0].strip())
         if status != 200:
             error = f"HTTP {status}"
-        elif kind.startswith("application/openmetrics-text"):
-            families = sum(1 for _ in openmetrics_families(text))
-        elif kind.startswith("text/plain"):
-            families = sum(1 for _ in text_string_to_metric_families(text))
-        # Anything else (a stand-in endpoint's page) is a 200 with no families.
+        elif parse is not None:  # else a stand-in's page: a 200 with no families
+            for family in parse(text):
+                families += 1
+                if family.name == "twisted_chat_clients":
+                    clients = sum(sample.value for sample in family.samples)
     except (OSError, http.client.HTTPException, ValueError) as e:
         error = f"{type(e).__name__}: {e}"
     finally:
         connection.close()
-    return Scrape(at, time.monotonic() - at, status, families, error)
+    return Scrape(at, time.monotonic() - at, status, families, error, clients)
 
 
 @define
@@ -341,16 +351,7 @@ def paired(runs: list[Run], workload: str) -> float:
 
 def connected(port: int, path: str) -> float:
     """``twisted_chat_clients`` summed over transports, read from a scrape."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=SCRAPE_TIMEOUT)
-    try:
-        connection.request("GET", path, headers={"Accept": "text/plain"})
-        text = connection.getresponse().read().decode()
-    finally:
-        connection.close()
-    for family in text_string_to_metric_families(text):
-        if family.name == "twisted_chat_clients":
-            return sum(sample.value for sample in family.samples)
-    return 0.0
+    return scrape_once(port, path).clients
 
 
 def scrape_cost(args: argparse.Namespace, clients: int, extra: list[str]) -> int:
