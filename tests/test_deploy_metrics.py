@@ -63,7 +63,7 @@ class _WrittenStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self._backlog = Backlog(1)
-        self._health = SimpleNamespace(down=None)
+        self._health = SimpleNamespace(down=None, commit_failures=0)
 
 
 def exported_names() -> frozenset[str]:

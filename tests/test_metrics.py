@@ -409,3 +409,38 @@ def test_failed_logins_and_kicks_are_counted(rig: Rig) -> None:
     assert value(after, "twisted_chat_kicks") - value(before, "twisted_chat_kicks") == 1
     failed = value(after, "twisted_chat_logins_failed")
     assert failed - value(before, "twisted_chat_logins_failed") == 1
+
+
+def test_stream_bytes_and_flood_pauses_are_counted_per_read_and_write() -> None:
+    """A read adds its length once, a write its length once, a flood pause
+    one: through the real TCP protocol, with the metrics scraped."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    from twisted_chat.core.chat import ChatServer
+    from twisted_chat.transports.tcp import ChatServerFactory
+
+    clock = Clock()
+    settings = Settings(flood_burst=2, flood_rate=1.0, default_room="")
+    server = ChatServer(settings, clock.seconds, defer=lambda f: clock.callLater(0, f))
+    factory = ChatServerFactory(server, Admission(100, 0), clock)
+    address = IPv4Address("TCP", "192.0.2.20", 4000)
+    protocol = factory.buildProtocol(address)
+    assert protocol is not None
+    transport = StringTransport(peerAddress=address)
+    protocol.makeConnection(transport)
+    site = metrics_site(server, LoopWatch(clock), clock, dict)
+    before = scrape(site)
+    sent_before = len(transport.value())
+    data = b"/ping\n/ping\n/ping\n"  # the third waits for a token
+    protocol.dataReceived(data)
+    clock.advance(0)
+    after = scrape(site)
+
+    def moved(name: str) -> float:
+        return value(after, name) - value(before, name)
+
+    assert moved("twisted_chat_bytes_received") == len(data)
+    assert moved("twisted_chat_bytes_sent") == len(transport.value()) - sent_before
+    assert moved("twisted_chat_flood_pauses") == 1
+    assert moved("twisted_chat_sendq_drops") == 0

@@ -88,6 +88,15 @@ class ServerStats:
         self.accepted: dict[str, int] = {}
         #: Logins and ``/oper`` attempts refused for a wrong password.
         self.logins_failed = 0
+        #: Bytes read from and written to stream clients (TCP, TLS, IRC, web):
+        #: added once per read and once per write (a write carries a turn's
+        #: lines for one member), never per line or per delivery.
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        #: Times a stream client's reading was paused by flood control, and
+        #: clients dropped at the send-queue cap.
+        self.flood_pauses = 0
+        self.sendq_drops = 0
         # The first is taken by the first sample: making a server must not
         # read its clock.
         self._snapshots: deque[_Snapshot] = deque(maxlen=SNAPSHOTS)

@@ -62,6 +62,14 @@ TRANSPORTS: Final = ("tcp", "tls", "udp", "irc", "web")
 REFUSALS: Final = (Banned.code, ServerFull.code, TooManyConnections.code)
 
 #: ``UdpStats`` attributes exported as counters: name, attribute, help.
+#: The stream front-ends' counters (TCP, TLS, IRC, web), counted per read,
+#: per write and per event in the transports.
+_STREAM: Final = (
+    ("bytes_received", "bytes_received", "Bytes read from stream clients."),
+    ("bytes_sent", "bytes_sent", "Bytes written to stream clients."),
+    ("flood_pauses", "flood_pauses", "Times flood control paused a client's reading."),
+    ("sendq_drops", "sendq_drops", "Clients dropped at the send-queue cap."),
+)
 _UDP: Final = (
     ("udp_datagrams_received", "datagrams", "UDP datagrams received."),
     ("udp_oversized_datagrams", "oversized", "UDP datagrams dropped as too large."),
@@ -208,6 +216,8 @@ class ChatCollector(Collector):
             watch.counts,
             watch.late_seconds,
         )
+        for name, attribute, text in _STREAM:
+            yield CounterMetricFamily(p + name, text, value=getattr(stats, attribute))
         yield CounterMetricFamily(
             p + "logins_failed",
             "Logins and /oper refused for a wrong password.",
@@ -277,6 +287,11 @@ class ChatCollector(Collector):
             p + "history_dropped_messages",
             "Messages not saved: the writer was down or too far behind.",
             value=backlog.dropped,
+        )
+        yield CounterMetricFamily(
+            p + "history_write_errors",
+            "Commits the history writer reported failed.",
+            value=health.commit_failures,
         )
 
 

@@ -92,6 +92,8 @@ class WriterHealth:
         self._troubles = Troubles()
         #: Set while the writer is known to be gone: rows are dropped.
         self.down: str | None = None
+        #: Commits the writer reported failed (issue 17's metrics read it).
+        self.commit_failures = 0
         self._call: IDelayedCall | None = None
         self._stopped = False
 
@@ -101,6 +103,7 @@ class WriterHealth:
 
     def commit_failed(self, problem: str, details: str) -> None:
         """The writer could not commit: ``problem`` to say, its traceback."""
+        self.commit_failures += 1
         self._troubles.set("commit", problem, time.monotonic() + TROUBLE_HOLD)
         self._owner._log.failure(
             "{problem}",

@@ -128,6 +128,7 @@ class IrcProtocol(IrcSessionMixin, StreamChatProtocol):
     # -- input -----------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        self.factory.stats.bytes_received += len(data)
         self.lines_in.feed(data)
         self._process()
 

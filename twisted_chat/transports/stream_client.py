@@ -241,6 +241,7 @@ class StreamChatProtocol(SlowReaderWatch, LineReceiver):
 
     def send(self, data: bytes) -> None:
         """``IChatClient`` API: queue lines, and count them while stalled."""
+        self.factory.stats.bytes_sent += len(data)
         if self._stalled:
             buffered = unsent_bytes(self.transport)
             if buffered is None:
@@ -290,6 +291,7 @@ class StreamChatProtocol(SlowReaderWatch, LineReceiver):
 
     def _pause_for_flood(self, delay: float) -> None:
         """Stop reading until the bucket has a token: the client slows itself."""
+        self.factory.stats.flood_pauses += 1
         self.transport.pauseProducing()
         self._flood_wait = self.factory.reactor.callLater(delay, self._flood_over)
 
@@ -311,6 +313,8 @@ class StreamChatFactory(Factory):
         self.server = server
         self.admission = admission
         self.reactor = reactor
+        #: The counters of /stats and the metrics (one lookup per read/write).
+        self.stats = server.operators.stats
         self.protocols: set[StreamChatProtocol] = set()
         #: Why the daemon dropped a connection, for the quit notice.
         self.quit_reasons: dict[StreamChatProtocol, str] = {}

@@ -186,6 +186,7 @@ class SlowReaderWatch:
         if self._dropped:
             return
         self._dropped = True
+        self.factory.server.operators.stats.sendq_drops += 1
         _log.warn(
             "dropping slow reader peer={peer} unsent={unsent}",
             peer=self.peer,

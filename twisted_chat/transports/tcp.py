@@ -65,6 +65,7 @@ class ChatLineProtocol(StreamChatProtocol):
         one delimiter only, and on an overlong line it throws away the good
         lines that follow it.
         """
+        self.factory.stats.bytes_received += len(data)
         wait = self._intake.feed(data, self.factory.reactor.seconds())
         if wait is not None and self._flood_wait is None:
             self._pause_for_flood(wait.delay)

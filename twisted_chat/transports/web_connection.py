@@ -160,6 +160,7 @@ class WebConnection(ProtocolWrapper):
         if session.closing:
             self.unfed = b""  # nothing more is read after a close frame
             return
+        session.factory.server.operators.stats.bytes_received += len(data)
         self.unfed = self.unfed + data if self.unfed else data
         if not session.holding:
             self.read_frames()

@@ -229,6 +229,7 @@ class WebOutput(SlowReaderWatch):
         if not data or self._closing or tcp_transport.disconnecting:
             # Nothing after a close frame, ours or the answer to the peer's.
             return
+        self.factory.server.operators.stats.bytes_sent += len(data)
         if self._stalled:
             buffered = unsent_bytes(tcp_transport)
             if buffered is None:

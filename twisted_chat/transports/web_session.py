@@ -2,9 +2,8 @@
 One browser in the chat: the WebSocket protocol that is a chat participant.
 
 Twisted's ``WebSocketResource`` (wsproto) does the upgrade; the frames that
-come in are read by the connection beneath
-(:mod:`~twisted_chat.transports.web_connection`); the rest of a
-connection's life is here, as
+come in are read beneath (:mod:`~twisted_chat.transports.web_connection`);
+the rest of a connection's life is here, as
 :mod:`twisted_chat.transports.stream_client` does it for the stream
 front-ends: a server ban refused with one ``error`` frame, the caps
 (:mod:`twisted_chat.core.admission`) counted at the upgrade and released
@@ -216,8 +215,8 @@ class WebSession(WebOutput):
         if self.participant is not None:
             factory.server.disconnect(self.participant, reason)
 
-    def pongReceived(self, payload: bytes) -> None:
-        """Browsers answer pings we never send; nothing to do."""
+    def pongReceived(self, payload: bytes) -> None:  # we read frames ourselves
+        pass
 
     # -- input -----------------------------------------------------------------------
 
@@ -332,6 +331,7 @@ class WebSession(WebOutput):
 
     def _pause_for_flood(self, delay: float) -> None:
         """Stop reading the socket until the bucket has a token again."""
+        self.factory.server.operators.stats.flood_pauses += 1
         self._tcp.pauseProducing()
         self._flood_wait = self.factory.reactor.callLater(delay, self._flood_over)
 
