@@ -25,9 +25,6 @@ did before it.
 from __future__ import annotations
 
 import contextlib
-import os
-import selectors
-import socket
 from typing import TYPE_CHECKING
 
 from twisted_chat.bench.client import Stage
@@ -69,17 +66,9 @@ class IrcClient(TcpClient):
         self.joined = False
         self.pending = bytearray()
 
-    def connected(self) -> bool:
+    def first_bytes(self) -> bytes:
         """Register; the line mode's setup lines are not sent."""
-        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:  # SO_ERROR is cleared by reading it: report it here
-            self.worker.fail(self, f"cannot connect: {os.strerror(err)}")
-            return False
-        self.stage = Stage.SETUP
-        self.worker.selector.modify(self.sock, selectors.EVENT_READ, self)
-        self.writing = False
-        self.queue(registration(self.nick))
-        return True
+        return registration(self.nick)
 
     # Sending.
     def ping(self) -> None:

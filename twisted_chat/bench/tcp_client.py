@@ -60,9 +60,13 @@ class TcpClient(Client):
         self.stage = Stage.SETUP
         self.worker.selector.modify(self.sock, selectors.EVENT_READ, self)
         self.writing = False
-        self.pings = 1
-        self.queue(setup_lines(self.plan.room))
+        self.queue(self.first_bytes())
         return True
+
+    def first_bytes(self) -> bytes:
+        """What the client sends once connected: the line mode's setup lines."""
+        self.pings = 1
+        return setup_lines(self.plan.room)
 
     def receive(self, last_words: Callable[[], str] | None = None) -> int:
         """Read into the worker's buffer: how many bytes, or 0 when there was

@@ -28,9 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import selectors
-import socket
 from typing import TYPE_CHECKING, Any
 
 from twisted_chat.bench.client import Stage
@@ -75,18 +72,9 @@ class WebClient(TcpClient):
         self.errors: list[str] = []
         self.room_key = plan.room.lower()
 
-    def connected(self) -> bool:
-        """Send the upgrade request; the line mode's setup lines wait for ``hello``."""
-        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:  # SO_ERROR is cleared by reading it: report it here
-            self.worker.fail(self, f"cannot connect: {os.strerror(err)}")
-            return False
-        self.stage = Stage.SETUP
-        self.worker.selector.modify(self.sock, selectors.EVENT_READ, self)
-        self.writing = False
-        host = host_header(self.worker.spec.address)
-        self.queue(handshake_request(host, self.key))
-        return True
+    def first_bytes(self) -> bytes:
+        """The upgrade request; the line mode's setup lines wait for ``hello``."""
+        return handshake_request(host_header(self.worker.spec.address), self.key)
 
     # Sending.
     def ping(self) -> None:
