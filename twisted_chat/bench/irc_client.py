@@ -40,7 +40,7 @@ from twisted_chat.bench.irc_wire import (
     privmsg_prefix,
     registration,
 )
-from twisted_chat.bench.tcp_client import SAMPLE_INTERVAL_NS, TcpClient
+from twisted_chat.bench.tcp_client import TcpClient
 
 if TYPE_CHECKING:
     from twisted_chat.bench.irc_wire import IrcLine
@@ -162,15 +162,7 @@ class IrcClient(TcpClient):
         )
         for reply in replies:
             self.queue(reply)
-        if messages:
-            if samples is not None:
-                self.next_sample = now + SAMPLE_INTERVAL_NS
-            self.received += messages
-            worker.received += messages
-            worker.last_rx_ns = now
-        if pongs:
-            self.pongs += pongs
-            worker.on_pong(self)
+        self.counted(messages, pongs, samples is not None, now)
 
     def close(self, quit_line: bool) -> None:
         if quit_line and self.stage != Stage.CLOSED:

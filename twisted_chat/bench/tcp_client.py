@@ -98,8 +98,14 @@ class TcpClient(Client):
         messages, pongs = self.counter.feed(
             buf, n, now, samples, self.pongs < self.pings
         )
+        self.counted(messages, pongs, samples is not None, now)
+
+    def counted(self, messages: int, pongs: int, sampled: bool, now: int) -> None:
+        """What one read held: deliveries (and whether they were sampled) and
+        pongs, into the client's and the worker's totals."""
+        worker = self.worker
         if messages:
-            if samples is not None:
+            if sampled:
                 self.next_sample = now + SAMPLE_INTERVAL_NS
             self.received += messages
             worker.received += messages

@@ -31,7 +31,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from twisted_chat.bench.client import Stage
-from twisted_chat.bench.tcp_client import SAMPLE_INTERVAL_NS, TcpClient
+from twisted_chat.bench.tcp_client import TcpClient
 from twisted_chat.bench.web_wire import (
     MAX_RESPONSE_HEAD,
     OP_CLOSE,
@@ -196,15 +196,7 @@ class WebClient(TcpClient):
         worker = self.worker
         samples = worker.samples if now and now >= self.next_sample else None
         messages, pongs = self.web.feed(buf, n, now, samples, self.pongs < self.pings)
-        if messages:
-            if samples is not None:
-                self.next_sample = now + SAMPLE_INTERVAL_NS
-            self.received += messages
-            worker.received += messages
-            worker.last_rx_ns = now
-        if pongs:
-            self.pongs += pongs
-            worker.on_pong(self)
+        self.counted(messages, pongs, samples is not None, now)
 
     def _said(self) -> str:
         return self.web.last_words() if self.stage > Stage.SETUP else ""
