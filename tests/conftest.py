@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from _loop_thread import LoopThread
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
@@ -221,6 +222,14 @@ class Daemon:
             self.proc.kill()
             self.proc.wait(timeout=TIMEOUT)
         self.log_file.close()
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[LoopThread]:
+    """An asyncio loop in a thread for a test's stand-in servers."""
+    lt = LoopThread()
+    yield lt
+    lt.close()
 
 
 @pytest.fixture(autouse=True)

@@ -14,11 +14,11 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from array import array
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from _loop_thread import LoopThread
 from attrs import define, field
 
 from twisted_chat.bench import RunConfig, get_workload, run
@@ -46,41 +46,8 @@ from twisted_chat.bench.wire import (
 from twisted_chat.bench.workloads import WORKLOADS, make_plan
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Iterator
+    from collections.abc import Iterator
     from pathlib import Path
-
-
-class LoopThread:
-    """An asyncio loop in a daemon thread, to host servers the bench's workers
-    (other processes) talk to."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
-
-    def close(self) -> None:
-        async def cancel_rest() -> None:
-            me = asyncio.current_task()
-            rest = [t for t in asyncio.all_tasks() if t is not me]
-            for t in rest:
-                t.cancel()
-            await asyncio.gather(*rest, return_exceptions=True)
-
-        self.call(cancel_rest())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
-
-
-@pytest.fixture
-def loop_thread() -> Iterator[LoopThread]:
-    lt = LoopThread()
-    yield lt
-    lt.close()
 
 
 def serve(lt: LoopThread, server: BaselineServer) -> int:

@@ -23,13 +23,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from _loop_thread import LoopThread
 from attrs import define, field
 
 from twisted_chat.bench import RunConfig, get_workload, run
@@ -54,8 +54,6 @@ from twisted_chat.bench.web_wire import (
 from twisted_chat.bench.wire import encode_message
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Iterator
-
     from twisted_chat.bench.report import Report
 
 ROOM = "#bench-abc123-0"
@@ -501,38 +499,6 @@ class EndlessHeadWeb(FakeWeb):
 
     def upgrade(self, key: bytes) -> bytes:  # noqa: ARG002
         return b"HTTP/1.1 101 Switching Protocols\r\n" + b"X-Pad: y\r\n" * 2000
-
-
-class LoopThread:
-    """An asyncio loop in a daemon thread, for servers the workers talk to."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
-
-    def close(self) -> None:
-        async def cancel_rest() -> None:
-            me = asyncio.current_task()
-            rest = [t for t in asyncio.all_tasks() if t is not me]
-            for t in rest:
-                t.cancel()
-            await asyncio.gather(*rest, return_exceptions=True)
-
-        self.call(cancel_rest())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
-
-
-@pytest.fixture
-def loop_thread() -> Iterator[LoopThread]:
-    lt = LoopThread()
-    yield lt
-    lt.close()
 
 
 def web_run(

@@ -25,9 +25,6 @@ did before it.
 from __future__ import annotations
 
 import contextlib
-import os
-import selectors
-import socket
 from typing import TYPE_CHECKING
 
 from twisted_chat.bench.client import Stage
@@ -43,7 +40,7 @@ from twisted_chat.bench.irc_wire import (
     privmsg_prefix,
     registration,
 )
-from twisted_chat.bench.tcp_client import SAMPLE_INTERVAL_NS, TcpClient
+from twisted_chat.bench.tcp_client import TcpClient
 
 if TYPE_CHECKING:
     from twisted_chat.bench.irc_wire import IrcLine
@@ -69,17 +66,9 @@ class IrcClient(TcpClient):
         self.joined = False
         self.pending = bytearray()
 
-    def connected(self) -> bool:
+    def first_bytes(self) -> bytes:
         """Register; the line mode's setup lines are not sent."""
-        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:  # SO_ERROR is cleared by reading it: report it here
-            self.worker.fail(self, f"cannot connect: {os.strerror(err)}")
-            return False
-        self.stage = Stage.SETUP
-        self.worker.selector.modify(self.sock, selectors.EVENT_READ, self)
-        self.writing = False
-        self.queue(registration(self.nick))
-        return True
+        return registration(self.nick)
 
     # Sending.
     def ping(self) -> None:
@@ -173,15 +162,7 @@ class IrcClient(TcpClient):
         )
         for reply in replies:
             self.queue(reply)
-        if messages:
-            if samples is not None:
-                self.next_sample = now + SAMPLE_INTERVAL_NS
-            self.received += messages
-            worker.received += messages
-            worker.last_rx_ns = now
-        if pongs:
-            self.pongs += pongs
-            worker.on_pong(self)
+        self.counted(messages, pongs, samples is not None, now)
 
     def close(self, quit_line: bool) -> None:
         if quit_line and self.stage != Stage.CLOSED:

@@ -60,9 +60,13 @@ class TcpClient(Client):
         self.stage = Stage.SETUP
         self.worker.selector.modify(self.sock, selectors.EVENT_READ, self)
         self.writing = False
-        self.pings = 1
-        self.queue(setup_lines(self.plan.room))
+        self.queue(self.first_bytes())
         return True
+
+    def first_bytes(self) -> bytes:
+        """What the client sends once connected: the line mode's setup lines."""
+        self.pings = 1
+        return setup_lines(self.plan.room)
 
     def receive(self, last_words: Callable[[], str] | None = None) -> int:
         """Read into the worker's buffer: how many bytes, or 0 when there was
@@ -94,8 +98,14 @@ class TcpClient(Client):
         messages, pongs = self.counter.feed(
             buf, n, now, samples, self.pongs < self.pings
         )
+        self.counted(messages, pongs, samples is not None, now)
+
+    def counted(self, messages: int, pongs: int, sampled: bool, now: int) -> None:
+        """What one read held: deliveries (and whether they were sampled) and
+        pongs, into the client's and the worker's totals."""
+        worker = self.worker
         if messages:
-            if samples is not None:
+            if sampled:
                 self.next_sample = now + SAMPLE_INTERVAL_NS
             self.received += messages
             worker.received += messages

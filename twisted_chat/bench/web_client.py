@@ -28,13 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import selectors
-import socket
 from typing import TYPE_CHECKING, Any
 
 from twisted_chat.bench.client import Stage
-from twisted_chat.bench.tcp_client import SAMPLE_INTERVAL_NS, TcpClient
+from twisted_chat.bench.tcp_client import TcpClient
 from twisted_chat.bench.web_wire import (
     MAX_RESPONSE_HEAD,
     OP_CLOSE,
@@ -75,18 +72,9 @@ class WebClient(TcpClient):
         self.errors: list[str] = []
         self.room_key = plan.room.lower()
 
-    def connected(self) -> bool:
-        """Send the upgrade request; the line mode's setup lines wait for ``hello``."""
-        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:  # SO_ERROR is cleared by reading it: report it here
-            self.worker.fail(self, f"cannot connect: {os.strerror(err)}")
-            return False
-        self.stage = Stage.SETUP
-        self.worker.selector.modify(self.sock, selectors.EVENT_READ, self)
-        self.writing = False
-        host = host_header(self.worker.spec.address)
-        self.queue(handshake_request(host, self.key))
-        return True
+    def first_bytes(self) -> bytes:
+        """The upgrade request; the line mode's setup lines wait for ``hello``."""
+        return handshake_request(host_header(self.worker.spec.address), self.key)
 
     # Sending.
     def ping(self) -> None:
@@ -208,15 +196,7 @@ class WebClient(TcpClient):
         worker = self.worker
         samples = worker.samples if now and now >= self.next_sample else None
         messages, pongs = self.web.feed(buf, n, now, samples, self.pongs < self.pings)
-        if messages:
-            if samples is not None:
-                self.next_sample = now + SAMPLE_INTERVAL_NS
-            self.received += messages
-            worker.received += messages
-            worker.last_rx_ns = now
-        if pongs:
-            self.pongs += pongs
-            worker.on_pong(self)
+        self.counted(messages, pongs, samples is not None, now)
 
     def _said(self) -> str:
         return self.web.last_words() if self.stage > Stage.SETUP else ""

@@ -123,27 +123,33 @@ def blaming(option: str, value: str) -> Iterator[None]:
         raise StartupError(f"{option} {value}: {problem}") from None
 
 
+def _stream_services(
+    wiring: Wiring, option: str, values: tuple[str, ...], factory: Any
+) -> list[IService]:
+    """One ``strports`` service per value of a stream option, all on ``factory``."""
+    services: list[IService] = []
+    for value in values:
+        with blaming(option, value):
+            endpoint = wiring.inherited.stream_description(value)
+        services.append(strports.service(endpoint, factory, reactor=wiring.reactor))
+    return services
+
+
 def _build_tcp(wiring: Wiring, values: tuple[str, ...]) -> Built:
     """One ``strports`` service per ``--tcp``, all on one factory."""
     factory = ChatServerFactory(wiring.server, wiring.admission, wiring.reactor)
-    services = []
-    for value in values:
-        with blaming("--tcp", value):
-            endpoint = wiring.inherited.stream_description(value)
-        services.append(strports.service(endpoint, factory, reactor=wiring.reactor))
-    return Built(services, [TcpClients(factory)])
+    return Built(
+        _stream_services(wiring, "--tcp", values, factory), [TcpClients(factory)]
+    )
 
 
 def _build_irc(wiring: Wiring, values: tuple[str, ...]) -> Built:
     """One ``strports`` service per ``--irc``, all on one factory."""
     irc = irc_settings(wiring.settings)
     factory = IrcFactory(wiring.server, wiring.admission, wiring.reactor, irc)
-    services = []
-    for value in values:
-        with blaming("--irc", value):
-            endpoint = wiring.inherited.stream_description(value)
-        services.append(strports.service(endpoint, factory, reactor=wiring.reactor))
-    return Built(services, [TcpClients(factory)])
+    return Built(
+        _stream_services(wiring, "--irc", values, factory), [TcpClients(factory)]
+    )
 
 
 def _build_web(wiring: Wiring, values: tuple[str, ...]) -> Built:
@@ -158,12 +164,9 @@ def _build_web(wiring: Wiring, values: tuple[str, ...]) -> Built:
     factory = web_factory(
         wiring.settings, wiring.server, wiring.admission, wiring.reactor
     )
-    services = []
-    for value in values:
-        with blaming("--web", value):
-            endpoint = wiring.inherited.stream_description(value)
-        services.append(strports.service(endpoint, factory, reactor=wiring.reactor))
-    return Built(services, [WebClients(factory)])
+    return Built(
+        _stream_services(wiring, "--web", values, factory), [WebClients(factory)]
+    )
 
 
 def _build_udp(wiring: Wiring, values: tuple[str, ...]) -> Built:
