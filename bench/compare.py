@@ -24,6 +24,20 @@ The servers:
 * ``asyncio baseline``: ``python -m twisted_chat.bench.baseline_asyncio
   --host 127.0.0.1 --port 0``: one coroutine per connection and a broadcast
   loop over the room's writers, no limits at all.
+* ``C floor`` (the scale cases only): ``bench/c_floor.c``, a single-threaded
+  epoll broadcaster in C (built by ``bench/c_floor.py``), what any server
+  could reach on this machine with this load generator.
+
+The scale cases of issue 18 (``idle-max``, ``room-10k``, ``churn``; not in
+the default list, ``--workloads idle-max,room-10k,churn``) hold up to 19,000
+clients, so twisted-chat gets ``--max-clients 0`` and a listen backlog of
+4,096 (``tcp:PORT:interface=127.0.0.1:backlog=4096``; Twisted's default is
+50, and the C floor listens with 4,096) on top of the flags above; the bench
+spreads its clients over one loopback address per 32 and two worker
+processes (the descriptor limit is 20,000 a process).  ``--scale-clients``
+sizes ``idle-max`` and ``churn``.  They report the connect + register rate
+(first connect to last registered), server RSS per idle client, and the
+churn rate achieved with the bystander's latency.
 
 Runs of the servers being compared are interleaved (A, B, A, B, ...), so a
 machine that grows busier or quieter hurts both alike.  Each (workload,
@@ -80,8 +94,14 @@ FD_MARGIN = 100
 #: The abuse limits a benchmark must turn off; everything else stays default.
 OURS_FLAGS = ("--flood-burst", "0", "--flood-rate", "0", "--max-per-ip", "0")
 
+#: The listen backlog of the scale cases' twistd (the C floor's own).
+SCALE_BACKLOG = 4096
+#: What the scale cases add: up to 19,000 clients.
+SCALE_FLAGS = ("--max-clients", "0")
+
 OURS = "twisted-chat"
 BASELINE = "asyncio baseline"
+C_FLOOR = "C floor"
 
 
 # What to run.
@@ -91,13 +111,17 @@ BASELINE = "asyncio baseline"
 class ServerSpec:
     """How to start one server.
 
-    :param kind: ``"ours"`` (twistd) or ``"baseline"`` (the asyncio server).
+    :param kind: ``"ours"`` (twistd), ``"baseline"`` (the asyncio server) or
+        ``"c_floor"`` (``bench/c_floor.c``).
     :param history: give twisted-chat its default SQLite history instead of
         ``--history-db off``.
+    :param scale: for the scale cases: no client cap and a listen backlog of
+        :data:`SCALE_BACKLOG`.
     """
 
     kind: str
     history: bool = False
+    scale: bool = False
 
 
 @frozen
@@ -144,12 +168,21 @@ CASE_NAMES = (
     "udp-fanout",
     "idle",
 )
+#: Issue 18's cases, run only when asked for.
+SCALE_CASE_NAMES = ("idle-max", "room-10k", "churn")
 
 
-def make_cases(quick: bool, idle_clients: int, baseline_idle: int) -> dict[str, Case]:
+def make_cases(
+    quick: bool, idle_clients: int, baseline_idle: int, scale_clients: int | None = None
+) -> dict[str, Case]:
     """Every case the script knows, at full or at ``--quick`` sizes."""
     ours = Variant(OURS, ServerSpec("ours"))
     base = Variant(BASELINE, ServerSpec("baseline"))
+    scale = (
+        Variant(OURS, ServerSpec("ours", scale=True)),
+        Variant(C_FLOOR, ServerSpec("c_floor")),
+    )
+    sized = () if scale_clients is None else ("--clients", str(scale_clients))
     tiny_fanout = ("--clients", "10", "--senders", "3", "--messages", "50")
     tiny_rooms = ("--clients", "40", "--messages", "5")
     tiny_latency = ("--clients", "10", "--senders", "3", "--duration", "1")
@@ -214,6 +247,33 @@ def make_cases(quick: bool, idle_clients: int, baseline_idle: int) -> dict[str, 
             fresh=True,
             note=f"{idle} connections (baseline {idle_base}), fresh server each run",
         ),
+        Case(
+            "idle-max",
+            "idle-max",
+            ("--clients", "200") if quick else sized,
+            scale,
+            fresh=True,
+            note="registered idle clients, fresh server each run: RSS per client "
+            "and the connect + register rate",
+        ),
+        Case(
+            "room-10k",
+            "room-10k",
+            ("--clients", "50", "--messages", "20") if quick else (),
+            scale,
+            note="one room of 10,000 members, 10 senders x 100 messages",
+        ),
+        Case(
+            "churn",
+            "churn",
+            ("--clients", "100", "--churn-rate", "50", "--duration", "1")
+            if quick
+            else sized,
+            scale,
+            fresh=True,
+            note="clients held while 1,000 a second connect, register and leave; "
+            "the bystander pair's latency",
+        ),
     )
     return {c.name: c for c in cases}
 
@@ -240,6 +300,14 @@ def bench_command(case: Case, variant: Variant, server: Server) -> list[str]:
 
 
 # Servers.
+
+
+def c_floor_binary() -> str:
+    """``bench/c_floor.c``, compiled once per version (``bench/c_floor.py``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from c_floor import build
+
+    return str(build())
 
 
 def free_port(kind: int) -> int:
@@ -284,18 +352,25 @@ class Server:
                         "off",
                     )
                 )
+                tcp = f"tcp:{self.port}:interface=127.0.0.1"
+                if self.spec.scale:
+                    tcp += f":backlog={SCALE_BACKLOG}"
                 self.command = [
                     TWISTD,
                     "-n",
                     "--pidfile=",
                     "chat",
-                    *("--tcp", f"tcp:{self.port}:interface=127.0.0.1"),
+                    *("--tcp", tcp),
                     *("--udp", f"127.0.0.1:{self.udp_port}"),
                     *("--state-dir", str(self.workdir)),
                     *history,
                     *OURS_FLAGS,
+                    *(SCALE_FLAGS if self.spec.scale else ()),
                 ]
                 ready = re.compile(r"twisted-chat ready")
+            elif self.spec.kind == "c_floor":
+                self.command = [c_floor_binary(), "0"]
+                ready = re.compile(r"port (\d+)")
             else:
                 self.command = [
                     PYTHON,
@@ -316,7 +391,7 @@ class Server:
                 )
             match = self._wait_for(ready)
             if match is not None:
-                if self.spec.kind == "baseline":
+                if self.spec.kind != "ours":
                     self.port = int(match.group(1))
                 return
             # Most likely a port taken between free_port() and the bind: retry.
@@ -485,8 +560,18 @@ def run_case(
 def _brief(report: dict[str, Any]) -> str:
     if not report.get("measured", False):
         return "FAILED: " + "; ".join(report.get("errors", []))
-    if report["workload"]["name"] == "idle":
+    name = report["workload"]["name"]
+    if name in ("idle", "idle-max"):
         text = f"{report['server']['rss_per_connection_bytes'] / 1024:.2f} KiB/conn"
+        if report.get("connect_per_s"):
+            text += f", {report['connect_per_s']:,.0f} connects/s"
+    elif name == "churn" and report.get("churn"):
+        lat = report.get("latency_ms") or {}
+        text = (
+            f"churn {report['churn']['achieved_per_s']:,.0f}/s, bystander p50 "
+            f"{lat.get('p50_ms', float('nan')):.2f} / p99 "
+            f"{lat.get('p99_ms', float('nan')):.2f} ms"
+        )
     else:
         lat = report.get("latency_ms") or {}
         text = (
@@ -517,6 +602,8 @@ class Summary:
     clients: int | None
     missing_worst: int
     unexpected_worst: int
+    connect_per_s: float | None = None
+    churn_per_s: float | None = None
 
 
 def _median(values: Iterator[float | None]) -> float | None:
@@ -553,7 +640,12 @@ def summarize(runs: list[dict[str, Any]]) -> Summary:
         value = None if not stats else stats.get(key)
         return None if value is None else float(value)
 
-    idle = bool(measured) and measured[0]["workload"]["name"] == "idle"
+    idle = bool(measured) and measured[0]["workload"]["name"] in ("idle", "idle-max")
+
+    def churn(r: dict[str, Any]) -> float | None:
+        stats = r.get("churn")
+        return None if not stats else float(stats["achieved_per_s"])
+
     rss = _median(server(r, "rss_per_connection_bytes") for r in measured)
     return Summary(
         runs=len(runs),
@@ -575,6 +667,8 @@ def summarize(runs: list[dict[str, Any]]) -> Summary:
         unexpected_worst=max(
             (int(r.get("unexpected", 0)) for r in measured), default=0
         ),
+        connect_per_s=_median(r.get("connect_per_s") for r in measured),
+        churn_per_s=_median(churn(r) for r in measured),
     )
 
 
@@ -595,6 +689,8 @@ COLUMNS = (
     "RSS/conn KiB",
     "missing (worst run)",
     "load 1 min before → after",
+    "connect + register /s",
+    "churn /s",
 )
 
 
@@ -609,8 +705,8 @@ def markdown_table(cases: list[dict[str, Any]]) -> str:
         for label, data in case["variants"].items():
             s = summarize(data["runs"])
             name = case["name"]
-            if case["workload"] == "idle" and s.clients is not None:
-                name = f"idle ({s.clients:,} conns)"
+            if case["workload"] in ("idle", "idle-max") and s.clients is not None:
+                name = f"{case['name']} ({s.clients:,} conns)"
             missing = "–" if s.deliveries_per_s is None else f"{s.missing_worst:,}"
             if s.unexpected_worst:
                 missing += f" (+{s.unexpected_worst:,} unexpected)"
@@ -627,6 +723,8 @@ def markdown_table(cases: list[dict[str, Any]]) -> str:
                 _fmt(s.rss_per_connection_kib, ".2f"),
                 missing,
                 load,
+                _fmt(s.connect_per_s, ",.0f"),
+                _fmt(s.churn_per_s, ",.0f"),
             )
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -681,6 +779,7 @@ def targets(cases: list[dict[str, Any]], quick: bool) -> list[str]:
             f"idle ≤ 3 KiB server RSS per connection at 10,000 connections "
             f"({idle.clients:,} measured): {kib:.2f} KiB — {verdict(kib <= 3.0)}"
         )
+    out.extend(scale_targets(cases))
     ours_runs = [
         r
         for case in cases
@@ -720,6 +819,37 @@ def targets(cases: list[dict[str, Any]], quick: bool) -> list[str]:
             )
     if quick:
         out = [f"{t} (quick sizes: not the issue's workloads)" for t in out]
+    return out
+
+
+def scale_targets(cases: list[dict[str, Any]]) -> list[str]:
+    """Issue 18's targets for the scale cases, each met or not."""
+    out: list[str] = []
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**not met**"
+
+    idle = _find(cases, "idle-max", OURS)
+    if idle and idle.rss_per_connection_kib is not None:
+        kib = idle.rss_per_connection_kib
+        out.append(
+            f"idle-max ≤ 2.5 KiB server RSS per client ({idle.clients:,} clients): "
+            f"{kib:.2f} KiB — {verdict(kib <= 2.5)}"
+        )
+    if idle and idle.connect_per_s is not None:
+        rate = idle.connect_per_s
+        out.append(
+            f"connect + register ≥ 5,000 clients/s ({idle.clients:,} clients): "
+            f"{rate:,.0f}/s — {verdict(rate >= 5000)}"
+        )
+    churn = _find(cases, "churn", OURS)
+    if churn and churn.churn_per_s is not None and churn.p99_ms is not None:
+        ok = churn.churn_per_s >= 950 and churn.p99_ms < 10.0
+        out.append(
+            f"churn 1,000 connects + disconnects/s against {churn.clients:,} "
+            f"clients, bystander p99 < 10 ms: {churn.churn_per_s:,.0f}/s, p99 "
+            f"{churn.p99_ms:.2f} ms — {verdict(ok)}"
+        )
     return out
 
 
@@ -778,10 +908,11 @@ def raise_fd_limit() -> int:
 
 def _workloads(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CASE_NAMES]
+    known = CASE_NAMES + SCALE_CASE_NAMES
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"a comma-separated list from: {', '.join(CASE_NAMES)}"
+            f"a comma-separated list from: {', '.join(known)}"
         )
     return names
 
@@ -805,7 +936,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workloads",
         type=_workloads,
         default=list(CASE_NAMES),
-        help=f"comma-separated, from {','.join(CASE_NAMES)} (default: all)",
+        help=f"comma-separated, from {','.join(CASE_NAMES)} (default: all "
+        f"of those) and the scale cases {','.join(SCALE_CASE_NAMES)}",
     )
     add(
         "--idle-clients",
@@ -817,6 +949,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline-idle-clients",
         type=_positive,
         help="connections for the baseline's idle runs (default: as many)",
+    )
+    add(
+        "--scale-clients",
+        type=_positive,
+        help="clients for idle-max and churn (default 19,000 and 18,000)",
     )
     add("--quick", action="store_true", help="tiny sizes, for a smoke test")
     add("--out", type=Path, help="write every run's JSON report to this file")
@@ -854,7 +991,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     for note in notes:
         say(note)
-    all_cases = make_cases(args.quick, args.idle_clients, args.baseline_idle_clients)
+    all_cases = make_cases(
+        args.quick, args.idle_clients, args.baseline_idle_clients, args.scale_clients
+    )
     signal.signal(signal.SIGTERM, _on_sigterm)
     info = machine()
     started = load_average()

@@ -160,7 +160,7 @@ def test_parse_args_udp_port_alone_makes_every_client_udp() -> None:
         ["--size=10"],
         ["--workload=nope"],
         ["--clients=0"],
-        ["--source-addrs=300"],
+        ["--source-addrs=70000"],
     ],
 )
 def test_parse_args_refuses_inconsistent_options(

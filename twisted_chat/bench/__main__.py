@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 from twisted_chat.bench.irc_wire import MAX_IRC_SIZE
 from twisted_chat.bench.report import format_table, stderr_progress, to_json
 from twisted_chat.bench.runner import RunConfig, run
-from twisted_chat.bench.workloads import WORKLOADS, get_workload
+from twisted_chat.bench.workloads import (
+    CLIENTS_PER_PROC,
+    MAX_SOURCE_ADDRS,
+    WORKLOADS,
+    get_workload,
+    worker_processes,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -121,18 +127,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to send at --rate; for idle, seconds to hold",
     )
     add(
+        "--churn-rate",
+        type=_seconds,
+        metavar="N",
+        help="connections a second a churn process opens, registers and closes "
+        "for --duration (the churn workload: 1000)",
+    )
+    add(
         "--procs",
         type=_positive,
-        default=1,
-        help="worker processes for the clients (default 1)",
+        help="worker processes for the clients (default: the workload's, 1 or "
+        f"2, and at least one per {CLIENTS_PER_PROC:,} clients)",
     )
     add(
         "--source-addrs",
         type=_non_negative,
-        default=0,
         metavar="N",
-        help="bind clients to 127.0.1.1 .. 127.0.1.N, round-robin, so a per-IP "
-        "cap does not interfere (default 0: do not bind)",
+        help="bind clients to N loopback addresses (127.0.1.1 .. 127.0.1.254, "
+        "127.0.2.1, ...), round-robin, so a per-IP cap does not interfere and "
+        "no address runs out of ports (default: none up to 1,000 clients, "
+        "else one address per 32 clients)",
     )
     add(
         "--window",
@@ -189,6 +203,7 @@ def parse_args(
             size=args.size,
             rate=args.rate,
             duration=duration,
+            churn_rate=args.churn_rate,
         )
     except ValueError as e:
         parser.error(str(e))
@@ -199,9 +214,12 @@ def parse_args(
         parser.error("--udp-clients needs --udp-port")
     if udp_clients > workload.clients:
         parser.error("--udp-clients must not exceed --clients")
-    if args.source_addrs > 254:
-        parser.error("--source-addrs must be at most 254 (127.0.1.1 .. 127.0.1.254)")
-    if args.procs > workload.clients:
+    source_addrs = args.source_addrs
+    if source_addrs is None:
+        source_addrs = 0 if workload.clients <= 1000 else -(-workload.clients // 32)
+    if source_addrs > MAX_SOURCE_ADDRS:
+        parser.error(f"--source-addrs must be at most {MAX_SOURCE_ADDRS:,}")
+    if args.procs is not None and args.procs > workload.clients:
         parser.error("--procs must not exceed --clients")
     if args.proto == "irc":
         if udp_clients:
@@ -216,8 +234,8 @@ def parse_args(
         port=args.port,
         udp_port=args.udp_port,
         udp_clients=udp_clients,
-        procs=args.procs,
-        source_addrs=args.source_addrs,
+        procs=worker_processes(workload, args.procs),
+        source_addrs=source_addrs,
         server_pid=args.server_pid,
         timeout=args.timeout,
         window=args.window,

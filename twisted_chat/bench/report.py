@@ -23,6 +23,7 @@ from attrs import frozen
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from twisted_chat.bench.churn import ChurnStats
     from twisted_chat.bench.workloads import Workload
 
 PROC = Path("/proc")
@@ -112,6 +113,8 @@ class ServerStats:
     :param rss_before_kib: before any bench client connected.
     :param rss_ready_kib: once every client was registered and in its room.
     :param rss_per_connection_bytes: (ready - before) / clients.
+    :param setup_cpu_s: server CPU seconds from before any client connected
+        to all registered and in their rooms.
     """
 
     pid: int
@@ -121,6 +124,7 @@ class ServerStats:
     rss_end_kib: int
     rss_peak_kib: int
     rss_per_connection_bytes: float
+    setup_cpu_s: float | None = None
 
 
 @frozen
@@ -146,6 +150,9 @@ class Report:
 
     :param measured: whether the run got as far as sending (or, for ``idle``,
         holding); if not, the counts and rates mean nothing.
+    :param connect_per_s: clients registered a second, from the first
+        ``connect`` to the last client in its room.
+    :param churn: the churn workload's connections (``churn_rate``).
     """
 
     workload: Workload
@@ -160,6 +167,8 @@ class Report:
     bench: BenchStats | None
     errors: tuple[str, ...]
     measured: bool = True
+    connect_per_s: float | None = None
+    churn: ChurnStats | None = None
 
     @property
     def missing(self) -> int:
@@ -202,6 +211,8 @@ class Report:
                 "size": w.size,
                 "rate": w.rate,
                 "duration": w.duration,
+                "active": w.taking_part,
+                "churn_rate": w.churn_rate,
             },
             "connections": self.connections,
             "sent": self.sent,
@@ -210,13 +221,21 @@ class Report:
             "missing": self.missing,
             "unexpected": self.unexpected,
             "setup_s": round(self.setup_s, 3),
+            "connect_per_s": self.connect_per_s,
             "elapsed_s": round(self.elapsed_s, 3),
             "deliveries_per_s": round(self.deliveries_per_s, 1),
             "messages_per_s": round(self.messages_per_s, 1),
             "latency_ms": attrs.asdict(self.latency) if self.latency else None,
             "server": attrs.asdict(self.server) if self.server else None,
             "bench": attrs.asdict(self.bench) if self.bench else None,
+            "churn": _churn_dict(self.churn),
         }
+
+
+def _churn_dict(churn: ChurnStats | None) -> dict[str, Any] | None:
+    if churn is None:
+        return None
+    return {**attrs.asdict(churn), "achieved_per_s": round(churn.achieved_per_s, 1)}
 
 
 def to_json(report: Report) -> str:
@@ -232,8 +251,16 @@ def format_table(report: Report) -> str:
     """The report for a person, one aligned line per subject."""
     w = report.workload
     rows: list[tuple[str, str]] = [("workload", w.describe())]
+    rate = (
+        f" ({report.connect_per_s:,.0f}/s from first connect to last registered)"
+        if report.connect_per_s
+        else ""
+    )
     rows.append(
-        ("connections", f"{report.connections} registered in {report.setup_s:.2f} s")
+        (
+            "connections",
+            f"{report.connections:,} registered in {report.setup_s:.2f} s{rate}",
+        )
     )
     if report.measured and not w.idle:
         verdict = "OK" if report.missing == 0 and report.unexpected == 0 else "ERROR"
@@ -268,6 +295,22 @@ def format_table(report: Report) -> str:
                 else "no samples",
             )
         )
+    c = report.churn
+    if c is not None:
+        setup = (
+            f", connect to pong p50 {c.setup.p50_ms:.2f} / p99 {c.setup.p99_ms:.2f} ms"
+            if c.setup
+            else ""
+        )
+        rows.append(
+            (
+                "churn",
+                f"{c.registered:,} of {c.opened:,} connections registered and "
+                f"closed in {c.window_s:.2f} s: {c.achieved_per_s:,.0f}/s "
+                f"(asked {c.rate:g}/s, {c.skipped:,} skipped, {c.failed:,} failed)"
+                + setup,
+            )
+        )
     s = report.server
     if s is not None:
         cpu = "n/a" if s.cpu_percent is None else f"{s.cpu_percent:.0f}% of a core"
@@ -284,7 +327,13 @@ def format_table(report: Report) -> str:
             rows.append(
                 (
                     "per connection",
-                    f"{s.rss_per_connection_bytes / 1024:.1f} KiB of server RSS",
+                    f"{s.rss_per_connection_bytes / 1024:.2f} KiB of server RSS"
+                    + (
+                        f", {1e6 * s.setup_cpu_s / report.connections:.0f} µs of "
+                        "server CPU to connect and register"
+                        if s.setup_cpu_s is not None and report.connections
+                        else ""
+                    ),
                 )
             )
     b = report.bench

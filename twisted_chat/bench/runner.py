@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
+from twisted_chat.bench.churn import ChurnProcess, ChurnSpec
 from twisted_chat.bench.report import read_proc
 from twisted_chat.bench.spec import Progress, WorkerSpec
 from twisted_chat.bench.tally import build_report
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
+    from twisted_chat.bench.churn import ChurnStats
     from twisted_chat.bench.report import ProcSample, Report
     from twisted_chat.bench.spec import WorkerResult
     from twisted_chat.bench.tally import Samples
@@ -116,6 +118,7 @@ class Runner:
         )
         self.show = progress
         self.workers: list[_WorkerHandle] = []
+        self.churn: ChurnProcess | None = None
         self.errors: list[str] = []
         self.phase = "connecting"
         self.t0 = 0
@@ -173,6 +176,9 @@ class Runner:
             process.start()
             child_end.close()
             self.workers.append(_WorkerHandle(i, process, parent_end))
+        if w.churn_rate > 0:
+            churn = ChurnSpec(family, address, w.churn_rate, w.duration)
+            self.churn = ChurnProcess(ctx, churn)
 
     def tell(self, *message: object) -> None:
         for h in self.workers:
@@ -281,6 +287,7 @@ class Runner:
         setup_s = elapsed_s = 0.0
         cpu_window = None
         parent_cpu = 0.0
+        churned = None
         try:
             before = self.sample_server()
             self.start_workers()
@@ -295,6 +302,8 @@ class Runner:
                 self.hold(w.duration)
             else:
                 self.tell("go", self.t0)
+                if self.churn is not None:
+                    self.churn.go(self.t0)
                 patience = w.duration if w.rate > 0 else 0.0
                 self.await_all("sent", "sending", patience=patience)
                 self.tell("drain")
@@ -304,12 +313,16 @@ class Runner:
             end_sample = self.sample_server()
             cpu_window = (end_ns - self.t0) / 1e9
             elapsed_s = cpu_window
+            if self.churn is not None:
+                churned = self.churn.result()
         except RunFailedError as e:
             self.errors.insert(0, str(e))
         except KeyboardInterrupt:
             self.errors.insert(0, "interrupted")
         finally:
             self.stop_workers()
+            if self.churn is not None:
+                self.churn.stop()
             self.show_progress(time.monotonic(), final=True)
         return self.report(
             setup_s=setup_s,
@@ -317,6 +330,7 @@ class Runner:
             cpu_window=cpu_window,
             samples=(before, ready_sample, end_sample),
             parent_cpu=parent_cpu,
+            churned=churned,
         )
 
     def check_setup(self) -> None:
@@ -349,6 +363,7 @@ class Runner:
         cpu_window: float | None,
         samples: Samples,
         parent_cpu: float,
+        churned: ChurnStats | str | None,
     ) -> Report:
         results: list[WorkerResult] = [
             h.got["done"][1] for h in self.workers if "done" in h.got
@@ -365,6 +380,7 @@ class Runner:
             cpu_window=cpu_window,
             samples=samples,
             parent_cpu=parent_cpu,
+            churned=churned,
         )
 
 

@@ -85,6 +85,9 @@ class WorkerResult:
     :param short: ``(client index, expected, received)`` for some clients whose
         count is off, to help find the culprit.
     :param cpu_s: the worker's CPU time from ``go`` to its end.
+    :param setup_start_ns: when the worker began its first connect
+        (``time.monotonic_ns()``).
+    :param setup_end_ns: when its last client was registered and in its room.
     """
 
     connected: int
@@ -95,3 +98,5 @@ class WorkerResult:
     cpu_s: float
     errors: tuple[str, ...]
     short: tuple[tuple[int, int, int], ...]
+    setup_start_ns: int = 0
+    setup_end_ns: int = 0

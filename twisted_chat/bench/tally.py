@@ -23,6 +23,7 @@ from twisted_chat.bench.report import (
 if TYPE_CHECKING:
     from typing import TypeAlias
 
+    from twisted_chat.bench.churn import ChurnStats
     from twisted_chat.bench.report import ProcSample
     from twisted_chat.bench.runner import RunConfig
     from twisted_chat.bench.spec import WorkerResult
@@ -56,6 +57,7 @@ def build_report(
     cpu_window: float | None,
     samples: Samples,
     parent_cpu: float,
+    churned: ChurnStats | str | None = None,
 ) -> Report:
     """The report of a run.
 
@@ -63,6 +65,7 @@ def build_report(
     :param complete: whether every worker did.
     :param t0: when sending began (``time.monotonic_ns()``), 0 if it never did.
     :param errors: what went wrong in the parent, first.
+    :param churned: the churn process's stats, or why it has none.
     """
     errors = list(errors)
     connected = sum(r.connected for r in results)
@@ -80,6 +83,14 @@ def build_report(
     if t0:
         # Only once sending began do the counts mean anything.
         errors.extend(_count_errors(results, expected, received))
+    churn = None
+    if isinstance(churned, str):
+        errors.append(churned)
+    elif churned is not None:
+        churn = churned
+        errors.extend(churned.errors)
+        if churned.failed:
+            errors.append(f"{churned.failed:,} churn connections failed")
     samples_ns: list[int] = []
     for r in results:
         samples_ns.extend(r.samples)
@@ -106,7 +117,20 @@ def build_report(
         bench=bench,
         errors=tuple(_summarize_errors(errors)),
         measured=bool(t0),
+        connect_per_s=_connect_rate(results, connected),
+        churn=churn,
     )
+
+
+def _connect_rate(results: list[WorkerResult], connected: int) -> float | None:
+    """Clients registered a second, from the first ``connect`` of any worker
+    to the last client registered (the workers start at about the same time,
+    and the processes' start-up is left out)."""
+    starts = [r.setup_start_ns for r in results if r.setup_start_ns]
+    ends = [r.setup_end_ns for r in results if r.setup_end_ns]
+    if not starts or not ends or max(ends) <= min(starts):
+        return None
+    return round(connected / ((max(ends) - min(starts)) / 1e9), 1)
 
 
 def _count_errors(
@@ -144,4 +168,5 @@ def _server_stats(
         rss_per_connection_bytes=round(
             1024 * (ready.rss_kib - before.rss_kib) / clients, 1
         ),
+        setup_cpu_s=round(ready.cpu_s - before.cpu_s, 2),
     )

@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from twisted_chat.bench.worker import Worker
     from twisted_chat.bench.workloads import ClientPlan
 
+#: Linux's IP_BIND_ADDRESS_NO_PORT (``socket`` names it from Python 3.12):
+#: a bound source address gets its port at ``connect``, unique for the whole
+#: (source, destination) pair, instead of at ``bind``, unique for the source
+#: alone; tens of thousands of clients then never run out of ports.
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
 #: Sample a TCP connection's latency at most this often: enough samples for
 #: percentiles, without parsing lines on every read.
 SAMPLE_INTERVAL_NS = 10_000_000
@@ -39,6 +45,7 @@ class TcpClient(Client):
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if plan.source is not None:
+                sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                 sock.bind((plan.source, 0))
             err = sock.connect_ex(worker.spec.address)
         except OSError:

@@ -114,6 +114,7 @@ class Worker:
         self.cpu_at_go = 0.0
         self.next_progress = 0
         self.next_hello_check = 0
+        self.setup_start_ns = self.setup_end_ns = 0
         self.selector.register(control.fileno(), selectors.EVENT_READ, _CONTROL)
 
     # Plumbing.
@@ -152,6 +153,8 @@ class Worker:
 
     # Setup.
     def open_more(self) -> None:
+        if not self.setup_start_ns:
+            self.setup_start_ns = time.monotonic_ns()
         while self.to_connect and self.inflight < MAX_INFLIGHT:
             plan = self.to_connect.pop()
             self.inflight += 1
@@ -198,6 +201,7 @@ class Worker:
         if stage == Stage.SETUP:
             client.stage = Stage.READY
             client.setup_bytes = bytearray()
+            self.setup_end_ns = time.monotonic_ns()
             self.ready += 1
             self.inflight -= 1
             self.setup_pending -= 1
@@ -286,6 +290,8 @@ class Worker:
             cpu_s=cpu,
             errors=tuple(self.errors),
             short=short[:MAX_SHORT],
+            setup_start_ns=self.setup_start_ns,
+            setup_end_ns=self.setup_end_ns,
         )
 
     # The loop.

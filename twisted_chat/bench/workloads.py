@@ -9,6 +9,13 @@ many room messages it must receive.  The expected counts are exact: the server
 does not echo a message to its sender (PROTOCOL.md), so a message said in a
 room of ``n`` members is delivered ``n - 1`` times.  A missing delivery is
 therefore an error, never a rounding.
+
+The scale workloads (issue 18) add two things to that shape: clients held
+idle in rooms of their own beside the few that take part (``active``: the
+churn workload's bystander pair among 18,000), and a churn of short-lived
+connections (``churn_rate``, run by :mod:`twisted_chat.bench.churn`).
+Thousands of clients need many source addresses (:func:`source_address`)
+and more than one worker process (``procs``).
 """
 
 from __future__ import annotations
@@ -34,6 +41,13 @@ class Workload:
         connections open while the server's idle CPU is measured.
     :param idle: connect and register the clients, send nothing, and report
         the server's memory per connection.
+    :param active: how many clients (the first ones) take part in the rooms
+        and senders; the rest are held idle in rooms of
+        :data:`IDLE_ROOM_SIZE` of their own.  0: every client takes part.
+    :param churn_rate: with ``duration``, connections a second that a churn
+        process opens, registers and closes while the senders send.
+    :param procs: worker processes unless ``--procs`` says otherwise (and at
+        least enough that none holds more than :data:`CLIENTS_PER_PROC`).
     """
 
     name: str
@@ -46,6 +60,14 @@ class Workload:
     rate: float = 0.0
     duration: float = 0.0
     idle: bool = False
+    active: int = 0
+    churn_rate: float = 0.0
+    procs: int = 1
+
+    @property
+    def taking_part(self) -> int:
+        """Clients in the workload's rooms (the rest are held idle)."""
+        return self.active or self.clients
 
     @property
     def messages_per_sender(self) -> int:
@@ -60,10 +82,16 @@ class Workload:
         """Raise ``ValueError`` with a sentence a person can act on."""
         if self.clients < 1:
             raise ValueError("--clients must be at least 1")
-        if not 1 <= self.rooms <= self.clients:
+        if not 0 <= self.active <= self.clients:
+            raise ValueError(f"--clients must be at least {self.active} here")
+        if not 1 <= self.rooms <= self.taking_part:
             raise ValueError("--rooms must be between 1 and --clients")
-        if not 0 <= self.senders <= self.clients:
+        if not 0 <= self.senders <= self.taking_part:
             raise ValueError("--senders must be between 0 and --clients")
+        if self.churn_rate < 0:
+            raise ValueError("--churn-rate must not be negative")
+        if self.churn_rate > 0 and self.duration <= 0:
+            raise ValueError("--churn-rate needs a --duration")
         if self.messages < 0:
             raise ValueError("--messages must not be negative")
         if self.rate < 0 or self.duration < 0:
@@ -78,13 +106,20 @@ class Workload:
     def describe(self) -> str:
         """One line for the report: the shape of the run."""
         rooms = "1 room" if self.rooms == 1 else f"{self.rooms} rooms"
-        head = f"{self.name}: {self.clients} clients in {rooms}"
+        head = f"{self.name}: {self.taking_part} clients in {rooms}"
+        if self.active:
+            head += f" (and {self.clients - self.active} idle)"
         if self.idle:
             return f"{head}, idle"
         pace = f" at {self.rate:g} msg/s" if self.rate > 0 else ""
+        churn = (
+            f", {self.churn_rate:g} connects + disconnects/s for {self.duration:g} s"
+            if self.churn_rate
+            else ""
+        )
         return (
             f"{head}, {self.senders} senders x {self.messages_per_sender} "
-            f"messages of {self.size} B{pace}"
+            f"messages of {self.size} B{pace}{churn}"
         )
 
 
@@ -92,6 +127,11 @@ class Workload:
 MIN_SIZE = 32
 #: PROTOCOL.md's default line limit, not counting the line ending.
 MAX_SIZE = 1024
+#: Members of each room the held-idle clients (``active``) are spread over.
+IDLE_ROOM_SIZE = 10
+#: The most clients one worker process holds: the descriptor limit here is
+#: 20,000 a process, and a worker needs a few of its own.
+CLIENTS_PER_PROC = 10_000
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
@@ -133,6 +173,41 @@ WORKLOADS: dict[str, Workload] = {
             duration=1.0,
             idle=True,
         ),
+        Workload(
+            name="idle-max",
+            description="19,000 registered idle clients (rooms of 10), 2 procs; "
+            "server RSS per client and the connect + register rate",
+            clients=19_000,
+            rooms=1_900,
+            senders=0,
+            messages=0,
+            duration=1.0,
+            idle=True,
+            procs=2,
+        ),
+        Workload(
+            name="room-10k",
+            description="1 room of 10,000 members, 10 senders x 100 messages",
+            clients=10_000,
+            rooms=1,
+            senders=10,
+            messages=100,
+            procs=2,
+        ),
+        Workload(
+            name="churn",
+            description="18,000 clients held; 1,000 connects + disconnects/s "
+            "for 15 s while a bystander pair measures 100 msg/s",
+            clients=18_000,
+            rooms=1,
+            senders=1,
+            messages=0,
+            rate=100.0,
+            duration=15.0,
+            active=2,
+            churn_rate=1000.0,
+            procs=2,
+        ),
     )
 }
 
@@ -146,6 +221,11 @@ def get_workload(name: str, **overrides: object) -> Workload:
     base = WORKLOADS[name]
     changes: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     clients = changes.get("clients")
+    if base.active and isinstance(clients, int):
+        # The active clients are a fixed few; --clients sizes the idle crowd.
+        changes.setdefault("rooms", base.rooms)
+        changes.setdefault("senders", base.senders)
+        changes.setdefault("active", min(base.active, clients))
     if isinstance(clients, int):
         # Keep the workload's shape when only its size changes: rooms of the
         # same size, "everyone sends" stays everyone, and a fixed number of
@@ -206,12 +286,18 @@ def room_name(run_id: str, k: int) -> str:
 
 
 def source_address(index: int, count: int) -> str | None:
-    """Spread clients over ``127.0.1.1`` .. ``127.0.1.<count>`` (Linux routes all of
-    127/8 to the loopback device), so a server's per-IP cap counts each one
-    separately."""
+    """Spread clients over ``count`` loopback addresses, ``127.0.1.1`` ..
+    ``127.0.1.254``, then ``127.0.2.1`` and on (Linux routes all of 127/8 to
+    the loopback device), so that a server's per-IP cap counts each one
+    separately and no address runs out of ephemeral ports."""
     if count <= 0:
         return None
-    return f"127.0.1.{1 + index % count}"
+    k = index % count
+    return f"127.0.{1 + k // 254}.{1 + k % 254}"
+
+
+#: The most source addresses :func:`source_address` spreads over.
+MAX_SOURCE_ADDRS = 254 * 254
 
 
 def make_plan(
@@ -223,17 +309,22 @@ def make_plan(
 ) -> Plan:
     """Assign rooms round-robin (client ``i`` joins room ``i % rooms``), make the
     first ``senders`` clients send (so they spread over the rooms too), make the
-    last ``udp_clients`` clients use UDP, and count what each must receive."""
+    last ``udp_clients`` clients use UDP, and count what each must receive.
+
+    Past the ``active`` clients (if the workload has them), the rest are held
+    idle in rooms of :data:`IDLE_ROOM_SIZE`, numbered after the workload's."""
     n = workload.clients
+    active = workload.taking_part
     m = workload.messages_per_sender
-    rooms = [i % workload.rooms for i in range(n)]
+    rooms = [i % workload.rooms for i in range(active)]
+    rooms += [workload.rooms + j // IDLE_ROOM_SIZE for j in range(n - active)]
     senders_in_room = [0] * workload.rooms
     for i in range(workload.senders):
         senders_in_room[rooms[i]] += 1
     clients = []
     for i in range(n):
         sender = i < workload.senders
-        others = senders_in_room[rooms[i]] - (1 if sender else 0)
+        others = senders_in_room[rooms[i]] - (1 if sender else 0) if i < active else 0
         clients.append(
             ClientPlan(
                 index=i,
@@ -245,3 +336,12 @@ def make_plan(
             )
         )
     return Plan(workload=workload, run_id=run_id, clients=tuple(clients))
+
+
+def worker_processes(workload: Workload, requested: int | None) -> int:
+    """How many worker processes to start: ``requested`` (or the workload's
+    own number), raised so that none holds more than :data:`CLIENTS_PER_PROC`
+    clients, and never more than there are clients."""
+    wanted = workload.procs if requested is None else requested
+    needed = -(-workload.clients // CLIENTS_PER_PROC)
+    return max(1, min(workload.clients, max(wanted, needed)))
