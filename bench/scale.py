@@ -349,7 +349,8 @@ def plot(document: dict[str, Any], png: Path) -> str:
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(xlabel)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     fig.suptitle(
         f"How cost grows (medians of {document['runs']} runs; "
         f"commit {document['machine']['commit']})",

@@ -225,7 +225,7 @@ def get_workload(name: str, **overrides: object) -> Workload:
         # The active clients are a fixed few; --clients sizes the idle crowd.
         changes.setdefault("rooms", base.rooms)
         changes.setdefault("senders", base.senders)
-        changes.setdefault("active", min(base.active, clients))
+        changes.setdefault("active", base.active)
     if isinstance(clients, int):
         # Keep the workload's shape when only its size changes: rooms of the
         # same size, "everyone sends" stays everyone, and a fixed number of
