@@ -124,6 +124,7 @@ class ChatServer:
         self.speech = Speech(self)
         # Bound once: plain text is most of the traffic.
         self._say = self.speech.say
+        self._say_run = self.speech.say_run
 
     # -- the transports' API -------------------------------------------------
 
@@ -211,6 +212,33 @@ class ChatServer:
         except Exception:
             _log.failure(
                 "while handling a line from {nick}", nick=participant.nick.display
+            )
+            participant.client.send(_INTERNAL_ERROR)
+
+    def receive_run(self, participant: Participant, texts: list[str]) -> None:
+        """
+        :meth:`receive` for several plain lines in a row (none starts with
+        ``/``), as one read brings them: one room line for all of them
+        (:meth:`Speech.say_run`) when nothing needs them one by one (a
+        password prompt, speech rules, members of another wire format).
+        """
+        room = participant.current
+        rules = room.rules if room is not None else None
+        if (
+            room is None
+            or participant.gone
+            or participant.prompt is not None
+            or room.foreign is not None
+            or (rules is not None and rules.speech_restricted)
+        ):
+            for text in texts:
+                self.receive(participant, text)
+            return
+        try:
+            self._say_run(participant, room, texts)
+        except Exception:
+            _log.failure(
+                "while handling lines from {nick}", nick=participant.nick.display
             )
             participant.client.send(_INTERNAL_ERROR)
 

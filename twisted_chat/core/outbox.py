@@ -139,6 +139,21 @@ class Outbox:
             self._defer(self.end_of_turn)
         self._dirty[room] = None
 
+    def say_run_in(
+        self, room: Room, data: bytes, sender: Participant, count: int
+    ) -> None:
+        """
+        :meth:`say_in` for ``count`` messages of ``sender`` made into one
+        room line (``data``, several CRLF-ended lines; never a notice, and
+        only for a room of line users).  The room holds them as one entry,
+        so the counts the flush makes from its entries get the other
+        ``count - 1`` here.
+        """
+        extra = count - 1
+        self.messages += extra
+        self.deliveries += extra * len(room.members)
+        self.say_in(room, data, sender)
+
     def end_of_turn(self) -> None:
         """Hand out what the rooms heard this turn (not the waiting notices)."""
         if not self._dirty:
