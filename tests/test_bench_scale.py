@@ -352,6 +352,7 @@ def _point(scale: ModuleType, workload: str, size: int) -> dict[str, Any]:
     )  # fmt: skip
     if idle:
         report["workload"] = {"name": "idle-max", "clients": size}
+        report["slab_growth_kib"] = 6 * size
     medians = {label: scale.medians([report]) for label in ("A", "B")}
     return {
         "part": part, "workload": workload, "size": size,
@@ -366,6 +367,7 @@ def test_scale_medians_tables_and_merge(scale: ModuleType) -> None:
     m = idle["medians"]["A"]
     assert m["kib_per_client"] == 2.5
     assert m["cpu_us_per_connect"] == 500.0
+    assert m["kernel_kib_per_socket"] == 3.0
     assert m["deliveries_per_s"] is None
     rooms = _point(scale, "rooms", 1000)["medians"]["A"]
     assert rooms["cpu_us_per_delivery"] == pytest.approx(0.45)
@@ -374,7 +376,7 @@ def test_scale_medians_tables_and_merge(scale: ModuleType) -> None:
         "points": [idle, _point(scale, "rooms", 1000), _point(scale, "room-10k", 10)],
     }  # fmt: skip
     text = scale.tables(document)
-    assert "| 1,000 | 2.50 / 2.50 | 4,000 / 4,000 | 500 / 500 |" in text
+    assert "| 1,000 | 2.50 / 2.50 | 3.00 / 3.00 | 4,000 / 4,000 | 500 / 500 |" in text
     assert "| 10 | 7 | 2,000,000 / 2,000,000 | 0.450 / 0.450 |" in text
     newer = {**document, "points": [_point(scale, "room-10k", 100)]}
     merged = scale.merge(document, newer)
