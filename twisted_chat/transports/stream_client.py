@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twisted.internet import interfaces, tcp
 from twisted.internet.defer import Deferred, succeed
@@ -34,7 +34,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_chat.core import lines
-from twisted_chat.core.admission import Admission, address_group, log_refusal
+from twisted_chat.core.admission import (
+    Admission,
+    address_group,
+    canonical_ipv4,
+    log_refusal,
+)
 from twisted_chat.core.bans import address_key
 from twisted_chat.core.intake import (
     LineIntake,
@@ -46,8 +51,8 @@ from twisted_chat.transports.stream_output import (
     OutputWatch,
     SlowReaderWatch,
     StreamTransport,
-    unsent_bytes,
 )
+from twisted_chat.transports.stream_writes import StreamWrites
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
@@ -86,7 +91,7 @@ def describe(address: IAddress) -> tuple[str, str]:
 
 
 @implementer(IChatClient, interfaces.IHandshakeListener)
-class StreamChatProtocol(SlowReaderWatch, LineReceiver):
+class StreamChatProtocol(StreamWrites, SlowReaderWatch, LineReceiver):
     """
     One stream connection of a chat front-end, whatever it speaks: bans and
     caps at connect, the TLS handshake deadline, flood-control pauses, the
@@ -98,8 +103,9 @@ class StreamChatProtocol(SlowReaderWatch, LineReceiver):
     delimiter = lines.CRLF
     factory: StreamChatFactory
     transport: StreamTransport  # type: ignore[assignment]
-    # Our own state in slots: with 10,000 idle clients every byte of a
+    # Our own state in slots: with 19,000 idle clients every byte of a
     # connection's footprint counts (the base classes keep their __dict__).
+    # The peer's label is not kept: :attr:`peer` makes it when a log asks.
     __slots__ = (
         "_admitted",
         "_dropped",
@@ -108,15 +114,10 @@ class StreamChatProtocol(SlowReaderWatch, LineReceiver):
         "_handshake",
         "_host",
         "_intake",
-        "_socket",
-        "_stalled",
-        "_unsent",
         "participant",
-        "peer",
     )
 
     def __init__(self) -> None:
-        self.peer = "tcp ?"
         self._group = ""
         self._host = ""
         self._admitted = False
@@ -128,6 +129,15 @@ class StreamChatProtocol(SlowReaderWatch, LineReceiver):
         self._unsent = 0
         self._dropped = False
         self._socket: socket.socket | None = None
+        self._held: list[bytes] | None = None
+
+    @property
+    def peer(self) -> str:
+        """``IChatClient`` API: the remote end for logs (``tcp 192.0.2.7:50312``)."""
+        transport = getattr(self, "transport", None)
+        if transport is None:
+            return "tcp ?"
+        return describe(transport.getPeer())[0]
 
     @property
     def _bucket(self) -> TokenBucket | None:
@@ -139,17 +149,28 @@ class StreamChatProtocol(SlowReaderWatch, LineReceiver):
     def connectionMade(self) -> None:
         factory = self.factory
         now = factory.reactor.seconds()
-        self.peer, host = describe(self.transport.getPeer())
-        self._group = address_group(host)
         transport: object = self.transport
+        plain = type(transport) is tcp.Server
+        # A plain TCP connection's peer is the (host, port) accept() gave:
+        # no address object, no label, no parsing when it is the usual
+        # dotted quad.  The group and the ban key are then the host itself.
+        host = (
+            transport.client[0]  # type: ignore[attr-defined]
+            if plain
+            else describe(self.transport.getPeer())[1]
+        )
+        if canonical_ipv4(host):
+            self._group = self._host = host
+        else:
+            self._group = address_group(host)
+            # For bans and /whois: canonical, IPv4 as IPv4 (not ::ffff:a.b.c.d).
+            self._host = str(address_key(host) or "")
         if isinstance(transport, TLSMemoryBIOProtocol):
             # Even a refused client must finish its handshake in time: TLS
             # holds the refusal line, and the connection, until it does.
             self._handshake = factory.reactor.callLater(
                 HANDSHAKE_TIMEOUT, self._handshake_expired
             )
-        # For bans and /whois: canonical, and IPv4 as IPv4 (not ::ffff:a.b.c.d).
-        self._host = str(address_key(host) or "")
         # A ban before the caps: a banned client gets its one line, nothing
         # else, and takes no connection slot or flood credit.
         banned = factory.server.operators.refusal(self._host, None)
@@ -166,21 +187,26 @@ class StreamChatProtocol(SlowReaderWatch, LineReceiver):
             return
         self._admitted = True
         factory.protocols.add(self)
-        if interfaces.ITCPTransport.providedBy(self.transport):
+        if plain or interfaces.ITCPTransport.providedBy(self.transport):
             # Chat lines are small and interactive: never wait for Nagle.
             with contextlib.suppress(OSError):
                 self.transport.setTcpNoDelay(True)
         self.transport.registerProducer(OutputWatch(self), True)
-        if type(transport) is tcp.Server:
+        if plain:
             # Plain TCP only: under TLS the socket carries ciphertext.
-            self._socket = transport.getHandle()
+            self._socket = transport.getHandle()  # type: ignore[attr-defined]
         settings = factory.server.settings
         if settings.flood_control:
             self._intake.bucket = factory.admission.credit.bucket(
                 self._group, settings.flood_burst, settings.flood_rate, now
             )
         if self._handshake is None:
-            self._join()
+            # The welcome, the default room's lines: one write, not one each.
+            self.hold_output()
+            try:
+                self._join()
+            finally:
+                self.release_output()
 
     def _refused(self, line: bytes) -> bytes:
         """The one line a refused connection gets, in the front-end's words."""
@@ -213,6 +239,7 @@ class StreamChatProtocol(SlowReaderWatch, LineReceiver):
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: ARG002
+        self._held = None
         for delayed in (self._flood_wait, self._handshake):
             if delayed is not None and delayed.active():
                 delayed.cancel()
@@ -239,52 +266,15 @@ class StreamChatProtocol(SlowReaderWatch, LineReceiver):
 
     # -- IChatClient -----------------------------------------------------------
 
-    def send(self, data: bytes) -> None:
-        """``IChatClient`` API: queue lines, and count them while stalled."""
-        self.factory.stats.bytes_sent += len(data)
-        if self._stalled:
-            buffered = unsent_bytes(self.transport)
-            if buffered is None:
-                self._unsent += len(data)
-            else:
-                self._unsent = buffered + len(data)
-            if self._unsent > self.factory.server.settings.max_sendq:
-                self._drop_slow_reader()
-                return
-        elif self._socket is not None:
-            self._write_through(data)
-            return
-        self.transport.write(data)
-
-    def _write_through(self, data: bytes) -> None:
-        """
-        Send at once when nothing is queued, as asyncio's transports do.
-
-        Twisted's ``write`` always buffers and waits for the next reactor
-        turn, which costs a poll and two ``epoll_ctl`` calls per write, and
-        the fan-out path writes once per member for every line said.
-        Whatever the socket does not take, and any error, goes the normal
-        way through ``transport.write``, which keeps order and reports
-        errors as Twisted always does.
-        """
-        transport: Any = self.transport
-        if transport.dataBuffer or transport._tempDataLen or transport.disconnecting:
-            transport.write(data)
-            return
-        try:
-            sent = self._socket.send(data)  # type: ignore[union-attr]
-        except OSError:
-            sent = 0
-        if sent < len(data):
-            transport.write(data[sent:])
-
     def close(self) -> None:
         """``IChatClient`` API: flush, then hang up."""
+        self.release_output()
         self.transport.loseConnection()
 
     # -- output flow control (SlowReaderWatch) ------------------------------------
 
     def _abort_unread(self) -> None:
+        self._held = None
         self.transport.abortConnection()
 
     # -- flood control -----------------------------------------------------------
@@ -297,7 +287,11 @@ class StreamChatProtocol(SlowReaderWatch, LineReceiver):
 
     def _flood_over(self) -> None:
         self._flood_wait = None
-        self._process()
+        self.hold_output()
+        try:
+            self._process()
+        finally:
+            self.release_output()
         if self._flood_wait is None and not self.transport.disconnecting:
             self.transport.resumeProducing()
 

@@ -153,8 +153,10 @@ class _Watched(Protocol):
     _stalled: bool
     _unsent: int
     _dropped: bool
-    peer: str
     factory: Any
+
+    @property
+    def peer(self) -> str: ...
 
     def _abort_unread(self) -> None: ...
 

@@ -68,13 +68,18 @@ class ChatLineProtocol(StreamChatProtocol):
         """
         Frame lines ourselves (:class:`LineIntake`): ``LineReceiver`` knows
         one delimiter only, and on an overlong line it throws away the good
-        lines that follow it.
+        lines that follow it.  What the read's lines draw goes out in one
+        write (:meth:`hold_output`).
         """
         self.factory.stats.bytes_received += len(data)
         wait = self._intake.feed(data, self.factory.reactor.seconds())
         if wait is not None and self._flood_wait is None:
             self._pause_for_flood(wait.delay)
-        self._process()
+        self.hold_output()
+        try:
+            self._process()
+        finally:
+            self.release_output()
 
     def _process(self) -> None:
         """Act on the intake's verdicts: go to the core, refuse, or pause."""
@@ -103,7 +108,7 @@ class ChatLineProtocol(StreamChatProtocol):
                 if participant is not None:
                     receive(participant, verdict)
             elif verdict is REFUSE:
-                transport.write(lines.error(line_too_long(limit)))
+                self._write_in_order(lines.error(line_too_long(limit)))
             else:
                 self._pause_for_flood(verdict.delay)
         if run and participant is not None:
