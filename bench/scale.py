@@ -304,7 +304,7 @@ def tables(document: dict[str, Any]) -> str:
             def cell(p: dict[str, Any] | None, key: str, spec: str) -> str:
                 if p is None:
                     return "–"
-                return " / ".join(_f(p["medians"][lb][key], spec) for lb in labels)
+                return " / ".join(_f(p["medians"][lb].get(key), spec) for lb in labels)
 
             oks = " · ".join(_ok(p) for p in (idle, rooms) if p is not None)
             loads = " · ".join(_load(p) for p in (idle, rooms) if p is not None)
@@ -340,7 +340,7 @@ def tables(document: dict[str, Any]) -> str:
             m = p["medians"]
 
             def cells(key: str, spec: str, m: dict[str, Any] = m) -> str:
-                return " / ".join(_f(m[lb][key], spec) for lb in labels)
+                return " / ".join(_f(m[lb].get(key), spec) for lb in labels)
 
             out.append(
                 f"| {p['size']:,} | {p['options'][-1]} "
@@ -388,13 +388,15 @@ def plot(document: dict[str, Any], png: Path) -> str:
             (p for p in pts if p["workload"] == workload), key=lambda p: p["size"]
         )
         for label in labels:
-            xy = [(p["size"], p["medians"][label][key]) for p in chosen]
+            xy = [(p["size"], p["medians"][label].get(key)) for p in chosen]
             xy = [(x, y) for x, y in xy if y is not None]
             if xy:
                 ax.plot(*zip(*xy, strict=True), marker="o", label=label)
         ax.set_xscale("log")
         if key != "kib_per_client":
             ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(xlabel)
         ax.grid(True, which="both", alpha=0.3)
@@ -479,11 +481,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def merge(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
-    """``new``, with the points of ``old`` for the parts ``new`` did not measure."""
+    """``new``, with the points of ``old`` for the parts ``new`` did not measure
+    (their medians computed again, so that a figure added since is there)."""
     if not old:
         return new
     measured = {p["part"] for p in new["points"]}
     kept = [p for p in old.get("points", []) if p["part"] not in measured]
+    for p in kept:
+        p["medians"] = {lb: medians(runs) for lb, runs in p["servers"].items()}
     return {**new, "points": kept + new["points"]}
 
 
@@ -494,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if old is None:
             print(f"{args.out} does not exist", file=sys.stderr)
             return 2
+        old = merge({"points": old["points"]}, {**old, "points": []})
         print(tables(old))
         print(plot(old, args.png))
         return 0
