@@ -107,6 +107,8 @@ def points(args: argparse.Namespace) -> list[tuple[str, str, int, list[str]]]:
                     ["--clients", str(size), "--messages", str(m)],
                 )
             )
+    if args.only:
+        out = [p for p in out if p[1] in args.only]
     return out
 
 
@@ -455,6 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="deliveries a room-size run aims at (default 5,000,000)",
     )
     add("--servers", type=_choices(tuple(SERVERS)), default=list(SERVERS))
+    add(
+        "--only",
+        type=_choices(("idle-max", "rooms", "room-10k")),
+        help="measure only these workloads of the parts (the JSON keeps the "
+        "other points of a part already in it)",
+    )
     add("--out", type=Path, help="JSON file (default docs/scale.json)")
     add("--png", type=Path, help="plot (default docs/scale.png)")
     add("--plot-only", action="store_true", help="no runs: tables and PNG from --out")
@@ -481,12 +489,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def merge(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
-    """``new``, with the points of ``old`` for the parts ``new`` did not measure
-    (their medians computed again, so that a figure added since is there)."""
+    """``new``, with the points of ``old`` (workload and size) that ``new`` did
+    not measure (their medians computed again, so that a figure added since
+    is there)."""
     if not old:
         return new
-    measured = {p["part"] for p in new["points"]}
-    kept = [p for p in old.get("points", []) if p["part"] not in measured]
+    measured = {(p["workload"], p["size"]) for p in new["points"]}
+    kept = [
+        p for p in old.get("points", []) if (p["workload"], p["size"]) not in measured
+    ]
     for p in kept:
         p["medians"] = {lb: medians(runs) for lb, runs in p["servers"].items()}
     return {**new, "points": kept + new["points"]}

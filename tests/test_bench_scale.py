@@ -329,6 +329,11 @@ def test_scale_room_messages_aim_at_the_deliveries(scale: ModuleType) -> None:
     ]
     args = scale.parse_args(["--parts", "clients", "--clients", "1000"])
     assert [p[1] for p in scale.points(args)] == ["idle-max", "rooms"]
+    args = scale.parse_args(["--clients", "1000,2000", "--only", "idle-max"])
+    assert [(p[1], p[2]) for p in scale.points(args)] == [
+        ("idle-max", 1000),
+        ("idle-max", 2000),
+    ]
 
 
 def test_scale_quick_never_writes_the_docs(scale: ModuleType) -> None:
@@ -383,8 +388,12 @@ def test_scale_medians_tables_and_merge(scale: ModuleType) -> None:
     assert [(p["workload"], p["size"]) for p in merged["points"]] == [
         ("idle-max", 1000),
         ("rooms", 1000),
+        ("room-10k", 10),
         ("room-10k", 100),
     ]
+    again = scale.merge(merged, {**document, "points": [_point(scale, "rooms", 1000)]})
+    assert [(p["workload"], p["size"]) for p in again["points"]][-1] == ("rooms", 1000)
+    assert len(again["points"]) == 4
 
 
 def test_scale_plot_writes_a_png_or_says_why_not(
