@@ -37,6 +37,7 @@ from twisted_chat.core.bounds import (
 from twisted_chat.core.budget import ReplyBudgets
 from twisted_chat.core.errors import BadUsage, ChatError
 from twisted_chat.core.events import Quit
+from twisted_chat.core.foreign import wire_format_of
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.membership import Membership, current_room
 from twisted_chat.core.moderation import ModerationCommands
@@ -59,9 +60,7 @@ __all__ = ["ChatServer", "Participant", "Room"]
 
 _log = RateLimitedLogger()
 
-_INTERNAL_ERROR = lines.encode(
-    "! internal-error: Something went wrong on the server; it has been logged."
-)
+_INTERNAL_ERROR = lines.INTERNAL_ERROR
 _PONG = lines.notice("pong")
 #: Commands whose room lines may wait for the end of the reactor turn.
 _QUEUED = (commands.Say, commands.Me)
@@ -124,7 +123,8 @@ class ChatServer:
         self.speech = Speech(self)
         # Bound once: plain text is most of the traffic.
         self._say = self.speech.say
-        self._say_run = self.speech.say_run
+        #: Several plain lines in a row, as one read brings them (Speech.run).
+        self.receive_run = self.speech.run
 
     # -- the transports' API -------------------------------------------------
 
@@ -202,6 +202,17 @@ class ChatServer:
                 self._say(participant, current_room(participant), text)
                 return
             command = commands.parse_line(text)
+            if (
+                type(command) is commands.Ping
+                and participant.transport == "tcp"
+                and wire_format_of(participant) is None
+            ):
+                # The pong goes with the turn's room lines, in one write
+                # (a line stream's; a datagram each would gain nothing).
+                token = command.token
+                pong = lines.notice(f"pong {token}") if token else _PONG
+                self.outbox.reply_later(participant, pong)
+                return
             if self.outbox.busy and not isinstance(command, _QUEUED):
                 # Direct replies must not overtake room lines queued
                 # earlier in this turn.
@@ -212,33 +223,6 @@ class ChatServer:
         except Exception:
             _log.failure(
                 "while handling a line from {nick}", nick=participant.nick.display
-            )
-            participant.client.send(_INTERNAL_ERROR)
-
-    def receive_run(self, participant: Participant, texts: list[str]) -> None:
-        """
-        :meth:`receive` for several plain lines in a row (none starts with
-        ``/``), as one read brings them: one room line for all of them
-        (:meth:`Speech.say_run`) when nothing needs them one by one (a
-        password prompt, speech rules, members of another wire format).
-        """
-        room = participant.current
-        rules = room.rules if room is not None else None
-        if (
-            room is None
-            or participant.gone
-            or participant.prompt is not None
-            or room.foreign is not None
-            or (rules is not None and rules.speech_restricted)
-        ):
-            for text in texts:
-                self.receive(participant, text)
-            return
-        try:
-            self._say_run(participant, room, texts)
-        except Exception:
-            _log.failure(
-                "while handling lines from {nick}", nick=participant.nick.display
             )
             participant.client.send(_INTERNAL_ERROR)
 

@@ -33,6 +33,12 @@ def encode(text: str) -> bytes:
     return text.encode("utf-8", "replace") + CRLF
 
 
+#: What a user is told when handling their line hit a bug (it is logged).
+INTERNAL_ERROR = encode(
+    "! internal-error: Something went wrong on the server; it has been logged."
+)
+
+
 def room_message(room: str, nick: str, text: str) -> bytes:
     """``[#room] <nick> text``."""
     return encode(f"[{room}] <{nick}> {text}")

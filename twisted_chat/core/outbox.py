@@ -24,12 +24,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from twisted_chat.core.bounds import BUSY_ROOM, NOTICE_DELAY
+from twisted_chat.core.logs import RateLimitedLogger
 
 if TYPE_CHECKING:
     from twisted_chat.core.events import RoomEvent
     from twisted_chat.core.room import Participant, Room
 
 __all__ = ["FANOUT_BUCKETS", "Outbox"]
+
+_log = RateLimitedLogger()
 
 #: Upper bounds, in seconds, of the buckets a turn's fan-out time is counted
 #: in (a Prometheus histogram's ``le``); one more bucket holds the rest.
@@ -74,6 +77,8 @@ class Outbox:
         #: Busy rooms whose pending notices wait for the notice timer.
         self._waiting: dict[Room, None] = {}
         self._timer_set = False
+        #: Direct replies waiting for the end of the turn (:meth:`reply_later`).
+        self._replies: dict[Participant, list[bytes]] = {}
         #: Room lines handed out, and lines times members at each flush
         #: (:mod:`twisted_chat.core.stats` says why not exact deliveries).
         self.messages = 0
@@ -94,7 +99,7 @@ class Outbox:
     @property
     def busy(self) -> bool:
         """Are lines waiting anywhere (so a direct reply must catch up first)?"""
-        return bool(self._dirty or self._waiting)
+        return bool(self._dirty or self._waiting or self._replies)
 
     def say_in(
         self,
@@ -135,7 +140,7 @@ class Outbox:
                 self._timer_set = True
                 self._call_later(NOTICE_DELAY, self._notice_timer)
             return
-        if not self._dirty:
+        if not self._dirty and not self._replies:
             self._defer(self.end_of_turn)
         self._dirty[room] = None
 
@@ -156,6 +161,8 @@ class Outbox:
 
     def end_of_turn(self) -> None:
         """Hand out what the rooms heard this turn (not the waiting notices)."""
+        if self._replies:
+            self._send_replies()
         if not self._dirty:
             return
         clock = self.clock
@@ -196,8 +203,66 @@ class Outbox:
             if room.pending:
                 self._hand_out(room)
 
+    def reply_later(self, participant: Participant, data: bytes) -> None:
+        """
+        A direct reply that may wait for the end of the turn (``/ping``'s
+        pong, for a line user): it then goes out in one write with the room
+        lines ``participant`` is owed by then, instead of a catch-up write
+        now, a write for the reply and one more at the end of the turn.  A
+        reply sent directly before then catches up first (:meth:`catch_up`),
+        which sends this one too, so no reply overtakes it.  Without a
+        reactor (``defer`` None) it goes at once.
+        """
+        if self._defer is None:
+            participant.client.send(data)
+            return
+        waiting = self._replies.get(participant)
+        if waiting is not None:
+            waiting.append(data)
+            return
+        if not self._dirty and not self._replies:
+            self._defer(self.end_of_turn)
+        self._replies[participant] = [data]
+
+    def _send_replies(self) -> None:
+        replies, self._replies = self._replies, {}
+        for participant, data in replies.items():
+            self._send_owed(participant, data)
+
+    def _send_owed(self, participant: Participant, replies: list[bytes]) -> None:
+        """
+        One write: the pending room lines ``participant`` is owed (as
+        ``Room.catch_up`` gives them, marking them sent), then ``replies``.
+        Only for line users, whom no room keeps among its foreign members.
+        """
+        if participant.gone:
+            return
+        chunks: list[bytes] = []
+        for room in participant.rooms.values():
+            pending = room.pending
+            if pending:
+                start = room.caught_up.get(participant, 0)
+                if start < len(pending):
+                    room.caught_up[participant] = len(pending)
+                    chunks += [
+                        line
+                        for line, sender in pending[start:]
+                        if sender is not participant
+                    ]
+        chunks += replies
+        try:
+            participant.client.send(b"".join(chunks))
+        except Exception:
+            _log.failure("while replying to {nick}", nick=participant.nick.display)
+
     def catch_up(self, participant: Participant) -> None:
-        """Hand ``participant`` their pending room lines now, before a reply."""
+        """Hand ``participant`` their pending room lines (and the replies
+        waiting for them) now, before a reply."""
+        if self._replies:
+            replies = self._replies.pop(participant, None)
+            if replies is not None:
+                self._send_owed(participant, replies)
+                return
         for room in participant.rooms.values():
             if room.pending:
                 room.catch_up(participant)

@@ -17,6 +17,7 @@ from twisted_chat.core import lines
 from twisted_chat.core.errors import NotInRoom
 from twisted_chat.core.events import Acted, Said
 from twisted_chat.core.foreign import wire_format_of
+from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.names import RoomName
 
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from twisted_chat.core.room import Participant, Room
 
 __all__ = ["Speech"]
+
+_log = RateLimitedLogger()
 
 
 class Speech:
@@ -55,6 +58,34 @@ class Speech:
             event = Said(participant, nick, text, notice)
             self._say_in(room, data, participant, event=event)
 
+    def run(self, participant: Participant, texts: list[str]) -> None:
+        """
+        ``ChatServer.receive`` for several plain lines in a row (none starts
+        with ``/``), as one read brings them: one room line for all of them
+        (:meth:`say_run`) when nothing needs them one by one (a password
+        prompt, speech rules, members of another wire format).
+        """
+        room = participant.current
+        rules = room.rules if room is not None else None
+        if (
+            room is None
+            or participant.gone
+            or participant.prompt is not None
+            or room.foreign is not None
+            or (rules is not None and rules.speech_restricted)
+        ):
+            receive = self._server.receive
+            for text in texts:
+                receive(participant, text)
+            return
+        try:
+            self.say_run(participant, room, texts)
+        except Exception:
+            _log.failure(
+                "while handling lines from {nick}", nick=participant.nick.display
+            )
+            participant.client.send(lines.INTERNAL_ERROR)
+
     def say_run(self, participant: Participant, room: Room, texts: list[str]) -> None:
         """
         Several plain lines in a row (one read's worth) to ``room``: what
@@ -62,8 +93,8 @@ class Speech:
         formatted and encoded in one go, so a pipelined or pasted burst
         costs one pass of the fan-out's Python per read, not per line.
         Members see exactly the lines :meth:`say` would have sent.  Only
-        for a room of line users with no speech rules (the caller,
-        :meth:`ChatServer.receive_run`, sends the others line by line).
+        for a room of line users with no speech rules (:meth:`run` sends
+        the others line by line).
         """
         participant.last_active = self._seconds()
         prefix = f"[{room.name.display}] <{participant.nick.display}> "
