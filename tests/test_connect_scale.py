@@ -8,7 +8,8 @@ and keeps, with the behaviour PROTOCOL.md promises unchanged.
   line, a ``/quit`` and a flood pause keep their place.
 - The dotted-quad fast path gives the address group and ban key the slow
   path gives.
-- A connection keeps no label of its peer; ``peer`` makes it.
+- A connection keeps no label of its peer (``peer`` makes it), nor does its
+  ``tcp.Server`` keep its log prefix and ``repr`` (:class:`LeanServer`).
 
 A slow test runs bench/connect_rate.py against a real ``twistd -n chat``.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +26,10 @@ from typing import cast
 
 import attrs
 import pytest
+from twisted.internet import tcp
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactor, StringTransport
 
 from twisted_chat.core.admission import Admission, address_group, canonical_ipv4
 from twisted_chat.core.bans import address_key
@@ -34,6 +37,7 @@ from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.settings import Settings
 from twisted_chat.transports.stream_writes import HOLD_MAX
 from twisted_chat.transports.tcp import ChatLineProtocol, ChatServerFactory
+from twisted_chat.transports.tcp_server import PLAIN_TCP, LeanServer, lean_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -320,3 +324,60 @@ def test_connect_rate_registers_every_client_of_a_real_daemon() -> None:
     assert churn["churn_failed"] == 0
     assert churn["churn_registered"] == churn["churn_opened"] > 0
     assert churn["pings_lost"] == 0
+
+
+# -- the lean tcp.Server -------------------------------------------------------
+
+
+class FakePort:
+    """What a tcp.Server reads of its port."""
+
+    transport = tcp.Server
+    _realPortNumber = 9000
+
+
+def lean_connection(port: object) -> tuple[LeanServer, socket.socket]:
+    ours, theirs = socket.socketpair()
+    server = LeanServer(
+        ours,
+        ChatLineProtocol(),
+        ("192.0.2.7", 50312),
+        cast("tcp.Port", port),
+        17,
+        MemoryReactor(),
+    )
+    return server, theirs
+
+
+def test_a_lean_connection_keeps_no_labels_but_shows_twisteds() -> None:
+    server, other = lean_connection(FakePort())
+    with other:
+        assert "logstr" not in server.__dict__
+        assert "repstr" not in server.__dict__
+        assert server.logPrefix() == "ChatLineProtocol,17,192.0.2.7"
+        assert repr(server) == "<ChatLineProtocol #17 on 9000>"
+        server.socket.close()
+
+
+def test_a_lean_connection_is_a_plain_tcp_server() -> None:
+    server, other = lean_connection(FakePort())
+    with other:
+        assert isinstance(server, tcp.Server)
+        assert type(server) in PLAIN_TCP
+        del server.protocol  # as connectionLost does
+        assert server.logPrefix() == "-,17,192.0.2.7"
+        server.socket.close()
+
+
+def test_lean_port_changes_only_a_port_that_builds_twisteds_server() -> None:
+    port = FakePort()
+    lean_port(port)
+    assert port.transport is LeanServer
+
+    class Custom(tcp.Server):
+        pass
+
+    other = FakePort()
+    other.transport = Custom
+    lean_port(other)
+    assert other.transport is Custom

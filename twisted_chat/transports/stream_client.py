@@ -53,6 +53,7 @@ from twisted_chat.transports.stream_output import (
     StreamTransport,
 )
 from twisted_chat.transports.stream_writes import StreamWrites
+from twisted_chat.transports.tcp_server import PLAIN_TCP, lean_port
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
@@ -150,7 +151,10 @@ class StreamChatProtocol(StreamWrites, SlowReaderWatch, LineReceiver):
         factory = self.factory
         now = factory.reactor.seconds()
         transport: object = self.transport
-        plain = type(transport) is tcp.Server
+        plain = type(transport) in PLAIN_TCP
+        if type(transport) is tcp.Server:
+            # The port's next connections keep no labels (tcp_server.py).
+            lean_port(transport.server)
         # A plain TCP connection's peer is the (host, port) accept() gave:
         # no address object, no label, no parsing when it is the usual
         # dotted quad.  The group and the ban key are then the host itself.
