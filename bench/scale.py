@@ -128,6 +128,12 @@ def bench_command(workload: str, options: list[str], port: int, pid: int) -> lis
     ]
 
 
+def head_commit() -> str:
+    """The commit the server about to start runs (the worktree may move
+    under a long measurement: each run records its own)."""
+    return str(machine()["commit"])
+
+
 def slab_kib() -> int:
     """The kernel's slab memory now (``/proc/meminfo``), machine-wide."""
     for line in Path("/proc/meminfo").read_text().splitlines():
@@ -183,6 +189,7 @@ def run_point(
     for n in range(args.runs):
         for key in order if n % 2 == 0 else reversed(order):
             label, spec = SERVERS[key]
+            commit = head_commit()
             server = servers.start(spec)
             try:
                 command = bench_command(workload, options, server.port, server.pid)
@@ -194,6 +201,7 @@ def run_point(
             finally:
                 servers.stop(server)
             report["slab_growth_kib"] = report_slab
+            report["commit"] = commit
             report["command"] = command
             report["server_command"] = server.command
             result["servers"][label].append(report)
@@ -281,6 +289,16 @@ def _ok(point: dict[str, Any]) -> str:
     )
 
 
+def commits(document: dict[str, Any]) -> list[str]:
+    """The commits the runs of ``document`` ran at, in order of appearance."""
+    seen: dict[str, None] = {}
+    for p in document["points"]:
+        for runs in p["servers"].values():
+            for r in runs:
+                seen.setdefault(str(r.get("commit", document["machine"]["commit"])))
+    return list(seen)
+
+
 def tables(document: dict[str, Any]) -> str:
     """The Markdown tables of the medians in ``document``."""
     labels = document["labels"]
@@ -352,6 +370,7 @@ def tables(document: dict[str, Any]) -> str:
                 f"| {_ok(p)} | {_load(p)} |"
             )
         out.append("")
+    out.append(f"Commits run: {', '.join(commits(document))}.")
     return "\n".join(out)
 
 
