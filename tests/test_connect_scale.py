@@ -354,8 +354,26 @@ def test_a_lean_connection_keeps_no_labels_but_shows_twisteds() -> None:
     with other:
         assert "logstr" not in server.__dict__
         assert "repstr" not in server.__dict__
-        assert server.logPrefix() == "ChatLineProtocol,17,192.0.2.7"
+        assert server.logstr == "ChatLineProtocol,17,192.0.2.7"
         assert repr(server) == "<ChatLineProtocol #17 on 9000>"
+        server.socket.close()
+
+
+def test_the_reactor_logs_a_lean_connection_under_its_ports_prefix() -> None:
+    port = FakePort()
+    lean_port(port, ChatLineProtocol())
+    ours, theirs = socket.socketpair()
+    with theirs:
+        server = port.transport(
+            ours,
+            ChatLineProtocol(),
+            ("192.0.2.7", 1),
+            cast("tcp.Port", port),
+            3,
+            MemoryReactor(),
+        )
+        assert isinstance(server, LeanServer)
+        assert server.logPrefix() == "ChatLineProtocol,tcp"
         server.socket.close()
 
 
@@ -365,19 +383,21 @@ def test_a_lean_connection_is_a_plain_tcp_server() -> None:
         assert isinstance(server, tcp.Server)
         assert type(server) in PLAIN_TCP
         del server.protocol  # as connectionLost does
-        assert server.logPrefix() == "-,17,192.0.2.7"
+        assert server.logstr == "-,17,192.0.2.7"
         server.socket.close()
 
 
 def test_lean_port_changes_only_a_port_that_builds_twisteds_server() -> None:
     port = FakePort()
-    lean_port(port)
-    assert port.transport is LeanServer
+    lean_port(port, ChatLineProtocol())
+    assert issubclass(port.transport, LeanServer)
+    lean_port(port, ChatLineProtocol())  # a second time: no change
+    assert issubclass(port.transport, LeanServer)
 
     class Custom(tcp.Server):
         pass
 
     other = FakePort()
     other.transport = Custom
-    lean_port(other)
+    lean_port(other, ChatLineProtocol())
     assert other.transport is Custom

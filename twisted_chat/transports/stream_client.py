@@ -154,7 +154,7 @@ class StreamChatProtocol(StreamWrites, SlowReaderWatch, LineReceiver):
         plain = type(transport) in PLAIN_TCP
         if type(transport) is tcp.Server:
             # The port's next connections keep no labels (tcp_server.py).
-            lean_port(transport.server)
+            lean_port(transport.server, self)
         # A plain TCP connection's peer is the (host, port) accept() gave:
         # no address object, no label, no parsing when it is the usual
         # dotted quad.  The group and the ban key are then the host itself.

@@ -7,7 +7,11 @@ its log prefix (``ChatLineProtocol,123,192.0.2.7``) and its ``repr``
 life: about 160 bytes of each idle client's 2.5 KiB, and two string
 formattings per connect, for text that is read only when Twisted logs an
 error from the connection's callbacks.  :class:`LeanServer` makes them when
-they are read instead, from what the connection keeps anyway.
+they are read instead, from what the connection keeps anyway, except the log
+prefix the reactor asks for on every event of the connection: that is one
+string per port, the protocol's name and ``tcp`` (``ChatLineProtocol,tcp``),
+without the session number and the peer's address, which our own log lines
+carry (``peer=tcp 192.0.2.7:50312``).
 
 A listening port builds its connections with its ``transport`` class; the
 first connection a :class:`~twisted_chat.transports.stream_client.StreamChatProtocol`
@@ -26,7 +30,19 @@ __all__ = ["PLAIN_TCP", "LeanServer", "lean_port"]
 
 
 class LeanServer(tcp.Server):
-    """A ``tcp.Server`` that makes its log prefix and ``repr`` when asked."""
+    """
+    A ``tcp.Server`` that keeps no labels of its own: the reactor's log
+    prefix is the port's (:attr:`prefix`), ``repr`` and ``logstr`` are made
+    when read.
+    """
+
+    #: What the reactor logs this connection's events under (per port:
+    #: :func:`lean_port` makes a subclass with the protocol's name).
+    prefix = "-,tcp"
+
+    def logPrefix(self) -> str:
+        """Read for every event the reactor hands the connection: one string."""
+        return self.prefix
 
     @property
     def logstr(self) -> str:
@@ -56,8 +72,20 @@ class LeanServer(tcp.Server):
 PLAIN_TCP = (tcp.Server, LeanServer)
 
 
-def lean_port(port: Any) -> None:
-    """Make ``port`` (a ``tcp.Port``) build its next connections as
-    :class:`LeanServer`, if it builds Twisted's own ``tcp.Server``."""
-    if getattr(port, "transport", None) is tcp.Server:
-        port.transport = LeanServer
+#: The LeanServer class for each log prefix (a protocol's name).
+_CLASSES: dict[str, type[LeanServer]] = {}
+
+
+def lean_port(port: Any, protocol: object) -> None:
+    """
+    Make ``port`` (a ``tcp.Port``) build its next connections as a
+    :class:`LeanServer` whose log prefix names ``protocol``'s kind, if it
+    builds Twisted's own ``tcp.Server``.
+    """
+    if getattr(port, "transport", None) is not tcp.Server:
+        return
+    prefix = f"{tcp.Server._getLogPrefix(port, protocol)},tcp"
+    lean = _CLASSES.get(prefix)
+    if lean is None:
+        lean = _CLASSES[prefix] = type("LeanServer", (LeanServer,), {"prefix": prefix})
+    port.transport = lean
