@@ -77,7 +77,7 @@ SERVERS = {
     "ours": (OURS, ServerSpec("ours", scale=True)),
     "c_floor": (C_FLOOR, ServerSpec("c_floor")),
 }
-PARTS = ("clients", "rooms")
+PARTS = ("clients", "rooms", "churn")
 #: Senders in a room of the ``rooms`` part (fewer when the room is smaller).
 ROOM_SENDERS = 10
 
@@ -107,6 +107,12 @@ def points(args: argparse.Namespace) -> list[tuple[str, str, int, list[str]]]:
                     ["--clients", str(size), "--messages", str(m)],
                 )
             )
+    if "churn" in args.parts:
+        for rate in args.churn_rates:
+            options = ["--churn-rate", str(rate)]
+            if args.quick:
+                options += ["--clients", "100", "--duration", "1"]
+            out.append(("churn", "churn", rate, options))
     if args.only:
         out = [p for p in out if p[1] in args.only]
     return out
@@ -269,6 +275,37 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, float | None]:
         if idle
         else _median([(r.get("latency_ms") or {}).get("p99_ms") for r in measured]),
         "setup_s": _median([r.get("setup_s") for r in measured]),
+        **churn_medians(measured),
+    }
+
+
+def churn_medians(measured: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The churn part's figures: achieved rate, skips, the server's CPU per
+    churn connection and share of a core, the bystander's latency."""
+    runs = [r for r in measured if r.get("churn")]
+    if not runs:
+        return {}
+
+    def per_churn(r: dict[str, Any]) -> float | None:
+        cpu = (r.get("server") or {}).get("cpu_percent")
+        done = r["churn"]["registered"]
+        if cpu is None or not done:
+            return None
+        return float(cpu) / 100 * float(r["elapsed_s"]) / int(done) * 1e6
+
+    def lat(r: dict[str, Any], key: str) -> float | None:
+        value = (r.get("latency_ms") or {}).get(key)
+        return None if value is None else float(value)
+
+    return {
+        "churn_per_s": _median([r["churn"]["achieved_per_s"] for r in runs]),
+        "churn_skipped": _median([r["churn"]["skipped"] for r in runs]),
+        "cpu_us_per_churn": _median([per_churn(r) for r in runs]),
+        "server_cpu_percent": _median(
+            [(r.get("server") or {}).get("cpu_percent") for r in runs]
+        ),
+        "bystander_p50_ms": _median([lat(r, "p50_ms") for r in runs]),
+        "bystander_p99_ms": _median([lat(r, "p99_ms") for r in runs]),
     }
 
 
@@ -368,6 +405,37 @@ def tables(document: dict[str, Any]) -> str:
                 f"| {cells('cpu_us_per_delivery', '.3f')} "
                 f"| {cells('p99_ms', '.1f')} | {cells('setup_s', '.1f')} "
                 f"| {_ok(p)} | {_load(p)} |"
+            )
+        out.append("")
+    churn = sorted(
+        (p for p in document["points"] if p["part"] == "churn"),
+        key=lambda p: p["size"],
+    )
+    if churn:
+        out += [
+            f"Churn against held clients ({vs}; medians of {document['runs']}):",
+            "",
+            (
+                "| churn asked /s | clients held | achieved /s | skipped "
+                "| server CPU % | server CPU µs/churn | bystander p50 ms "
+                "| bystander p99 ms | ok runs | load before → after |"
+            ),
+            "|--:|--:|--:|--:|--:|--:|--:|--:|:--|:--|",
+        ]
+        for p in churn:
+            m = p["medians"]
+            held = next(iter(p["servers"].values()))[0]["workload"]["clients"]
+
+            def cells(key: str, spec: str, m: dict[str, Any] = m) -> str:
+                return " / ".join(_f(m[lb].get(key), spec) for lb in labels)
+
+            out.append(
+                f"| {p['size']:,} | {held:,} | {cells('churn_per_s', ',.0f')} "
+                f"| {cells('churn_skipped', ',.0f')} "
+                f"| {cells('server_cpu_percent', '.0f')} "
+                f"| {cells('cpu_us_per_churn', ',.0f')} "
+                f"| {cells('bystander_p50_ms', '.2f')} "
+                f"| {cells('bystander_p99_ms', '.2f')} | {_ok(p)} | {_load(p)} |"
             )
         out.append("")
     out.append(f"Commits run: {', '.join(commits(document))}.")
@@ -470,6 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--clients", type=_sizes, default=[1000, 10_000, 19_000])
     add("--room-sizes", type=_sizes, default=[10, 100, 1000, 10_000])
     add(
+        "--churn-rates",
+        type=_sizes,
+        default=[250, 500, 1000],
+        help="churn connections a second, each against the churn workload's "
+        "18,000 clients (default 250,500,1000)",
+    )
+    add(
         "--deliveries",
         type=int,
         default=5_000_000,
@@ -478,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--servers", type=_choices(tuple(SERVERS)), default=list(SERVERS))
     add(
         "--only",
-        type=_choices(("idle-max", "rooms", "room-10k")),
+        type=_choices(("idle-max", "rooms", "room-10k", "churn")),
         help="measure only these workloads of the parts (the JSON keeps the "
         "other points of a part already in it)",
     )
@@ -488,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--quick",
         action="store_true",
-        help="tiny sizes (clients 100,300; rooms 10,50; 20,000 deliveries), "
+        help="tiny sizes (clients 100,300; rooms 10,50; 20,000 deliveries; "
+        "churn 20,50 a second against 100 clients for 1 s), "
         "written under the temporary directory unless --out/--png say where",
     )
     return parser
@@ -500,6 +576,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         build_parser().error("--runs must be at least 1")
     if args.quick:
         args.clients, args.room_sizes, args.deliveries = [100, 300], [10, 50], 20_000
+        args.churn_rates = [20, 50]
     # --quick never overwrites the documented results.
     where = Path(tempfile.gettempdir()) / "scale-quick" if args.quick else ROOT / "docs"
     args.out = args.out or where / "scale.json"

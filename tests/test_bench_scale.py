@@ -487,3 +487,36 @@ def test_scale_workloads_against_twistd(
     else:
         assert report.expected == 0
     assert attrs.has(type(report))
+
+
+def test_scale_churn_part_tables_the_rate_and_the_bystander(
+    scale: ModuleType,
+) -> None:
+    """The churn part: one point per rate; the server CPU per churned
+    connection is its CPU share over the window, per connection registered."""
+    args = scale.parse_args(["--parts", "churn", "--churn-rates", "250,1000"])
+    assert scale.points(args) == [
+        ("churn", "churn", 250, ["--churn-rate", "250"]),
+        ("churn", "churn", 1000, ["--churn-rate", "1000"]),
+    ]
+    report = _scale_report(
+        "churn",
+        elapsed_s=15.0,
+        latency_ms={"p50_ms": 0.5, "p99_ms": 4.0},
+        churn={"achieved_per_s": 1000.0, "skipped": 0, "registered": 15_000},
+        server={"cpu_percent": 50.0},
+    )
+    report["workload"] = {"name": "churn", "clients": 18_000}
+    m = scale.medians([report])
+    assert m["cpu_us_per_churn"] == 500.0
+    assert (m["bystander_p50_ms"], m["bystander_p99_ms"]) == (0.5, 4.0)
+    point = {
+        "part": "churn", "workload": "churn", "size": 1000,
+        "options": ["--churn-rate", "1000"], "load_before": [1.0] * 3,
+        "load_after": [1.0] * 3, "servers": {"A": [report]}, "medians": {"A": m},
+    }  # fmt: skip
+    text = scale.tables(
+        {"labels": ["A"], "runs": 1, "machine": {"commit": "c0"}, "points": [point]}
+    )
+    assert "| 1,000 | 18,000 | 1,000 | 0 | 50 | 500 | 0.50 | 4.00 | 1/1 |" in text
+    assert text.endswith("Commits run: c0.")
