@@ -7,12 +7,14 @@ import itertools
 from typing import cast
 
 import attrs
+import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from twisted_chat.core.admission import Admission
 from twisted_chat.core.chat import ChatServer
+from twisted_chat.core.intake import LineIntake
 from twisted_chat.core.settings import Settings
 from twisted_chat.history.memory import MemoryStore
 from twisted_chat.transports.tcp import ChatLineProtocol, ChatServerFactory
@@ -128,3 +130,33 @@ def test_a_moderated_room_refuses_each_line_of_a_run() -> None:
     chat.clock.advance(0)
     errors = [line for line in lines_of(bob_out) if line.startswith("!")]
     assert len(errors) == 2
+
+
+def _one_by_one(data: bytes, limit: int) -> list[object]:
+    got: list[object] = []
+    for line in data.split(b"\n")[:-1]:
+        intake = LineIntake(None)
+        intake.feed(line + b"\n", 0.0)
+        got += list(intake.verdicts(0.0, limit))
+    return got
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"plain one\nplain two\n",
+        b"plain\n\tindented\n",
+        b"plain\n\x1b[31mred\n",
+        b"plain\n   \n",
+        b"plain\ncaf\xc3\xa9\n",
+        b"plain\nbad \xff byte\n",
+        b"plain\n" + b"y" * 40 + b"\n",
+        b"plain\n\x7fdel\n",
+    ],
+)
+def test_a_read_of_lines_is_judged_as_line_by_line(data: bytes) -> None:
+    """The intake's one-go check of a plain read gives the verdicts that
+    judging each line alone gives, whatever line breaks the pattern."""
+    intake = LineIntake(None)
+    intake.feed(data, 0.0)
+    assert list(intake.verdicts(0.0, 32)) == _one_by_one(data, 32)
