@@ -37,7 +37,7 @@ from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.settings import Settings
 from twisted_chat.transports.stream_writes import HOLD_MAX
 from twisted_chat.transports.tcp import ChatLineProtocol, ChatServerFactory
-from twisted_chat.transports.tcp_server import PLAIN_TCP, LeanServer, lean_port
+from twisted_chat.transports.tcp_server import LeanServer, lean_port, plain_tcp
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -374,6 +374,8 @@ def test_the_reactor_logs_a_lean_connection_under_its_ports_prefix() -> None:
         )
         assert isinstance(server, LeanServer)
         assert server.logPrefix() == "ChatLineProtocol,tcp"
+        # Written straight to, as Twisted's own (the port's class is made).
+        assert plain_tcp(server)
         server.socket.close()
 
 
@@ -381,7 +383,7 @@ def test_a_lean_connection_is_a_plain_tcp_server() -> None:
     server, other = lean_connection(FakePort())
     with other:
         assert isinstance(server, tcp.Server)
-        assert type(server) in PLAIN_TCP
+        assert plain_tcp(server)
         del server.protocol  # as connectionLost does
         assert server.logstr == "-,17,192.0.2.7"
         server.socket.close()
@@ -401,3 +403,34 @@ def test_lean_port_changes_only_a_port_that_builds_twisteds_server() -> None:
     other.transport = Custom
     lean_port(other, ChatLineProtocol())
     assert other.transport is Custom
+
+
+def test_a_lean_ports_connections_are_written_straight_to() -> None:
+    """Through the protocol: the second connection of a port is a lean one,
+    and its output still goes straight to its socket."""
+    port = FakePort()
+    factory = Rig().factory
+    for n in range(2):
+        ours, theirs = socket.socketpair()
+        protocol = factory.buildProtocol(IPv4Address("TCP", "192.0.2.9", n))
+        assert protocol is not None
+        server = port.transport(
+            ours, protocol, ("192.0.2.9", n), cast("tcp.Port", port), n, MemoryReactor()
+        )
+        protocol.makeConnection(server)
+        chat = cast("ChatLineProtocol", protocol)
+        assert chat._socket is ours
+        theirs.setblocking(False)
+        assert theirs.recv(4096).startswith(b"* Welcome")
+        theirs.close()
+        ours.close()
+    assert issubclass(port.transport, LeanServer)
+
+
+def test_other_transports_are_not_plain_tcp() -> None:
+    assert not plain_tcp(StringTransport())
+
+    class Custom(tcp.Server):
+        pass
+
+    assert not plain_tcp(Custom.__new__(Custom))

@@ -53,7 +53,7 @@ from twisted_chat.transports.stream_output import (
     StreamTransport,
 )
 from twisted_chat.transports.stream_writes import StreamWrites
-from twisted_chat.transports.tcp_server import PLAIN_TCP, lean_port
+from twisted_chat.transports.tcp_server import lean_port, plain_tcp
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
@@ -151,7 +151,7 @@ class StreamChatProtocol(StreamWrites, SlowReaderWatch, LineReceiver):
         factory = self.factory
         now = factory.reactor.seconds()
         transport: object = self.transport
-        plain = type(transport) in PLAIN_TCP
+        plain = plain_tcp(transport)
         if type(transport) is tcp.Server:
             # The port's next connections keep no labels (tcp_server.py).
             lean_port(transport.server, self)

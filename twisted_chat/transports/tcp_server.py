@@ -26,7 +26,7 @@ from typing import Any
 
 from twisted.internet import tcp
 
-__all__ = ["PLAIN_TCP", "LeanServer", "lean_port"]
+__all__ = ["LeanServer", "lean_port", "plain_tcp"]
 
 
 class LeanServer(tcp.Server):
@@ -68,8 +68,13 @@ class LeanServer(tcp.Server):
         """``tcp.Server.__init__`` sets it: not kept (made when read)."""
 
 
-#: The transports of plain TCP connections (the socket carries the chat).
-PLAIN_TCP = (tcp.Server, LeanServer)
+def plain_tcp(transport: object) -> bool:
+    """
+    Whether ``transport`` is a plain TCP connection's (its socket carries the
+    chat: neither TLS nor a UNIX socket): Twisted's own ``tcp.Server``, or
+    one of the :class:`LeanServer` classes :func:`lean_port` makes.
+    """
+    return type(transport) is tcp.Server or isinstance(transport, LeanServer)
 
 
 #: The LeanServer class for each log prefix (a protocol's name).
