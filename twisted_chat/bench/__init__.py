@@ -22,6 +22,25 @@ Workloads (each number can be overridden with ``--clients --rooms --senders
             RSS growth over N (needs ``--server-pid``, and a freshly started
             server: memory an earlier run grew is reused and hides the cost).
 
+The scale workloads (issue 18; docs/bench_scale.md, bench/scale.py):
+
+``idle-max``  19,000 idle clients over 2 worker processes: RSS per client,
+              and the connect + register rate (first connect to last in
+              its room) with the server's CPU per connect.
+``room-10k``  one room of 10,000 members, 10 senders x 100 messages.
+``churn``     18,000 clients held while a churn process
+              (:mod:`twisted_chat.bench.churn`) opens, registers and closes
+              1,000 connections a second for 15 s; a bystander pair in a
+              room of its own measures 100 msg/s.  ``--churn-rate``.
+
+They need the server's client cap raised (``--max-clients 0``; the default
+is 10,000).  Past 1,000 clients the bench binds one loopback source address
+per 32 clients (127.0.1.1 .. 127.0.1.254, 127.0.2.1, ...) and lets the
+kernel pick each port at connect (``IP_BIND_ADDRESS_NO_PORT``), so 19,000
+clients neither run out of ports nor pass the default per-address cap; and
+it starts one worker per 10,000 clients, so that none passes a descriptor
+limit of 20,000.
+
 Starting the server for a benchmark
 -----------------------------------
 
@@ -34,7 +53,7 @@ second, and raise the connection caps::
 
 Instead of raising ``--max-per-ip`` (default 32 connections per address) you
 can keep it and spread the bench's clients over loopback source addresses
-with ``--source-addrs N`` (127.0.1.1 to 127.0.1.N; Linux routes all of
+with ``--source-addrs N`` (127.0.1.1 onwards; Linux routes all of
 127.0.0.0/8 to the loopback device).  With ``--source-addrs 32`` and the
 default cap, 1,024 clients fit.  A thousand connections also need open
 files on both sides: the bench raises its own soft limit to the hard one;
