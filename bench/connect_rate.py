@@ -8,8 +8,9 @@ Usage::
     python bench/connect_rate.py --port P --server-pid PID ...   # a daemon of yours
 
 Starts ``twistd -n chat`` on 127.0.0.1 (a fresh state directory, history
-off, ``--max-clients 0``, a listen backlog of ``--backlog`` (4,096); every other limit at its default unless
-``--daemon-option`` says otherwise), or uses the one at ``--port``.  Then
+off, ``--max-clients 0``, a listen backlog of ``--backlog``, 4,096; every
+other limit at its default unless ``--daemon-option`` says otherwise), or
+uses the one at ``--port``.  Then
 ``--procs`` worker processes, each a raw non-blocking socket loop on epoll,
 connect clients as fast as the server takes them (at most ``--inflight``
 being set up per process), each from its own 127.x.y.z source address, and
