@@ -185,6 +185,7 @@ def test_healthz_when_the_history_writer_is_killed(chat: Chat) -> None:
     port = start(chat)
     status, body = health(port)
     assert (status, body["status"]) == (200, "ok")
+    assert metric(scrape(port), "twisted_chat_history_writer_restarts_total") == 0
     assert chat.proc is not None
     writer = writer_pid(chat.proc.pid)
     os.kill(writer, signal.SIGKILL)
@@ -194,6 +195,9 @@ def test_healthz_when_the_history_writer_is_killed(chat: Chat) -> None:
     # The daemon starts the writer again (after 1 s): healthy again.
     wait_for_health(port, 200, "once the writer runs again")
     assert writer_pid(chat.proc.pid, not_this=writer) != writer
+    after = scrape(port)
+    assert metric(after, "twisted_chat_history_writer_restarts_total") == 1
+    assert metric(after, "twisted_chat_history_writer_up") == 1
 
 
 def test_healthz_when_the_reactor_was_blocked(chat: Chat) -> None:

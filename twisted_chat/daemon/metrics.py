@@ -24,7 +24,7 @@ The daemon imports this module only when ``--metrics`` is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -45,6 +45,7 @@ from twisted_chat import __version__
 from twisted_chat.core.errors import Banned, ServerFull, TooManyConnections
 from twisted_chat.core.outbox import FANOUT_BUCKETS
 from twisted_chat.daemon.health import LATENESS_BUCKETS, HealthResource, LoopWatch
+from twisted_chat.history.health import WriterHealth
 
 if TYPE_CHECKING:
     from twisted_chat.core.chat import ChatServer
@@ -90,7 +91,7 @@ _UDP: Final = (
     ("udp_send_failures", "send_failures", "UDP datagrams the socket refused."),
 )
 
-Listeners = Callable[[], Mapping[str, Sequence["IChatListener"]]]
+Listeners = Mapping[str, Sequence["IChatListener"]]
 
 
 def _histogram(
@@ -122,8 +123,8 @@ class ChatCollector(Collector):
 
     :param server: the chat core.
     :param watch: the event loop's timer.
-    :param listeners: every front-end's listeners by name, when asked (the
-        UDP ones hold the datagram counters).
+    :param listeners: every front-end's listeners by name, as the daemon
+        fills them in (the UDP ones hold the datagram counters).
     """
 
     def __init__(
@@ -135,9 +136,9 @@ class ChatCollector(Collector):
         # The fan-out is timed (two clock reads a turn) only when exported.
         if server.outbox.clock is None:
             server.outbox.clock = server.seconds
-        backlog = getattr(server.store, "_backlog", None)
+        writer = _writer(server)
         #: The first message id of this run, so "queued" counts from start.
-        self._first_id: int = backlog.next_id if backlog is not None else 0
+        self._first_id = writer.counters().next_id if writer is not None else 0
 
     def collect(self) -> Iterator[Metric]:
         server = self._server
@@ -239,7 +240,7 @@ class ChatCollector(Collector):
 
     def _udp_stats(self) -> list[UdpStats]:
         found = []
-        for listener in self._listeners().get("udp", ()):
+        for listener in self._listeners.get("udp", ()):
             protocol = getattr(listener, "chat_protocol", None)
             if protocol is not None:
                 found.append(protocol.stats)
@@ -263,36 +264,47 @@ class ChatCollector(Collector):
             "Messages queued for the writer and not yet committed.",
             value=store.backlog(),
         )
-        backlog = getattr(store, "_backlog", None)
-        health = getattr(store, "_health", None)
-        if backlog is None or health is None:
+        writer = _writer(self._server)
+        if writer is None:
             return  # the memory store: nothing is written
+        now = writer.counters()
         yield GaugeMetricFamily(
             p + "history_writer_up",
             "1 while the history writer runs, 0 while it is down.",
-            value=int(not health.down),
+            value=int(now.writer_up),
         )
         first = self._first_id
         yield CounterMetricFamily(
             p + "history_queued_messages",
             "Messages numbered for the writer since start (dropped ones included).",
-            value=max(backlog.next_id - first, 0),
+            value=max(now.next_id - first, 0),
         )
         yield CounterMetricFamily(
             p + "history_committed_messages",
             "Messages the writer confirmed, or that were given up when it died.",
-            value=max(backlog.committed_id - (first - 1), 0),
+            value=max(now.committed_id - (first - 1), 0),
         )
         yield CounterMetricFamily(
             p + "history_dropped_messages",
             "Messages not saved: the writer was down or too far behind.",
-            value=backlog.dropped,
+            value=now.dropped,
         )
         yield CounterMetricFamily(
             p + "history_write_errors",
             "Commits the history writer reported failed.",
-            value=health.commit_failures,
+            value=now.commit_failures,
         )
+        yield CounterMetricFamily(
+            p + "history_writer_restarts",
+            "Times the history writer was started again after it ended.",
+            value=now.restarts,
+        )
+
+
+def _writer(server: ChatServer) -> WriterHealth | None:
+    """The history writer's health, when history goes to a writer (SQLite)."""
+    health = getattr(server.store, "health", None)
+    return health if isinstance(health, WriterHealth) else None
 
 
 def metrics_site(
