@@ -444,3 +444,30 @@ def test_stream_bytes_and_flood_pauses_are_counted_per_read_and_write() -> None:
     assert moved("twisted_chat_bytes_sent") == len(transport.value()) - sent_before
     assert moved("twisted_chat_flood_pauses") == 1
     assert moved("twisted_chat_sendq_drops") == 0
+
+
+def test_udp_bytes_count_every_datagram_both_ways(rig: Rig) -> None:
+    """UDP's datagrams add to the byte counters: each one read (the challenge
+    and hello included) and each payload the socket took."""
+    server = rig.server
+    admission = Admission(max_clients=0, max_per_ip=0)
+    protocol = ChatDatagramProtocol(server, admission, rig.clock)
+    transport = Datagrams()
+    protocol.transport = transport  # type: ignore[assignment]
+    udp: Any = [FakeUdpListener(protocol)]
+    site = metrics_site(server, LoopWatch(rig.clock), rig.clock, {"udp": udp})
+    before = scrape(site)
+    udp_session(protocol, 4001)
+    line = b"/join #bytes\n"
+    protocol.datagramReceived(line, ("127.0.0.1", 4001))
+    rig.turn()
+    after = scrape(site)
+    read = len(b"hi\n") + len(f"/hello {'x' * 16}\n") + len(line)
+    sent = sum(len(data) for data, _ in transport.sent)
+    assert sent > 0
+
+    def moved(name: str) -> float:
+        return value(after, name) - value(before, name)
+
+    assert moved("twisted_chat_bytes_received") == read
+    assert moved("twisted_chat_bytes_sent") == sent

@@ -149,6 +149,12 @@ def test_counters_after_chat_over_tcp_and_udp(chat: Chat) -> None:
     assert moved("twisted_chat_deliveries_total") == 15
     assert moved("twisted_chat_connections_refused_total", reason="server-full") == 1
     assert moved("twisted_chat_udp_datagrams_received_total") >= 2
+    # Both ways over both transports: at least the lines said (3 over TCP, 2
+    # as datagrams) and the 10 deliveries (3 of them datagrams to carol).
+    said = 3 * len(b"tcp line 0\n") + 2 * len(b"udp line 0\n")
+    assert moved("twisted_chat_bytes_received_total") >= said
+    delivered = 10 * len(b"[#lobby] <alice> tcp line 0\n")
+    assert moved("twisted_chat_bytes_sent_total") >= delivered
     assert moved("twisted_chat_fanout_seconds_count") >= 1
     assert metric(after, "twisted_chat_fanout_seconds_bucket", le="+Inf") == (
         metric(after, "twisted_chat_fanout_seconds_count")

@@ -62,15 +62,15 @@ TRANSPORTS: Final = ("tcp", "tls", "udp", "irc", "web")
 #: over them starts with the daemon.
 REFUSALS: Final = (Banned.code, ServerFull.code, TooManyConnections.code)
 
-#: ``UdpStats`` attributes exported as counters: name, attribute, help.
 #: The stream front-ends' counters (TCP, TLS, IRC, web), counted per read,
-#: per write and per event in the transports.
+#: per write and per event in the transports; the byte counts add UDP's.
 _STREAM: Final = (
-    ("bytes_received", "bytes_received", "Bytes read from stream clients."),
-    ("bytes_sent", "bytes_sent", "Bytes written to stream clients."),
+    ("bytes_received", "bytes_received", "Bytes read from clients (and datagrams)."),
+    ("bytes_sent", "bytes_sent", "Bytes written to clients (and datagrams)."),
     ("flood_pauses", "flood_pauses", "Times flood control paused a client's reading."),
     ("sendq_drops", "sendq_drops", "Clients dropped at the send-queue cap."),
 )
+#: ``UdpStats`` attributes exported as counters: name, attribute, help.
 _UDP: Final = (
     ("udp_datagrams_received", "datagrams", "UDP datagrams received."),
     ("udp_oversized_datagrams", "oversized", "UDP datagrams dropped as too large."),
@@ -218,7 +218,10 @@ class ChatCollector(Collector):
             watch.late_seconds,
         )
         for name, attribute, text in _STREAM:
-            yield CounterMetricFamily(p + name, text, value=getattr(stats, attribute))
+            value = getattr(stats, attribute)
+            if name.startswith("bytes_"):  # UDP counts its own, per datagram
+                value += sum(getattr(one, attribute) for one in udp)
+            yield CounterMetricFamily(p + name, text, value=value)
         yield CounterMetricFamily(
             p + "logins_failed",
             "Logins and /oper refused for a wrong password.",
