@@ -553,6 +553,7 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
         "twisted_chat_clients",
         "twisted_chat_messages_total",
         "twisted_chat_deliveries_total",
+        "twisted_chat_messages_received_total",
         "twisted_chat_connections_refused_total",
         "twisted_chat_history_backlog_messages",
         "twisted_chat_history_ok",

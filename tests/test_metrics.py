@@ -115,8 +115,9 @@ def test_the_counters_move_by_the_right_amounts(rig: Rig) -> None:
     for participant in (alice, bob, carol):
         rig.say(participant, "/join #dev")
     rig.turn()
-    base = fanout_buckets(scrape(site))
-    base_sum = value(scrape(site), "twisted_chat_fanout_seconds_sum")
+    joined = scrape(site)
+    base = fanout_buckets(joined)
+    base_sum = value(joined, "twisted_chat_fanout_seconds_sum")
     server.outbox.clock = iter([10.0, 10.003, 20.0, 20.3]).__next__
     rig.say(alice, "one")
     rig.say(alice, "two")
@@ -131,7 +132,20 @@ def test_the_counters_move_by_the_right_amounts(rig: Rig) -> None:
         return value(after, name, **labels) - value(before, name, **labels)
 
     assert moved("twisted_chat_messages") >= 3
-    assert moved("twisted_chat_deliveries") >= 9
+    # From the joins on: 3 lines said (2 over TCP, 1 over IRC) in a room
+    # of one TCP, one IRC and one web member (the UDP session is elsewhere).
+    said = {"tcp": 2, "irc": 1, "web": 0, "udp": 0}
+    for transport, count in said.items():
+        received = value(after, "twisted_chat_messages_received", transport=transport)
+        assert (
+            received
+            - value(joined, "twisted_chat_messages_received", transport=transport)
+            == count
+        )
+        sent = value(after, "twisted_chat_deliveries", transport=transport)
+        assert sent - value(joined, "twisted_chat_deliveries", transport=transport) == (
+            0 if transport == "udp" else 3
+        )
     assert value(after, "twisted_chat_clients", transport="tcp") == 1
     assert value(after, "twisted_chat_clients", transport="irc") == 1
     assert value(after, "twisted_chat_clients", transport="web") == 1
@@ -471,3 +485,24 @@ def test_udp_bytes_count_every_datagram_both_ways(rig: Rig) -> None:
 
     assert moved("twisted_chat_bytes_received") == read
     assert moved("twisted_chat_bytes_sent") == sent
+
+
+def test_messages_received_survive_the_sender_leaving(rig: Rig) -> None:
+    """What a client said stays counted after it quits (the live count is
+    on the participant; the core keeps the gone ones' by transport)."""
+    site = metrics_site(rig.server, LoopWatch(rig.clock), rig.clock, {})
+    _, dave = rig.connect("dave", host="192.0.2.20", transport="web")
+    rig.say(dave, "/join #said")
+    rig.turn()
+    before = value(scrape(site), "twisted_chat_messages_received", transport="web")
+    rig.say(dave, "one")
+    rig.say(dave, "/me waves")
+    rig.say(dave, "/msg dave to myself")
+    rig.turn()
+    live = value(scrape(site), "twisted_chat_messages_received", transport="web")
+    assert live - before == 3
+    rig.server.disconnect(dave, "bye")
+    rig.turn()
+    gone = value(scrape(site), "twisted_chat_messages_received", transport="web")
+    assert gone == live
+    assert value(scrape(site), "twisted_chat_clients", transport="web") == 0

@@ -146,7 +146,13 @@ def test_counters_after_chat_over_tcp_and_udp(chat: Chat) -> None:
 
     # 5 room lines, each to a room of 3 at its flush.
     assert moved("twisted_chat_messages_total") == 5
-    assert moved("twisted_chat_deliveries_total") == 15
+    # By transport: 3 said over TCP and 2 over UDP; alice and bob (TCP) and
+    # carol (UDP) are each counted for all 5 lines at their flush.
+    assert moved("twisted_chat_messages_received_total", transport="tcp") == 3
+    assert moved("twisted_chat_messages_received_total", transport="udp") == 2
+    assert moved("twisted_chat_deliveries_total", transport="tcp") == 10
+    assert moved("twisted_chat_deliveries_total", transport="udp") == 5
+    assert moved("twisted_chat_deliveries_total", transport="irc") == 0
     assert moved("twisted_chat_connections_refused_total", reason="server-full") == 1
     assert moved("twisted_chat_udp_datagrams_received_total") >= 2
     # Both ways over both transports: at least the lines said (3 over TCP, 2

@@ -107,6 +107,16 @@ def _histogram(
     return HistogramMetricFamily(name, text, buckets=buckets, sum_value=total)
 
 
+def _by_transport(name: str, text: str, counts: Mapping[str, int]) -> Metric:
+    """A counter with a sample for every transport, 0 for the quiet ones
+    (``tls`` is left out: the core counts it as ``tcp``)."""
+    family = CounterMetricFamily(name, text, labels=["transport"])
+    for transport in TRANSPORTS:
+        if transport != "tls":
+            family.add_metric([transport], counts.get(transport, 0))
+    return family
+
+
 def _transport(participant: Any) -> str:
     """A participant's transport label: ``tls`` for the line protocol over TLS."""
     name: str = participant.transport
@@ -152,10 +162,14 @@ class ChatCollector(Collector):
         yield info
 
         clients = dict.fromkeys(TRANSPORTS, 0)
+        said = dict(stats.said_by_gone)
         for participant in server.participants.values():
             label = _transport(participant)
             if label in clients:
                 clients[label] += 1
+            said[participant.transport] = (
+                said.get(participant.transport, 0) + participant.said
+            )
         family = GaugeMetricFamily(
             p + "clients", "Clients in the chat, by transport.", labels=["transport"]
         )
@@ -197,10 +211,17 @@ class ChatCollector(Collector):
             "(counted per room flush, whose members mix transports).",
             value=outbox.messages,
         )
-        yield CounterMetricFamily(
+        yield _by_transport(
+            p + "messages_received",
+            "Messages, actions and private messages said, by the sender's "
+            "transport (tcp includes TLS).",
+            said,
+        )
+        yield _by_transport(
             p + "deliveries",
-            "Room lines times the members of their room at each flush.",
-            value=outbox.deliveries,
+            "Room lines times the members of their room at each flush, by the "
+            "members' transport (tcp includes TLS).",
+            outbox.deliveries_by,
         )
         yield _histogram(
             p + "fanout_seconds",
