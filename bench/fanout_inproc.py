@@ -34,6 +34,7 @@ import base64
 import gc
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -163,6 +164,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--senders", type=int, default=10)
     parser.add_argument("--messages", type=int, default=50)
     parser.add_argument("--no-ping", action="store_true")
+    parser.add_argument(
+        "--timed",
+        action="store_true",
+        help="time each turn's fan-out, as --metrics makes the daemon do",
+    )
     args = parser.parse_args(argv)
     reactor = MemoryReactorClock()
     reactor.advance(1_800_000_000)
@@ -178,6 +184,8 @@ def main(argv: list[str]) -> int:
         call_later=reactor.callLater,
     )
     admission = Admission(max_clients=0, max_per_ip=0)
+    if args.timed:
+        server.outbox.clock = time.time
 
     def end_of_turn() -> None:
         while later:

@@ -247,7 +247,9 @@ def test_a_scrape_asks_as_prometheus_does_and_parses_the_answer(
 def test_a_scrape_reads_the_plain_text_format_too(
     exporter: tuple[int, _Exporter], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ab, "PROMETHEUS_ACCEPT", "text/plain;version=0.0.4")
+    monkeypatch.setattr(
+        sys.modules["_scrape"], "PROMETHEUS_ACCEPT", "text/plain;version=0.0.4"
+    )
     scrape = ab.scrape_once(exporter[0], "/metrics")
     # The text format gives the counter's _created sample a family of its own.
     assert (scrape.status, scrape.families, scrape.error) == (200, 3, "")

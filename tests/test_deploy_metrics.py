@@ -24,7 +24,6 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -35,6 +34,7 @@ from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.settings import Settings
 from twisted_chat.daemon.health import LoopWatch
 from twisted_chat.daemon.metrics import ChatCollector
+from twisted_chat.history.health import WriterHealth
 from twisted_chat.history.memory import MemoryStore
 from twisted_chat.history.side import Backlog
 
@@ -62,8 +62,7 @@ class _WrittenStore(MemoryStore):
 
     def __init__(self) -> None:
         super().__init__()
-        self._backlog = Backlog(1)
-        self._health = SimpleNamespace(down=None, commit_failures=0)
+        self.health = WriterHealth(self, object(), Backlog(1))  # type: ignore[arg-type]
 
 
 def exported_names() -> frozenset[str]:
@@ -79,7 +78,7 @@ def exported_names() -> frozenset[str]:
     clock = Clock()
     server = ChatServer(Settings(), clock.seconds, store=_WrittenStore())
     registry = CollectorRegistry()
-    registry.register(ChatCollector(server, LoopWatch(clock), dict))
+    registry.register(ChatCollector(server, LoopWatch(clock), {}))
     ProcessCollector(registry=registry)
     names: set[str] = set()
     for family in registry.collect():
@@ -554,6 +553,7 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
         "twisted_chat_clients",
         "twisted_chat_messages_total",
         "twisted_chat_deliveries_total",
+        "twisted_chat_messages_received_total",
         "twisted_chat_connections_refused_total",
         "twisted_chat_history_backlog_messages",
         "twisted_chat_history_ok",

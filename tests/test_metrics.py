@@ -104,7 +104,7 @@ def test_the_counters_move_by_the_right_amounts(rig: Rig) -> None:
     protocol.transport = Datagrams()  # type: ignore[assignment]
     watch = LoopWatch(rig.clock)
     udp: Any = [FakeUdpListener(protocol)]
-    site = metrics_site(server, watch, rig.clock, lambda: {"udp": udp})
+    site = metrics_site(server, watch, rig.clock, {"udp": udp})
     before = scrape(site)
     assert value(before, "twisted_chat_messages") == 0
     _, alice = rig.connect("alice", host="192.0.2.10")
@@ -115,8 +115,9 @@ def test_the_counters_move_by_the_right_amounts(rig: Rig) -> None:
     for participant in (alice, bob, carol):
         rig.say(participant, "/join #dev")
     rig.turn()
-    base = fanout_buckets(scrape(site))
-    base_sum = value(scrape(site), "twisted_chat_fanout_seconds_sum")
+    joined = scrape(site)
+    base = fanout_buckets(joined)
+    base_sum = value(joined, "twisted_chat_fanout_seconds_sum")
     server.outbox.clock = iter([10.0, 10.003, 20.0, 20.3]).__next__
     rig.say(alice, "one")
     rig.say(alice, "two")
@@ -131,7 +132,20 @@ def test_the_counters_move_by_the_right_amounts(rig: Rig) -> None:
         return value(after, name, **labels) - value(before, name, **labels)
 
     assert moved("twisted_chat_messages") >= 3
-    assert moved("twisted_chat_deliveries") >= 9
+    # From the joins on: 3 lines said (2 over TCP, 1 over IRC) in a room
+    # of one TCP, one IRC and one web member (the UDP session is elsewhere).
+    said = {"tcp": 2, "irc": 1, "web": 0, "udp": 0}
+    for transport, count in said.items():
+        received = value(after, "twisted_chat_messages_received", transport=transport)
+        assert (
+            received
+            - value(joined, "twisted_chat_messages_received", transport=transport)
+            == count
+        )
+        sent = value(after, "twisted_chat_deliveries", transport=transport)
+        assert sent - value(joined, "twisted_chat_deliveries", transport=transport) == (
+            0 if transport == "udp" else 3
+        )
     assert value(after, "twisted_chat_clients", transport="tcp") == 1
     assert value(after, "twisted_chat_clients", transport="irc") == 1
     assert value(after, "twisted_chat_clients", transport="web") == 1
@@ -164,7 +178,7 @@ def test_types_names_and_bounded_labels(rig: Rig) -> None:
         _, someone = rig.connect(f"nick{index}", host=f"198.51.100.{index}")
         rig.say(someone, f"/join #room{index}")
     rig.turn()
-    families = scrape(metrics_site(server, LoopWatch(rig.clock), rig.clock, dict))
+    families = scrape(metrics_site(server, LoopWatch(rig.clock), rig.clock, {}))
     expected = {
         "twisted_chat_clients": "gauge",
         "twisted_chat_rooms": "gauge",
@@ -219,7 +233,7 @@ def test_tls_clients_are_told_apart(rig: Rig) -> None:
     client = TlsClient(peer="tcp 192.0.2.1:4000")
     client.transport = TLSMemoryBIOProtocol.__new__(TLSMemoryBIOProtocol)
     rig.server.connect(client, "192.0.2.1", host="192.0.2.1", transport="tcp")
-    families = scrape(metrics_site(rig.server, LoopWatch(rig.clock), rig.clock, dict))
+    families = scrape(metrics_site(rig.server, LoopWatch(rig.clock), rig.clock, {}))
     assert value(families, "twisted_chat_clients", transport="tls") == 1
     assert value(families, "twisted_chat_clients", transport="tcp") == 0
 
@@ -229,7 +243,7 @@ def test_history_metrics_of_a_memory_store() -> None:
     _, alice = rig.connect("alice")
     rig.say(alice, "hello")
     rig.turn()
-    families = scrape(metrics_site(rig.server, LoopWatch(rig.clock), rig.clock, dict))
+    families = scrape(metrics_site(rig.server, LoopWatch(rig.clock), rig.clock, {}))
     assert value(families, "twisted_chat_history_enabled") == 1
     assert value(families, "twisted_chat_history_ok") == 1
     assert value(families, "twisted_chat_history_backlog_messages") == 0
@@ -261,7 +275,7 @@ def test_lateness_buckets_and_healthz_on_a_clock(rig: Rig) -> None:
     clock = Clock()
     watch = LoopWatch(clock)
     watch.start()
-    site = metrics_site(rig.server, watch, clock, dict)
+    site = metrics_site(rig.server, watch, clock, {})
     clock.advance(1)
     assert watch.last_lateness == 0
     assert healthz(site) == (200, healthz(site)[1])
@@ -305,15 +319,15 @@ def test_history_trouble_is_unhealthy() -> None:
     watch.start()
     reasons = troubles(rig.server, watch, rig.clock.seconds())
     assert reasons == ["history: history writer was killed (signal 9)"]
-    code, body = healthz(metrics_site(rig.server, watch, rig.clock, dict))
+    code, body = healthz(metrics_site(rig.server, watch, rig.clock, {}))
     assert code == 503
     assert body["reasons"] == reasons
-    families = scrape(metrics_site(rig.server, watch, rig.clock, dict))
+    families = scrape(metrics_site(rig.server, watch, rig.clock, {}))
     assert value(families, "twisted_chat_history_ok") == 0
 
 
 def test_other_paths_are_404(rig: Rig) -> None:
-    site = metrics_site(rig.server, LoopWatch(rig.clock), rig.clock, dict)
+    site = metrics_site(rig.server, LoopWatch(rig.clock), rig.clock, {})
     request = DummyRequest([b"secret"])
     child = site.getResourceFor(request)
     assert child.render(request)
@@ -348,7 +362,7 @@ def test_the_daemon_builds_the_metrics_listener() -> None:
     interfaces = [entry[3] for entry in reactor.tcpServers if entry[0] == 9100]
     assert interfaces == ["127.0.0.1"]
     assert METRICS in FRONT_ENDS
-    collector = ChatCollector(service.server, LoopWatch(reactor), dict)
+    collector = ChatCollector(service.server, LoopWatch(reactor), {})
     assert any(f.name == "twisted_chat_clients" for f in collector.collect())
 
 
@@ -375,7 +389,7 @@ def test_without_metrics_prometheus_client_is_not_imported() -> None:
 
 def test_the_fanout_is_timed_only_when_exported(rig: Rig) -> None:
     assert rig.server.outbox.clock is None
-    metrics_site(rig.server, LoopWatch(rig.clock), rig.clock, dict)
+    metrics_site(rig.server, LoopWatch(rig.clock), rig.clock, {})
     assert rig.server.outbox.clock is rig.server.seconds
 
 
@@ -394,7 +408,7 @@ def test_failed_logins_and_kicks_are_counted(rig: Rig) -> None:
     """Each failed ``/login`` and each kick adds one, as it happens."""
     server = rig.server
     watch = LoopWatch(rig.clock)
-    site = metrics_site(server, watch, rig.clock, dict)
+    site = metrics_site(server, watch, rig.clock, {})
     _, alice = rig.connect("alice", host="192.0.2.10")
     _, bob = rig.connect("bob", host="192.0.2.11")
     rig.say(alice, "/join #dev")
@@ -429,7 +443,7 @@ def test_stream_bytes_and_flood_pauses_are_counted_per_read_and_write() -> None:
     assert protocol is not None
     transport = StringTransport(peerAddress=address)
     protocol.makeConnection(transport)
-    site = metrics_site(server, LoopWatch(clock), clock, dict)
+    site = metrics_site(server, LoopWatch(clock), clock, {})
     before = scrape(site)
     sent_before = len(transport.value())
     data = b"/ping\n/ping\n/ping\n"  # the third waits for a token
@@ -444,3 +458,51 @@ def test_stream_bytes_and_flood_pauses_are_counted_per_read_and_write() -> None:
     assert moved("twisted_chat_bytes_sent") == len(transport.value()) - sent_before
     assert moved("twisted_chat_flood_pauses") == 1
     assert moved("twisted_chat_sendq_drops") == 0
+
+
+def test_udp_bytes_count_every_datagram_both_ways(rig: Rig) -> None:
+    """UDP's datagrams add to the byte counters: each one read (the challenge
+    and hello included) and each payload the socket took."""
+    server = rig.server
+    admission = Admission(max_clients=0, max_per_ip=0)
+    protocol = ChatDatagramProtocol(server, admission, rig.clock)
+    transport = Datagrams()
+    protocol.transport = transport  # type: ignore[assignment]
+    udp: Any = [FakeUdpListener(protocol)]
+    site = metrics_site(server, LoopWatch(rig.clock), rig.clock, {"udp": udp})
+    before = scrape(site)
+    udp_session(protocol, 4001)
+    line = b"/join #bytes\n"
+    protocol.datagramReceived(line, ("127.0.0.1", 4001))
+    rig.turn()
+    after = scrape(site)
+    read = len(b"hi\n") + len(f"/hello {'x' * 16}\n") + len(line)
+    sent = sum(len(data) for data, _ in transport.sent)
+    assert sent > 0
+
+    def moved(name: str) -> float:
+        return value(after, name) - value(before, name)
+
+    assert moved("twisted_chat_bytes_received") == read
+    assert moved("twisted_chat_bytes_sent") == sent
+
+
+def test_messages_received_survive_the_sender_leaving(rig: Rig) -> None:
+    """What a client said stays counted after it quits (the live count is
+    on the participant; the core keeps the gone ones' by transport)."""
+    site = metrics_site(rig.server, LoopWatch(rig.clock), rig.clock, {})
+    _, dave = rig.connect("dave", host="192.0.2.20", transport="web")
+    rig.say(dave, "/join #said")
+    rig.turn()
+    before = value(scrape(site), "twisted_chat_messages_received", transport="web")
+    rig.say(dave, "one")
+    rig.say(dave, "/me waves")
+    rig.say(dave, "/msg dave to myself")
+    rig.turn()
+    live = value(scrape(site), "twisted_chat_messages_received", transport="web")
+    assert live - before == 3
+    rig.server.disconnect(dave, "bye")
+    rig.turn()
+    gone = value(scrape(site), "twisted_chat_messages_received", transport="web")
+    assert gone == live
+    assert value(scrape(site), "twisted_chat_clients", transport="web") == 0

@@ -146,9 +146,21 @@ def test_counters_after_chat_over_tcp_and_udp(chat: Chat) -> None:
 
     # 5 room lines, each to a room of 3 at its flush.
     assert moved("twisted_chat_messages_total") == 5
-    assert moved("twisted_chat_deliveries_total") == 15
+    # By transport: 3 said over TCP and 2 over UDP; alice and bob (TCP) and
+    # carol (UDP) are each counted for all 5 lines at their flush.
+    assert moved("twisted_chat_messages_received_total", transport="tcp") == 3
+    assert moved("twisted_chat_messages_received_total", transport="udp") == 2
+    assert moved("twisted_chat_deliveries_total", transport="tcp") == 10
+    assert moved("twisted_chat_deliveries_total", transport="udp") == 5
+    assert moved("twisted_chat_deliveries_total", transport="irc") == 0
     assert moved("twisted_chat_connections_refused_total", reason="server-full") == 1
     assert moved("twisted_chat_udp_datagrams_received_total") >= 2
+    # Both ways over both transports: at least the lines said (3 over TCP, 2
+    # as datagrams) and the 10 deliveries (3 of them datagrams to carol).
+    said = 3 * len(b"tcp line 0\n") + 2 * len(b"udp line 0\n")
+    assert moved("twisted_chat_bytes_received_total") >= said
+    delivered = 10 * len(b"[#lobby] <alice> tcp line 0\n")
+    assert moved("twisted_chat_bytes_sent_total") >= delivered
     assert moved("twisted_chat_fanout_seconds_count") >= 1
     assert metric(after, "twisted_chat_fanout_seconds_bucket", le="+Inf") == (
         metric(after, "twisted_chat_fanout_seconds_count")
@@ -185,6 +197,7 @@ def test_healthz_when_the_history_writer_is_killed(chat: Chat) -> None:
     port = start(chat)
     status, body = health(port)
     assert (status, body["status"]) == (200, "ok")
+    assert metric(scrape(port), "twisted_chat_history_writer_restarts_total") == 0
     assert chat.proc is not None
     writer = writer_pid(chat.proc.pid)
     os.kill(writer, signal.SIGKILL)
@@ -194,6 +207,9 @@ def test_healthz_when_the_history_writer_is_killed(chat: Chat) -> None:
     # The daemon starts the writer again (after 1 s): healthy again.
     wait_for_health(port, 200, "once the writer runs again")
     assert writer_pid(chat.proc.pid, not_this=writer) != writer
+    after = scrape(port)
+    assert metric(after, "twisted_chat_history_writer_restarts_total") == 1
+    assert metric(after, "twisted_chat_history_writer_up") == 1
 
 
 def test_healthz_when_the_reactor_was_blocked(chat: Chat) -> None:

@@ -81,6 +81,7 @@ UNITS = [
     "twisted-chat-udp.socket",
     "twisted-chat-irc.socket",
     "twisted-chat-web.socket",
+    "twisted-chat-metrics.socket",
     "twisted-chat.service",
 ]
 TWISTD = "/opt/twisted-chat/bin/twistd"

@@ -242,6 +242,7 @@ class ChatServer:
         for room in list(participant.rooms.values()):
             self.membership.leave(participant, room)
         del self.participants[participant.nick.key]
+        self.operators.stats.retire(participant.transport, participant.said)
         self.budgets.release(participant)
         _log.info("{nick} quit: {reason}", nick=nick, reason=reason)
 

@@ -83,6 +83,8 @@ class Outbox:
         #: (:mod:`twisted_chat.core.stats` says why not exact deliveries).
         self.messages = 0
         self.deliveries = 0
+        #: ``deliveries`` by the members' transport (``Room.transports``).
+        self.deliveries_by: dict[str, int] = {}
         #: Called at the end of each turn that handed lines out, if set
         #: (the stats' clock sample: once a turn, not once a line).
         self.on_turn: Callable[[], None] | None = None
@@ -123,6 +125,7 @@ class Outbox:
             # Every line is its own flush here (tests, no reactor).
             self.messages += 1
             self.deliveries += len(room.members)
+            self._count_by_transport(room, 1)
             room.broadcast(data, sender, event)
             if not notice:
                 self._remember(room, data)
@@ -169,6 +172,7 @@ class Outbox:
         started = clock() if clock is not None else 0.0
         messages = deliveries = 0
         remember = self._remember
+        by = self.deliveries_by
         while self._dirty:
             dirty, self._dirty = self._dirty, {}
             for room in dirty:
@@ -177,6 +181,8 @@ class Outbox:
                     count = len(pending)
                     messages += count
                     deliveries += count * len(room.members)
+                    for name, members in room.transports.items():
+                        by[name] = by.get(name, 0) + count * members
                     remember(room, room.flush())
         self.messages += messages
         self.deliveries += deliveries
@@ -290,4 +296,10 @@ class Outbox:
         pending = len(room.pending)
         self.messages += pending
         self.deliveries += pending * len(room.members)
+        self._count_by_transport(room, pending)
         self._remember(room, room.flush())
+
+    def _count_by_transport(self, room: Room, lines: int) -> None:
+        by = self.deliveries_by
+        for name, members in room.transports.items():
+            by[name] = by.get(name, 0) + lines * members

@@ -71,6 +71,8 @@ class Participant:
     oper: str | None = None
     #: When they last said something (``/whois`` idle time).
     last_active: float = 0.0
+    #: Messages, actions and private messages they said (``--metrics``).
+    said: int = 0
     #: Set while their next line is taken as a password.
     prompt: SecretPrompt | None = None
     #: True while a password of theirs is being hashed or checked.
@@ -107,6 +109,10 @@ class Room:
     #: Members whose clients speak another format (IRC, web); None while
     #: there are none, so a room of line users pays one ``is None`` a line.
     foreign: ForeignMembers | None = None
+    #: Members by transport (``tcp``, ``udp``, ``irc``, ``web``), kept as
+    #: they join and leave, so a flush counts deliveries by transport per
+    #: room, not per member.
+    transports: dict[str, int] = field(factory=dict)
     # Plain pairs, not records: the fan-out loop unpacks one per delivery,
     # and ``for member, send in`` a tuple of pairs is the cheapest such loop
     # CPython has; a record's attribute reads would cost every delivery.
@@ -133,6 +139,9 @@ class Room:
         """Make ``participant`` a member, hearing only what is said from now on."""
         self.members[participant] = participant.client.send
         self._stale = True
+        transports = self.transports
+        name = participant.transport
+        transports[name] = transports.get(name, 0) + 1
         fmt = wire_format_of(participant)
         if fmt is not None:
             if self.foreign is None:
@@ -161,6 +170,12 @@ class Room:
         """Drop ``participant``; nothing happens if they were not here."""
         if self.members.pop(participant, None) is not None:
             self._stale = True
+            transports = self.transports
+            name = participant.transport
+            if transports[name] > 1:
+                transports[name] -= 1
+            else:
+                del transports[name]
             self.caught_up.pop(participant, None)
             foreign = self.foreign
             if foreign is not None:

@@ -50,6 +50,7 @@ class Speech:
         if rules is not None and rules.speech_restricted:
             self._server.moderation.check_speech(participant, rules)
         participant.last_active = self._seconds()
+        participant.said += 1
         nick = participant.nick.display
         data = lines.room_message(room.name.display, nick, text)
         if room.foreign is None:
@@ -113,6 +114,7 @@ class Speech:
         if rules is not None and rules.speech_restricted:
             self._server.moderation.check_speech(participant, rules)
         participant.last_active = self._seconds()
+        participant.said += 1
         nick = participant.nick.display
         data = lines.room_action(room.name.display, nick, text)
         if room.foreign is None:
@@ -134,6 +136,7 @@ class Speech:
             return
         recipient = server.directory.find(target)
         participant.last_active = self._seconds()
+        participant.said += 1
         if server.outbox.busy:
             server.outbox.catch_up(recipient)
         fmt = wire_format_of(recipient)

@@ -18,6 +18,10 @@ attributes, read without side effects:
   (``server-full``, ``too-many-connections``; the daemon hands
   :class:`~twisted_chat.core.admission.Admission` this dict) and server bans
   (``banned``).  Codes are constants, so the dict stays small.
+- messages said, for issue 17's metrics by transport: one slot increment
+  on the sender (``Participant.said``), folded in by transport when the
+  client goes (:meth:`ServerStats.retire`); a dict by transport bumped per
+  message cost three times as much (BENCHMARKS.md, issue 17).
 - per event, for issue 17's metrics: connections accepted by transport
   (:meth:`ServerStats.connected`) and failed logins (kicks are counted by
   ``Membership.kicks``, which does the kicking): a handful of
@@ -88,6 +92,10 @@ class ServerStats:
         self.accepted: dict[str, int] = {}
         #: Logins and ``/oper`` attempts refused for a wrong password.
         self.logins_failed = 0
+        #: Messages, actions and private messages said by clients now gone,
+        #: by transport; the rest are each live ``Participant.said``: one
+        #: slot increment a message, no lookup (the metrics add them up).
+        self.said_by_gone: dict[str, int] = {}
         #: Bytes read from and written to stream clients (TCP, TLS, IRC, web):
         #: added once per read and once per write (a write carries a turn's
         #: lines for one member), never per line or per delivery.
@@ -121,6 +129,11 @@ class ServerStats:
         """Count one client let in over ``transport`` (a fixed few names)."""
         accepted = self.accepted
         accepted[transport] = accepted.get(transport, 0) + 1
+
+    def retire(self, transport: str, said: int) -> None:
+        """Keep what a client that is gone said (``Participant.said``)."""
+        gone = self.said_by_gone
+        gone[transport] = gone.get(transport, 0) + said
 
     def sample(self) -> None:
         """Take a snapshot if the last one is SAMPLE_INTERVAL old (one clock read)."""

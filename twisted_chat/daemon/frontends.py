@@ -17,7 +17,7 @@ descriptions and functions, so no transport imports the daemon.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,10 @@ class Wiring:
     reactor: Any
     #: The sockets systemd passed, for ``systemd:name=`` values.
     inherited: InheritedSockets
+    #: Every front-end's chat listeners by name, filled in as each is built
+    #: (the daemon's ``ChatService.listeners``): ``--metrics`` reads the UDP
+    #: ones' counters from it at scrape time.
+    listeners: Mapping[str, Sequence[IChatListener]]
 
 
 @frozen
@@ -207,21 +211,15 @@ def _build_metrics(wiring: Wiring, values: tuple[str, ...]) -> Built:
 
     Imported here, not at the top: a daemon without ``--metrics`` loads
     none of prometheus_client nor twisted.web.  Its listeners are no chat
-    clients' (``Built.listeners`` is empty); the collector finds the UDP
-    listeners' counters at scrape time, through the daemon the services
-    belong to by then (``ChatService.listeners``).
+    clients' (``Built.listeners`` is empty); the collector reads the
+    others' from ``Wiring.listeners`` at scrape time.
     """
     from twisted_chat.daemon.health import LoopWatch, LoopWatchService
     from twisted_chat.daemon.metrics import metrics_site
 
     watch = LoopWatch(wiring.reactor)
     ticking = LoopWatchService(watch)
-
-    def listeners() -> Any:
-        group = getattr(ticking, "parent", None)
-        return getattr(getattr(group, "parent", None), "listeners", {})
-
-    site = metrics_site(wiring.server, watch, wiring.reactor, listeners)
+    site = metrics_site(wiring.server, watch, wiring.reactor, wiring.listeners)
     services: list[IService] = [ticking]
     for value in values:
         with blaming("--metrics", value):

@@ -24,7 +24,7 @@ The daemon imports this module only when ``--metrics`` is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -45,6 +45,7 @@ from twisted_chat import __version__
 from twisted_chat.core.errors import Banned, ServerFull, TooManyConnections
 from twisted_chat.core.outbox import FANOUT_BUCKETS
 from twisted_chat.daemon.health import LATENESS_BUCKETS, HealthResource, LoopWatch
+from twisted_chat.history.health import WriterHealth
 
 if TYPE_CHECKING:
     from twisted_chat.core.chat import ChatServer
@@ -61,15 +62,15 @@ TRANSPORTS: Final = ("tcp", "tls", "udp", "irc", "web")
 #: over them starts with the daemon.
 REFUSALS: Final = (Banned.code, ServerFull.code, TooManyConnections.code)
 
-#: ``UdpStats`` attributes exported as counters: name, attribute, help.
 #: The stream front-ends' counters (TCP, TLS, IRC, web), counted per read,
-#: per write and per event in the transports.
+#: per write and per event in the transports; the byte counts add UDP's.
 _STREAM: Final = (
-    ("bytes_received", "bytes_received", "Bytes read from stream clients."),
-    ("bytes_sent", "bytes_sent", "Bytes written to stream clients."),
+    ("bytes_received", "bytes_received", "Bytes read from clients (and datagrams)."),
+    ("bytes_sent", "bytes_sent", "Bytes written to clients (and datagrams)."),
     ("flood_pauses", "flood_pauses", "Times flood control paused a client's reading."),
     ("sendq_drops", "sendq_drops", "Clients dropped at the send-queue cap."),
 )
+#: ``UdpStats`` attributes exported as counters: name, attribute, help.
 _UDP: Final = (
     ("udp_datagrams_received", "datagrams", "UDP datagrams received."),
     ("udp_oversized_datagrams", "oversized", "UDP datagrams dropped as too large."),
@@ -90,7 +91,7 @@ _UDP: Final = (
     ("udp_send_failures", "send_failures", "UDP datagrams the socket refused."),
 )
 
-Listeners = Callable[[], Mapping[str, Sequence["IChatListener"]]]
+Listeners = Mapping[str, Sequence["IChatListener"]]
 
 
 def _histogram(
@@ -104,6 +105,16 @@ def _histogram(
         buckets.append((repr(float(bound)), running))
     buckets.append(("+Inf", running + counts[-1]))
     return HistogramMetricFamily(name, text, buckets=buckets, sum_value=total)
+
+
+def _by_transport(name: str, text: str, counts: Mapping[str, int]) -> Metric:
+    """A counter with a sample for every transport, 0 for the quiet ones
+    (``tls`` is left out: the core counts it as ``tcp``)."""
+    family = CounterMetricFamily(name, text, labels=["transport"])
+    for transport in TRANSPORTS:
+        if transport != "tls":
+            family.add_metric([transport], counts.get(transport, 0))
+    return family
 
 
 def _transport(participant: Any) -> str:
@@ -122,8 +133,8 @@ class ChatCollector(Collector):
 
     :param server: the chat core.
     :param watch: the event loop's timer.
-    :param listeners: every front-end's listeners by name, when asked (the
-        UDP ones hold the datagram counters).
+    :param listeners: every front-end's listeners by name, as the daemon
+        fills them in (the UDP ones hold the datagram counters).
     """
 
     def __init__(
@@ -135,9 +146,9 @@ class ChatCollector(Collector):
         # The fan-out is timed (two clock reads a turn) only when exported.
         if server.outbox.clock is None:
             server.outbox.clock = server.seconds
-        backlog = getattr(server.store, "_backlog", None)
+        writer = _writer(server)
         #: The first message id of this run, so "queued" counts from start.
-        self._first_id: int = backlog.next_id if backlog is not None else 0
+        self._first_id = writer.counters().next_id if writer is not None else 0
 
     def collect(self) -> Iterator[Metric]:
         server = self._server
@@ -151,10 +162,14 @@ class ChatCollector(Collector):
         yield info
 
         clients = dict.fromkeys(TRANSPORTS, 0)
+        said = dict(stats.said_by_gone)
         for participant in server.participants.values():
             label = _transport(participant)
             if label in clients:
                 clients[label] += 1
+            said[participant.transport] = (
+                said.get(participant.transport, 0) + participant.said
+            )
         family = GaugeMetricFamily(
             p + "clients", "Clients in the chat, by transport.", labels=["transport"]
         )
@@ -196,10 +211,17 @@ class ChatCollector(Collector):
             "(counted per room flush, whose members mix transports).",
             value=outbox.messages,
         )
-        yield CounterMetricFamily(
+        yield _by_transport(
+            p + "messages_received",
+            "Messages, actions and private messages said, by the sender's "
+            "transport (tcp includes TLS).",
+            said,
+        )
+        yield _by_transport(
             p + "deliveries",
-            "Room lines times the members of their room at each flush.",
-            value=outbox.deliveries,
+            "Room lines times the members of their room at each flush, by the "
+            "members' transport (tcp includes TLS).",
+            outbox.deliveries_by,
         )
         yield _histogram(
             p + "fanout_seconds",
@@ -217,7 +239,10 @@ class ChatCollector(Collector):
             watch.late_seconds,
         )
         for name, attribute, text in _STREAM:
-            yield CounterMetricFamily(p + name, text, value=getattr(stats, attribute))
+            value = getattr(stats, attribute)
+            if name.startswith("bytes_"):  # UDP counts its own, per datagram
+                value += sum(getattr(one, attribute) for one in udp)
+            yield CounterMetricFamily(p + name, text, value=value)
         yield CounterMetricFamily(
             p + "logins_failed",
             "Logins and /oper refused for a wrong password.",
@@ -239,7 +264,7 @@ class ChatCollector(Collector):
 
     def _udp_stats(self) -> list[UdpStats]:
         found = []
-        for listener in self._listeners().get("udp", ()):
+        for listener in self._listeners.get("udp", ()):
             protocol = getattr(listener, "chat_protocol", None)
             if protocol is not None:
                 found.append(protocol.stats)
@@ -263,36 +288,47 @@ class ChatCollector(Collector):
             "Messages queued for the writer and not yet committed.",
             value=store.backlog(),
         )
-        backlog = getattr(store, "_backlog", None)
-        health = getattr(store, "_health", None)
-        if backlog is None or health is None:
+        writer = _writer(self._server)
+        if writer is None:
             return  # the memory store: nothing is written
+        now = writer.counters()
         yield GaugeMetricFamily(
             p + "history_writer_up",
             "1 while the history writer runs, 0 while it is down.",
-            value=int(not health.down),
+            value=int(now.writer_up),
         )
         first = self._first_id
         yield CounterMetricFamily(
             p + "history_queued_messages",
             "Messages numbered for the writer since start (dropped ones included).",
-            value=max(backlog.next_id - first, 0),
+            value=max(now.next_id - first, 0),
         )
         yield CounterMetricFamily(
             p + "history_committed_messages",
             "Messages the writer confirmed, or that were given up when it died.",
-            value=max(backlog.committed_id - (first - 1), 0),
+            value=max(now.committed_id - (first - 1), 0),
         )
         yield CounterMetricFamily(
             p + "history_dropped_messages",
             "Messages not saved: the writer was down or too far behind.",
-            value=backlog.dropped,
+            value=now.dropped,
         )
         yield CounterMetricFamily(
             p + "history_write_errors",
             "Commits the history writer reported failed.",
-            value=health.commit_failures,
+            value=now.commit_failures,
         )
+        yield CounterMetricFamily(
+            p + "history_writer_restarts",
+            "Times the history writer was started again after it ended.",
+            value=now.restarts,
+        )
+
+
+def _writer(server: ChatServer) -> WriterHealth | None:
+    """The history writer's health, when history goes to a writer (SQLite)."""
+    health = getattr(server.store, "health", None)
+    return health if isinstance(health, WriterHealth) else None
 
 
 def metrics_site(

@@ -370,7 +370,7 @@ def make_chat_service(
         prune.clock = reactor
         prune.setServiceParent(service)
 
-    wiring = Wiring(settings, server, admission, reactor, inherited)
+    wiring = Wiring(settings, server, admission, reactor, inherited, service.listeners)
     for front_end in front_ends:
         values = settings.listeners(front_end.name)
         if not values:

@@ -12,22 +12,22 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Final
 
+from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from twisted_chat.core.throttle import LogThrottle
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from twisted.internet.interfaces import IDelayedCall
 
-    from twisted_chat.history.side import LinkOwner
+    from twisted_chat.history.side import Backlog, LinkOwner
 
 __all__ = [
     "HEALTH_INTERVAL",
     "NAG_INTERVAL",
     "TROUBLE_HOLD",
+    "HistoryCounters",
     "Troubles",
     "WriterHealth",
 ]
@@ -74,32 +74,71 @@ class Troubles:
         return self._nag.report(now) is not None
 
 
+@frozen
+class HistoryCounters:
+    """The writer's progress as plain numbers, for ``--metrics``.
+
+    :param next_id: the id the next message gets.
+    :param committed_id: the last id the writer confirmed (or gave up).
+    :param dropped: messages not saved (writer down or too far behind).
+    :param writer_up: a writer runs now.
+    :param commit_failures: commits the writer reported failed.
+    :param restarts: times the writer was started again after the first.
+    """
+
+    next_id: int
+    committed_id: int
+    dropped: int
+    writer_up: bool
+    commit_failures: int
+    restarts: int
+
+
 class WriterHealth:
     """A store's troubles with its writer, said in its log and ``trouble``.
 
     :param owner: the store: its path and its logger.
     :param reactor: for the timer; one without ``IReactorTime`` (a test's
         stand-in) gets none.
-    :param behind: why rows are being dropped, or None.
+    :param backlog: the store's queue: why rows are being dropped, and the
+        counts :meth:`counters` gives the metrics (issue 17).
     """
 
-    def __init__(
-        self, owner: LinkOwner, reactor: object, behind: Callable[[], str | None]
-    ) -> None:
+    def __init__(self, owner: LinkOwner, reactor: object, backlog: Backlog) -> None:
         self._owner = owner
         self._reactor = reactor
-        self._behind = behind
+        self._backlog = backlog
+        self._behind = backlog.behind
         self._troubles = Troubles()
         #: Set while the writer is known to be gone: rows are dropped.
         self.down: str | None = None
         #: Commits the writer reported failed (issue 17's metrics read it).
         self.commit_failures = 0
+        #: Times a writer started: the first, then each restart.
+        self.starts = 0
         self._call: IDelayedCall | None = None
         self._stopped = False
 
     def trouble(self) -> str | None:
         """Why history is not (all) being saved now, or None."""
         return self._troubles.text(time.monotonic(), self.down, self._behind())
+
+    def started(self) -> None:
+        """A writer runs (again): rows are kept."""
+        self.down = None
+        self.starts += 1
+
+    def counters(self) -> HistoryCounters:
+        """What the metrics export of the writer's progress, read now."""
+        backlog = self._backlog
+        return HistoryCounters(
+            next_id=backlog.next_id,
+            committed_id=backlog.committed_id,
+            dropped=backlog.dropped,
+            writer_up=self.down is None,
+            commit_failures=self.commit_failures,
+            restarts=max(self.starts - 1, 0),
+        )
 
     def commit_failed(self, problem: str, details: str) -> None:
         """The writer could not commit: ``problem`` to say, its traceback."""

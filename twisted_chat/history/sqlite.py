@@ -93,7 +93,7 @@ class SqliteStore:
         self._reactor = reactor
         self._reads = Reads(path, reader, self._read_failed)
         self._backlog = Backlog(next_id)
-        self._health = WriterHealth(self, reactor, self._backlog.behind)
+        self.health = WriterHealth(self, reactor, self._backlog)
         self._seq = 0
         self._flush_waiters: dict[int, Deferred[None]] = {}
         self._stopping = False
@@ -163,7 +163,7 @@ class SqliteStore:
         if self._stopping:
             return
         self._link.start()
-        self._health.start()
+        self.health.start()
 
     def stop(self) -> Deferred[None]:
         """`IMessageStore` API: commit the queue, close the database.
@@ -180,7 +180,7 @@ class SqliteStore:
         if not self._stopping:
             self.start()
             self._stopping = True
-            self._health.stop()
+            self.health.stop()
             self._stopped = Deferred()
             self._stopped.addCallback(self._close_reader)
             self._seq += 1
@@ -225,7 +225,7 @@ class SqliteStore:
             tail = self._reads.tails.get(room_key)
             if tail is not None:
                 tail.add(turn)
-            if self._health.down or not backlog.admit(turn):
+            if self.health.down or not backlog.admit(turn):
                 self._drop(count)
                 return
             self._link.send(turn)
@@ -259,7 +259,7 @@ class SqliteStore:
         self._reads.set_topic(topic)
         backlog = self._backlog
         cost = len(topic.text) + len(topic.room) + ITEM_COST
-        if not backlog.fits(cost) or self._health.down:
+        if not backlog.fits(cost) or self.health.down:
             self._drop(0)
             return
         topic_id = backlog.next_id
@@ -283,7 +283,7 @@ class SqliteStore:
 
     def trouble(self) -> str | None:
         """`IMessageStore` API: why history is not (all) being saved now."""
-        return self._health.trouble()
+        return self.health.trouble()
 
     def backlog(self) -> int:
         """`IMessageStore` API: messages queued that the writer has not committed."""
@@ -304,13 +304,13 @@ class SqliteStore:
             for s in [s for s in self._flush_waiters if s <= report.seq]:
                 self._flush_waiters.pop(s).callback(None)
         elif isinstance(report, wire.Failed):
-            self._health.commit_failed(report.problem, report.details)
+            self.health.commit_failed(report.problem, report.details)
         else:
             self._file_changed(report.text, report.step)
 
     def writer_started(self) -> None:
         """`LinkOwner` API: rows are kept again."""
-        self._health.down = None
+        self.health.started()
 
     def writer_ended(self, why: str | None, restart_in: float | None) -> None:
         """`LinkOwner` API: forget the queue; loud unless it was the stop."""
@@ -319,7 +319,7 @@ class SqliteStore:
             down = f"history writer {why}"
             if restart_in is not None:
                 down += f"; history is not saved; restarting it in {restart_in:.0f} s"
-            self._health.down = down
+            self.health.down = down
             self._log.error(
                 "the history writer for {path} {why}; up to {lost} messages it had"
                 " not yet confirmed are lost, and history is not saved until it"
@@ -343,7 +343,7 @@ class SqliteStore:
     def _drop(self, count: int) -> None:
         """Do not keep a turn (``count`` messages) or a topic (0): too much waits."""
         backlog = self._backlog
-        if backlog.drop(count, writer_down=bool(self._health.down)):
+        if backlog.drop(count, writer_down=bool(self.health.down)):
             self._log.error(
                 "the history writer for {path} is {waiting} bytes behind (at most"
                 " {limit} may wait); {dropped} messages were not saved so far;"
@@ -385,7 +385,7 @@ class SqliteStore:
 
     def _file_changed(self, text: str, step: int) -> None:
         """The writer's file went away, a new one is ready, or cannot be made."""
-        self._health.file_changed(text, ready=step == wire.FILE_READY)
+        self.health.file_changed(text, ready=step == wire.FILE_READY)
         if step in {wire.FILE_LOST, wire.FILE_READY}:
             # Closed before the writer makes the new file (see WriterCore).
             self._reads.close()

@@ -42,7 +42,6 @@ socket for it, one per ``--udp``, in :mod:`twisted_chat.transports.udp_listeners
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -64,6 +63,7 @@ from twisted_chat.core.throttle import LogThrottle
 from twisted_chat.transports.udp_handshake import Address, ChallengeLimiter, TokenMint
 from twisted_chat.transports.udp_session import (
     MAX_DATAGRAM,
+    TRANSIENT_SEND_ERRORS,
     UdpSession,
     UdpStats,
     datagrams,
@@ -89,12 +89,6 @@ SWEEP_INTERVAL = 5.0
 SEND_FAILURE_LOG_INTERVAL = 10.0
 #: The reason others see when a session goes quiet for ``--udp-idle``.
 IDLE_REASON = "timed out"
-
-#: The errors a send to one address may meet that say nothing about the
-#: others: full buffers, an oversized datagram, an ICMP error surfacing.
-_TRANSIENT = frozenset(
-    {errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EMSGSIZE, errno.ECONNREFUSED}
-)
 
 
 class ChatDatagramProtocol(DatagramProtocol):
@@ -174,6 +168,7 @@ class ChatDatagramProtocol(DatagramProtocol):
         """
         try:
             self.stats.datagrams += 1
+            self.stats.bytes_received += len(datagram)
             if len(datagram) > MAX_DATAGRAM:
                 self.stats.oversized += 1
                 return
@@ -376,6 +371,7 @@ class ChatDatagramProtocol(DatagramProtocol):
                 self._sendto(payload, address)
             elif self.transport is not None:
                 self.transport.write(payload, address)
+            self.stats.bytes_sent += len(payload)
         except Exception as problem:
             self._send_failed(problem, address)
 
@@ -385,7 +381,7 @@ class ChatDatagramProtocol(DatagramProtocol):
         if held is None:
             return
         code = getattr(problem, "errno", None)
-        if isinstance(problem, OSError) and code not in _TRANSIENT:
+        if isinstance(problem, OSError) and code not in TRANSIENT_SEND_ERRORS:
             _log.failure(
                 "unexpected error sending to {peer}",
                 peer=describe(address),

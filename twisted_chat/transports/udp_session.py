@@ -18,6 +18,7 @@ address cannot turn a few bytes into a flood at that address.
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING, Protocol
 
 from attrs import define
@@ -48,6 +49,11 @@ CLOSED_REASON = "session closed"
 #: reply was cut included: a forged ``/rooms`` or ``/history 200`` must not
 #: turn a few bytes into a flood at a victim's address.
 MAX_REPLY_DATAGRAMS = 8
+#: The errors a send to one address may meet that say nothing about the
+#: others: full buffers, an oversized datagram, an ICMP error surfacing.
+TRANSIENT_SEND_ERRORS = frozenset(
+    {errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EMSGSIZE, errno.ECONNREFUSED}
+)
 
 #: The longest line that can still be the ``/hello TOKEN`` line; longer first
 #: lines from unproven addresses are not even decoded.
@@ -128,6 +134,9 @@ class UdpStats:
     expired: int = 0
     dropped_lines: int = 0
     send_failures: int = 0
+    #: Datagram payloads read (oversized ones included) and sent, in bytes.
+    bytes_received: int = 0
+    bytes_sent: int = 0
 
 
 class DatagramSender(Protocol):
