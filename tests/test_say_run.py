@@ -89,6 +89,24 @@ def test_a_run_counts_every_line_in_the_stats() -> None:
     assert (after[0] - before[0], after[1] - before[1]) == (4, 12)
 
 
+def test_a_run_counts_every_line_for_the_metrics_by_transport() -> None:
+    """``--metrics``'s messages received (``Participant.said``) and deliveries
+    by transport count a run's lines one by one too."""
+    chat = Harness(flood_burst=0, flood_rate=0)
+    alice, _ = chat.connect("alice")
+    chat.connect("bob")
+    chat.connect("carol")
+    chat.quiet()
+    participant = alice.participant
+    assert participant is not None
+    said = participant.said
+    delivered = chat.server.outbox.deliveries_by.get("tcp", 0)
+    alice.dataReceived(b"one\ntwo\nthree\nfour\n")
+    chat.clock.advance(0)
+    assert participant.said - said == 4
+    assert chat.server.outbox.deliveries_by["tcp"] - delivered == 12
+
+
 def test_a_run_is_remembered_line_by_line() -> None:
     chat = Harness(flood_burst=0, flood_rate=0)
     alice, _ = chat.connect("alice")

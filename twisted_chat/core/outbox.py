@@ -160,6 +160,7 @@ class Outbox:
         extra = count - 1
         self.messages += extra
         self.deliveries += extra * len(room.members)
+        self._count_by_transport(room, extra)
         self.say_in(room, data, sender)
 
     def end_of_turn(self) -> None:

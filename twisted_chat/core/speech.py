@@ -98,6 +98,7 @@ class Speech:
         the others line by line).
         """
         participant.last_active = self._seconds()
+        participant.said += len(texts)
         prefix = f"[{room.name.display}] <{participant.nick.display}> "
         data = (prefix + ("\r\n" + prefix).join(texts) + "\r\n").encode(
             "utf-8", "replace"
