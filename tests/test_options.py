@@ -34,7 +34,7 @@ def test_defaults_listen_on_9000_and_9001(ipv4_only: None) -> None:
     """With no --tcp and no --udp, TCP 9000 and UDP 9001 on every address."""
     settings = parse()
     assert settings == Settings(
-        tcp=("tcp:9000:backlog=1024",), udp=("0.0.0.0:9001",), listeners_defaulted=True
+        tcp=("tcp:9000:backlog=4096",), udp=("0.0.0.0:9001",), listeners_defaulted=True
     )
 
 
@@ -51,7 +51,7 @@ def test_bare_port_is_dual_stack_where_the_host_has_ipv6(
     """A bare port listens on :: (IPv4 too) when IPv6 is there."""
     monkeypatch.setattr(addresses, "dual_stack", lambda: True)
     settings = parse("--tcp", "9000", "--udp", "9001")
-    assert settings.tcp == ("tcp6:9000:interface=\\:\\::backlog=1024",)
+    assert settings.tcp == ("tcp6:9000:interface=\\:\\::backlog=4096",)
     assert settings.udp == ("[::]:9001",)
 
 
@@ -80,7 +80,7 @@ def test_every_option_is_parsed(tmp_path: Path, ipv4_only: None) -> None:
         "--history-days", "7",
     )  # fmt: skip
     assert settings == Settings(
-        tcp=("tcp:7000:interface=127.0.0.1", "tcp:7001:backlog=1024"),
+        tcp=("tcp:7000:interface=127.0.0.1", "tcp:7001:backlog=4096"),
         udp=("127.0.0.1:7002", "[::1]:7003"),
         default_room="#dev",
         max_line=2048,
@@ -185,7 +185,7 @@ def test_example_config_is_every_default(ipv4_only: None) -> None:
     example = Path(__file__).parent.parent / "deploy" / "chat.toml"
     settings = parse("--config", str(example))
     assert settings == Settings(
-        tcp=("tcp:9000:backlog=1024",),
+        tcp=("tcp:9000:backlog=4096",),
         udp=("0.0.0.0:9001",),
         listeners_defaulted=True,
         config=str(example),
