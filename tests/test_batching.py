@@ -14,7 +14,7 @@ from twisted_chat.testing import RecordingClient
 class Room:
     """A batching ChatServer on a Clock, with named RecordingClients in #lobby."""
 
-    def __init__(self, *nicks: str) -> None:
+    def __init__(self, *nicks: str, transport: str = "tcp") -> None:
         self.clock = Clock()
         self.server = ChatServer(
             Settings(history_db="off"),
@@ -25,7 +25,7 @@ class Room:
         self.people: dict[str, Participant] = {}
         for nick in nicks:
             client = RecordingClient(peer=f"test {nick}")
-            participant = self.server.connect(client)
+            participant = self.server.connect(client, transport=transport)
             self.server.receive(participant, f"/nick {nick}")
             self.clients[nick] = client
             self.people[nick] = participant

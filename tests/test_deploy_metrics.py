@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, ProcessCollector
+from test_systemd import unit_settings
 from twisted.internet.task import Clock
 
 from twisted_chat.core.chat import ChatServer
@@ -618,15 +619,6 @@ def test_dashboard_instance_variable_reads_the_scrape_job() -> None:
 
 
 # --- the socket unit -------------------------------------------------------
-
-
-def unit_settings(name: str) -> dict[str, list[str]]:
-    settings: dict[str, list[str]] = {}
-    for line in (DEPLOY / name).read_text().splitlines():
-        if "=" in line and not line.startswith(("#", ";", "[")):
-            key, _, value = line.partition("=")
-            settings.setdefault(key, []).append(value)
-    return settings
 
 
 def test_metrics_socket_is_loopback_only_and_named() -> None:

@@ -4,37 +4,7 @@ reply overtakes it."""
 
 from __future__ import annotations
 
-from twisted.internet.task import Clock
-
-from twisted_chat.core.chat import ChatServer, Participant
-from twisted_chat.core.settings import Settings
-from twisted_chat.testing import RecordingClient
-
-
-class Chat:
-    """A batching ChatServer on a Clock, with named RecordingClients in #lobby."""
-
-    def __init__(self, *nicks: str, transport: str = "tcp") -> None:
-        self.clock = Clock()
-        self.server = ChatServer(
-            Settings(history_db="off"),
-            self.clock.seconds,
-            defer=lambda f: self.clock.callLater(0, f),
-        )
-        self.clients: dict[str, RecordingClient] = {}
-        self.people: dict[str, Participant] = {}
-        for nick in nicks:
-            client = RecordingClient(peer=f"test {nick}")
-            participant = self.server.connect(client, transport=transport)
-            self.server.receive(participant, f"/nick {nick}")
-            self.clients[nick] = client
-            self.people[nick] = participant
-        self.clock.advance(0)
-        for client in self.clients.values():
-            client.sent.clear()
-
-    def say(self, nick: str, text: str) -> None:
-        self.server.receive(self.people[nick], text)
+from test_batching import Room as Chat
 
 
 def test_the_pong_goes_with_the_room_lines_in_one_write() -> None:
@@ -83,3 +53,16 @@ def test_the_pong_of_someone_gone_is_dropped() -> None:
     chat.server.disconnect(chat.people["alice"], "lost")
     chat.clock.advance(0)
     assert chat.clients["alice"].sent == []
+
+
+def test_many_pongs_in_a_turn_go_in_one_write_and_nothing_is_kept() -> None:
+    """What waits for the end of the turn is one turn's: the pongs of a
+    pipelined burst go out together, and the outbox keeps none of them."""
+    chat = Chat("alice", "bob")
+    for n in range(1000):
+        chat.say("alice", f"/ping t{n}")
+    assert chat.clients["alice"].sent == []
+    chat.clock.advance(0)
+    (write,) = chat.clients["alice"].sent
+    assert write.count(b"pong t") == 1000
+    assert not chat.server.outbox.busy

@@ -244,18 +244,11 @@ class Outbox:
         """
         if participant.gone:
             return
-        chunks: list[bytes] = []
-        for room in participant.rooms.values():
-            pending = room.pending
-            if pending:
-                start = room.caught_up.get(participant, 0)
-                if start < len(pending):
-                    room.caught_up[participant] = len(pending)
-                    chunks += [
-                        line
-                        for line, sender in pending[start:]
-                        if sender is not participant
-                    ]
+        chunks = [
+            room.owed(participant)
+            for room in participant.rooms.values()
+            if room.pending
+        ]
         chunks += replies
         try:
             participant.client.send(b"".join(chunks))
