@@ -244,11 +244,10 @@ class Outbox:
         """
         if participant.gone:
             return
-        chunks = [
-            room.owed(participant)
-            for room in participant.rooms.values()
-            if room.pending
-        ]
+        chunks: list[bytes] = []
+        for room in participant.rooms.values():
+            if room.pending:
+                chunks += room.owed(participant)
         chunks += replies
         try:
             participant.client.send(b"".join(chunks))

@@ -214,27 +214,26 @@ class Room:
         if foreign is not None and member in foreign.members:
             foreign.catch_up(self, member, len(pending))
             return
-        data = self.owed(member)
+        data = b"".join(self.owed(member))
         if data:
             try:
                 self.members[member](data)
             except Exception:
                 self._delivery_failed(member)
 
-    def owed(self, member: Participant) -> bytes:
+    def owed(self, member: Participant) -> list[bytes]:
         """
         The pending lines a line user ``member`` has not been given (not
         their own), marked given: for :meth:`catch_up`, and for a reply
-        that goes out in one write with them (``Outbox.reply_later``).
+        that goes out in one write with them (``Outbox.reply_later``; a
+        list, so that write joins them once).
         """
         pending = self.pending
         start = self.caught_up.get(member, 0)
         if start >= len(pending) or member not in self.members:
-            return b""
+            return []
         self.caught_up[member] = len(pending)
-        return b"".join(
-            [line for line, sender in pending[start:] if sender is not member]
-        )
+        return [line for line, sender in pending[start:] if sender is not member]
 
     def flush(self) -> bytes:
         """
