@@ -1,0 +1,401 @@
+"""The node's two connections to Redis, kept up through outages (issue 19).
+
+Why two: a Redis connection that has sent SUBSCRIBE can only (un)subscribe
+and ping, so commands (claims, leases, history, PUBLISH) go over one
+connection and the channels arrive over another. `RedisLink` is *up* when
+both are ready: the command connection has logged in and selected its
+database, the subscriber has subscribed to every channel. Anything else is
+an outage, however it started: Redis refusing at start, a connection lost,
+a reply or a PING not answered within `REPLY_TIMEOUT`, a wrong password.
+
+Why the connecting is ours, not txredisapi's reconnecting factories: the
+node must know at once when it is cut off (``on_down``, once per outage: the
+mirror tells its users the server runs alone for now); commands must fail at
+once meanwhile, not wait in a queue (txredisapi's lazy handler waits); and
+the node must know when it is back (``on_up``, once per recovery, after the
+subscriber has subscribed again: the mirror resynchronises what it missed).
+Each connection is a txredisapi protocol (RESP, AUTH, SELECT) connected by
+`_Connection`, retrying (`FIRST_DELAY` doubling to `MAX_DELAY`) until stop.
+
+Replies are raw: bulk strings are bytes, integers int, status replies str
+(``"OK"``), arrays lists, nil None; no number conversion (a nick "123" stays
+``b"123"``). Arguments may be str (sent as UTF-8), bytes, int or float.
+Errors: `LinkDown` (a ConnectionError) when Redis cannot be reached, now or
+during the command; `CommandError` when Redis answered with an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import txredisapi  # type: ignore[import-untyped]
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import ClientFactory
+from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twisted_chat.cluster.url import ClusterUrl
+
+__all__ = ["CommandError", "LinkDown", "RedisLink"]
+
+#: Seconds before the first retry, doubled after each failure up to MAX_DELAY.
+FIRST_DELAY = 0.5
+MAX_DELAY = 8.0
+#: Seconds a TCP (and TLS) connect may take.
+CONNECT_TIMEOUT = 5.0
+#: Seconds Redis has to answer a command or PING, or the connection is dropped.
+REPLY_TIMEOUT = 5.0
+#: Seconds between PINGs on both connections, so a silent peer is noticed.
+PING_EVERY = 3.0
+
+_log = Logger()
+
+
+class LinkDown(ConnectionError):
+    """Redis cannot be reached: the link is down, or went down meanwhile."""
+
+
+class CommandError(Exception):
+    """Redis answered the command with an error (its message is the text)."""
+
+
+class _Factory(ClientFactory):
+    """Builds one protocol, in place of the txredisapi factory it expects.
+
+    A failed AUTH or SELECT is one more failed attempt, retried like others.
+    """
+
+    noisy = False
+    isLazy = False
+
+    def __init__(self, connection: _Connection) -> None:
+        self.connection = connection
+
+    def buildProtocol(self, addr: object) -> Any:  # noqa: ARG002
+        proto = self.connection.build()
+        proto.factory = self
+        return proto
+
+    def stopTrying(self) -> None:
+        """Our `_Connection` decides about retrying, not the protocol."""
+
+    def connectionError(self, why: str) -> None:
+        self.connection.problem = why
+
+
+class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
+    """The subscriber connection: hands messages to the link."""
+
+    owner: _Connection | None = None
+
+    def messageReceived(self, pattern: object, channel: bytes, data: bytes) -> None:  # noqa: ARG002
+        if self.owner is not None:
+            self.owner.link.deliver(channel, data)
+
+
+class _Connection:
+    """One connection to Redis: connect, wait until ready, retry with back-off.
+
+    ``ready`` is the protocol once usable (logged in, database selected and,
+    for the subscriber, subscribed); ``None`` while connecting or retrying.
+    """
+
+    def __init__(self, link: RedisLink, name: str, kind: type[Any]) -> None:
+        self.link = link
+        self.name = name
+        self.kind = kind
+        self.ready: Any = None
+        self.problem: str | None = None
+        self._proto: Any = None
+        self._attempt: Deferred[Any] | None = None
+        self._retry: IDelayedCall | None = None
+        self._delay = FIRST_DELAY
+        self._running = False
+        self._closed: list[Deferred[None]] = []
+
+    def build(self) -> Any:
+        url = self.link.url
+        proto = self.kind(
+            charset=None,
+            replyTimeout=REPLY_TIMEOUT,
+            password=url.password,
+            dbid=url.db or None,
+            convertNumbers=False,
+        )
+        # txredisapi schedules on the global reactor; ours may be another.
+        proto.callLater = self.link.reactor.callLater
+        proto.owner = self
+        base_lost = proto.connectionLost
+
+        def connection_lost(why: Failure) -> None:
+            try:
+                base_lost(why)
+            finally:
+                self.lost(proto, why)
+
+        proto.connectionLost = connection_lost
+        return proto
+
+    def start(self) -> None:
+        self._running = True
+        self._connect()
+
+    def _connect(self) -> None:
+        self._retry = None
+        self.problem = None
+        attempt = self.link.endpoint().connect(_Factory(self))
+        self._attempt = attempt
+        attempt.addCallbacks(self._connected, self._failed)
+
+    def _connected(self, proto: Any) -> None:
+        self._attempt = None
+        self._proto = proto
+        if not self._running:
+            proto.transport.loseConnection()
+            return
+        proto.whenConnected().addCallback(self._logged_in)
+
+    def _logged_in(self, proto: Any) -> None:
+        if proto is not self._proto or not self._running:
+            return
+        if self.kind is not _Subscriber:
+            self._become_ready(proto)
+            return
+        subscribed = [
+            proto.subscribe(channel).addTimeout(REPLY_TIMEOUT, self.link.reactor)
+            for channel in self.link.channels
+        ]
+        gatherResults(subscribed, consumeErrors=True).addCallbacks(
+            lambda _: self._become_ready(proto),
+            lambda failure: self.abort(proto, f"subscribe: {failure.value}"),
+        )
+
+    def _become_ready(self, proto: Any) -> None:
+        if proto is not self._proto or not self._running:
+            return
+        self.ready = proto
+        self._delay = FIRST_DELAY
+        self.link.changed()
+
+    def subscribe(self, channel: str) -> None:
+        """Subscribe the ready subscriber to one more channel."""
+        proto = self.ready
+        if proto is None:
+            return  # subscribed with the others when (re)connected
+        proto.subscribe(channel).addTimeout(
+            REPLY_TIMEOUT, self.link.reactor
+        ).addErrback(lambda failure: self.abort(proto, f"subscribe: {failure.value}"))
+
+    def abort(self, proto: Any, why: str) -> None:
+        """Drop a connection that misbehaves; the retry makes a fresh one."""
+        self.problem = why
+        if proto.transport is not None:
+            proto.transport.abortConnection()
+
+    def _failed(self, failure: Failure) -> None:
+        self._attempt = None
+        if not self._running:
+            return
+        self.link.trouble(f"{self.name}: {failure.getErrorMessage()}")
+        self._schedule()
+
+    def lost(self, proto: Any, why: Failure) -> None:
+        if proto is not self._proto:
+            return
+        self._proto = None
+        self.ready = None
+        self._closed, waiting = [], self._closed
+        for done in waiting:
+            done.callback(None)
+        if not self._running:
+            return
+        self.link.trouble(f"{self.name}: {self.problem or why.getErrorMessage()}")
+        self._schedule()
+
+    def _schedule(self) -> None:
+        delay, self._delay = self._delay, min(self._delay * 2, MAX_DELAY)
+        self._retry = self.link.reactor.callLater(delay, self._connect)
+
+    def ping(self) -> None:
+        """PING the ready protocol: no answer in time drops the connection."""
+        if self.ready is not None:
+            self.ready.execute_command("PING").addErrback(lambda _: None)
+
+    def stop(self) -> Deferred[None]:
+        self._running = False
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self._attempt is not None:
+            self._attempt.cancel()
+        proto, self.ready = self._proto, None
+        if proto is None or proto.transport is None:
+            self._proto = None
+            return succeed(None)
+        closed: Deferred[None] = Deferred()
+        self._closed.append(closed)
+        proto.transport.loseConnection()
+        return closed
+
+
+class RedisLink:
+    """A command connection and a subscriber, both reconnecting (see module)."""
+
+    def __init__(  # noqa: PLR0917 - the plan's interface
+        self,
+        url: ClusterUrl,
+        reactor: IReactorTime,
+        channels: Sequence[str],
+        on_message: Callable[[str, bytes], None],
+        on_up: Callable[[], None],
+        on_down: Callable[[str], None],
+    ) -> None:
+        self.url = url
+        self.reactor = reactor
+        self.channels: list[str] = list(dict.fromkeys(channels))
+        self._on_message = on_message
+        self._on_up = on_up
+        self._on_down = on_down
+        #: "new" until the first outcome, then "up" or "down".
+        self._state = "new"
+        self._command = _Connection(self, "commands", txredisapi.BaseRedisProtocol)
+        self._subscriber = _Connection(self, "subscriber", _Subscriber)
+        self._pinger = LoopingCall(self._ping)
+        self._pinger.clock = reactor
+        self._shas: dict[str, str] = {}
+        #: PUBLISHes dropped because the link was down (for tests, metrics).
+        self.dropped = 0
+
+    @property
+    def up(self) -> bool:
+        """Both connections are ready (the subscriber subscribed)."""
+        return self._state == "up"
+
+    def endpoint(self) -> Any:
+        """The client endpoint to Redis (TLS for ``rediss://``)."""
+        plain = HostnameEndpoint(
+            self.reactor, self.url.host, self.url.port, timeout=CONNECT_TIMEOUT
+        )
+        if not self.url.tls:
+            return plain
+        return wrapClientTLS(optionsForClientTLS(self.url.host), plain)
+
+    def start(self) -> None:
+        """Connect both; ``on_up`` (or ``on_down``) follows."""
+        self._command.start()
+        self._subscriber.start()
+        self._pinger.start(PING_EVERY, now=False)
+
+    def stop(self) -> Deferred[None]:
+        """Close both connections for good; fires when they are closed."""
+        self._state = "stopped"
+        if self._pinger.running:
+            self._pinger.stop()
+        closing = [self._command.stop(), self._subscriber.stop()]
+        return gatherResults(closing).addCallback(lambda _: None)
+
+    def changed(self) -> None:
+        """A connection became ready: the link is up when both are."""
+        if self._state in {"up", "stopped"}:
+            return
+        if self._command.ready is None or self._subscriber.ready is None:
+            return
+        self._state = "up"
+        _log.info("cluster store {url} reachable", url=self.url.redacted())
+        self._notify(self._on_up)
+
+    def trouble(self, reason: str) -> None:
+        """An attempt failed or a connection was lost: down, once per outage."""
+        if self._state in ("down", "stopped"):
+            return
+        self._state = "down"
+        _log.warn(
+            "cluster store {url} unreachable ({reason}); retrying, at most every "
+            "{delay:g} s",
+            url=self.url.redacted(),
+            reason=reason,
+            delay=MAX_DELAY,
+        )
+        self._notify(self._on_down, reason)
+
+    def _notify(self, callback: Callable[..., None], *args: object) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            _log.failure("cluster link callback {callback!r} failed", callback=callback)
+
+    def deliver(self, channel: bytes, message: bytes) -> None:
+        """A message from the subscriber, handed on; never raises."""
+        name = channel.decode("utf-8", "replace")
+        try:
+            self._on_message(name, message)
+        except Exception:
+            _log.failure("cluster message on {channel} failed", channel=name)
+
+    def _ping(self) -> None:
+        self._command.ping()
+        self._subscriber.ping()
+
+    def publish(self, channel: str, data: bytes) -> None:
+        """PUBLISH, fire and forget; dropped (counted) while the link is down."""
+        if not self.up:
+            self.dropped += 1
+            return
+        self.call("PUBLISH", channel, data).addErrback(lambda _: None)
+
+    def call(self, *args: object) -> Deferred[Any]:
+        """Send one command; its raw reply (see module), or LinkDown at once."""
+        proto = self._command.ready
+        if not self.up or proto is None:
+            return fail(LinkDown(f"cluster store {self.url.redacted()} unreachable"))
+        try:
+            sent: Deferred[Any] = proto.execute_command(*args)
+        except txredisapi.ConnectionError as error:
+            return fail(LinkDown(str(error)))
+        except txredisapi.InvalidData as error:
+            return fail(CommandError(str(error)))
+        return sent.addErrback(_translate)
+
+    def script(
+        self, source: str, keys: Sequence[str], args: Sequence[object]
+    ) -> Deferred[Any]:
+        """Run a Lua script by EVALSHA; sent in full (EVAL) when Redis lacks it.
+
+        Redis keeps an EVAL'd script in its cache, so the text goes over the
+        wire once per script and Redis start, not per call.
+        """
+        sha = self._shas.get(source)
+        if sha is None:
+            digest = hashlib.sha1(source.encode(), usedforsecurity=False)
+            sha = self._shas[source] = digest.hexdigest()
+
+        def load(failure: Failure) -> Deferred[Any] | Failure:
+            if failure.check(CommandError) and str(failure.value).startswith(
+                "NOSCRIPT"
+            ):
+                return self.call("EVAL", source, len(keys), *keys, *args)
+            return failure
+
+        return self.call("EVALSHA", sha, len(keys), *keys, *args).addErrback(load)
+
+    def subscribe(self, channel: str) -> None:
+        """Add a channel, kept across reconnects."""
+        if channel in self.channels:
+            return
+        self.channels.append(channel)
+        self._subscriber.subscribe(channel)
+
+
+def _translate(failure: Failure) -> Failure:
+    """txredisapi's errors as ours, so callers need not import it."""
+    if failure.check(txredisapi.ConnectionError):
+        return Failure(LinkDown(str(failure.value)))
+    if failure.check(txredisapi.ResponseError):
+        return Failure(CommandError(str(failure.value)))
+    return failure
