@@ -6,8 +6,15 @@ reconnect), which a fake would only imitate. Persistence is off so nothing is
 written to disk, and the test stops the server: ``stop()``/``start()`` on the
 same port let outage tests cut Redis away and bring it back.
 
-Use either the context manager ``redis_server()`` or the pytest fixture
-``redis`` (import it into a test module: ``from _redis import redis``).
+Use the context manager ``redis_server()`` or a fixture around it in the test
+module (importing the ``redis`` fixture makes ruff see a redefinition)::
+
+    @pytest.fixture
+    def redis() -> Iterator[RedisServer]:
+        with redis_server() as server:
+            yield server
+``until`` and ``settle`` let Twisted tests (pytest_twisted.ensureDeferred)
+wait for a condition on the running reactor without sleeping blindly.
 """
 
 from __future__ import annotations
@@ -17,14 +24,18 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 #: How long to wait for the server to accept (or refuse) connections.
 STARTUP_TIMEOUT = 15.0
+#: Default bound for `until`: a link's back-off reaches 8 s.
+DEADLINE = 25.0
 
 
 def _free_port() -> int:
@@ -136,4 +147,27 @@ def redis() -> Iterator[RedisServer]:
         yield server
 
 
-__all__ = ["REDIS_CLI", "REDIS_SERVER", "RedisServer", "redis", "redis_server"]
+async def until(condition: Callable[[], object], timeout: float = DEADLINE) -> None:
+    """Let the reactor run until ``condition()`` is true; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition never held within {timeout:g} s")
+        await deferLater(reactor, 0.02)
+
+
+async def settle(seconds: float) -> None:
+    """Let the reactor run ``seconds``: to show something does NOT happen."""
+    await deferLater(reactor, seconds)
+
+
+__all__ = [
+    "DEADLINE",
+    "REDIS_CLI",
+    "REDIS_SERVER",
+    "RedisServer",
+    "redis",
+    "redis_server",
+    "settle",
+    "until",
+]

@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import pytest_twisted
-from _redis import RedisServer, redis_server
+from _redis import RedisServer, redis_server, settle, until
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 
 from twisted_chat.cluster import link as link_module
 from twisted_chat.cluster.link import CommandError, LinkDown, RedisLink
 from twisted_chat.cluster.url import ClusterUrl
 
-#: Bound for every wait: back-off reaches 8 s, so recovery may take that.
-DEADLINE = 25.0
 PASSWORD = "s3cret"  # noqa: S105 - a test password
 
 
@@ -34,20 +30,6 @@ PASSWORD = "s3cret"  # noqa: S105 - a test password
 def redis() -> Iterator[RedisServer]:
     with redis_server() as server:
         yield server
-
-
-async def until(condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    """Let the reactor run until ``condition()`` holds (or fail at the deadline)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition never held")
-        await deferLater(reactor, 0.02)
-
-
-async def settle(seconds: float) -> None:
-    """Let the reactor run for a while: to show something does NOT happen."""
-    await deferLater(reactor, seconds)
 
 
 class Rig:
