@@ -25,7 +25,8 @@ ALLOWED = {
     "transports": {"core"},
     "history": {"core"},
     "accounts": {"core"},
-    "daemon": {"core", "transports", "history", "accounts"},
+    "cluster": {"core", "history", "accounts"},
+    "daemon": {"core", "transports", "history", "accounts", "cluster"},
 }
 MAX_LINES = 400
 

@@ -53,6 +53,7 @@ from twisted_chat.core.speech import Speech
 
 if TYPE_CHECKING:
     from twisted_chat.core.account_ports import AccountServices
+    from twisted_chat.core.cluster_port import ClusterPort
     from twisted_chat.core.interfaces import IChatClient
     from twisted_chat.core.store import IMessageStore
 
@@ -109,6 +110,8 @@ class ChatServer:
         self.participants: dict[str, Participant] = {}
         self.rooms: dict[str, Room] = {}
         self.shutting_down = False
+        #: The other nodes of the cluster (``--cluster``), or None.
+        self.cluster: ClusterPort | None = None
         # The per-address room cap goes with the per-address connection cap.
         self.membership = Membership(
             self.rooms,
@@ -167,6 +170,8 @@ class ChatServer:
         self.participants[participant.nick.key] = participant
         self.budgets.hold(participant)
         self.operators.stats.connected(transport)
+        if self.cluster is not None:
+            self.cluster.connected(participant)
         nick = participant.nick.display
         client.send(
             lines.notice(
@@ -230,6 +235,9 @@ class ChatServer:
         """The participant is gone (quit, lost, expired); tell their rooms."""
         if participant.gone:
             return
+        cluster = self.cluster
+        if cluster is not None and not participant.remote:
+            cluster.disconnecting(participant, reason)
         participant.gone = True
         self.accounts.forget(participant)
         nick = participant.nick.display
@@ -241,9 +249,12 @@ class ChatServer:
             )
         for room in list(participant.rooms.values()):
             self.membership.leave(participant, room)
-        del self.participants[participant.nick.key]
+        if self.participants.get(participant.nick.key) is participant:
+            del self.participants[participant.nick.key]
         self.operators.stats.retire(participant.transport, participant.said)
         self.budgets.release(participant)
+        if cluster is not None and not participant.remote:
+            cluster.disconnected(participant)
         _log.info("{nick} quit: {reason}", nick=nick, reason=reason)
 
     def broadcast_notice(self, text: str) -> None:
@@ -350,6 +361,8 @@ class ChatServer:
                 saved.set_at,
             )
         self.rooms[name.key] = room
+        if self.cluster is not None:
+            self.cluster.room_made(room)
         return room
 
     def _list_rooms(self, participant: Participant, pattern: str | None) -> None:

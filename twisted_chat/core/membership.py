@@ -242,7 +242,8 @@ class Membership:
                 else None
             )
         hooks = self.hooks
-        if hooks is not None:
+        if hooks is not None and not participant.remote:
+            # A remote user's node moderates their departures.
             hooks.left(participant, room)
         if not room.members and (hooks is None or not hooks.keeps(room)):
             del self.rooms[room.name.key]

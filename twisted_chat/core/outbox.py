@@ -147,6 +147,18 @@ class Outbox:
             self._defer(self.end_of_turn)
         self._dirty[room] = None
 
+    def heard_elsewhere(self, room: Room) -> None:
+        """
+        ``room`` heard lines from another node (``Room.hear_elsewhere``):
+        they go out at the end of this turn, with what it hears here.
+        """
+        if self._defer is None:
+            room.flush()
+            return
+        if not self._dirty and not self._replies:
+            self._defer(self.end_of_turn)
+        self._dirty[room] = None
+
     def say_run_in(
         self, room: Room, data: bytes, sender: Participant, count: int
     ) -> None:
@@ -181,7 +193,7 @@ class Outbox:
                 if pending:
                     count = len(pending)
                     messages += count
-                    deliveries += count * len(room.members)
+                    deliveries += count * (len(room.members) - room.remote)
                     for name, members in room.transports.items():
                         by[name] = by.get(name, 0) + count * members
                     remember(room, room.flush())

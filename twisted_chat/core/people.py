@@ -66,6 +66,8 @@ class Directory:
         self._guest_numbers = itertools.count(1)
         #: Asked before a ``/nick`` and a guest name (None: no accounts).
         self.guard: NickGuard | None = None
+        #: Told of every rename of a user (``--cluster``: the claims).
+        self.on_rename: Callable[[Participant, Nick, Nick], None] | None = None
 
     def guest_nick(self) -> Nick:
         """A free ``guestN`` nickname, nobody's account."""
@@ -123,6 +125,8 @@ class Directory:
         if not listed or participant.gone:
             return
         participants[new.key] = participant
+        if self.on_rename is not None and not participant.remote:
+            self.on_rename(participant, old, new)
         if old.display != new.display:
             self._tell_neighbours(
                 participant,

@@ -135,7 +135,35 @@ class RegisteredRooms:
             room.topic_by = stored.topic.set_by
             room.topic_at = stored.topic.set_at
         server.rooms[name.key] = room
+        if server.cluster is not None:
+            server.cluster.room_made(room)
         return room
+
+    def refresh(self, key: str) -> None:
+        """
+        Another node changed registered room ``key`` (``--cluster``): the
+        stored rules are the truth, live or not; a room not live yet is
+        revived, empty, as at start.
+        """
+        store = self.store
+        stored = store.get(key) if store is not None else None
+        if stored is None:
+            return
+        server = self._server
+        room = server.rooms.get(key)
+        try:
+            if room is None:
+                self._revive(stored)
+                return
+            room.rules = RoomRules.from_dict(
+                stored.rules, room.name.display, server.seconds()
+            )
+        except (InvalidName, ValueError) as problem:
+            _log.warn(
+                "registered room {room} not refreshed: {problem}",
+                room=stored.name,
+                problem=str(problem),
+            )
 
     # -- what happens to a registered room -----------------------------------------
 

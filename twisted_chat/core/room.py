@@ -22,15 +22,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from attrs import define, field
+from zope.interface import implementer
 
 from twisted_chat.core.foreign import ForeignMembers, notice_event, wire_format_of
+from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.logs import RateLimitedLogger
+from twisted_chat.core.names import Nick
 
 if TYPE_CHECKING:
     from twisted_chat.core.events import RoomEvent
     from twisted_chat.core.flood import TokenBucket
-    from twisted_chat.core.interfaces import IChatClient
-    from twisted_chat.core.names import Nick, RoomName
+    from twisted_chat.core.names import RoomName
     from twisted_chat.core.room_rules import RoomRules
     from twisted_chat.core.secret_prompt import SecretPrompt
 
@@ -77,6 +79,10 @@ class Participant:
     prompt: SecretPrompt | None = None
     #: True while a password of theirs is being hashed or checked.
     checking: bool = False
+    #: A user of another node of the cluster (issue 19), mirrored here so
+    #: that listings, nicknames and private messages see them: they are
+    #: members of rooms but never in a fan-out (their own node delivers).
+    remote: bool = False
 
 
 @define(eq=False, slots=True)
@@ -113,6 +119,11 @@ class Room:
     #: they join and leave, so a flush counts deliveries by transport per
     #: room, not per member.
     transports: dict[str, int] = field(factory=dict)
+    #: Members who are users of other nodes (``Participant.remote``).
+    remote: int = 0
+    #: Entries of ``pending`` heard from other nodes this turn
+    #: (:meth:`hear_elsewhere`): theirs to store, not this node's.
+    elsewhere: int = 0
     # Plain pairs, not records: the fan-out loop unpacks one per delivery,
     # and ``for member, send in`` a tuple of pairs is the cheapest such loop
     # CPython has; a record's attribute reads would cost every delivery.
@@ -125,12 +136,14 @@ class Room:
         """``(participant, send)`` pairs, so the fan-out loop does no lookups."""
         if self._stale:
             foreign = self.foreign
-            if foreign is None:
+            if foreign is None and not self.remote:
                 self._fanout = tuple(self.members.items())
             else:
-                others = foreign.members
+                others = foreign.members if foreign is not None else {}
                 self._fanout = tuple(
-                    pair for pair in self.members.items() if pair[0] not in others
+                    pair
+                    for pair in self.members.items()
+                    if pair[0] not in others and not pair[0].remote
                 )
             self._stale = False
         return self._fanout
@@ -139,6 +152,9 @@ class Room:
         """Make ``participant`` a member, hearing only what is said from now on."""
         self.members[participant] = participant.client.send
         self._stale = True
+        if participant.remote:
+            self.remote += 1
+            return
         transports = self.transports
         name = participant.transport
         transports[name] = transports.get(name, 0) + 1
@@ -166,10 +182,24 @@ class Room:
         if self.foreign is not None:
             self.foreign.hear(len(pending) - 1, event or notice_event(data), sender)
 
+    def hear_elsewhere(self, data: bytes, event: RoomEvent) -> None:
+        """
+        Queue what another node's room heard (:data:`ELSEWHERE` said it):
+        every member here gets it, and the store does not (that node
+        stored it).
+        """
+        self.pending.append((data, ELSEWHERE))
+        self.elsewhere += 1
+        if self.foreign is not None:
+            self.foreign.hear(len(self.pending) - 1, event, ELSEWHERE)
+
     def remove(self, participant: Participant) -> None:
         """Drop ``participant``; nothing happens if they were not here."""
         if self.members.pop(participant, None) is not None:
             self._stale = True
+            if participant.remote:
+                self.remote -= 1
+                return
             transports = self.transports
             name = participant.transport
             if transports[name] > 1:
@@ -274,6 +304,9 @@ class Room:
             self.foreign.flush(self)
         # Usually all of it: no notices and nothing stored early.
         stored, self.stored = self.stored, 0
+        if self.elsewhere:
+            self.elsewhere = 0
+            return _messages(pending, stored)
         messages = [data for data, _ in pending[stored:] if data[:1] == b"["]
         return batch if len(messages) == len(pending) else b"".join(messages)
 
@@ -302,6 +335,32 @@ def _messages(pending: list[Heard], start: int) -> bytes:
     The room messages (not notices) of ``pending`` from ``start`` on.
 
     A room line starts with ``[`` (``[#room] ...``, see :mod:`lines`) and a
-    notice with ``*``, so the line itself says which it is.
+    notice with ``*``, so the line itself says which it is.  What another
+    node said (:data:`ELSEWHERE`) is that node's to store.
     """
-    return b"".join([data for data, _ in pending[start:] if data[:1] == b"["])
+    return b"".join(
+        [
+            data
+            for data, sender in pending[start:]
+            if data[:1] == b"[" and sender is not ELSEWHERE
+        ]
+    )
+
+
+@implementer(IChatClient)
+class _Nobody:
+    """The client of :data:`ELSEWHERE`: nothing is ever sent to it."""
+
+    peer = "elsewhere"
+
+    def send(self, data: bytes) -> None:
+        """Never a member: nothing to send."""
+
+    def close(self) -> None:
+        """Never connected: nothing to close."""
+
+
+#: The sender of what a room heard from another node of the cluster
+#: (:meth:`Room.hear_elsewhere`): nobody here, so every member gets it,
+#: and a cluster relay can tell it from what this node's users said.
+ELSEWHERE = Participant(client=_Nobody(), nick=Nick(display="*", key="*"))

@@ -117,6 +117,26 @@ class ServerBans:
                 )
         return BanList.load(bans, now)
 
+    def reload(self) -> int:
+        """
+        Read the bans again (``--cluster``: another node changed them) and
+        disconnect this node's users they match now; how many.
+        """
+        self.bans = self._load()
+        if not len(self.bans):
+            return 0
+        server = self._server
+        now = server.seconds()
+        ejected = 0
+        for client in list(server.participants.values()):
+            if client.remote or client.gone:
+                continue
+            ban = self.bans.matching(client.host, client.account, now)
+            if ban is not None:
+                self._eject(client, banned_line(ban, now))
+                ejected += 1
+        return ejected
+
     def refusal(self, host: str, account_key: str | None) -> bytes | None:
         """The ``! banned:`` line for a client a ban matches, or None (counted)."""
         if not len(self.bans):

@@ -37,6 +37,13 @@ class Settings:
     max_clients: int = 10_000
     config: str = ""
     state_dir: str = ""
+    #: ``--cluster redis://HOST:PORT/DB``: the Redis that makes several
+    #: daemons one server ("" = this daemon alone).  Not in the repr: the
+    #: URL may hold the password.
+    cluster: str = field(default="", repr=False)
+    #: The Redis password when the URL has none (``cluster-password`` in
+    #: the config file, so it stays out of the process list).
+    cluster_password: str = field(default="", repr=False)
     history_db: str = "history.sqlite3"
     history_on_join: int = 20
     history_max: int = 10_000

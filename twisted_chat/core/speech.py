@@ -138,12 +138,23 @@ class Speech:
         recipient = server.directory.find(target)
         participant.last_active = self._seconds()
         participant.said += 1
+        if recipient.remote and server.cluster is not None:
+            server.cluster.private(participant, recipient, text)
+        else:
+            self.deliver(participant, recipient, text)
+
+    def deliver(self, sender: Participant, recipient: Participant, text: str) -> None:
+        """
+        A private message to ``recipient``, a user of this node, in their
+        format; ``sender`` may be a user of another node (``--cluster``).
+        """
+        server = self._server
         if server.outbox.busy:
             server.outbox.catch_up(recipient)
         fmt = wire_format_of(recipient)
         if fmt is None:
-            recipient.client.send(lines.private_message(participant.nick.display, text))
+            recipient.client.send(lines.private_message(sender.nick.display, text))
         else:
             recipient.client.send_wire(  # type: ignore[attr-defined]
-                fmt.render_private(participant, recipient, text)
+                fmt.render_private(sender, recipient, text)
             )

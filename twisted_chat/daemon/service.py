@@ -333,8 +333,13 @@ def make_chat_service(
     if inherited is None:
         inherited = InheritedSockets.for_process()
     settings = adopt_inherited(settings, inherited, front_ends=front_ends)
-    store = open_store(settings, reactor)
-    accounts = open_accounts(settings, reactor)
+    cluster = None
+    if settings.cluster:  # imported only here: alone, nothing of Redis loads
+        from twisted_chat.daemon.cluster import open_cluster
+
+        cluster = open_cluster(settings, reactor)
+    store = cluster.history if cluster else open_store(settings, reactor)
+    accounts = cluster.accounts if cluster else open_accounts(settings, reactor)
     server = ChatServer(
         settings,
         reactor.seconds,
@@ -370,6 +375,8 @@ def make_chat_service(
         prune.clock = reactor
         prune.setServiceParent(service)
 
+    if cluster is not None:
+        cluster.node(server, reactor).setServiceParent(service)
     wiring = Wiring(settings, server, admission, reactor, inherited, service.listeners)
     for front_end in front_ends:
         values = settings.listeners(front_end.name)

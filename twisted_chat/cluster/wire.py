@@ -1,0 +1,133 @@
+"""
+What nodes of a cluster tell each other through Redis, as bytes.
+
+One message is a header line naming the node that sent it (and the room,
+for what a room heard), then one JSON line per event: compact, so a
+room's turn costs one publish of a few short lines, and plain JSON so an
+operator can read the traffic with ``redis-cli subscribe``.  Events name
+people by a user id that lives as long as the connection (``node/N``),
+not by nickname: a rename in the same turn must not lose a message.
+
+Anything that does not parse is dropped by the reader (:func:`decode`),
+never raised: a node must not be brought down by another's message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from twisted_chat.core.events import (
+    Acted,
+    Joined,
+    Kicked,
+    Left,
+    Moderated,
+    RoomEvent,
+    RoomNotice,
+    Said,
+    TopicSet,
+)
+from twisted_chat.core.room import ELSEWHERE, Participant
+
+__all__ = ["Header", "decode", "encode", "encode_event", "line"]
+
+#: Header and events decoded: plain dicts of short keys (see :func:`encode_event`).
+Header = dict[str, Any]
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def line(obj: dict[str, Any]) -> bytes:
+    """One JSON line."""
+    return _dumps(obj).encode("utf-8") + b"\n"
+
+
+def encode(header: dict[str, Any], body: bytes = b"") -> bytes:
+    """A message: its header line, then ``body`` (event lines)."""
+    return line(header) + body
+
+
+def encode_event(
+    event: RoomEvent,
+    sender: Participant | None,
+    uid_of: Callable[[Participant], str],
+) -> bytes:
+    """
+    One room event as a line, or b"" for what other nodes must not get
+    again: what they said (``ELSEWHERE``), and quits and renames, which
+    go to them once per person rather than once per room.
+    """
+    if sender is ELSEWHERE:
+        return b""
+    kind = type(event)
+    if kind is Said:
+        said: Any = event
+        obj: dict[str, Any] = {
+            "k": "say",
+            "u": uid_of(said.who),
+            "n": said.nick,
+            "t": said.text,
+        }
+        if said.notice:
+            obj["o"] = 1
+        return line(obj)
+    if kind is Acted:
+        acted: Any = event
+        return line(
+            {"k": "act", "u": uid_of(acted.who), "n": acted.nick, "t": acted.text}
+        )
+    if kind is Joined:
+        joined: Any = event
+        return line({"k": "join", **person(joined.who, uid_of(joined.who))})
+    if kind is Left:
+        left: Any = event
+        return line(
+            {"k": "part", "u": uid_of(left.who), "n": left.nick, "t": left.reason}
+        )
+    if kind is Kicked:
+        kicked: Any = event
+        return line(
+            {
+                "k": "kick",
+                "u": uid_of(kicked.who),
+                "n": kicked.nick,
+                "b": kicked.by_nick,
+                "t": kicked.reason,
+            }
+        )
+    if kind is TopicSet:
+        topic: Any = event
+        return line(
+            {"k": "topic", "u": uid_of(topic.who), "n": topic.nick, "t": topic.text}
+        )
+    if kind is Moderated or kind is RoomNotice:
+        notice: Any = event
+        return line({"k": "note", "t": notice.text})
+    return b""  # Quit, Renamed: told once per person (ClusterNode)
+
+
+def person(participant: Participant, uid: str) -> dict[str, Any]:
+    """What another node needs to show a user of this one (``/whois``, bans)."""
+    return {
+        "u": uid,
+        "n": participant.nick.display,
+        "h": participant.host,
+        "tr": participant.transport,
+        "a": participant.account,
+        "op": participant.oper,
+    }
+
+
+def decode(data: bytes) -> tuple[Header, list[dict[str, Any]]] | None:
+    """A message's header and events; None for anything malformed."""
+    try:
+        head, *rest = data.split(b"\n")
+        header = json.loads(head)
+        events = [json.loads(part) for part in rest if part]
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(header, dict) or not all(isinstance(e, dict) for e in events):
+        return None
+    return header, events
