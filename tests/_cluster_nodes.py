@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import TypeVar
 
 import pytest
 from _redis import RedisServer, redis_server
-from conftest import TIMEOUT, TWISTD
+from conftest import TIMEOUT
 from test_accounts_e2e import Chat, Client, operator_hash, password
 
 T = TypeVar("T")
@@ -43,19 +42,6 @@ ALONE = "* The server is running alone for now: "
 #: The room the readiness probes meet in.
 PROBE_ROOM = "#cluster-ready"
 WHO_HEADER = re.compile(r"^\* (\d+) (?:person|people) in (\S+):$")
-
-
-@functools.cache
-def cluster_option_exists() -> bool:
-    """Whether ``twistd chat`` has ``--cluster`` yet (the lead is adding it)."""
-    done = subprocess.run(
-        [TWISTD, "chat", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    return "--cluster" in done.stdout
 
 
 def eventually(check: Callable[[], T | None], what: str, timeout: float = TIMEOUT) -> T:
@@ -267,7 +253,6 @@ __all__ = [
     "Cluster",
     "Node",
     "cluster",
-    "cluster_option_exists",
     "eventually",
     "said",
     "who",

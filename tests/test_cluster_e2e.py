@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Protocol
 
 import pytest
@@ -35,7 +36,6 @@ from _cluster_nodes import (
     DEAD_NODE_SECONDS,
     Cluster,
     Node,
-    cluster_option_exists,
     eventually,
     said,
     who,
@@ -128,17 +128,16 @@ def never_alone(*clients: Client) -> None:
 # -- the harness itself -----------------------------------------------------------
 
 
-def test_harness_runs_redis_and_three_nodes(tmp_path: object) -> None:
+@pytest.mark.parametrize("clustered", [False, True], ids=["alone", "clustered"])
+def test_harness_runs_redis_and_three_nodes(tmp_path: Path, clustered: bool) -> None:
     """
     Redis answers, three nodes start on their own ports and serve their users,
-    and everything is gone afterwards (with ``--cluster`` once it exists).
+    and everything is gone afterwards; without ``--cluster`` (the harness
+    alone) and with it (the nodes also find each other).
     """
-    from pathlib import Path
-
-    assert isinstance(tmp_path, Path)
     with redis_server() as server:
         assert server.cli("PING") == "PONG"
-        world = Cluster(tmp_path, server, clustered=cluster_option_exists())
+        world = Cluster(tmp_path, server, clustered=clustered)
         try:
             nodes = world.start("a", "b", "c")
             assert len({node.port for node in nodes}) == 3
