@@ -102,8 +102,9 @@ class Node(Chat):
         self.cluster = cluster
 
     def start(self, *args: str) -> Node:
+        """Start (or restart) with the cluster's arguments and then ``args``."""
         self.config = self.cluster.config
-        super().start(*(args or (*self.cluster.node_args(), *self.cluster.extra)))
+        super().start(*self.cluster.node_args(), *self.cluster.extra, *args)
         return self
 
     @property
