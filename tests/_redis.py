@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
+from twisted.logger import LogEvent
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -161,11 +162,21 @@ async def settle(seconds: float) -> None:
     await deferLater(reactor, seconds)
 
 
+def failures(events: list[LogEvent]) -> list[str]:
+    """The tracebacks among ``events`` (conftest's ``log_events``), as text."""
+    return [
+        event["log_failure"].getTraceback()
+        for event in events
+        if "log_failure" in event
+    ]
+
+
 __all__ = [
     "DEADLINE",
     "REDIS_CLI",
     "REDIS_SERVER",
     "RedisServer",
+    "failures",
     "redis",
     "redis_server",
     "settle",

@@ -15,9 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 import pytest_twisted
-from _redis import RedisServer, redis_server, settle, until
+from _redis import RedisServer, failures, redis_server, settle, until
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.logger import LogEvent
 
 from twisted_chat.cluster import link as link_module
 from twisted_chat.cluster.link import CommandError, LinkDown, RedisLink
@@ -30,6 +31,13 @@ PASSWORD = "s3cret"  # noqa: S105 - a test password
 def redis() -> Iterator[RedisServer]:
     with redis_server() as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _no_tracebacks(log_events: list[LogEvent]) -> Iterator[None]:
+    """Nothing the cluster code does here may log a traceback."""
+    yield
+    assert failures(log_events) == []
 
 
 class Rig:
@@ -92,7 +100,7 @@ async def test_commands_publish_and_subscribe(redis: RedisServer) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_a_failing_message_handler_is_logged_not_fatal(
-    redis: RedisServer,
+    redis: RedisServer, log_events: list[LogEvent]
 ) -> None:
     seen: list[bytes] = []
 
@@ -111,6 +119,9 @@ async def test_a_failing_message_handler_is_logged_not_fatal(
         link.publish("tc:a", b"after")
         await until(lambda: seen == [b"boom", b"after"])
         assert link.up
+        (traceback,) = failures(log_events)
+        assert "RuntimeError: boom" in traceback
+        log_events.clear()
     finally:
         await link.stop()
 
@@ -140,7 +151,9 @@ async def test_down_at_start_fails_fast_then_comes_up() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_outage_down_once_then_up_and_working(redis: RedisServer) -> None:
+async def test_outage_down_once_then_up_and_working(
+    redis: RedisServer, log_events: list[LogEvent]
+) -> None:
     rig = await Rig(redis.url).started()
     try:
         redis.stop()
@@ -162,6 +175,15 @@ async def test_outage_down_once_then_up_and_working(redis: RedisServer) -> None:
         await until(lambda: len(rig.downs) == 2)
         redis.start()
         await until(lambda: rig.ups == 3)
+        said = [
+            e["log_format"]
+            for e in log_events
+            if e.get("log_namespace") == link_module.__name__
+        ]
+        assert sum("unreachable" in text for text in said) == 2
+        assert (
+            sum(text.endswith("reachable") and "un" not in text for text in said) == 3
+        )
     finally:
         await rig.stop()
 

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 import pytest_twisted
-from _redis import RedisServer, redis_server, until
+from _redis import RedisServer, failures, redis_server, until
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
+from twisted.logger import LogEvent
 
 from twisted_chat.cluster.link import LinkDown, RedisLink
 from twisted_chat.cluster.nick_claims import NickClaims, free_node
@@ -26,6 +27,13 @@ from twisted_chat.cluster.url import ClusterUrl
 def redis() -> Iterator[RedisServer]:
     with redis_server() as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _no_tracebacks(log_events: list[LogEvent]) -> Iterator[None]:
+    """Nothing the cluster code does here may log a traceback."""
+    yield
+    assert failures(log_events) == []
 
 
 class Node:

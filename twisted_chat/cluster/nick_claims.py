@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 from twisted_chat.cluster.link import LinkDown, RedisLink
 
 __all__ = [
+    "FREE_NODE_LUA",
     "NICK_PREFIX",
     "NICK_SET_PREFIX",
     "TO_PREFIX",
@@ -115,24 +116,30 @@ end
 return ''
 """
 
-# KEYS: the dead node's set. ARGV: dead node, claim prefix.
-# Deletes each claim the dead node still holds; -> how many.
-_FREE_NODE = """
-local freed = 0
-for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local name = ARGV[2] .. key
-  local current = redis.call('GET', name)
-  if current then
-    local ok, held = pcall(cjson.decode, current)
-    if ok and type(held) == 'table' and held.node == ARGV[1] then
-      redis.call('DEL', name)
-      freed = freed + 1
+#: A Lua function, shared with the reaper's script in `lease`: deletes each
+#: claim the dead node still holds (a key in its set may have been taken over
+#: since), then its set; returns how many were deleted.
+FREE_NODE_LUA = """
+local function free_node(dead, set_key, claim_prefix)
+  local freed = 0
+  for _, key in ipairs(redis.call('SMEMBERS', set_key)) do
+    local name = claim_prefix .. key
+    local current = redis.call('GET', name)
+    if current then
+      local ok, held = pcall(cjson.decode, current)
+      if ok and type(held) == 'table' and held.node == dead then
+        redis.call('DEL', name)
+        freed = freed + 1
+      end
     end
   end
+  redis.call('DEL', set_key)
+  return freed
 end
-redis.call('DEL', KEYS[1])
-return freed
 """
+
+# KEYS: the dead node's set. ARGV: dead node, claim prefix. -> how many.
+_FREE_NODE = FREE_NODE_LUA + "return free_node(ARGV[1], KEYS[1], ARGV[2])\n"
 
 # KEYS: our set. ARGV: node, claim prefix, then the keys to keep.
 # Releases every other claim we hold; -> how many.
