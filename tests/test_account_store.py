@@ -3,11 +3,14 @@
 The contract runs against `MemoryAccountStore` (done on the next Clock
 turn) and `SqliteAccountStore` (done from its writer thread through a
 fake reactor's ``callFromThread`` queue, which the test runs), so the
-in-memory fake cannot drift from the real store.
+in-memory fake cannot drift from the real store. It also runs against a
+clustered node's `RedisAccountStore` (issue 19) on a real redis-server,
+through test_cluster_stores' blocking client, done on the next Clock turn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _redis import RedisServer, redis_server
+from test_cluster_stores import sync_accounts
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, formatEvent
@@ -62,8 +67,15 @@ class ThreadReactor:
 
 
 class Harness:
-    def __init__(self, kind: str, tmp_path: Path, max_accounts: int = 5) -> None:
+    def __init__(
+        self,
+        kind: str,
+        tmp_path: Path,
+        max_accounts: int = 5,
+        redis: RedisServer | None = None,
+    ) -> None:
         self.kind = kind
+        self.redis = redis
         self.path = str(tmp_path / "state" / "accounts.sqlite3")
         self.max_accounts = max_accounts
         self.clock = Clock()
@@ -73,6 +85,9 @@ class Harness:
     def open(self) -> BaseAccountStore:
         if self.kind == "memory":
             return MemoryAccountStore(self.clock, max_accounts=self.max_accounts)
+        if self.kind == "redis":
+            assert self.redis is not None
+            return sync_accounts(self.redis, self.clock, max_accounts=self.max_accounts)
         return SqliteAccountStore.open(
             self.path, reactor=self.reactor, max_accounts=self.max_accounts
         )
@@ -86,7 +101,9 @@ class Harness:
             self.clock.advance(0)
 
     def break_writes(self) -> None:
-        if isinstance(self.store, MemoryAccountStore):
+        if self.redis is not None:
+            self.redis.cli("SET", "tc:accounts:v", "not a number")  # INCR fails
+        elif isinstance(self.store, MemoryAccountStore):
             self.store.fail_writes = True
         else:
             with sqlite3.connect(self.path) as other:
@@ -94,11 +111,15 @@ class Harness:
             other.close()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def h(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    harness = Harness(request.param, tmp_path)
-    yield harness
-    harness.store.close()
+    with contextlib.ExitStack() as servers:
+        redis = (
+            servers.enter_context(redis_server()) if request.param == "redis" else None
+        )
+        harness = Harness(request.param, tmp_path, redis=redis)
+        yield harness
+        harness.store.close()
 
 
 def test_create_then_get_by_any_spelling_of_the_name(h: Harness) -> None:
@@ -433,7 +454,9 @@ def test_a_failed_save_is_undone_and_reported(
 ) -> None:
     h.store.save_server_bans([ban_row("203.0.113.7")])
     h.settle()
-    if isinstance(h.store, MemoryAccountStore):
+    if h.kind == "redis":
+        h.break_writes()
+    elif isinstance(h.store, MemoryAccountStore):
         h.store.fail_writes = True
     else:
         with sqlite3.connect(h.path) as other:

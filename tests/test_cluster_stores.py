@@ -96,12 +96,16 @@ class SyncRedis:
         self.sock.close()
 
 
-def sync_store(kind: str, redis: RedisServer, clock: IReactorTime, **kw: Any) -> Any:
-    """A Redis store of ``kind`` ("accounts", "rooms") over `SyncRedis`."""
-    link = SyncRedis(redis.port)
-    if kind == "accounts":
-        return RedisAccountStore(link, clock, **kw)
-    return RedisRoomStore(link, clock, **kw)
+def sync_accounts(
+    redis: RedisServer, clock: IReactorTime, **kw: Any
+) -> RedisAccountStore:
+    """A `RedisAccountStore` over `SyncRedis` (the contract suite's)."""
+    return RedisAccountStore(SyncRedis(redis.port), clock, **kw)
+
+
+def sync_rooms(redis: RedisServer, clock: IReactorTime, **kw: Any) -> RedisRoomStore:
+    """A `RedisRoomStore` over `SyncRedis` (the contract suite's)."""
+    return RedisRoomStore(SyncRedis(redis.port), clock, **kw)
 
 
 # -- two nodes, each with its own RedisLink ---------------------------------
@@ -351,8 +355,8 @@ def test_a_load_skips_what_it_cannot_read(
     redis.cli("HSET", ROOMS_KEY, "#bad", '{"key": "#bad", "rules": 3}')
     redis.cli("SET", "tc:serverbans", '[{"pattern": 1}]')
     clock = Clock()
-    accounts = sync_store("accounts", redis, clock)
-    rooms = sync_store("rooms", redis, clock)
+    accounts = sync_accounts(redis, clock)
+    rooms = sync_rooms(redis, clock)
     loaded: list[bool] = []
     accounts.load().addCallback(loaded.append)
     rooms.load().addCallback(loaded.append)
@@ -381,8 +385,8 @@ def test_a_load_in_flight_keeps_newer_announcements_and_drops_older(
             "last_login": None,
         }
 
-    store = sync_store("accounts", redis, Clock())
-    link = store._replica.link
+    link = SyncRedis(redis.port)
+    store = RedisAccountStore(link, Clock())
     redis.cli("SET", "tc:accounts:v", "3")  # the snapshot's version
     held: Deferred[Any] = Deferred()
     store._replica.link = type("Held", (), {"script": lambda *_: held})()

@@ -3,7 +3,9 @@
 The ``make_store`` fixture is parametrized over `MemoryStore` and
 `SqliteStore` (a file under ``tmp_path``) with each writer, a thread and a
 child process (`ProcessLink`), as txacme runs one suite over its
-stores. SQLite-only behaviour (files, start-up checks, backups) follows, run
+stores, and a clustered node's `ClusterHistory` (issue 19: a MemoryStore
+cache over Redis streams, with a real redis-server and link).
+SQLite-only behaviour (files, start-up checks, backups) follows, run
 with both writers too, then the writer process's own behaviour. Nothing
 here sleeps: the writer is waited for through the Deferreds of ``flush()``
 and ``stop()``.
@@ -23,12 +25,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import attrs
 import pytest
 import pytest_twisted
+from test_cluster_history import cluster_link
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger, formatEvent
 from zope.interface.verify import verifyObject
 
+from twisted_chat.cluster.history import ClusterHistory
 from twisted_chat.core import lines
 from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.records import StoredMessage, StoredTopic, format_history_line
@@ -205,11 +209,15 @@ def open_sqlite(
     return _sqlite_opener(tmp_path, cleanup, request.param)
 
 
-@pytest.fixture(params=["memory", *WRITERS])
+@pytest.fixture(params=["memory", *WRITERS, "cluster"])
 def make_store(
     request: pytest.FixtureRequest, tmp_path: Path, cleanup: list[IHistoryStore]
 ) -> MakeStore:
     """Make a started store of each kind with the given retention settings."""
+    # Started here, outside the test's greenlet: the test cannot wait for it.
+    link = (
+        request.getfixturevalue("cluster_link") if request.param == "cluster" else None
+    )
 
     def make(
         *,
@@ -220,6 +228,10 @@ def make_store(
         store: IHistoryStore
         if request.param == "memory":
             store = MemoryStore(max_per_room=max_per_room, max_age_days=max_age_days)
+        elif link is not None:  # "cluster"
+            memory = MemoryStore(max_per_room=max_per_room, max_age_days=max_age_days)
+            store = ClusterHistory(link, memory, max_per_room)
+            cleanup.append(store)
         else:
             store = _sqlite_opener(tmp_path, cleanup, request.param)(
                 max_per_room=max_per_room,
@@ -231,6 +243,8 @@ def make_store(
 
     return make
 
+
+__all__ = ["cluster_link"]  # the fixture, for pytest
 
 # -- the contract ------------------------------------------------------------
 

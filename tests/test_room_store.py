@@ -3,11 +3,14 @@
 The contract runs against `MemoryRoomStore` (written on the next Clock
 turn) and the `SqliteRoomStore` of an `SqliteAccountStore` (written by its
 writer thread, answered through a fake reactor's ``callFromThread`` queue
-that the test runs), so the fake cannot drift from the real store.
+that the test runs), so the fake cannot drift from the real store; and
+against a clustered node's `RedisRoomStore` (issue 19) on a real
+redis-server, through test_cluster_stores' blocking client.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -16,7 +19,9 @@ from typing import Any
 
 import attrs
 import pytest
+from _redis import RedisServer, redis_server
 from test_account_store import HASH, ThreadReactor
+from test_cluster_stores import sync_rooms
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, formatEvent
 
@@ -60,9 +65,15 @@ def room(
 
 class Harness:
     def __init__(
-        self, kind: str, tmp_path: Path, max_rooms: int = 6, per_founder: int = 3
+        self,
+        kind: str,
+        tmp_path: Path,
+        max_rooms: int = 6,
+        per_founder: int = 3,
+        redis: RedisServer | None = None,
     ) -> None:
         self.kind = kind
+        self.redis = redis
         self.path = str(tmp_path / "state" / "accounts.sqlite3")
         self.max_rooms, self.per_founder = max_rooms, per_founder
         self.clock = Clock()
@@ -74,6 +85,13 @@ class Harness:
         if self.kind == "memory":
             return MemoryRoomStore(
                 self.clock, max_rooms=self.max_rooms, max_per_founder=self.per_founder
+            )
+        if self.redis is not None:
+            return sync_rooms(
+                self.redis,
+                self.clock,
+                max_rooms=self.max_rooms,
+                max_per_founder=self.per_founder,
             )
         self.accounts = SqliteAccountStore.open(self.path, reactor=self.reactor)
         rooms = self.accounts.rooms
@@ -88,12 +106,22 @@ class Harness:
             self.clock.advance(0)
 
     def break_writes(self) -> None:
-        if isinstance(self.store, MemoryRoomStore):
+        if self.redis is not None:
+            self.redis.cli("SET", "tc:rooms:v", "not a number")  # INCR fails
+        elif isinstance(self.store, MemoryRoomStore):
             self.store.fail_writes = True
         else:
             with sqlite3.connect(self.path) as other:
                 other.execute("DROP TABLE rooms")
             other.close()
+
+    def mend_writes(self) -> None:
+        """Undo `break_writes` (the memory and Redis stores)."""
+        if self.redis is not None:
+            self.redis.cli("SET", "tc:rooms:v", "0")
+        else:
+            assert isinstance(self.store, MemoryRoomStore)
+            self.store.fail_writes = False
 
     def close(self) -> None:
         if self.accounts is not None:
@@ -109,11 +137,15 @@ class Harness:
         self.store = self.open()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def h(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    harness = Harness(request.param, tmp_path)
-    yield harness
-    harness.close()
+    with contextlib.ExitStack() as servers:
+        redis = (
+            servers.enter_context(redis_server()) if request.param == "redis" else None
+        )
+        harness = Harness(request.param, tmp_path, redis=redis)
+        yield harness
+        harness.close()
 
 
 def test_both_stores_are_room_stores(h: Harness) -> None:
@@ -331,12 +363,12 @@ def test_a_failure_does_not_undo_a_newer_change(h: Harness) -> None:
     h.break_writes()
     h.store.update(lobby.key, rules={"n": 1})
     # Take the first write now, then change again before its answer.
-    if isinstance(h.store, MemoryRoomStore):
+    if h.kind != "sqlite":
         held: list[tuple[Any, ...]] = []
         h.store._answer = lambda *args: held.append(args)  # type: ignore[method-assign]
         h.clock.advance(0)  # the write is taken and fails; its answer held back
         del h.store._answer
-        h.store.fail_writes = False
+        h.mend_writes()
         newer = h.store.update(lobby.key, rules={"n": 2})
         h.store._answer(*held[0])
         assert h.store.get(lobby.key) is newer

@@ -224,7 +224,7 @@ class ClusterHistory:
 
         def trim(keys: list[str]) -> None:
             for key in keys:
-                self._track(self.link.call("XTRIM", key, "MINID", "~", minid))
+                self._track(self.link.call("XTRIM", key, "MINID", minid))
 
         def failed(failure: Failure) -> None:
             self._log.warn("history: not pruned: {reason}", reason=reason_of(failure))
