@@ -33,7 +33,11 @@ from typing import Any
 import txredisapi  # type: ignore[import-untyped]
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IOpenSSLClientConnectionCreator,
+    IReactorTime,
+)
 from twisted.internet.protocol import ClientFactory
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.task import LoopingCall
@@ -65,30 +69,6 @@ class CommandError(Exception):
     """Redis answered the command with an error (its message is the text)."""
 
 
-class _Factory(ClientFactory):
-    """Builds one protocol, in place of the txredisapi factory it expects.
-
-    A failed AUTH or SELECT is one more failed attempt, retried like others.
-    """
-
-    noisy = False
-    isLazy = False
-
-    def __init__(self, connection: _Connection) -> None:
-        self.connection = connection
-
-    def buildProtocol(self, addr: object) -> Any:  # noqa: ARG002
-        proto = self.connection.build()
-        proto.factory = self
-        return proto
-
-    def stopTrying(self) -> None:
-        """Our `_Connection` decides about retrying, not the protocol."""
-
-    def connectionError(self, why: str) -> None:
-        self.connection.problem = why
-
-
 class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
     """The subscriber connection: hands messages to the link."""
 
@@ -99,12 +79,17 @@ class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
             self.owner.link.deliver(channel, data)
 
 
-class _Connection:
+class _Connection(ClientFactory):
     """One connection to Redis: connect, wait until ready, retry with back-off.
 
     ``ready`` is the protocol once usable (logged in, database selected and,
     for the subscriber, subscribed); ``None`` while connecting or retrying.
+    Also the factory txredisapi's protocol expects: a failed AUTH or SELECT
+    (``connectionError``) is one more failed attempt, retried like others.
     """
+
+    noisy = False
+    isLazy = False
 
     def __init__(self, link: RedisLink, name: str, kind: type[Any]) -> None:
         self.link = link
@@ -119,7 +104,7 @@ class _Connection:
         self._running = False
         self._closed: list[Deferred[None]] = []
 
-    def build(self) -> Any:
+    def buildProtocol(self, addr: object) -> Any:  # noqa: ARG002
         url = self.link.url
         proto = self.kind(
             charset=None,
@@ -130,7 +115,7 @@ class _Connection:
         )
         # txredisapi schedules on the global reactor; ours may be another.
         proto.callLater = self.link.reactor.callLater
-        proto.owner = self
+        proto.owner = proto.factory = self
         base_lost = proto.connectionLost
 
         def connection_lost(why: Failure) -> None:
@@ -142,6 +127,12 @@ class _Connection:
         proto.connectionLost = connection_lost
         return proto
 
+    def stopTrying(self) -> None:
+        """Our `_retry_after` decides about retrying, not the protocol."""
+
+    def connectionError(self, why: str) -> None:
+        self.problem = why
+
     def start(self) -> None:
         self._running = True
         self._connect()
@@ -149,7 +140,7 @@ class _Connection:
     def _connect(self) -> None:
         self._retry = None
         self.problem = None
-        attempt = self.link.endpoint().connect(_Factory(self))
+        attempt = self.link.endpoint().connect(self)
         self._attempt = attempt
         attempt.addCallbacks(self._connected, self._failed)
 
@@ -162,18 +153,23 @@ class _Connection:
         proto.whenConnected().addCallback(self._logged_in)
 
     def _logged_in(self, proto: Any) -> None:
+        """Ready once Redis answers: a PING, or the subscriber's SUBSCRIBEs.
+
+        (A stopped Redis process still has its port accept connections.)
+        """
         if proto is not self._proto or not self._running:
             return
-        if self.kind is not _Subscriber:
-            self._become_ready(proto)
-            return
-        subscribed = [
-            proto.subscribe(channel).addTimeout(REPLY_TIMEOUT, self.link.reactor)
-            for channel in self.link.channels
-        ]
-        gatherResults(subscribed, consumeErrors=True).addCallbacks(
+        if self.kind is _Subscriber:
+            first = [proto.subscribe(channel) for channel in self.link.channels]
+        else:
+            first = [proto.execute_command("PING")]
+        reactor = self.link.reactor
+        gatherResults(
+            [answer.addTimeout(REPLY_TIMEOUT, reactor) for answer in first],
+            consumeErrors=True,
+        ).addCallbacks(
             lambda _: self._become_ready(proto),
-            lambda failure: self.abort(proto, f"subscribe: {failure.value}"),
+            lambda failure: self.abort(proto, f"no answer: {failure.value}"),
         )
 
     def _become_ready(self, proto: Any) -> None:
@@ -200,10 +196,7 @@ class _Connection:
 
     def _failed(self, failure: Failure) -> None:
         self._attempt = None
-        if not self._running:
-            return
-        self.link.trouble(f"{self.name}: {failure.getErrorMessage()}")
-        self._schedule()
+        self._retry_after(failure.getErrorMessage())
 
     def lost(self, proto: Any, why: Failure) -> None:
         if proto is not self._proto:
@@ -213,12 +206,13 @@ class _Connection:
         self._closed, waiting = [], self._closed
         for done in waiting:
             done.callback(None)
+        self._retry_after(self.problem or why.getErrorMessage())
+
+    def _retry_after(self, reason: str) -> None:
+        """An outage (if not one already), and the next attempt scheduled."""
         if not self._running:
             return
-        self.link.trouble(f"{self.name}: {self.problem or why.getErrorMessage()}")
-        self._schedule()
-
-    def _schedule(self) -> None:
+        self.link.trouble(f"{self.name}: {reason}")
         delay, self._delay = self._delay, min(self._delay * 2, MAX_DELAY)
         self._retry = self.link.reactor.callLater(delay, self._connect)
 
@@ -255,8 +249,12 @@ class RedisLink:
         on_message: Callable[[str, bytes], None],
         on_up: Callable[[], None],
         on_down: Callable[[str], None],
+        *,
+        tls: IOpenSSLClientConnectionCreator | None = None,
     ) -> None:
+        """``tls``: for ``rediss://``, instead of the system's trust roots."""
         self.url = url
+        self.tls = tls
         self.reactor = reactor
         self.channels: list[str] = list(dict.fromkeys(channels))
         self._on_message = on_message
@@ -284,7 +282,7 @@ class RedisLink:
         )
         if not self.url.tls:
             return plain
-        return wrapClientTLS(optionsForClientTLS(self.url.host), plain)
+        return wrapClientTLS(self.tls or optionsForClientTLS(self.url.host), plain)
 
     def start(self) -> None:
         """Connect both; ``on_up`` (or ``on_down``) follows."""
