@@ -25,6 +25,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from twisted.internet import reactor
@@ -57,14 +58,23 @@ def _accepts(port: int) -> bool:
 class RedisServer:
     """One redis-server subprocess; ``stop()`` and ``start()`` keep the port."""
 
-    def __init__(self, port: int | None = None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        password: str | None = None,
+        tls_pem: Path | None = None,
+    ) -> None:
+        """``tls_pem``: key and certificate in one PEM; then TLS only."""
         self.port = port or _free_port()
         self.password = password
+        self.tls_pem = tls_pem
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls_pem:
+            return f"rediss://{auth}localhost:{self.port}/0"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
@@ -73,8 +83,7 @@ class RedisServer:
             return
         args = [
             REDIS_SERVER,
-            "--port",
-            str(self.port),
+            *self._port_args(),
             "--bind",
             "127.0.0.1",
             "--save",
@@ -102,6 +111,16 @@ class RedisServer:
             time.sleep(0.02)  # polling a condition, bounded by the deadline
         raise AssertionError(f"redis-server never answered on port {self.port}")
 
+    def _port_args(self) -> list[str]:
+        if self.tls_pem is None:
+            return ["--port", str(self.port)]
+        pem = str(self.tls_pem)
+        return [
+            *("--port", "0", "--tls-port", str(self.port)),
+            *("--tls-cert-file", pem, "--tls-key-file", pem),
+            *("--tls-ca-cert-file", pem, "--tls-auth-clients", "no"),
+        ]
+
     def stop(self) -> None:
         """Stop the server (SIGKILL: an outage, not a shutdown); wait until gone."""
         if self.proc is None:
@@ -119,6 +138,8 @@ class RedisServer:
     def cli(self, *args: str) -> str:
         """Run ``redis-cli`` against this server; its stdout, stripped."""
         command = [REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port)]
+        if self.tls_pem:
+            command += ["--tls", "--cacert", str(self.tls_pem), "--sni", "localhost"]
         if self.password:
             command += ["--no-auth-warning", "-a", self.password]
         done = subprocess.run(
@@ -131,9 +152,11 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server(password: str | None = None) -> Iterator[RedisServer]:
+def redis_server(
+    password: str | None = None, tls_pem: Path | None = None
+) -> Iterator[RedisServer]:
     """A started RedisServer, stopped on exit whatever happened."""
-    server = RedisServer(password=password)
+    server = RedisServer(password=password, tls_pem=tls_pem)
     server.start()
     try:
         yield server

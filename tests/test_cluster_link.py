@@ -12,17 +12,19 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import pytest_twisted
 from _redis import RedisServer, failures, redis_server, settle, until
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import LogEvent
 
 from twisted_chat.cluster import link as link_module
 from twisted_chat.cluster.link import CommandError, LinkDown, RedisLink
 from twisted_chat.cluster.url import ClusterUrl
+from twisted_chat.testing_tls import self_signed_pem
 
 PASSWORD = "s3cret"  # noqa: S105 - a test password
 
@@ -67,10 +69,6 @@ class Rig:
 
     async def stop(self) -> None:
         await self.link.stop()
-
-
-async def wait(deferred: Deferred[object]) -> object:
-    return await deferred
 
 
 @pytest_twisted.ensureDeferred
@@ -300,3 +298,37 @@ async def test_stop_while_retrying_leaves_no_timer() -> None:
     after = set(reactor.getDelayedCalls())
     assert [call for call in after - before if call.active()] == []
     assert rig.ups == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_rediss_with_a_private_ca(tmp_path: Path) -> None:
+    pem = self_signed_pem()
+    (tmp_path / "redis.pem").write_bytes(pem)
+    with redis_server(tls_pem=tmp_path / "redis.pem") as server:
+        assert server.cli("PING") == "PONG"
+        downs: list[str] = []
+        trusted = optionsForClientTLS("localhost", Certificate.loadPEM(pem))
+        link = RedisLink(
+            ClusterUrl.parse(server.url),
+            reactor,
+            ["tc:a"],
+            lambda _channel, _data: None,
+            lambda: None,
+            downs.append,
+            tls=trusted,
+        )
+        link.start()
+        try:
+            await until(lambda: link.up)
+            assert await link.call("SET", "k", "tls") == "OK"
+            assert server.cli("GET", "k") == "tls"
+        finally:
+            await link.stop()
+        # The system's trust roots do not know this certificate: down, once.
+        untrusted = Rig(server.url)
+        untrusted.link.start()
+        try:
+            await until(lambda: len(untrusted.downs) == 1)
+            assert not untrusted.link.up
+        finally:
+            await untrusted.stop()
