@@ -126,8 +126,10 @@ class ClusterNode(Service):
         self._since: dict[Participant, float] = {}
         self._alone = False
         self._ever_up = False
+        self._leased = False
         server.cluster = self
         server.directory.on_rename = self.renamed
+        server.directory.claim = self.claim_first
         # Guest names from a spread of numbers, so nodes seldom race for one.
         server.directory._guest_numbers = itertools.count(random.randrange(1000, 90000))
         for room in server.rooms.values():
@@ -233,6 +235,24 @@ class ClusterNode(Service):
         return {"users": users, "rooms": rooms}
 
     # -- nickname claims ---------------------------------------------------------------
+
+    def claim_first(
+        self, participant: Participant, new: Nick, then: Callable[[bool], None]
+    ) -> bool:
+        """``/nick``: the claim in Redis decides, so one of two racing nodes wins."""
+        if not self.link.up:
+            return False  # running alone: claimed when Redis is back
+        d = self.claims.claim(new.key, new.display, self._reactor.seconds())
+
+        def settled(won: bool) -> None:
+            then(won)
+            if won and participant.nick.key != new.key:
+                self.claims.release(new.key)  # gone, or renamed meanwhile
+
+        # Redis lost on the way: the node runs alone and claims it later.
+        d.addErrback(lambda _: True)
+        d.addCallback(settled)
+        return True
 
     def _claim(self, participant: Participant, new: Nick, old: Nick | None) -> None:
         if not self.link.up:
@@ -361,7 +381,9 @@ class ClusterNode(Service):
             self._on_up_hook()
 
     def _rejoin(self, *, reclaim: bool = True) -> None:
-        self.lease.start()
+        if not self._leased:
+            self._leased = True
+            self.lease.start()
         self.lease.renew_now()
         hello = {"kind": "hello", "node": self.node_id, "state": self.state()}
         self.link.publish(CONTROL, wire.line(hello))

@@ -68,6 +68,12 @@ class Directory:
         self.guard: NickGuard | None = None
         #: Told of every rename of a user (``--cluster``: the claims).
         self.on_rename: Callable[[Participant, Nick, Nick], None] | None = None
+        #: ``--cluster``: asks the other nodes for a nickname before
+        #: ``/nick`` takes it; True when the answer will come (to the
+        #: callable given), False to go ahead now (running alone).
+        self.claim: (
+            Callable[[Participant, Nick, Callable[[bool], None]], bool] | None
+        ) = None
 
     def guest_nick(self) -> Nick:
         """A free ``guestN`` nickname, nobody's account."""
@@ -104,8 +110,32 @@ class Directory:
             raise NickInUse(
                 f"{new.display} is taken{held_as}; choose another with /nick NAME."
             )
+        claim = self.claim
+        if claim is not None and claim(
+            participant, new, lambda won: self._claimed(participant, new, won=won)
+        ):
+            return
         participant.client.send(lines.notice(f"You are now known as {new.display}."))
         self.force_rename(participant, new)
+
+    def _claimed(self, participant: Participant, new: Nick, *, won: bool) -> None:
+        """The cluster's answer to a ``/nick``: take the name, or say who has it."""
+        if participant.gone or participant.nick == new:
+            return
+        holder = self.participants.get(new.key)
+        try:
+            if not won or (holder is not None and holder is not participant):
+                problem = NickInUse(
+                    f"{new.display} is taken; choose another with /nick NAME."
+                )
+                participant.client.send(lines.error(problem))
+                return
+            participant.client.send(
+                lines.notice(f"You are now known as {new.display}.")
+            )
+            self.force_rename(participant, new)
+        except Exception:
+            _log.failure("while renaming {nick}", nick=participant.nick.display)
 
     def force_rename(self, participant: Participant, new: Nick) -> None:
         """

@@ -77,9 +77,16 @@ class IrcCommands(IrcModeration):
     def do_nick(self, params: tuple[str, ...]) -> None:
         new = params[0]
         old = self.conn.replies.mask_of(self.conn.participant)
+
+        def answered(answers: list[str]) -> None:
+            if not self.fail("NICK", answers, new) and self.nick != old.split("!")[0]:
+                self.send(f":{old} NICK {self.nick}\r\n".encode())
+
         answers = self.conn.run(f"/nick {new}")
-        if not self.fail("NICK", answers, new) and self.nick != old.split("!")[0]:
-            self.send(f":{old} NICK {self.nick}\r\n".encode())
+        if answers or self.conn.server.cluster is None:
+            answered(answers)
+        else:  # --cluster: the other nodes are asked for the nick first
+            self.conn.answer_later(answered)
 
     def do_away(self, params: tuple[str, ...]) -> None:
         text = clean(params[0]) if params and params[0] else ""
