@@ -29,6 +29,9 @@ from twisted_chat.core import lines
 from twisted_chat.core.records import StoredMessage, StoredTopic
 from twisted_chat.history.memory import MemoryStore
 
+#: "Now" for what is said: a load leaves out what is past the age limit.
+NOW = time.time()
+
 ensure_deferred = pytest_twisted.ensureDeferred
 async_yield_fixture = pytest_twisted.async_yield_fixture
 
@@ -82,7 +85,7 @@ async def node(redis: RedisServer) -> AsyncIterator[Callable[..., Any]]:
         await link.stop()
 
 
-def said(room: str, n: int, at: float = 1_000.0) -> bytes:
+def said(room: str, n: int) -> bytes:
     return lines.room_message(room, f"nick{n}", f"text {n}")
 
 
@@ -97,8 +100,8 @@ async def test_what_one_node_said_is_loaded_by_another_in_order_and_trimmed(
     a = await node(history_max=5)
     for n in range(0, 12, 3):  # turns of three lines
         data = said("#A", n) + said("#A", n + 1) + said("#A", n + 2)
-        a.append_lines("#a", "#A", 1_000.0 + n, data)
-    a.append_lines("#b", "#B", 2_000.0, said("#B", 99))
+        a.append_lines("#a", "#A", NOW + n, data)
+    a.append_lines("#b", "#B", NOW + 20, said("#B", 99))
     await a.flush()
     assert redis.cli("XLEN", "tc:hist:#a") == "12"  # one entry per message
     b = await node(history_max=5)
@@ -107,7 +110,7 @@ async def test_what_one_node_said_is_loaded_by_another_in_order_and_trimmed(
     assert texts(b.recent("#a", 50)) == [f"text {n}" for n in range(7, 12)]
     assert b.recent("#a", 50) == a.recent("#a", 50)
     assert b.recent("#b", 5) == [
-        StoredMessage("#b", "#B", "nick99", "text 99", False, 2_000.0)
+        StoredMessage("#b", "#B", "nick99", "text 99", False, NOW + 20)
     ]
 
 
@@ -166,13 +169,13 @@ async def test_an_outage_keeps_history_in_memory_and_writes_it_when_redis_is_bac
     node: Callable[..., Any], redis: RedisServer
 ) -> None:
     a = await node()
-    a.append_lines("#a", "#a", 1.0, said("#a", 1))
+    a.append_lines("#a", "#a", NOW + 1, said("#a", 1))
     await a.flush()
     redis.stop()
     await until(lambda: not a.link.up)
     assert a.trouble() == TROUBLE
-    a.append_lines("#a", "#a", 2.0, said("#a", 2))
-    a.set_topic(StoredTopic("#a", "#a", "set while down", "bob", 2.0))
+    a.append_lines("#a", "#a", NOW + 2, said("#a", 2))
+    a.set_topic(StoredTopic("#a", "#a", "set while down", "bob", NOW))
     assert texts(a.recent("#a", 5)) == ["text 1", "text 2"]
     assert a.backlog() == 1
     assert await a.load() is False  # never raises
@@ -196,13 +199,13 @@ async def test_lines_that_arrive_during_a_load_are_kept_once(
     node: Callable[..., Any],
 ) -> None:
     a = await node()
-    a.append_lines("#a", "#a", 1.0, said("#a", 1))
-    a.append_lines("#a", "#a", 2.0, said("#a", 2))
+    a.append_lines("#a", "#a", NOW + 1, said("#a", 1))
+    a.append_lines("#a", "#a", NOW + 2, said("#a", 2))
     await a.flush()
     b = await node()
     loading = b.load()
-    b.remote_lines("#a", "#a", 2.0, said("#a", 2))  # also in the stream
-    b.remote_lines("#a", "#a", 3.0, said("#a", 3))  # not yet
+    b.remote_lines("#a", "#a", NOW + 2, said("#a", 2))  # also in the stream
+    b.remote_lines("#a", "#a", NOW + 3, said("#a", 3))  # not yet
     assert await loading is True
     assert texts(b.recent("#a", 10)) == ["text 1", "text 2", "text 3"]
 
@@ -221,6 +224,19 @@ async def test_prune_trims_streams_by_age(
     a.prune(now + 2 * 86_400)
     await until(lambda: redis.cli("XLEN", "tc:hist:#a") == "0")
     assert a.recent("#a", 5) == []
+
+
+@ensure_deferred
+async def test_a_load_leaves_out_what_is_past_the_age_limit(
+    node: Callable[..., Any],
+) -> None:
+    a = await node(max_age_days=1)
+    a.append_lines("#a", "#a", NOW - 2 * 86_400, said("#a", 1))
+    a.append_lines("#a", "#a", NOW, said("#a", 2))
+    await a.flush()
+    b = await node(max_age_days=1)
+    await b.load()
+    assert texts(b.recent("#a", 5)) == ["text 2"]
 
 
 __all__ = ["cluster_link", "redis"]  # fixtures, for pytest

@@ -31,6 +31,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from zope.interface import implementer
 
@@ -77,6 +78,8 @@ end
 return #ARGV - 3
 """
 
+#: A topic's JSON object's fields, as `StoredTopic` orders them.
+TOPIC_FIELDS: Final = ("room_key", "room", "text", "set_by", "set_at")
 #: (room key, room, at, data) of one turn.
 _Said = tuple[str, str, float, bytes]
 
@@ -122,7 +125,8 @@ class ClusterHistory:
     :param memory: the cache every read is answered from; its
         ``max_per_room`` and ``max_age_days`` are the retention.
     :param history_max: each stream's MAXLEN (``--history-max``; 0: none).
-    :param seconds: the clock (epoch seconds) `prune`'s Redis side uses.
+    :param seconds: the clock (epoch seconds): a load leaves out what is
+        older than the cache's ``max_age_days`` (not pruned from Redis yet).
     """
 
     _log = RateLimitedLogger()
@@ -279,16 +283,7 @@ class ClusterHistory:
         if not self.link.up:
             self._unsaved_topics[topic.room_key] = topic
             return
-        value = json.dumps(
-            {
-                "room_key": topic.room_key,
-                "room": topic.room,
-                "text": topic.text,
-                "set_by": topic.set_by,
-                "set_at": topic.set_at,
-            },
-            ensure_ascii=False,
-        )
+        value = json.dumps(attrs.asdict(topic), ensure_ascii=False)
 
         def not_sent(failure: Failure) -> None:
             self._log.warn(
@@ -356,6 +351,9 @@ class ClusterHistory:
     def _replace(self, room_key: str, entries: list[Any]) -> None:
         """The room's cache as its stream holds it, then what came meanwhile."""
         turns = entry_turns(room_key, entries)
+        cutoff = age_cutoff(self.seconds(), self.memory.max_age_days)
+        if cutoff is not None:
+            turns = [turn for turn in turns if turn.at >= cutoff]
         seen = {(turn.at, line) for turn in turns for line in turn_lines(turn.data)}
         during = self._during.get(room_key, []) if self._during is not None else []
         for said in during:
@@ -368,13 +366,8 @@ class ClusterHistory:
     def _load_topic(self, text: str) -> None:
         try:
             data = json.loads(text)
-            topic = StoredTopic(
-                str(data["room_key"]),
-                str(data["room"]),
-                str(data["text"]),
-                str(data["set_by"]),
-                float(data["set_at"]),
-            )
+            key, room, text, by = (str(data[name]) for name in TOPIC_FIELDS[:4])
+            topic = StoredTopic(key, room, text, by, float(data["set_at"]))
         except (ValueError, KeyError, TypeError) as e:
             self._log.warn(
                 "history: a topic in the cluster store skipped: {e}", e=str(e)

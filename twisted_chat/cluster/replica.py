@@ -21,7 +21,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
-from twisted.logger import Logger
+
+from twisted_chat.core.logs import RateLimitedLogger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -41,7 +42,8 @@ __all__ = [
     "text_of",
 ]
 
-_log = Logger(namespace="twisted_chat.cluster.stores")
+#: Rate-limited: while Redis is down, every write fails and says so.
+_log = RateLimitedLogger(namespace="twisted_chat.cluster.stores")
 
 CONTROL: Final = "tc:control"
 

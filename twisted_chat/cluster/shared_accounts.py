@@ -34,8 +34,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
-from twisted.logger import Logger
-
 from twisted_chat.accounts.store import (
     MAX_ACCOUNTS,
     Account,
@@ -51,6 +49,7 @@ from twisted_chat.cluster.replica import (
     reason_of,
     text_of,
 )
+from twisted_chat.core.logs import RateLimitedLogger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -71,7 +70,8 @@ ACCOUNTS_KEY: Final = "tc:accounts"
 ACCOUNTS_VERSION: Final = "tc:accounts:v"
 BANS_KEY: Final = "tc:serverbans"
 
-_log = Logger(namespace="twisted_chat.cluster.stores")
+#: Rate-limited: while Redis is down, every write fails and says so.
+_log = RateLimitedLogger(namespace="twisted_chat.cluster.stores")
 
 #: The server bans replaced, counted and announced. KEYS: bans, version.
 WRITE_BANS: Final = """

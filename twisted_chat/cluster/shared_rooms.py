@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Final
 
-from twisted.logger import Logger
-
 from twisted_chat.accounts.rooms import (
     MAX_REGISTERED_ROOMS,
     MAX_ROOMS_PER_FOUNDER,
@@ -37,6 +35,7 @@ from twisted_chat.cluster.replica import (
     reason_of,
     text_of,
 )
+from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.room_ports import RegisteredRoom, RoomTopic, encode_rules
 
 if TYPE_CHECKING:
@@ -51,7 +50,8 @@ __all__ = ["ROOMS_KEY", "RedisRoomStore", "room_from", "room_value"]
 ROOMS_KEY: Final = "tc:rooms"
 ROOMS_VERSION: Final = "tc:rooms:v"
 
-_log = Logger(namespace="twisted_chat.cluster.stores")
+#: Rate-limited: while Redis is down, every write fails and says so.
+_log = RateLimitedLogger(namespace="twisted_chat.cluster.stores")
 
 
 def room_value(room: RegisteredRoom) -> str:
