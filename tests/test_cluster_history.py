@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import pytest
 import pytest_twisted
-from _redis import RedisServer, redis, redis_server, until
+from _redis import RedisServer, failures, redis, redis_server, until
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -34,6 +34,13 @@ NOW = time.time()
 
 ensure_deferred = pytest_twisted.ensureDeferred
 async_yield_fixture = pytest_twisted.async_yield_fixture
+
+
+@pytest.fixture(autouse=True)
+def _no_tracebacks(log_events: list[Any]) -> Iterator[None]:
+    """Whatever Redis does, nothing here logs a traceback."""
+    yield
+    assert failures(log_events) == []
 
 
 class LinkRig:

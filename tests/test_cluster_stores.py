@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, cast
 
+import pytest
 import pytest_twisted
-from _redis import RedisServer, redis, until
+from _redis import RedisServer, failures, redis, until
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -39,6 +40,13 @@ HASH = "$argon2id$v=19$m=19456,t=2,p=1$c2VjcmV0c2FsdA$SECRETHASHVALUE"
 
 ensure_deferred = pytest_twisted.ensureDeferred
 async_yield_fixture = pytest_twisted.async_yield_fixture
+
+
+@pytest.fixture(autouse=True)
+def _no_tracebacks(log_events: list[Any]) -> Iterator[None]:
+    """Whatever Redis does, nothing here logs a traceback."""
+    yield
+    assert failures(log_events) == []
 
 
 class RedisError(Exception):
