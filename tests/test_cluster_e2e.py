@@ -25,6 +25,7 @@ Redis being down, which is what that test is about.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from pathlib import Path
@@ -218,25 +219,61 @@ def test_users_on_different_nodes_chat(cluster: Cluster) -> None:
     never_alone(alice, carol)
 
 
-def test_nick_race_between_two_nodes(cluster: Cluster) -> None:
-    """Two nodes asked for one nick at the same moment: exactly one winner."""
+def race(x: Client, y: Client, first: str, second: str) -> tuple[str, str]:
+    """``x`` asks for ``first`` and ``y`` for ``second`` at once: their answers."""
+    x.say(f"/nick {first}")
+    y.say(f"/nick {second}")
+    return x.expect(NICK_ANSWER), y.expect(NICK_ANSWER)
+
+
+#: One name for a single node: case, width, look-alikes (a Cyrillic А, О).
+RACES = [(f"race{n}", f"RACE{n}") for n in range(12)] + [
+    ("Alice", "ＡＬＩＣＥ"),
+    ("Anna", "Аnna"),
+    ("Oleg", "Оleg"),
+]
+
+
+def agreed(clients: tuple[Client, ...], names: tuple[str, str]) -> bool:
+    """Every client's ``/who #lobby`` lists the same one of ``names``."""
+    seen = {frozenset(who(client, "#lobby") & set(names)) for client in clients}
+    return len(seen) == 1 and len(next(iter(seen))) == 1
+
+
+def test_nick_race_leaves_one_holder(cluster: Cluster) -> None:
+    """Two nodes asked for one nick at the same moment: one user holds it, on all."""
     a, b, c = cluster.start("a", "b", "c")
     x = a.connect()
     y = b.connect()
     z = c.connect()
-    # The same name for a single node: case, width, look-alikes (Cyrillic А).
-    spellings = [(f"race{n}", f"RACE{n}") for n in range(24)]
-    spellings += [("Alice", "ＡＬＩＣＥ"), ("Anna", "Аnna"), ("Oleg", "Оleg")]
-    for first, second in spellings:
-        x.say(f"/nick {first}")
-        y.say(f"/nick {second}")
-        answers = {"a": x.expect(NICK_ANSWER), "b": y.expect(NICK_ANSWER)}
-        winners = [name for name, line in answers.items() if line.startswith("* ")]
-        assert len(winners) == 1, (first, second, answers)
-        (loser,) = {"a", "b"} - set(winners)
-        assert answers[loser].startswith("! nick-in-use: "), answers
-        line = z.reply(f"/nick {first}")  # and the third node agrees
+    for names in RACES:
+        answers = race(x, y, *names)
+        eventually(
+            functools.partial(agreed, (x, y, z), names),
+            f"one of {names} in #lobby, the same on every node, after {answers}",
+        )
+        line = z.reply(f"/nick {names[0]}")  # and the third node may not take it
         assert line.startswith("! nick-in-use: "), (answers, line)
+
+
+def test_nick_race_loser_is_refused(cluster: Cluster) -> None:
+    """
+    PROTOCOL.md: a taken nick is refused with ``!``, the nick unchanged: of two
+    nodes racing, one user gets ``* You are now known as``, the other
+    ``! nick-in-use:``, and the room never sees the loser take the name.
+    """
+    a, b = cluster.start("a", "b")
+    x = a.connect()
+    y = b.connect()
+    for first, second in RACES:
+        answers = race(x, y, first, second)
+        winners = [line for line in answers if line.startswith("* ")]
+        assert len(winners) == 1, (first, second, answers)
+        (refusal,) = set(answers) - set(winners)
+        assert refusal.startswith("! nick-in-use: "), answers
+    for client in (x, y):
+        client.settle()
+        assert not said(client, r"is taken on another node"), client.lines
 
 
 def test_killed_node_users_quit_elsewhere(cluster: Cluster) -> None:
@@ -294,6 +331,10 @@ def test_redis_outage(cluster: Cluster) -> None:
     dave = b.connect("dave")
     users = {"alice": alice, "carol": carol, "bob": bob, "dave": dave}
     meet("#dev", **users)
+    # Two who will both take the nick zed meanwhile: later on b, who connected
+    # first, takes it after first on a: the later claim is later's.
+    later = b.connect()
+    first = a.connect()
 
     cluster.redis.stop()
     down = time.monotonic()
@@ -305,9 +346,7 @@ def test_redis_outage(cluster: Cluster) -> None:
     bob.say("only on b")
     assert dave.expect(r"^\[#dev\]") == "[#dev] <bob> only on b"
     # The same nick taken on both nodes while they cannot tell: zed on a first.
-    first = a.connect()
     first.nick("zed")
-    later = b.connect()
     later.nick("zed")
     assert time.monotonic() - down < 10.0, "the outage checks took too long"
     time.sleep(max(0.0, 10.0 - (time.monotonic() - down)))  # the outage itself
@@ -316,7 +355,7 @@ def test_redis_outage(cluster: Cluster) -> None:
     heard(alice, "alice", bob, REJOIN_SECONDS)
     bob.say("and back to a")
     for user in (alice, carol):
-        assert user.expect(r"^\[#dev\]") == "[#dev] <bob> and back to a"
+        assert user.expect(r"^\[#dev\] <bob>") == "[#dev] <bob> and back to a"
     dave.say("/msg carol across again")
     assert carol.expect(r"^\[PM\]") == "[PM] <dave> across again"
     everyone = set(users)
@@ -337,7 +376,7 @@ def test_redis_outage(cluster: Cluster) -> None:
     lobby = who(newcomer, "#lobby")
     assert {"zed", guest} <= lobby, lobby
 
-    for name, user in users.items():
+    for name, user in {**users, "first": first, "later": later}.items():
         user.settle()
         assert len(said(user, rf"^{re.escape(ALONE)}")) == 1, (name, user.lines)
         assert not said(user, r"internal-error|Traceback"), user.lines
