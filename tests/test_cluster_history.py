@@ -211,7 +211,7 @@ async def test_lines_that_arrive_during_a_load_are_kept_once(
     await a.flush()
     b = await node()
     loading = b.load()
-    b.remote_lines("#a", "#a", NOW + 2, said("#a", 2))  # also in the stream
+    b.remote_lines("#a", "#a", NOW + 3, said("#a", 2))  # in the stream (arrived later)
     b.remote_lines("#a", "#a", NOW + 3, said("#a", 3))  # not yet
     assert await loading is True
     assert texts(b.recent("#a", 10)) == ["text 1", "text 2", "text 3"]

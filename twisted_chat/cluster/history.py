@@ -78,6 +78,9 @@ end
 return #ARGV - 3
 """
 
+#: Seconds between a line's time in a stream and its time here for it to
+#: be the same line: the mirror stamps remote lines when they arrive.
+SAME_TURN: Final = 5.0
 #: A topic's JSON object's fields, as `StoredTopic` orders them.
 TOPIC_FIELDS: Final = ("room_key", "room", "text", "set_by", "set_at")
 #: (room key, room, at, data) of one turn.
@@ -354,11 +357,14 @@ class ClusterHistory:
         cutoff = age_cutoff(self.seconds(), self.memory.max_age_days)
         if cutoff is not None:
             turns = [turn for turn in turns if turn.at >= cutoff]
-        seen = {(turn.at, line) for turn in turns for line in turn_lines(turn.data)}
+        seen: dict[bytes, list[float]] = {}
+        for turn in turns:
+            for line in turn_lines(turn.data):
+                seen.setdefault(line, []).append(turn.at)
         during = self._during.get(room_key, []) if self._during is not None else []
-        for said in during:
-            _, room, at, data = said
-            if (at, turn_lines(data)[0] if data else b"") not in seen:
+        for _, room, at, data in during:
+            times = seen.get(turn_lines(data)[0] if data else b"", [])
+            if not any(abs(at - then) <= SAME_TURN for then in times):
                 turns.append(Turn(0, room_key, room, at, data, data.count(b"\n")))
         # The cache's own tails: MemoryStore keeps them by room key.
         self.memory._rooms[room_key] = Tail(self.memory.max_per_room or None, turns)
