@@ -78,6 +78,7 @@ class FakeClaims:
         self.node = node
 
     def claim(self, key: str, display: str, at: float) -> Deferred[bool]:
+        del display, at
         owner = self.bus.owners.setdefault(key, self.node)
         return succeed(owner == self.node)
 
@@ -86,6 +87,7 @@ class FakeClaims:
             del self.bus.owners[key]
 
     def reclaim(self, key: str, display: str, at: float) -> Deferred[str | None]:
+        del display, at
         owner = self.bus.owners.setdefault(key, self.node)
         return succeed(None if owner == self.node else owner)
 
@@ -122,7 +124,7 @@ class Cluster:
             calls,
             clock,
             name,
-            remote_lines=lambda key, room, at, data: said.append((key, data)),
+            remote_lines=lambda key, _room, _at, data: said.append((key, data)),
         )
         node.claims = FakeClaims(self.bus, name)  # type: ignore[assignment]
         node.lease = FakeLease()  # type: ignore[assignment]
@@ -187,7 +189,7 @@ def test_a_room_is_published_once_per_turn_whatever_was_said(cluster: Cluster) -
 
 def test_private_messages_reach_the_other_node(cluster: Cluster) -> None:
     a, b = cluster.node("a"), cluster.node("b")
-    alice_client, alice = cluster.user(a, "alice")
+    alice_client, _alice = cluster.user(a, "alice")
     bob_client, bob = cluster.user(b, "bob")
     b.receive(bob, "/msg alice psst")
     cluster.settle()
@@ -206,9 +208,12 @@ def test_two_nodes_racing_for_a_nick_have_one_winner(cluster: Cluster) -> None:
     won = [lines for lines in answers if "* You are now known as zed." in lines]
     won += [lines for lines in answers if "* You are now known as ZED." in lines]
     lost = [
-        lines for lines in answers if any(l.startswith("! nick-in-use") for l in lines)
+        lines
+        for lines in answers
+        if any(line.startswith("! nick-in-use") for line in lines)
     ]
-    assert len(won) == 1 and len(lost) == 1, answers
+    assert len(won) == 1, answers
+    assert len(lost) == 1, answers
     assert {x.nick.key, y.nick.key} == {
         "zed",
         y.nick.key if x.nick.key == "zed" else "zed",
@@ -220,7 +225,8 @@ def test_a_dead_node_s_users_quit_and_free_their_nicks(cluster: Cluster) -> None
     cluster.user(a, "alice")
     bob_client, bob = cluster.user(b, "bob")
     dead = {"kind": "node-dead", "node": "a"}
-    cluster.nodes["a"].link.up = False  # type: ignore[attr-defined]
+    link: Any = cluster.nodes["a"].link
+    link.up = False
     cluster.bus.owners = {k: n for k, n in cluster.bus.owners.items() if n != "a"}
     cluster.bus.queue.append((CONTROL, wire.line(dead)))
     cluster.settle()
@@ -268,7 +274,7 @@ def test_what_other_nodes_said_is_not_stored_twice(cluster: Cluster) -> None:
 
 def test_a_kick_on_one_node_removes_the_user_on_theirs(cluster: Cluster) -> None:
     a, b = cluster.node("a"), cluster.node("b")
-    op_client, op = cluster.user(a, "op")
+    _op_client, op = cluster.user(a, "op")
     a.receive(op, "/join #ops")
     cluster.settle()
     bob_client, bob = cluster.user(b, "bob")
@@ -299,7 +305,7 @@ def test_a_quit_comes_after_the_last_words(cluster: Cluster) -> None:
 )
 def test_garbage_on_the_channels_is_ignored(cluster: Cluster, data: bytes) -> None:
     b = cluster.node("b")
-    bob_client, bob = cluster.user(b, "bob")
+    _bob_client, bob = cluster.user(b, "bob")
     for channel in (EVENTS, CONTROL, "tc:to:b"):
         cluster.bus.queue.append((channel, data))
     cluster.settle()
