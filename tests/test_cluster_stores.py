@@ -414,4 +414,24 @@ def test_a_load_in_flight_keeps_newer_announcements_and_drops_older(
     assert store.get("new") is not None  # seen already: ignored
 
 
+def test_an_announcement_that_does_not_read_is_logged_and_skipped(
+    redis: RedisServer, log_events: list[Any]
+) -> None:
+    from twisted.internet.task import Clock
+
+    accounts = sync_accounts(redis, Clock())
+    rooms = sync_rooms(redis, Clock())
+    accounts.apply({"v": 1, "kind": "accounts", "name": "x", "value": {"key": 3}})
+    accounts.apply({"v": 2, "kind": "bans", "value": None})
+    rooms.apply({"v": 1, "kind": "rooms", "name": "#x", "value": {"rules": 3}})
+    accounts.apply({"kind": "accounts", "name": "y"})  # no version
+    assert len(accounts) == 0
+    assert len(rooms) == 0
+    ignored = [e for e in log_events if "ignored" in str(e.get("log_format"))]
+    assert len(ignored) == 4
+    account = {"key": "y", "name": "Y", "password_hash": HASH, "created_at": 1.0}
+    accounts.apply({"v": 3, "kind": "accounts", "name": "y", "value": account})
+    assert accounts.get("y") == Account("y", "Y", HASH, 1.0, None)
+
+
 __all__ = ["redis"]  # the fixture, for pytest

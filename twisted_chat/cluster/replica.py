@@ -235,6 +235,12 @@ class Replica:
     def _apply(self, message: dict[str, Any]) -> None:
         try:
             self._apply_one(message)
+        except (ValueError, TypeError, KeyError) as e:  # another node's bad value
+            _log.warn(
+                "{what}: an announcement that does not read ignored: {reason}",
+                what=self.what,
+                reason=" ".join(str(e).split()),
+            )
         except Exception:
             _log.failure("{what}: applying an announcement", what=self.what)
 
