@@ -162,6 +162,12 @@ class ClusterHistory:
 
     def stop(self) -> Deferred[None]:
         """Ignore further changes; fires once the writes in flight are answered."""
+        if self._unsaved and not self._stopped:
+            self._log.warn(
+                "history: {count} turns said while the cluster store was"
+                " unreachable were never written to it",
+                count=len(self._unsaved),
+            )
         self._stopped = True
         return self.flush()
 
@@ -231,7 +237,8 @@ class ClusterHistory:
 
         def trim(keys: list[str]) -> None:
             for key in keys:
-                self._track(self.link.call("XTRIM", key, "MINID", minid))
+                trimmed = self.link.call("XTRIM", key, "MINID", minid)
+                self._track(trimmed).addErrback(failed)
 
         def failed(failure: Failure) -> None:
             self._log.warn("history: not pruned: {reason}", reason=reason_of(failure))
@@ -289,14 +296,11 @@ class ClusterHistory:
         value = json.dumps(attrs.asdict(topic), ensure_ascii=False)
 
         def not_sent(failure: Failure) -> None:
-            self._log.warn(
-                "history: topic not written ({reason})", reason=reason_of(failure)
-            )
+            self._log.warn("history: topic not written ({e})", e=reason_of(failure))
             self._unsaved_topics.setdefault(topic.room_key, topic)
 
-        self._track(
-            self.link.call("SET", TOPIC_PREFIX + topic.room_key, value)
-        ).addErrback(not_sent)
+        sent = self.link.call("SET", TOPIC_PREFIX + topic.room_key, value)
+        self._track(sent).addErrback(not_sent)
 
     def _send_unsaved(self) -> Deferred[None]:
         """Write what waited for Redis, in order; fires once it is answered."""
@@ -324,7 +328,7 @@ class ClusterHistory:
         if self._during is None:
             self._during, self._topics_during = {}, {}
             work = Deferred.fromCoroutine(self._load(room_keys))
-            work.addCallbacks(self._loaded, self._load_failed)
+            work.addCallbacks(lambda _: self._end_load(True), self._load_failed)
         return d
 
     async def _load(self, room_keys: Sequence[str] | None) -> None:
@@ -375,15 +379,10 @@ class ClusterHistory:
             key, room, text, by = (str(data[name]) for name in TOPIC_FIELDS[:4])
             topic = StoredTopic(key, room, text, by, float(data["set_at"]))
         except (ValueError, KeyError, TypeError) as e:
-            self._log.warn(
-                "history: a topic in the cluster store skipped: {e}", e=str(e)
-            )
+            self._log.warn("history: a stored topic skipped: {e}", e=str(e))
             return
         if topic.room_key not in self._topics_during:
             self.memory.set_topic(topic)
-
-    def _loaded(self, _: object) -> None:
-        self._end_load(True)
 
     def _load_failed(self, failure: Failure) -> None:
         self._log.warn(
