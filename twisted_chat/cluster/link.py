@@ -1,12 +1,11 @@
 """The node's two connections to Redis, kept up through outages (issue 19).
 
-Why two: a Redis connection that has sent SUBSCRIBE can only (un)subscribe
-and ping, so commands (claims, leases, history, PUBLISH) go over one
-connection and the channels arrive over another. `RedisLink` is *up* when
-both are ready: the command connection has logged in and selected its
-database, the subscriber has subscribed to every channel. Anything else is
-an outage, however it started: Redis refusing at start, a connection lost,
-a reply or a PING not answered within `REPLY_TIMEOUT`, a wrong password.
+Why two: a connection that has sent SUBSCRIBE can only (un)subscribe and
+ping, so commands go over one connection and channels arrive over another.
+`RedisLink` is *up* when both are ready (logged in, database selected, a
+PING or the SUBSCRIBEs answered). Anything else is an outage, however it
+started: Redis refusing, a connection lost, a wrong password, no answer to
+the login or to a PING within `REPLY_TIMEOUT`.
 
 Why the connecting is ours, not txredisapi's reconnecting factories: the
 node must know at once when it is cut off (``on_down``, once per outage: the
@@ -14,8 +13,9 @@ mirror tells its users the server runs alone for now); commands must fail at
 once meanwhile, not wait in a queue (txredisapi's lazy handler waits); and
 the node must know when it is back (``on_up``, once per recovery, after the
 subscriber has subscribed again: the mirror resynchronises what it missed).
-Each connection is a txredisapi protocol (RESP, AUTH, SELECT) connected by
-`_Connection`, retrying (`FIRST_DELAY` doubling to `MAX_DELAY`) until stop.
+Each connection is a txredisapi protocol (AUTH, SELECT, SUBSCRIBE; the
+wire read and written by `resp`, faster) connected by `_Connection`, which
+retries (`FIRST_DELAY` doubling to `MAX_DELAY`) until stop.
 
 Replies are raw: bulk strings are bytes, integers int, status replies str
 (``"OK"``), arrays lists, nil None; no number conversion (a nick "123" stays
@@ -26,6 +26,7 @@ during the command; `CommandError` when Redis answered with an error.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,6 +45,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twisted_chat.cluster.resp import CommandProtocol, SubscriberProtocol
 from twisted_chat.cluster.url import ClusterUrl
 
 __all__ = ["CommandError", "LinkDown", "RedisLink"]
@@ -53,7 +55,7 @@ FIRST_DELAY = 0.5
 MAX_DELAY = 8.0
 #: Seconds a TCP (and TLS) connect may take.
 CONNECT_TIMEOUT = 5.0
-#: Seconds Redis has to answer a command or PING, or the connection is dropped.
+#: Seconds Redis has to answer the login or a PING, or the connection is dropped.
 REPLY_TIMEOUT = 5.0
 #: Seconds between PINGs on both connections, so a silent peer is noticed.
 PING_EVERY = 3.0
@@ -69,23 +71,11 @@ class CommandError(Exception):
     """Redis answered the command with an error (its message is the text)."""
 
 
-class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
-    """The subscriber connection: hands messages to the link."""
-
-    owner: _Connection | None = None
-
-    def messageReceived(self, pattern: object, channel: bytes, data: bytes) -> None:  # noqa: ARG002
-        if self.owner is not None:
-            self.owner.link.deliver(channel, data)
-
-
 class _Connection(ClientFactory):
     """One connection to Redis: connect, wait until ready, retry with back-off.
 
-    ``ready`` is the protocol once usable (logged in, database selected and,
-    for the subscriber, subscribed); ``None`` while connecting or retrying.
-    Also the factory txredisapi's protocol expects: a failed AUTH or SELECT
-    (``connectionError``) is one more failed attempt, retried like others.
+    ``ready`` is the protocol once usable, else None. Also the factory the
+    txredisapi protocol expects: a failed AUTH or SELECT is one more failure.
     """
 
     noisy = False
@@ -100,6 +90,7 @@ class _Connection(ClientFactory):
         self._proto: Any = None
         self._attempt: Deferred[Any] | None = None
         self._retry: IDelayedCall | None = None
+        self._deadline: IDelayedCall | None = None
         self._delay = FIRST_DELAY
         self._running = False
         self._closed: list[Deferred[None]] = []
@@ -108,14 +99,15 @@ class _Connection(ClientFactory):
         url = self.link.url
         proto = self.kind(
             charset=None,
-            replyTimeout=REPLY_TIMEOUT,
             password=url.password,
             dbid=url.db or None,
             convertNumbers=False,
         )
         # txredisapi schedules on the global reactor; ours may be another.
         proto.callLater = self.link.reactor.callLater
-        proto.owner = proto.factory = self
+        proto.factory = self
+        if isinstance(proto, SubscriberProtocol):
+            proto.on_message = self.link.deliver
         base_lost = proto.connectionLost
 
         def connection_lost(why: Failure) -> None:
@@ -150,6 +142,10 @@ class _Connection(ClientFactory):
         if not self._running:
             proto.transport.loseConnection()
             return
+        # Until ready: AUTH, SELECT, then a PING or the SUBSCRIBEs answered.
+        self._deadline = self.link.reactor.callLater(
+            REPLY_TIMEOUT, self.abort, proto, "no answer"
+        )
         proto.whenConnected().addCallback(self._logged_in)
 
     def _logged_in(self, proto: Any) -> None:
@@ -159,15 +155,11 @@ class _Connection(ClientFactory):
         """
         if proto is not self._proto or not self._running:
             return
-        if self.kind is _Subscriber:
+        if self.kind is SubscriberProtocol:
             first = [proto.subscribe(channel) for channel in self.link.channels]
         else:
             first = [proto.execute_command("PING")]
-        reactor = self.link.reactor
-        gatherResults(
-            [answer.addTimeout(REPLY_TIMEOUT, reactor) for answer in first],
-            consumeErrors=True,
-        ).addCallbacks(
+        gatherResults(first, consumeErrors=True).addCallbacks(
             lambda _: self._become_ready(proto),
             lambda failure: self.abort(proto, f"no answer: {failure.value}"),
         )
@@ -175,6 +167,7 @@ class _Connection(ClientFactory):
     def _become_ready(self, proto: Any) -> None:
         if proto is not self._proto or not self._running:
             return
+        self._no_deadline()
         self.ready = proto
         self._delay = FIRST_DELAY
         self.link.changed()
@@ -203,6 +196,7 @@ class _Connection(ClientFactory):
             return
         self._proto = None
         self.ready = None
+        self._no_deadline()
         self._closed, waiting = [], self._closed
         for done in waiting:
             done.callback(None)
@@ -216,10 +210,18 @@ class _Connection(ClientFactory):
         delay, self._delay = self._delay, min(self._delay * 2, MAX_DELAY)
         self._retry = self.link.reactor.callLater(delay, self._connect)
 
+    def _no_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
     def ping(self) -> None:
         """PING the ready protocol: no answer in time drops the connection."""
-        if self.ready is not None:
-            self.ready.execute_command("PING").addErrback(lambda _: None)
+        proto = self.ready
+        if proto is not None:
+            proto.execute_command("PING").addTimeout(
+                REPLY_TIMEOUT, self.link.reactor
+            ).addErrback(lambda _: self.abort(proto, "no answer to PING"))
 
     def stop(self) -> Deferred[None]:
         self._running = False
@@ -262,11 +264,10 @@ class RedisLink:
         self._on_down = on_down
         #: "new" until the first outcome, then "up" or "down".
         self._state = "new"
-        self._command = _Connection(self, "commands", txredisapi.BaseRedisProtocol)
-        self._subscriber = _Connection(self, "subscriber", _Subscriber)
+        self._command = _Connection(self, "commands", CommandProtocol)
+        self._subscriber = _Connection(self, "subscriber", SubscriberProtocol)
         self._pinger = LoopingCall(self._ping)
         self._pinger.clock = reactor
-        self._shas: dict[str, str] = {}
         #: PUBLISHes dropped because the link was down (for tests, metrics).
         self.dropped = 0
 
@@ -313,13 +314,8 @@ class RedisLink:
         if self._state in ("down", "stopped"):
             return
         self._state = "down"
-        _log.warn(
-            "cluster store {url} unreachable ({reason}); retrying, at most every "
-            "{delay:g} s",
-            url=self.url.redacted(),
-            reason=reason,
-            delay=MAX_DELAY,
-        )
+        text = "cluster store {url} unreachable ({reason}); retrying"
+        _log.warn(text, url=self.url.redacted(), reason=reason)
         self._notify(self._on_down, reason)
 
     def _notify(self, callback: Callable[..., None], *args: object) -> None:
@@ -342,10 +338,11 @@ class RedisLink:
 
     def publish(self, channel: str, data: bytes) -> None:
         """PUBLISH, fire and forget; dropped (counted) while the link is down."""
-        if not self.up:
+        proto = self._command.ready
+        if not self.up or proto is None:
             self.dropped += 1
             return
-        self.call("PUBLISH", channel, data).addErrback(lambda _: None)
+        proto.send_quiet(("PUBLISH", channel, data))
 
     def call(self, *args: object) -> Deferred[Any]:
         """Send one command; its raw reply (see module), or LinkDown at once."""
@@ -353,11 +350,11 @@ class RedisLink:
         if not self.up or proto is None:
             return fail(LinkDown(f"cluster store {self.url.redacted()} unreachable"))
         try:
-            sent: Deferred[Any] = proto.execute_command(*args)
+            sent: Deferred[Any] = proto.send(args)
         except txredisapi.ConnectionError as error:
             return fail(LinkDown(str(error)))
-        except txredisapi.InvalidData as error:
-            return fail(CommandError(str(error)))
+        except TypeError as error:
+            return fail(error)
         return sent.addErrback(_translate)
 
     def script(
@@ -368,10 +365,7 @@ class RedisLink:
         Redis keeps an EVAL'd script in its cache, so the text goes over the
         wire once per script and Redis start, not per call.
         """
-        sha = self._shas.get(source)
-        if sha is None:
-            digest = hashlib.sha1(source.encode(), usedforsecurity=False)
-            sha = self._shas[source] = digest.hexdigest()
+        sha = _sha1(source)
 
         def load(failure: Failure) -> Deferred[Any] | Failure:
             if failure.check(CommandError) and str(failure.value).startswith(
@@ -388,6 +382,12 @@ class RedisLink:
             return
         self.channels.append(channel)
         self._subscriber.subscribe(channel)
+
+
+@functools.cache
+def _sha1(source: str) -> str:
+    """A script's id in Redis's script cache."""
+    return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
 
 def _translate(failure: Failure) -> Failure:
