@@ -156,16 +156,18 @@ class Cluster:
 
     def start(self, *names: str, formed: bool = True) -> list[Node]:
         """Start nodes called ``names``; wait until the live ones see each other."""
-        started = []
-        for name in names:
-            assert name not in self.nodes, name
-            node = Node(self, name)
-            self.nodes[name] = node
-            node.secrets = self.secrets  # one list: Chat.register appends to it
-            started.append(node.start())
+        started = [self.add(name) for name in names]
         if formed:
             self.wait_formed()
         return started
+
+    def add(self, name: str, *args: str) -> Node:
+        """Start one node with ``args`` of its own (no waiting for the others)."""
+        assert name not in self.nodes, name
+        node = Node(self, name)
+        self.nodes[name] = node
+        node.secrets = self.secrets  # one list: Chat.register appends to it
+        return node.start(*args)
 
     @property
     def live(self) -> list[Node]:

@@ -43,13 +43,15 @@ from _cluster_nodes import (
 )
 from _cluster_nodes import cluster as cluster  # noqa: PLC0414 - the fixture
 from _redis import redis_server
-from conftest import TIMEOUT
+from conftest import TIMEOUT, free_port
 from test_accounts_e2e import Client, whois
+from test_irc_e2e import Irc
 from test_operators_e2e import (
     assert_banned_on_connect,
     assert_one_banned_line,
     assert_udp_banned_on_hello,
 )
+from test_web_e2e import Ws
 
 pytestmark = pytest.mark.slow
 
@@ -238,6 +240,64 @@ def agreed(clients: tuple[Client, ...], names: tuple[str, str]) -> bool:
     """Every client's ``/who #lobby`` lists the same one of ``names``."""
     seen = {frozenset(who(client, "#lobby") & set(names)) for client in clients}
     return len(seen) == 1 and len(next(iter(seen))) == 1
+
+
+def test_irc_and_web_users_on_other_nodes(cluster: Cluster) -> None:
+    """A line user on a, an IRC user on b, a browser on c: one room, PMs."""
+    irc_port, web_port = free_port(), free_port()
+    a = cluster.add("a")
+    cluster.add("b", "--irc", f"tcp:{irc_port}:interface=127.0.0.1")
+    cluster.add("c", "--web", f"tcp:{web_port}:interface=127.0.0.1")
+    cluster.wait_formed()
+    lina = a.connect("lina")
+    lina.say("/join #dev")
+    lina.expect(r"^\* You joined #dev")
+    bob = Irc(irc_port)
+    bob.register("bob")
+    bob.send("JOIN #dev")  # at once, as IRC clients do after the MOTD
+    join = bob.expect(r" JOIN #dev$")
+    assert join.startswith(":bob!~bob@"), bob.lines  # the nick of its 001
+    names = bob.expect(r" 353 bob = #dev :")
+    assert set(names.split(":")[-1].split()) == {"@lina", "bob"}, names
+    lina.expect(r"^\* bob joined #dev$")
+    web = Ws(web_port)
+    web.wait(lambda: web.accepted)
+    web.expect("hello")
+    web.say("/nick webby")
+    web.expect("you", nick="webby")
+    web.say("/join #dev")
+    web.expect("join", room="#dev", nick="webby")
+    members = web.expect("members", room="#dev")["members"]
+    assert {member["nick"] for member in members} == {"lina", "bob", "webby"}
+    lina.expect(r"^\* webby joined #dev$")
+    bob.expect(r"^:webby!\S+ JOIN #dev$")
+
+    lina.say("hello irc and web")
+    line = bob.expect(r"PRIVMSG #dev :hello irc and web$")
+    assert line.startswith(":lina!~lina@"), line
+    assert "127.0.0" not in line  # a cloak, never the address
+    assert web.expect("message", nick="lina")["text"] == "hello irc and web"
+    bob.send("PRIVMSG #dev :from \x02irc\x02")
+    assert lina.expect(r"^\[#dev\] <bob>") == "[#dev] <bob> from irc"
+    assert web.expect("message", nick="bob")["text"] == "from irc"
+    web.say("/me from the web")
+    assert lina.expect(r"^\[#dev\] \* webby") == "[#dev] * webby from the web"
+    bob.expect(r"PRIVMSG #dev :\x01ACTION from the web\x01$")
+    bob.send("PRIVMSG webby :pm from irc")
+    assert web.expect("private", nick="bob")["text"] == "pm from irc"
+    web.say("/msg bob pm from the web")
+    bob.expect(r"PRIVMSG bob :pm from the web$")
+    lina.say("/msg bob and from a")
+    bob.expect(r"^:lina!\S+ PRIVMSG bob :and from a$")
+    bob.send("NICK robert")  # renames are claimed in Redis, and IRC still sees NICK
+    bob.expect(r"^:bob!\S+ NICK :?robert$")
+    assert lina.expect(r"^\* bob is now") == "* bob is now known as robert"
+    assert web.expect("nick", old="bob")["new"] == "robert"
+    bob.send("QUIT :off")
+    assert lina.expect(r"^\* robert quit") == "* robert quit (Quit: off)"
+    web.expect("quit", nick="robert")
+    web.close()
+    bob.close()
 
 
 def test_nick_race_leaves_one_holder(cluster: Cluster) -> None:
