@@ -250,6 +250,7 @@ async def test_server_bans_saved_on_one_node_hold_on_the_other(
     assert got == [True]
     c = await nodes()  # started later: loads them
     assert c.accounts.server_bans() == [row]
+    assert ("bans", None) in c.changes  # the load changed them
 
 
 @ensure_deferred
@@ -269,6 +270,7 @@ async def test_registered_rooms_are_shared_and_loaded(
     assert ("rooms", lobby.key) in a.changes
     c = await nodes()
     assert c.rooms.all() == [a.rooms.get(lobby.key)]
+    assert ("rooms", lobby.key) in c.changes  # the load changed it
     assert c.rooms.get(lobby.key).rules == rules
     # The same name registered elsewhere meanwhile: refused, the founder kept.
     taken = room("#taken", founder="carol")
@@ -287,6 +289,23 @@ async def test_registered_rooms_are_shared_and_loaded(
     await until(
         lambda: a.rooms.get(lobby.key) is None and b.rooms.get(lobby.key) is None
     )
+
+
+@ensure_deferred
+async def test_one_room_registered_on_two_nodes_at_once_has_one_founder(
+    nodes: Callable[[], Any],
+) -> None:
+    a, b = await nodes(), await nodes()
+    got_a, done_a = done_list()
+    got_b, done_b = done_list()
+    for n in range(10):
+        a.rooms.register(room(f"#r{n}", founder=f"a{n}"), done_a)
+        b.rooms.register(room(f"#R{n}", founder=f"b{n}"), done_b)
+    await until(lambda: len(got_a) + len(got_b) == 20)
+    assert sorted(got_a + got_b) == [False] * 10 + [True] * 10
+    keys = [RoomName.parse(f"#r{n}").key for n in range(10)]
+    await until(lambda: all(a.rooms.get(k) == b.rooms.get(k) for k in keys))
+    assert all(a.rooms.get(k) is not None for k in keys)
 
 
 @ensure_deferred

@@ -120,8 +120,9 @@ class RedisAccountStore(BaseAccountStore):
     """`AccountStore` of a clustered node: memory, written to Redis.
 
     :param on_change: told ``("accounts", key)`` or ``("bans", None)`` after
-        an announcement changed the dict or the bans (the mirror hands new
-        bans to the core's ban list: the core reads them once, at start).
+        an announcement changed an account or the bans, and ``("bans",
+        None)`` after a load changed them: the mirror hands new bans to the
+        core (``ServerBans.reload``), which reads them once, at start.
     """
 
     def __init__(
@@ -175,7 +176,12 @@ class RedisAccountStore(BaseAccountStore):
             accounts[account.key] = account
         self._accounts.clear()
         self._accounts.update(accounts)
-        self._bans = self._read_bans(text_of(bans)) if text_of(bans) else ()
+        before, self._bans = (
+            self._bans,
+            (self._read_bans(text_of(bans)) if text_of(bans) else ()),
+        )
+        if self._bans != before:
+            self._changed("bans", None)  # changed while this node did not listen
         return int(text_of(version) or 0)
 
     def _read_bans(self, text: str) -> Bans:

@@ -110,8 +110,9 @@ def room_from(data: object) -> RegisteredRoom:
 class RedisRoomStore(BaseRoomStore):
     """`RoomStore` of a clustered node: memory, written to Redis.
 
-    :param on_change: told ``("rooms", key)`` after an announcement changed
-        a room (the mirror refreshes a live room's rules and topic).
+    :param on_change: told ``("rooms", key)`` after an announcement or a
+        load changed a room (the mirror refreshes a live room's rules and
+        topic).
     """
 
     def __init__(
@@ -159,9 +160,13 @@ class RedisRoomStore(BaseRoomStore):
                 )
                 continue
             rooms[room.key] = room
+        before = dict(self._rooms)
         self._rooms.clear()
         self._rooms.update(rooms)
         self._saved = dict(rooms)
+        for key in sorted(before.keys() | rooms.keys()):
+            if before.get(key) != rooms.get(key):
+                self._changed(key)  # changed while this node did not listen
         return int(text_of(version) or 0)
 
     def _apply_one(self, message: dict[str, Any]) -> None:
@@ -178,9 +183,12 @@ class RedisRoomStore(BaseRoomStore):
         else:
             room = room_from(value)
             self._rooms[room.key] = self._saved[room.key] = room
+        self._changed(name)
+
+    def _changed(self, key: str) -> None:
         if self.on_change is not None:
             try:
-                self.on_change("rooms", name)
+                self.on_change("rooms", key)
             except Exception:
                 _log.failure("in a registered rooms change callback")
 
