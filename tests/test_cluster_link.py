@@ -154,7 +154,12 @@ async def test_outage_down_once_then_up_and_working(
 ) -> None:
     rig = await Rig(redis.url).started()
     try:
+        # A command in flight when Redis goes fails too (BLPOP: it waits).
+        in_flight = rig.link.call("BLPOP", "nothing", 0)
+        await until(lambda: "cmd=blpop" in redis.cli("CLIENT", "LIST"))
         redis.stop()
+        with pytest.raises(LinkDown):
+            await in_flight
         await until(lambda: len(rig.downs) == 1)
         assert not rig.link.up
         with pytest.raises(LinkDown):
@@ -332,3 +337,23 @@ async def test_rediss_with_a_private_ca(tmp_path: Path) -> None:
             assert not untrusted.link.up
         finally:
             await untrusted.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_burst_of_messages_arrives_whole_without_an_outage(
+    redis: RedisServer,
+) -> None:
+    """20,000 messages at once: the subscriber keeps up, its PING is answered."""
+    receiver = await Rig(redis.url, ("tc:events",)).started()
+    sender = await Rig(redis.url, ()).started()
+    try:
+        payloads = [b"%d " % i + b"x" * 200 for i in range(20_000)]
+        for payload in payloads:
+            sender.link.publish("tc:events", payload)
+        await until(lambda: len(receiver.messages) == len(payloads))
+        assert [data for _, data in receiver.messages] == payloads
+        assert receiver.downs == []
+        assert sender.downs == []
+    finally:
+        await receiver.stop()
+        await sender.stop()
