@@ -401,6 +401,7 @@ def test_redis_outage(cluster: Cluster) -> None:
     for user in users.values():
         line = user.expect(rf"^{re.escape(ALONE)}")
         assert len(line) > len(ALONE), line  # it says why, or what to expect
+    during = b.connect()  # someone new meanwhile is told as well
     alice.say("only on a")
     assert carol.expect(r"^\[#dev\]") == "[#dev] <alice> only on a"
     bob.say("only on b")
@@ -436,7 +437,8 @@ def test_redis_outage(cluster: Cluster) -> None:
     lobby = who(newcomer, "#lobby")
     assert {"zed", guest} <= lobby, lobby
 
-    for name, user in {**users, "first": first, "later": later}.items():
+    also = {"first": first, "later": later, "during": during}
+    for name, user in {**users, **also}.items():
         user.settle()
         assert len(said(user, rf"^{re.escape(ALONE)}")) == 1, (name, user.lines)
         assert not said(user, r"internal-error|Traceback"), user.lines
@@ -490,6 +492,7 @@ def test_server_ban_holds_on_every_node(cluster: Cluster) -> None:
         b.connect("victimb", source="127.0.31.5"),
         c.connect("victimc", source="127.0.31.6"),
     ]
+    victims[0].expect(r"^\* \S+ is now known as victimc$")  # news from c is in
     for victim in victims:
         victim.settle()  # it has read everything before the ban
     line = root.reply("/serverban 127.0.31.0/24 spam from afar")
@@ -501,6 +504,8 @@ def test_server_ban_holds_on_every_node(cluster: Cluster) -> None:
     for node, source in ((a, "127.0.31.7"), (b, "127.0.31.8"), (c, "127.0.31.9")):
         assert_banned_on_connect(node, source)
     assert_udp_banned_on_hello(c, "127.0.31.10")
+    (d,) = cluster.start("d")  # a node started after the ban has it too
+    assert_banned_on_connect(d, "127.0.31.11")
 
     admin = oper(c, "admin", "admin", secrets["admin"])
     assert "127.0.31.0/24" in "\n".join(admin.replies("/serverbans"))
@@ -545,19 +550,24 @@ def test_account_registered_on_one_node_used_on_another(cluster: Cluster) -> Non
     other.say("/quit")
     other.read_until_closed()
     bystander.expect(r"^\* alice quit")
-    again = a.connect()
-    line = again.reply(f"/login alice {newer}")
-    assert line.startswith("* "), line
-    again.say("/logout")
-    again.settle()
-    line = again.reply(f"/login alice {secret}")
-    assert line.startswith("! login-failed: "), line
+    (c,) = cluster.start("c")  # a node that was not there for any of it
+    for node in (a, c):
+        again = node.connect()
+        line = again.reply(f"/login alice {newer}")
+        assert line.startswith("* "), (node, line)
+        again.say("/logout")
+        again.settle()
+        line = again.reply(f"/login alice {secret}")
+        assert line.startswith("! login-failed: "), (node, line)
     cluster.check_secrets()
 
 
 def test_topic_set_on_one_node_seen_on_another(cluster: Cluster) -> None:
-    """The room sees the new topic on every node; a joiner elsewhere is shown it."""
-    a, b, c = cluster.start("a", "b", "c")
+    """
+    The room sees the new topic on every node; a joiner on a node started
+    after it was set is shown it.
+    """
+    a, b = cluster.start("a", "b")
     alice = a.connect("alice")
     bob = b.connect("bob")
     meet("#dev", alice=alice, bob=bob)
@@ -566,6 +576,7 @@ def test_topic_set_on_one_node_seen_on_another(cluster: Cluster) -> None:
         "* alice set the topic of #dev to: Release on Friday"
     )
 
+    (c,) = cluster.start("c")
     carol = c.connect("carol")
     carol.say("/join #dev")
     assert carol.expect(r"^\* You joined #dev") == (
