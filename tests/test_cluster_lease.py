@@ -9,6 +9,7 @@ outage the reaper waits one ttl so the others can renew first.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +23,7 @@ from twisted_chat.cluster.link import RedisLink
 from twisted_chat.cluster.nick_claims import NickClaims
 from twisted_chat.cluster.url import ClusterUrl
 
-TTL = 1.0
+TTL = 2.0
 REFRESH = 0.3
 REAP_EVERY = 0.2
 
@@ -60,10 +61,11 @@ class Node:
         )
         self.claims = NickClaims(self.link, node_id)
 
-    async def start(self) -> Node:
+    async def start(self, lease: bool = True) -> Node:
         self.link.start()
         await until(lambda: self.link.up)
-        await self.lease.start()
+        if lease:
+            await self.lease.start()
         return self
 
     async def crash(self) -> None:
@@ -84,10 +86,11 @@ async def test_the_lease_is_set_and_renewed(redis: RedisServer) -> None:
     a = await Node(redis, "node-a").start()
     try:
         assert json.loads(redis.cli("GET", "tc:node:node-a"))["node"] == "node-a"
-        assert 0 < int(redis.cli("PTTL", "tc:node:node-a")) <= 1000
-        server_ms = int(redis.cli("TIME").split()[0]) * 1000
+        assert 0 < int(redis.cli("PTTL", "tc:node:node-a")) <= TTL * 1000
+        seconds, micros = map(int, redis.cli("TIME").split())
+        server_ms = seconds * 1000 + micros // 1000  # Redis's clock, not ours
         score = float(redis.cli("ZSCORE", "tc:nodes", "node-a"))
-        assert server_ms - 1000 < score <= server_ms + 2000
+        assert server_ms < score <= server_ms + TTL * 1000
         await settle(TTL * 2)  # renewed meanwhile: still there
         assert redis.cli("EXISTS", "tc:node:node-a") == "1"
         assert deaths(a) == []
@@ -146,34 +149,44 @@ async def test_after_an_outage_the_reaper_waits_one_ttl(redis: RedisServer) -> N
         # A node whose lease ran out while Redis was away.
         redis.cli("ZADD", "tc:nodes", "0", "ghost")
         await a.lease.renew_now()
-        await settle(TTL * 0.6)
-        assert redis.cli("ZSCORE", "tc:nodes", "ghost") == "0"
-        await until(lambda: deaths(a) == ["ghost"], timeout=TTL * 5)
+        held_back = time.monotonic()
+        assert await a.lease.reap() == []
+        await until(lambda: deaths(a) == ["ghost"], timeout=TTL * 10)
+        assert time.monotonic() - held_back >= TTL * 0.9
     finally:
         await a.stop()
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_live_lease_is_not_reaped_and_self_never(redis: RedisServer) -> None:
-    a = await Node(redis, "node-a").start()
-    b = await Node(redis, "node-b").start()
+    a = await Node(redis, "node-a").start(lease=False)  # listens, never reaps
+    b = NodeLease(a.link, reactor, "node-b", lambda _node: None, TTL)  # not started
     try:
-        # Stale scores, live lease keys: not reaped (the key is the truth).
-        redis.cli("SET", "tc:node:slow", "x", "PX", "5000")
-        redis.cli("ZADD", "tc:nodes", "0", "slow")
-        redis.cli("ZADD", "tc:nodes", "0", "node-a")
-        redis.cli("DEL", "tc:node:node-a")
-        assert await b.lease.reap() == ["node-a"]  # b reaps a; a would not
-        redis.cli("ZADD", "tc:nodes", "0", "node-b")
-        redis.cli("DEL", "tc:node:node-b")
-        assert await b.lease.reap() == []
+        redis.cli("SET", "tc:node:slow", "x", "PX", "60000")
+        for node in ("slow", "gone", "node-b"):
+            redis.cli("ZADD", "tc:nodes", "0", node)
+        # "slow": its lease key lives (the key is the truth); "node-b": itself.
+        assert await b.reap() == ["gone"]
         assert redis.cli("ZSCORE", "tc:nodes", "slow") == "0"
-        # a renews: back in the ZSET (and it logs that it was taken for dead).
-        await until(lambda: redis.cli("EXISTS", "tc:node:node-a") == "1")
-        await until(lambda: "node-a" in deaths(a))
+        assert redis.cli("ZSCORE", "tc:nodes", "node-b") == "0"
+        await until(lambda: deaths(a) == ["gone"])
+    finally:
+        await a.link.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_node_taken_for_dead_renews_and_says_so(
+    redis: RedisServer, log_events: list[LogEvent]
+) -> None:
+    a = await Node(redis, "node-a").start()
+    try:
+        redis.cli("ZREM", "tc:nodes", "node-a")  # as if reaped meanwhile
+        await until(lambda: redis.cli("ZSCORE", "tc:nodes", "node-a") != "")
+        await until(
+            lambda: any("taken for dead" in e["log_format"] for e in log_events)
+        )
     finally:
         await a.stop()
-        await b.stop()
 
 
 @pytest_twisted.ensureDeferred
