@@ -133,12 +133,17 @@ async def test_stop_is_a_clean_leave(redis: RedisServer) -> None:
     b = await Node(redis, "node-b").start()
     try:
         assert await a.claims.claim("alice", "alice", 1.0)
-        await a.stop()
+        await a.lease.stop()  # the link stays up, as in a daemon's shutdown
         assert redis.cli("EXISTS", "tc:node:node-a") == "0"
         assert redis.cli("ZSCORE", "tc:nodes", "node-a") == ""
         assert redis.cli("GET", "tc:nick:alice") == ""
         await until(lambda: deaths(b) == ["node-a"])
+        # Our own node-dead may come in after: the lease stays gone.
+        await a.lease.renew_now()
+        assert await a.lease.reap() == []
+        assert redis.cli("EXISTS", "tc:node:node-a") == "0"
     finally:
+        await a.link.stop()
         await b.stop()
 
 

@@ -123,6 +123,7 @@ class NodeLease:
         self._reaper = LoopingCall(self.reap)
         self._reaper.clock = clock
         self._renewed = False
+        self._stopped = False
         self._no_reap_until = 0.0
         self._value = json.dumps({"node": node_id, "started": clock.seconds()})
 
@@ -155,7 +156,13 @@ class NodeLease:
         return self.renew()
 
     def renew(self) -> Deferred[None]:
-        """Set the lease and its ZSET entry; never fails (logged instead)."""
+        """Set the lease and its ZSET entry; never fails (logged instead).
+
+        Nothing once stopped: our own ``node-dead`` may still come in, and
+        must not bring the lease back.
+        """
+        if self._stopped:
+            return succeed(None)
         keys = [self._lease_key, NODES]
         args = [round(self.ttl * 1000), self._value, self.node_id]
         return (
@@ -175,7 +182,8 @@ class NodeLease:
 
     def reap(self) -> Deferred[list[str]]:
         """Clean up after nodes whose lease ran out; the ids reaped."""
-        if not self.link.up or self.clock.seconds() < self._no_reap_until:
+        held_back = self.clock.seconds() < self._no_reap_until
+        if self._stopped or held_back or not self.link.up:
             return succeed([])
         return (
             self.link.script(_REAP, [NODES], self._args())
@@ -195,6 +203,7 @@ class NodeLease:
         Fires when done, or at once when Redis is down (the lease then runs
         out and another node's reaper does the same).
         """
+        self._stopped = True
         for loop in (self._renewer, self._reaper):
             if loop.running:
                 loop.stop()
