@@ -200,9 +200,9 @@ class Mirror:
             except Exception:
                 _log.failure("while applying a cluster event in {room}", room=display)
         if said and self._remote_lines is not None:
-            self._remote_lines(
-                key, room.name.display, self.server.seconds(), b"".join(said)
-            )
+            at = header.get("at")
+            when = at if isinstance(at, float) else self.server.seconds()
+            self._remote_lines(key, room.name.display, when, b"".join(said))
         if room.pending:
             self.server.outbox.heard_elsewhere(room)
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
+from twisted.internet.defer import gatherResults
 from twisted.logger import Logger
 
 from twisted_chat.cluster import wire
@@ -127,6 +128,8 @@ class ClusterNode(Service):
         self._alone = False
         self._ever_up = False
         self._leased = False
+        #: What must finish before the link closes (the stores' writes).
+        self.before_stop: list[Callable[[], Deferred[Any]]] = []
         server.cluster = self
         server.directory.on_rename = self.renamed
         server.directory.claim = self.claim_first
@@ -149,7 +152,10 @@ class ClusterNode(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        d = self.lease.stop()
+        # The lease goes, and what the shared stores still write lands,
+        # before the link closes.
+        waits = [self.lease.stop(), *(wait() for wait in self.before_stop)]
+        d: Deferred[Any] = gatherResults(waits, consumeErrors=True)
         d.addBoth(lambda _: self.link.stop())
         return d
 
@@ -204,7 +210,7 @@ class ClusterNode(Service):
         if foreign is None:
             foreign = room.foreign = ForeignMembers()
         relay = Participant(
-            client=Relay(room, self.format, self._publish_room),  # type: ignore[arg-type]
+            client=Relay(room, self.format, self._publish_room),
             nick=Nick(display="*cluster", key="*cluster"),
         )
         foreign.add(relay, self.format, len(room.pending))
@@ -212,7 +218,12 @@ class ClusterNode(Service):
     # -- out ------------------------------------------------------------------------
 
     def _publish_room(self, room: Room, body: bytes) -> None:
-        header = {"n": self.node_id, "r": room.name.key, "d": room.name.display}
+        header = {
+            "n": self.node_id,
+            "r": room.name.key,
+            "d": room.name.display,
+            "at": self._reactor.seconds(),
+        }
         self.link.publish(EVENTS, wire.encode(header, body))
 
     def _publish_events(self, *events: dict[str, Any]) -> None:

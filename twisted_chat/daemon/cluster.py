@@ -101,6 +101,9 @@ class ClusterParts:
             on_control=control,
             on_up=up,
         )
+        node.before_stop += [store.settled, rooms.settled]
+        if history is not None:
+            node.before_stop.append(history.flush)
         node.setName("cluster")
         return node
 
