@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Protocol
@@ -446,6 +447,62 @@ def test_redis_outage(cluster: Cluster) -> None:
     assert a.running
     assert b.running
     assert "Unhandled Error" not in a.log + b.log
+
+
+def test_redis_frozen_then_resumed_with_its_data(cluster: Cluster) -> None:
+    """
+    Redis frozen (SIGSTOP) for 10 s and resumed with everything it held: the
+    nodes run alone meanwhile, then join up with nobody taken for dead, the
+    accounts made before are still there, and one made meanwhile is either
+    refused or kept, never lost after being promised.
+    """
+    a, b = cluster.start("a", "b")
+    redis = cluster.redis.proc
+    assert redis is not None
+    alice, secret = a.register("alice")
+    bob = b.connect("bob")
+    carol = a.connect("carol")
+    users = {"alice": alice, "bob": bob, "carol": carol}
+    meet("#dev", **users)
+
+    redis.send_signal(signal.SIGSTOP)
+    frozen = time.monotonic()
+    try:
+        for user in users.values():
+            user.expect(rf"^{re.escape(ALONE)}")
+        dana = b.connect("dana")
+        dana_secret = cluster.secret()
+        made = dana.reply(f"/register {dana_secret}")
+        dana.say("/quit")
+        dana.read_until_closed()
+        time.sleep(max(0.0, 10.0 - (time.monotonic() - frozen)))  # the outage
+    finally:
+        redis.send_signal(signal.SIGCONT)
+
+    heard(alice, "alice", bob, REJOIN_SECONDS)
+    eventually(
+        lambda: who(bob, "#dev") == set(users),
+        "b lists everyone in #dev again",
+        REJOIN_SECONDS,
+    )
+    for name, user in users.items():
+        user.settle()
+        dead = said(user, r" quit \(connection lost\)")
+        assert not dead, (name, user.lines)  # nobody was taken for dead
+        assert len(said(user, rf"^{re.escape(ALONE)}")) == 1, (name, user.lines)
+    alice.say("/quit")
+    alice.read_until_closed()
+    bob.expect(r"^\* alice quit")
+    other = b.connect()
+    line = other.reply(f"/login alice {secret}")
+    assert line.startswith("* "), line
+    if made.startswith("* "):  # promised while alone: it must hold everywhere
+        for node in (a, b):
+            line = node.connect().reply(f"/login dana {dana_secret}")
+            assert line.startswith("* "), (made, node, line)
+    else:
+        assert made.startswith("! "), made
+    cluster.check_secrets()
 
 
 def test_history_from_a_node_that_did_not_see_it(cluster: Cluster) -> None:
