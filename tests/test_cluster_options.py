@@ -59,8 +59,8 @@ def test_the_service_has_a_cluster_node_that_has_not_connected(tmp_path: Path) -
     ).with_listeners({"tcp": ("tcp:0",)})
     service = make_chat_service(settings, MemoryReactorClock())
     node: Any = service.getServiceNamed("cluster")
-    assert service.server.cluster is node
     assert not node.link.up
+    assert service.server.cluster is node
 
 
 @pytest.mark.parametrize(
