@@ -32,7 +32,6 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_chat.cluster.link import LinkDown, RedisLink
@@ -41,6 +40,7 @@ from twisted_chat.cluster.nick_claims import (
     NICK_PREFIX,
     NICK_SET_PREFIX,
 )
+from twisted_chat.core.logs import RateLimitedLogger
 
 __all__ = ["CONTROL_CHANNEL", "LEASE_PREFIX", "NODES", "NodeLease"]
 
@@ -48,7 +48,8 @@ LEASE_PREFIX = "tc:node:"
 NODES = "tc:nodes"
 CONTROL_CHANNEL = "tc:control"
 
-_log = Logger()
+#: Rate-limited: a Redis refusing every write would log each renewal.
+_log = RateLimitedLogger()
 
 _NOW_MS = """
 local time = redis.call('TIME')

@@ -42,11 +42,11 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import ClientFactory
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_chat.cluster.resp import CommandProtocol, SubscriberProtocol
 from twisted_chat.cluster.url import ClusterUrl
+from twisted_chat.core.logs import RateLimitedLogger
 
 __all__ = ["CommandError", "LinkDown", "RedisLink"]
 
@@ -60,7 +60,8 @@ REPLY_TIMEOUT = 5.0
 #: Seconds between PINGs on both connections, so a silent peer is noticed.
 PING_EVERY = 3.0
 
-_log = Logger()
+#: Rate-limited: a failing on_message would log a traceback per message.
+_log = RateLimitedLogger()
 
 
 class LinkDown(ConnectionError):

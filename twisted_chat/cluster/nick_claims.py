@@ -24,10 +24,10 @@ from collections.abc import Collection
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_chat.cluster.link import LinkDown, RedisLink
+from twisted_chat.core.logs import RateLimitedLogger
 
 __all__ = [
     "FREE_NODE_LUA",
@@ -45,7 +45,8 @@ NICK_SET_PREFIX = "tc:nicks:"
 #: The channel of messages to one node (``tc:to:<node>``).
 TO_PREFIX = "tc:to:"
 
-_log = Logger()
+#: Rate-limited: a Redis refusing every write would log each release.
+_log = RateLimitedLogger()
 
 
 def nick_key(key: str) -> str:
