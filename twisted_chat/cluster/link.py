@@ -20,6 +20,9 @@ retries (`FIRST_DELAY` doubling to `MAX_DELAY`) until stop.
 Replies are raw: bulk strings are bytes, integers int, status replies str
 (``"OK"``), arrays lists, nil None; no number conversion (a nick "123" stays
 ``b"123"``). Arguments may be str (sent as UTF-8), bytes, int or float.
+Every caller's commands share one connection, in order: no blocking
+commands (BLPOP stalls them all, and the PING), no MULTI (another caller's
+commands would join the transaction); a Lua `RedisLink.script` instead.
 Errors: `LinkDown` (a ConnectionError) when Redis cannot be reached, now or
 during the command; `CommandError` when Redis answered with an error.
 """
@@ -150,10 +153,7 @@ class _Connection(ClientFactory):
         proto.whenConnected().addCallback(self._logged_in)
 
     def _logged_in(self, proto: Any) -> None:
-        """Ready once Redis answers: a PING, or the subscriber's SUBSCRIBEs.
-
-        (A stopped Redis process still has its port accept connections.)
-        """
+        """Ready once Redis answers (a stopped Redis still accepts connections)."""
         if proto is not self._proto or not self._running:
             return
         if self.kind is SubscriberProtocol:
@@ -228,7 +228,6 @@ class _Connection(ClientFactory):
         self._running = False
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
-        self._retry = None
         if self._attempt is not None:
             self._attempt.cancel()
         proto, self.ready = self._proto, None
