@@ -126,7 +126,7 @@ class Cluster:
             name,
             remote_lines=lambda key, _room, _at, data: said.append((key, data)),
         )
-        node.claims = FakeClaims(self.bus, name)  # type: ignore[assignment]
+        node.nicks.claims = FakeClaims(self.bus, name)  # type: ignore[assignment]
         node.lease = FakeLease()  # type: ignore[assignment]
         self.nodes[name] = node
         calls.up()
@@ -311,3 +311,35 @@ def test_garbage_on_the_channels_is_ignored(cluster: Cluster, data: bytes) -> No
     cluster.settle()
     b.receive(bob, "still here")
     assert bob.gone is False
+
+
+def test_a_room_ban_on_one_node_refuses_on_another(cluster: Cluster) -> None:
+    a, b = cluster.node("a"), cluster.node("b")
+    _, op = cluster.user(a, "op")
+    a.receive(op, "/join #ops")
+    cluster.settle()
+    carol_client, carol = cluster.user(b, "carol")
+    carol.host = "10.0.0.9"
+    a.receive(op, "/ban 10.0.0.9 spam")
+    cluster.settle()
+    b.receive(carol, "/join #ops")
+    cluster.settle()
+    assert carol_client.lines()[-1].startswith("! banned:"), carol_client.lines()
+    assert "#ops" not in carol.rooms
+
+
+def test_an_operator_made_on_one_node_acts_on_another(cluster: Cluster) -> None:
+    a, b = cluster.node("a"), cluster.node("b")
+    _, op = cluster.user(a, "op")
+    a.receive(op, "/join #ops")
+    cluster.settle()
+    bob_client, bob = cluster.user(b, "bob")
+    b.receive(bob, "/join #ops")
+    cluster.settle()
+    a.receive(op, "/op bob")
+    cluster.settle()
+    b.receive(bob, "/topic set by bob")
+    b.receive(bob, "/kick op bye")
+    cluster.settle()
+    assert not [line for line in bob_client.lines() if line.startswith("! ")]
+    assert "#ops" not in op.rooms

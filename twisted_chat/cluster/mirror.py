@@ -19,7 +19,7 @@ events may cross.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from twisted_chat.cluster.relay import GhostClient
 from twisted_chat.core import lines
@@ -29,16 +29,18 @@ from twisted_chat.core.events import (
     Joined,
     Kicked,
     Left,
+    Moderated,
+    RoomEvent,
     RoomNotice,
     Said,
     TopicSet,
 )
 from twisted_chat.core.foreign import tell
 from twisted_chat.core.logs import RateLimitedLogger
-from twisted_chat.core.names import Nick, RoomName
+from twisted_chat.core.names import Nick, RoomName, name_key
 from twisted_chat.core.records import StoredTopic
 from twisted_chat.core.room import Participant, Room
-from twisted_chat.core.room_records import kick_notices
+from twisted_chat.core.room_records import Change, ChangeKind, kick_notices
 from twisted_chat.core.room_rules import RoomRules
 
 if TYPE_CHECKING:
@@ -65,7 +67,9 @@ class Mirror:
         server: ChatServer,
         remote_lines: Callable[[str, str, float, bytes], None] | None = None,
         remote_topic: Callable[[StoredTopic], None] | None = None,
+        uid_of: Callable[[Participant], str] = lambda _: "",
     ) -> None:
+        self._uid_of = uid_of
         self.server = server
         self._remote_lines = remote_lines
         self._remote_topic = remote_topic
@@ -246,6 +250,16 @@ class Mirror:
             self._kicked(room, _text(event.get("u")), nick, _text(event.get("b")), text)
         elif kind == "note" and text:
             room.hear_elsewhere(lines.notice(text), RoomNotice(text))
+        elif kind == "mod" and text:
+            by = _text(event.get("b"))
+            change = _change(event)
+            who = self.server.participants.get(name_key(by)) if by else None
+            notice: RoomEvent = (
+                RoomNotice(text) if change is None else Moderated(change, who, by, text)
+            )
+            room.hear_elsewhere(lines.notice(text), notice)
+        elif kind == "rules":
+            self.rules(room, event)
         return None
 
     def _kicked(self, room: Room, uid: str, nick: str, by: str, reason: str) -> None:
@@ -265,6 +279,26 @@ class Mirror:
         server.membership.leave(target, room)
         if not target.remote:
             tell(target, room, lines.notice(told), kicked)
+
+    def rules(self, room: Room, event: dict[str, Any]) -> None:
+        """Another node's room rules after a change: the rules here too."""
+        stored, ops, voiced = event.get("d"), event.get("ops"), event.get("v")
+        if not isinstance(stored, dict):
+            return
+        try:
+            rules = RoomRules.from_dict(
+                stored, room.name.display, self.server.seconds()
+            )
+        except (ChatError, ValueError, TypeError):
+            return
+        by_uid = {self._uid_of(p): p for p in room.members}
+        rules.operators = {by_uid[u] for u in _texts(ops) if u in by_uid}
+        rules.voiced = {by_uid[u] for u in _texts(voiced) if u in by_uid}
+        old = room.rules
+        if old is not None:  # what the stored form leaves out stays
+            rules.invites = old.invites
+        rules._refresh()
+        room.rules = rules
 
     def join(self, room: Room, ghost: Participant, *, quietly: bool) -> None:
         if not quietly:
@@ -334,6 +368,24 @@ class Mirror:
             return False
         self.server.speech.deliver(sender, recipient, text)
         return True
+
+
+def _texts(value: object) -> list[str]:
+    return (
+        [item for item in value if isinstance(item, str)]
+        if isinstance(value, list)
+        else []
+    )
+
+
+def _change(event: dict[str, Any]) -> Change | None:
+    """The change a ``mod`` event names (for IRC's MODE lines), if it reads."""
+    kind: Any = event.get("ck")
+    if kind not in get_args(ChangeKind):
+        return None
+    return Change(
+        kind, _text(event.get("ct")), _text(event.get("cv")), _text(event.get("cr"))
+    )
 
 
 def _text(value: object) -> str:

@@ -39,6 +39,7 @@ from twisted_chat.cluster.lease import NodeLease
 from twisted_chat.cluster.link import RedisLink
 from twisted_chat.cluster.mirror import LOST, Mirror
 from twisted_chat.cluster.nick_claims import NickClaims
+from twisted_chat.cluster.own_nicks import OwnNicks
 from twisted_chat.cluster.relay import ClusterFormat, Relay
 from twisted_chat.core import lines
 from twisted_chat.core.errors import NoSuchNick
@@ -120,11 +121,9 @@ class ClusterNode(Service):
         self.link = link
         calls.node = self
         self.lease = NodeLease(self.link, reactor, node_id, lambda _node: None)
-        self.claims = NickClaims(self.link, node_id)
-        self.mirror = Mirror(server, remote_lines, remote_topic)
+        self.nicks = OwnNicks(server, link, NickClaims(link, node_id), reactor)
+        self.mirror = Mirror(server, remote_lines, remote_topic, self.uid_of)
         self.format = ClusterFormat(self.uid_of)
-        #: When each user here took their nickname (the earlier claim wins).
-        self._since: dict[Participant, float] = {}
         self._alone = False
         self._ever_up = False
         self._leased = False
@@ -132,7 +131,7 @@ class ClusterNode(Service):
         self.before_stop: list[Callable[[], Deferred[Any]]] = []
         server.cluster = self
         server.directory.on_rename = self.renamed
-        server.directory.claim = self.claim_first
+        server.directory.claim = self.nicks.claim_first
         # Guest names from a spread of numbers, so nodes seldom race for one.
         server.directory._guest_numbers = itertools.count(random.randrange(1000, 90000))
         for room in server.rooms.values():
@@ -164,9 +163,9 @@ class ClusterNode(Service):
     def connected(self, participant: Participant) -> None:
         if self._alone:
             participant.client.send(lines.notice(ALONE))
-        self._since[participant] = self._reactor.seconds()
+        self.nicks.since[participant] = self._reactor.seconds()
         self._publish_person("user", participant)
-        self._claim(participant, participant.nick, None)
+        self.nicks.claim(participant, participant.nick, None)
 
     def disconnecting(self, participant: Participant, reason: str) -> None:
         # Their last lines first: the quit must not overtake them.
@@ -174,20 +173,20 @@ class ClusterNode(Service):
         self._publish_events({"k": "quit", "u": self.uid_of(participant), "t": reason})
 
     def disconnected(self, participant: Participant) -> None:
-        self._since.pop(participant, None)
+        self.nicks.since.pop(participant, None)
         if self.link.up:
-            self.claims.release(participant.nick.key)
+            self.nicks.claims.release(participant.nick.key)
 
     def renamed(self, participant: Participant, old: Nick, new: Nick) -> None:
         if participant.gone:
             return
         self.server.outbox.flush_rooms_of(participant)
-        self._since[participant] = self._reactor.seconds()
+        self.nicks.since[participant] = self._reactor.seconds()
         self._publish_events(
             {"k": "nick", "u": self.uid_of(participant), "n": new.display}
         )
         if old.key != new.key:
-            self._claim(participant, new, old)
+            self.nicks.claim(participant, new, old)
         self.mirror.relist()
 
     def private(self, sender: Participant, recipient: Participant, text: str) -> None:
@@ -244,79 +243,6 @@ class ClusterNode(Service):
             if uids:
                 rooms.append([room.name.key, room.name.display, uids])
         return {"users": users, "rooms": rooms}
-
-    # -- nickname claims ---------------------------------------------------------------
-
-    def claim_first(
-        self, participant: Participant, new: Nick, then: Callable[[bool], None]
-    ) -> bool:
-        """``/nick``: the claim in Redis decides, so one of two racing nodes wins."""
-        if not self.link.up:
-            return False  # running alone: claimed when Redis is back
-        d = self.claims.claim(new.key, new.display, self._reactor.seconds())
-
-        def settled(won: bool) -> None:
-            then(won)
-            if won and participant.nick.key != new.key:
-                self.claims.release(new.key)  # gone, or renamed meanwhile
-
-        # Redis lost on the way: the node runs alone and claims it later.
-        d.addErrback(lambda _: True)
-        d.addCallback(settled)
-        return True
-
-    def _claim(self, participant: Participant, new: Nick, old: Nick | None) -> None:
-        if not self.link.up:
-            return  # claimed again when Redis is back (_reclaim)
-        d = self.claims.claim(new.key, new.display, self._since.get(participant, 0.0))
-
-        def settled(won: bool) -> None:
-            if participant.gone or participant.nick.key != new.key:
-                if won:
-                    self.claims.release(new.key)
-                return
-            if won:
-                if old is not None:
-                    self.claims.release(old.key)
-                return
-            self._lost(participant, old)
-
-        d.addCallbacks(settled, lambda _: None)
-
-    def _lost(self, participant: Participant, old: Nick | None) -> None:
-        """Another node's user holds ``participant``'s nickname: give it up."""
-        taken = participant.nick.display
-        directory = self.server.directory
-        if old is not None and old.key not in self.server.participants:
-            back = old
-        else:
-            back = directory.guest_nick()
-        participant.client.send(
-            lines.notice(
-                f"{taken} is taken on another node of this server; "
-                f"you are {back.display} now (/nick NAME to choose another)."
-            )
-        )
-        directory.force_rename(participant, back)
-
-    def _reclaim(self) -> None:
-        for participant in list(self.server.participants.values()):
-            if participant.remote or participant.gone:
-                continue
-            nick = participant.nick
-            d = self.claims.reclaim(
-                nick.key, nick.display, self._since.get(participant, 0.0)
-            )
-
-            def settled(
-                holder: str | None,
-                participant: Participant = participant,
-                nick: Nick = nick,
-            ) -> None:
-                if holder is not None and participant.nick.key == nick.key:
-                    self._lost(participant, None)
-
-            d.addCallbacks(settled, lambda _: None)
 
     # -- in -------------------------------------------------------------------------
 
@@ -375,7 +301,7 @@ class ClusterNode(Service):
         elif kind == "nick-lost":
             holder = self.server.participants.get(str(message.get("key")))
             if holder is not None and not holder.remote:
-                self._lost(holder, None)
+                self.nicks.lost(holder, None)
         elif self._on_control is not None:
             self._on_control(message)
 
@@ -399,11 +325,11 @@ class ClusterNode(Service):
         hello = {"kind": "hello", "node": self.node_id, "state": self.state()}
         self.link.publish(CONTROL, wire.line(hello))
         if reclaim:
-            self._reclaim()
+            self.nicks.reclaim_all()
         else:
             for participant in list(self.server.participants.values()):
                 if not participant.remote and not participant.gone:
-                    self._claim(participant, participant.nick, None)
+                    self.nicks.claim(participant, participant.nick, None)
 
     def _down(self, reason: str) -> None:
         _log.warn("cluster: running alone: {reason}", reason=reason)

@@ -23,7 +23,9 @@ from attrs import define
 from zope.interface import implementer
 
 from twisted_chat.cluster import wire
+from twisted_chat.core.events import Kicked, Moderated
 from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.room import ELSEWHERE
 
 if TYPE_CHECKING:
     from twisted_chat.core.events import RoomEvent
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
     from twisted_chat.core.room import Participant, Room
 
 __all__ = ["ClusterFormat", "GhostClient", "Relay"]
+
+#: The events after which other nodes get the room's rules again.
+_CHANGES = (Moderated, Kicked)
 
 
 class ClusterFormat:
@@ -52,9 +57,15 @@ class ClusterFormat:
         room: Room,
         events: Sequence[tuple[RoomEvent, Participant | None]],
     ) -> list[bytes]:
-        del room  # every format is asked with it; this one needs no room
         uid_of = self._uid_of
-        return [wire.encode_event(event, sender, uid_of) for event, sender in events]
+        pieces = [wire.encode_event(event, sender, uid_of) for event, sender in events]
+        # After the turn's last change of the rules, the rules as they stand.
+        for index in range(len(events) - 1, -1, -1):
+            event, sender = events[index]
+            if sender is not ELSEWHERE and type(event) in _CHANGES:
+                pieces[index] += wire.rules_line(room, uid_of)
+                break
+        return pieces
 
     def render_private(
         self, sender: Participant, recipient: Participant, text: str

@@ -29,7 +29,7 @@ from twisted_chat.core.events import (
     Said,
     TopicSet,
 )
-from twisted_chat.core.room import ELSEWHERE, Participant
+from twisted_chat.core.room import ELSEWHERE, Participant, Room
 
 __all__ = ["Header", "decode", "encode", "encode_event", "line"]
 
@@ -102,10 +102,44 @@ def encode_event(
         return line(
             {"k": "topic", "u": uid_of(topic.who), "n": topic.nick, "t": topic.text}
         )
-    if kind is Moderated or kind is RoomNotice:
+    if kind is Moderated:
+        moderated: Any = event
+        change = moderated.change
+        return line(
+            {
+                "k": "mod",
+                "t": moderated.text,
+                "b": moderated.by_nick,
+                "ck": change.kind,
+                "ct": change.target,
+                "cv": change.value,
+                "cr": change.reason,
+            }
+        )
+    if kind is RoomNotice:
         notice: Any = event
         return line({"k": "note", "t": notice.text})
     return b""  # Quit, Renamed: told once per person (ClusterNode)
+
+
+def rules_line(room: Room, uid_of: Callable[[Participant], str]) -> bytes:
+    """
+    A room's moderation as it stands: the stored form (bans, mutes,
+    settings, a registered room's accounts) and who is an operator or
+    voiced now, so every node decides the next join or message alike.
+    """
+    rules = room.rules
+    if rules is None:
+        return b""
+    members = room.members
+    return line(
+        {
+            "k": "rules",
+            "d": rules.to_dict(),
+            "ops": [uid_of(p) for p in rules.operators if p in members],
+            "v": [uid_of(p) for p in rules.voiced if p in members],
+        }
+    )
 
 
 def person(participant: Participant, uid: str) -> dict[str, Any]:
