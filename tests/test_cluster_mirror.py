@@ -343,3 +343,19 @@ def test_an_operator_made_on_one_node_acts_on_another(cluster: Cluster) -> None:
     cluster.settle()
     assert not [line for line in bob_client.lines() if line.startswith("! ")]
     assert "#ops" not in op.rooms
+
+
+def test_a_late_node_learns_the_rooms_operators_and_bans(cluster: Cluster) -> None:
+    a = cluster.node("a")
+    _, op = cluster.user(a, "op")
+    a.receive(op, "/join #ops")
+    a.receive(op, "/ban 10.0.0.9")
+    cluster.settle()
+    c = cluster.node("c")
+    carol_client, carol = cluster.user(c, "carol")
+    carol.host = "10.0.0.9"
+    c.receive(carol, "/join #ops")
+    assert carol_client.lines()[-1].startswith("! banned:")
+    rules = c.rooms["#ops"].rules
+    assert rules is not None
+    assert [p.nick.display for p in rules.operators] == ["op"]

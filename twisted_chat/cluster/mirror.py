@@ -337,9 +337,9 @@ class Mirror:
             self.quit(uid, LOST)
         members: dict[str, set[str]] = {}
         for entry in rooms:
-            if not (isinstance(entry, list) and len(entry) == 3):
+            if not (isinstance(entry, list) and len(entry) == 4):
                 continue
-            key, display, uids = entry
+            key, display, uids, rules = entry
             if not isinstance(key, str) or not isinstance(display, str):
                 continue
             if not isinstance(uids, list):
@@ -352,6 +352,8 @@ class Mirror:
                 ghost = self.ghosts.get(uid) if isinstance(uid, str) else None
                 if ghost is not None and ghost not in room.members:
                     self.join(room, ghost, quietly=True)
+            if isinstance(rules, dict) and rules:
+                self.rules(room, rules)
         for uid in seen:
             ghost = self.ghosts.get(uid)
             if ghost is None:

@@ -241,7 +241,8 @@ class ClusterNode(Service):
         for room in self.server.rooms.values():
             uids = [self.uid_of(p) for p in room.members if not p.remote]
             if uids:
-                rooms.append([room.name.key, room.name.display, uids])
+                rules = json.loads(wire.rules_line(room, self.uid_of) or b"{}")
+                rooms.append([room.name.key, room.name.display, uids, rules])
         return {"users": users, "rooms": rooms}
 
     # -- in -------------------------------------------------------------------------
