@@ -292,7 +292,8 @@ class ClusterNode(Service):
             self.mirror.state_of_node(node, message.get("state") or {})
         elif kind == "node-dead" and isinstance(node, str):
             if node == self.node_id:
-                self._rejoin()  # reaped while cut off: we are alive
+                if self.running:  # not our own clean leave, at stop
+                    self._rejoin()  # reaped while cut off: we are alive
             else:
                 self.mirror.node_gone(node)
         elif kind == "pm":
