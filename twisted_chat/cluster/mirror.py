@@ -274,6 +274,8 @@ class Mirror:
         if target is None or target not in room.members:
             return
         seen, told = kick_notices(nick, by, room.name.display, reason)
+        if not target.remote:
+            room.catch_up(target)  # what the room heard before the kick
         kicked = Kicked(target, nick, None, by, reason)
         room.hear_elsewhere(lines.notice(seen), kicked)
         server.membership.leave(target, room)

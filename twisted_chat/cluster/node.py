@@ -196,6 +196,8 @@ class ClusterNode(Service):
                 f"{recipient.nick.display} is on another node, which cannot be "
                 f"reached right now; try again soon."
             )
+        # What the sender said in rooms before must not come after it.
+        self.server.outbox.flush_rooms_of(sender)
         message = {
             "kind": "pm",
             "u": self.uid_of(sender),

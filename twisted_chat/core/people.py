@@ -130,10 +130,12 @@ class Directory:
                 )
                 participant.client.send(lines.error(problem))
                 return
+            # Renamed first: a transport reading the answer (IRC's NICK)
+            # sees the new name.
+            self.force_rename(participant, new)
             participant.client.send(
                 lines.notice(f"You are now known as {new.display}.")
             )
-            self.force_rename(participant, new)
         except Exception:
             _log.failure("while renaming {nick}", nick=participant.nick.display)
 
