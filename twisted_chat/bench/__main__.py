@@ -87,6 +87,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _ports(text: str) -> tuple[int, ...]:
+    ports = tuple(int(part) for part in text.split(","))
+    if not all(0 < port < 65536 for port in ports):
+        raise argparse.ArgumentTypeError("ports are 1 to 65535")
+    return ports
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The option parser; its help is the tool's manual."""
     workloads = "\n".join(f"  {w.name:<8} {w.description}" for w in WORKLOADS.values())
@@ -165,7 +172,22 @@ def build_parser() -> argparse.ArgumentParser:
         "lines pile up and each recv carries many (default 2 when sending "
         "flat out, 0 with --rate); adds at most that much to latencies",
     )
-    add("--server-pid", type=_positive, help="report this process's CPU and RSS")
+    add(
+        "--server-pid",
+        type=_positive,
+        action="append",
+        help="report this process's CPU and RSS; repeated, the processes' sum "
+        "(a cluster's nodes and its Redis)",
+    )
+    add(
+        "--reader-ports",
+        type=_ports,
+        metavar="P,Q,...",
+        help="spread the readers (the clients that do not send) of each room over "
+        "these TCP ports of --host in turn, senders stay on --port: nodes of one "
+        "cluster; a reader there is done once its pong and all its deliveries "
+        "are in (they cross the cluster, and may come after the pong)",
+    )
     add("--json", action="store_true", help="print the report as JSON")
     add(
         "--timeout",
@@ -228,6 +250,9 @@ def parse_args(
             parser.error(f"--size must be at most {MAX_IRC_SIZE} bytes for IRC")
     if args.proto == "web" and udp_clients:
         parser.error("--proto web has no UDP clients (drop --udp-port)")
+    if args.reader_ports and udp_clients:
+        parser.error("--reader-ports are TCP ports (drop --udp-port)")
+    pids = args.server_pid or [None]
     config = RunConfig(
         workload=workload,
         host=args.host,
@@ -236,7 +261,9 @@ def parse_args(
         udp_clients=udp_clients,
         procs=worker_processes(workload, args.procs),
         source_addrs=source_addrs,
-        server_pid=args.server_pid,
+        server_pid=pids[0],
+        more_pids=tuple(pids[1:]),
+        reader_ports=args.reader_ports or (),
         timeout=args.timeout,
         window=args.window,
         read_delay=None if args.read_delay is None else args.read_delay / 1000,

@@ -67,6 +67,15 @@ def read_proc(pid: int, proc: Path = PROC) -> ProcSample:
     )
 
 
+def add_samples(samples: Sequence[ProcSample]) -> ProcSample:
+    """Several processes (a cluster's nodes and Redis) as one."""
+    return ProcSample(
+        cpu_s=sum(s.cpu_s for s in samples),
+        rss_kib=sum(s.rss_kib for s in samples),
+        peak_kib=sum(s.peak_kib for s in samples),
+    )
+
+
 def percentile(ordered: Sequence[int], q: float) -> int:
     """The nearest-rank ``q``-th percentile (0 < q <= 100) of sorted values."""
     if not ordered:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import field, frozen
 
 from twisted_chat.bench.churn import ChurnProcess, ChurnSpec
-from twisted_chat.bench.report import read_proc
+from twisted_chat.bench.report import add_samples, read_proc
 from twisted_chat.bench.spec import Progress, WorkerSpec
 from twisted_chat.bench.tally import build_report
 from twisted_chat.bench.worker import worker_main
@@ -59,6 +59,8 @@ class RunConfig:
         messages flow (``None``: 2 ms when sending flat out, 0 when paced, so
         that the latency workload measures latency to the microsecond).
     :param proto: what the TCP clients speak: ``"line"``, ``"irc"`` or ``"web"``.
+    :param reader_ports: ports the readers are spread over (nodes of a cluster).
+    :param more_pids: processes whose CPU and memory count with ``server_pid``'s.
     """
 
     workload: Workload
@@ -74,6 +76,8 @@ class RunConfig:
     read_delay: float | None = None
     proto: str = "line"
     run_id: str = field(factory=lambda: secrets.token_hex(3))
+    reader_ports: tuple[int, ...] = ()
+    more_pids: tuple[int, ...] = ()
 
 
 class RunFailedError(Exception):
@@ -115,6 +119,7 @@ class Runner:
             config.run_id,
             udp_clients=config.udp_clients,
             source_addrs=config.source_addrs,
+            reader_ports=config.reader_ports,
         )
         self.show = progress
         self.workers: list[_WorkerHandle] = []
@@ -137,7 +142,7 @@ class Runner:
         if pid is None:
             return None
         try:
-            return read_proc(pid)
+            return add_samples([read_proc(p) for p in (pid, *self.config.more_pids)])
         except (OSError, ValueError) as e:
             raise RunFailedError(f"cannot read /proc/{pid}: {e}") from e
 

@@ -58,6 +58,12 @@ class WorkerSpec:
     proto: str = "line"
     run_id: str = ""
 
+    def address_of(self, client: ClientPlan) -> tuple[Any, ...]:
+        """Where ``client`` connects: ``address``, or its own port on that host."""
+        if not client.port:
+            return self.address
+        return (self.address[0], client.port, *self.address[2:])
+
     @property
     def batch_size(self) -> int:
         """Messages per ``send`` of an unpaced sender: about 64 KiB, and at most

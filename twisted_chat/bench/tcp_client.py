@@ -47,7 +47,7 @@ class TcpClient(Client):
             if plan.source is not None:
                 sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                 sock.bind((plan.source, 0))
-            err = sock.connect_ex(worker.spec.address)
+            err = sock.connect_ex(worker.spec.address_of(plan))
         except OSError:
             sock.close()
             raise
@@ -120,6 +120,8 @@ class TcpClient(Client):
         if pongs:
             self.pongs += pongs
             worker.on_pong(self)
+        elif messages and self.stage == Stage.DRAINING:
+            worker.drained(self)
 
     def on_writable(self) -> None:
         if self.stage == Stage.CONNECTING and not self.connected():

@@ -74,7 +74,8 @@ class WebClient(TcpClient):
 
     def first_bytes(self) -> bytes:
         """The upgrade request; the line mode's setup lines wait for ``hello``."""
-        return handshake_request(host_header(self.worker.spec.address), self.key)
+        host = host_header(self.worker.spec.address_of(self.plan))
+        return handshake_request(host, self.key)
 
     # Sending.
     def ping(self) -> None:

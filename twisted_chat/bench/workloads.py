@@ -249,6 +249,8 @@ class ClientPlan:
     :param index: position in the run, 0-based; senders are the first ones.
     :param expected: room messages this client must receive.
     :param source: local address to bind before connecting, or ``None``.
+    :param port: the TCP port to connect to, 0 for the run's ``--port``: a
+        reader on another node of a cluster (``--reader-ports``).
     """
 
     index: int
@@ -257,6 +259,7 @@ class ClientPlan:
     udp: bool
     source: str | None
     expected: int
+    port: int = 0
 
 
 @frozen
@@ -306,10 +309,12 @@ def make_plan(
     *,
     udp_clients: int = 0,
     source_addrs: int = 0,
+    reader_ports: tuple[int, ...] = (),
 ) -> Plan:
     """Assign rooms round-robin (client ``i`` joins room ``i % rooms``), make the
     first ``senders`` clients send (so they spread over the rooms too), make the
-    last ``udp_clients`` clients use UDP, and count what each must receive.
+    last ``udp_clients`` clients use UDP, spread the readers (the others) of
+    each room over ``reader_ports`` in turn, and count what each must receive.
 
     Past the ``active`` clients (if the workload has them), the rest are held
     idle in rooms of :data:`IDLE_ROOM_SIZE`, numbered after the workload's."""
@@ -325,6 +330,8 @@ def make_plan(
     for i in range(n):
         sender = i < workload.senders
         others = senders_in_room[rooms[i]] - (1 if sender else 0) if i < active else 0
+        spread = reader_ports and not sender
+        port = reader_ports[i // workload.rooms % len(reader_ports)] if spread else 0
         clients.append(
             ClientPlan(
                 index=i,
@@ -333,6 +340,7 @@ def make_plan(
                 udp=i >= n - udp_clients,
                 source=source_address(i, source_addrs),
                 expected=others * m,
+                port=port,
             )
         )
     return Plan(workload=workload, run_id=run_id, clients=tuple(clients))
