@@ -339,9 +339,9 @@ class Mirror:
             self.quit(uid, LOST)
         members: dict[str, set[str]] = {}
         for entry in rooms:
-            if not (isinstance(entry, list) and len(entry) == 4):
+            if not (isinstance(entry, list) and len(entry) == 5):
                 continue
-            key, display, uids, rules = entry
+            key, display, uids, rules, topic = entry
             if not isinstance(key, str) or not isinstance(display, str):
                 continue
             if not isinstance(uids, list):
@@ -356,6 +356,10 @@ class Mirror:
                     self.join(room, ghost, quietly=True)
             if isinstance(rules, dict) and rules:
                 self.rules(room, rules)
+            if isinstance(topic, list) and len(topic) == 3 and topic[0]:
+                text, by, at = topic
+                room.topic, room.topic_by = _text(text), _text(by)
+                room.topic_at = at if isinstance(at, float | int) else 0.0
         for uid in seen:
             ghost = self.ghosts.get(uid)
             if ghost is None:

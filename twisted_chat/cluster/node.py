@@ -244,7 +244,8 @@ class ClusterNode(Service):
             uids = [self.uid_of(p) for p in room.members if not p.remote]
             if uids:
                 rules = json.loads(wire.rules_line(room, self.uid_of) or b"{}")
-                rooms.append([room.name.key, room.name.display, uids, rules])
+                topic = [room.topic, room.topic_by, room.topic_at]
+                rooms.append([room.name.key, room.name.display, uids, rules, topic])
         return {"users": users, "rooms": rooms}
 
     # -- in -------------------------------------------------------------------------

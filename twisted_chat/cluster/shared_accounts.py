@@ -49,6 +49,7 @@ from twisted_chat.cluster.replica import (
     reason_of,
     text_of,
 )
+from twisted_chat.core.account_ports import Refusal
 from twisted_chat.core.logs import RateLimitedLogger
 
 if TYPE_CHECKING:
@@ -145,6 +146,21 @@ class RedisAccountStore(BaseAccountStore):
     def settled(self) -> Deferred[None]:
         """Fires once every write made so far is answered."""
         return self._replica.settled()
+
+    def create(
+        self,
+        name: str,
+        password_hash: str,
+        now: float,
+        done: Callable[[bool], None] | None = None,
+    ) -> Account | Refusal:
+        """
+        ``AccountStore.create``, refused while Redis is away: the user would
+        be told "registered" and the account lost when the nodes rejoin.
+        """
+        if not self._replica.link.up:
+            return Refusal.CLOSED
+        return super().create(name, password_hash, now, done)
 
     def load(self) -> Deferred[bool]:
         """Replace the accounts and bans with Redis's; True when loaded.

@@ -35,6 +35,7 @@ from twisted_chat.cluster.replica import (
     reason_of,
     text_of,
 )
+from twisted_chat.core.account_ports import Refusal
 from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.room_ports import RegisteredRoom, RoomTopic, encode_rules
 
@@ -136,6 +137,14 @@ class RedisRoomStore(BaseRoomStore):
     def settled(self) -> Deferred[None]:
         """Fires once every write made so far is answered."""
         return self._replica.settled()
+
+    def register(
+        self, room: RegisteredRoom, done: Callable[[bool], None] | None = None
+    ) -> RegisteredRoom | Refusal:
+        """``RoomStore.register``, refused while Redis is away (see accounts)."""
+        if not self._replica.link.up:
+            return Refusal.CLOSED
+        return super().register(room, done)
 
     def load(self) -> Deferred[bool]:
         """Replace the rooms with Redis's; True when loaded, False (logged)

@@ -295,7 +295,7 @@ def _refused(refusal: Refusal, room: Room) -> ChatError:
             "Your account founded as many rooms as one account may; "
             "/room drop one of them first."
         )
-    return BadUsage(f"{shown} cannot be registered now (the server is shutting down).")
+    return BadUsage(f"{shown} cannot be registered right now; try again later.")
 
 
 def _written(ok: bool) -> None:

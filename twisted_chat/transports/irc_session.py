@@ -6,10 +6,9 @@ answers (line protocol text) into IRC.
 A mixin of :class:`~twisted_chat.transports.irc.IrcProtocol`, apart from
 the byte handling there: this is where IRC meets the core.  Registration's
 questions are answered by the core's own rules: a nick is checked as
-``/nick`` would check it (name rules, in use, a registered account), and
-SASL PLAIN is the core's ``/login`` (its throttle and argon2), whose answer
-comes back later, as a line, when the password has been checked.
-"""
+``/nick`` would check it (name rules, in use, a registered account; under
+``--cluster`` claimed after, not waited for), and SASL PLAIN is the core's
+``/login``, whose answer comes back later, as a line."""
 
 from __future__ import annotations
 
@@ -77,11 +76,9 @@ class IrcSettings:
 
 
 def _plain_privmsg(line: bytes) -> IrcMessage | None:
-    """
-    ``PRIVMSG TARGET :text`` with no tags, no source and nothing odd, read
+    """``PRIVMSG TARGET :text`` with no tags, no source and nothing odd, read
     without the general parser: most of what IRC clients send, so the
-    common line costs a split (anything else goes to :func:`irc_wire.parse`).
-    """
+    common line costs a split (anything else goes to :func:`irc_wire.parse`)."""
     if len(line) > irc_wire.MAX_BODY_BYTES or b"\0" in line:
         return None
     target, sep, text = line[8:].partition(b" :")
@@ -240,7 +237,11 @@ class IrcSessionMixin:
         self.commands = IrcCommands(self)  # type: ignore[arg-type]
         participant = self.participant
         if participant is not None and participant.nick.display != result.nick:
-            self.run(f"/nick {result.nick}")
+            wanted = Nick.parse(result.nick)
+            if self.server.cluster is None or wanted.key in self.server.participants:
+                self.run(f"/nick {result.nick}")
+            else:  # checked at NICK; 001 has named it: no wait for the claim
+                self.server.directory.force_rename(participant, wanted)
 
     # -- lines in -------------------------------------------------------------------
 
