@@ -45,6 +45,7 @@ from twisted_chat import __version__
 from twisted_chat.core.errors import Banned, ServerFull, TooManyConnections
 from twisted_chat.core.outbox import FANOUT_BUCKETS
 from twisted_chat.daemon.health import LATENESS_BUCKETS, HealthResource, LoopWatch
+from twisted_chat.daemon.metrics_cluster import cluster_families
 from twisted_chat.history.health import WriterHealth
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def _by_transport(name: str, text: str, counts: Mapping[str, int]) -> Metric:
 
 def _transport(participant: Any) -> str:
     """A participant's transport label: ``tls`` for the line protocol over TLS."""
-    name: str = participant.transport
+    name: str = "remote" if participant.remote else participant.transport
     if name == "tcp" and isinstance(
         getattr(participant.client, "transport", None), TLSMemoryBIOProtocol
     ):
@@ -261,6 +262,7 @@ class ChatCollector(Collector):
                 p + name, text, value=sum(getattr(one, attribute) for one in udp)
             )
         yield from self._history()
+        yield from cluster_families(server, p)
 
     def _udp_stats(self) -> list[UdpStats]:
         found = []
