@@ -638,6 +638,8 @@ DEFAULTS = {
     "history-on-join": 20,
     "history-max": 10000,
     "history-days": 30,
+    "cluster": "",
+    "cluster-password": "",
     "accounts": "on",
     "registration": "open",
 }
