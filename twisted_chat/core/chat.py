@@ -284,7 +284,10 @@ class ChatServer:
 
     def status(self) -> str:
         """A one-line summary for ``STATUS=`` and logs, with history trouble."""
-        clients = lines.counted(len(self.participants), "client", "clients")
+        here = len(self.participants)
+        if self.cluster is not None:  # this node's own, not the others'
+            here -= sum(1 for p in self.participants.values() if p.remote)
+        clients = lines.counted(here, "client", "clients")
         text = f"{clients} in {lines.counted(len(self.rooms), 'room', 'rooms')}"
         trouble = self.store.trouble() if self.store is not None else None
         if trouble:

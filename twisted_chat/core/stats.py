@@ -176,12 +176,13 @@ class ServerStats:
         """
         transports: dict[str, int] = {}
         for participant in server.participants.values():
-            name = participant.transport
-            transports[name] = transports.get(name, 0) + 1
+            if not participant.remote:  # another node's (--cluster)
+                name = participant.transport
+                transports[name] = transports.get(name, 0) + 1
         by = ", ".join(
             f"{name} {count:,}" for name, count in sorted(transports.items())
         )
-        clients = counted(len(server.participants), "client", "clients")
+        clients = counted(sum(transports.values()), "client", "clients")
         rates = self.rates()
         refusals = ", ".join(
             f"{code} {count:,}" for code, count in sorted(self.refusals.items())
