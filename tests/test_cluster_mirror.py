@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
@@ -359,3 +360,22 @@ def test_a_late_node_learns_the_rooms_operators_and_bans(cluster: Cluster) -> No
     rules = c.rooms["#ops"].rules
     assert rules is not None
     assert [p.nick.display for p in rules.operators] == ["op"]
+
+
+def test_a_kill_on_one_node_disconnects_the_user_on_theirs(cluster: Cluster) -> None:
+    a, b = cluster.node("a"), cluster.node("b")
+    a.settings = attrs.evolve(a.settings, operators=(("root", "$argon2id$x"),))
+    oper_client, oper = cluster.user(a, "oper")
+    oper.oper = "root"
+    watcher_client, _ = cluster.user(a, "watcher")
+    bob_client, bob = cluster.user(b, "bob")
+    a.receive(oper, "/kill bob enough")
+    cluster.settle()
+    assert oper_client.lines()[-1].startswith("* "), oper_client.lines()
+    assert bob.gone
+    assert bob_client.closed
+    assert "* You were killed by oper (enough)" in bob_client.lines()
+    assert "bob" not in a.participants
+    assert "bob" not in b.participants
+    quits = [line for line in watcher_client.lines() if "bob quit" in line]
+    assert quits == ["* bob quit (killed by oper: enough)"]

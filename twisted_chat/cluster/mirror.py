@@ -19,8 +19,9 @@ events may cross.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
+from twisted_chat.cluster import wire
 from twisted_chat.cluster.relay import GhostClient
 from twisted_chat.core import lines
 from twisted_chat.core.errors import ChatError
@@ -40,7 +41,7 @@ from twisted_chat.core.logs import RateLimitedLogger
 from twisted_chat.core.names import Nick, RoomName, name_key
 from twisted_chat.core.records import StoredTopic
 from twisted_chat.core.room import Participant, Room
-from twisted_chat.core.room_records import Change, ChangeKind, kick_notices
+from twisted_chat.core.room_records import kick_notices
 from twisted_chat.core.room_rules import RoomRules
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class Mirror:
         uid_of: Callable[[Participant], str] = lambda _: "",
     ) -> None:
         self._uid_of = uid_of
+        #: Asks a ghost's node to close them (set by the node).
+        self.closing: Callable[[GhostClient, bytes], None] | None = None
         self.server = server
         self._remote_lines = remote_lines
         self._remote_topic = remote_topic
@@ -101,7 +104,7 @@ class Mirror:
         account = info.get("a") if isinstance(info.get("a"), str) else None
         oper = info.get("op") if isinstance(info.get("op"), str) else None
         ghost = Participant(
-            client=GhostClient(node, uid, host),
+            client=GhostClient(node, uid, host, self.closing),
             nick=nick,
             host=host,
             transport=_text(info.get("tr")) or "tcp",
@@ -223,6 +226,8 @@ class Mirror:
         name = room.name.display
         nick = _text(event.get("n"))
         text = _text(event.get("t"))
+        if ghost is not None and kind in ("say", "act"):
+            ghost.last_active = self.server.seconds()  # /whois idle time
         if kind == "say" and ghost is not None:
             data = lines.room_message(name, nick, text)
             said.append(data)
@@ -252,7 +257,7 @@ class Mirror:
             room.hear_elsewhere(lines.notice(text), RoomNotice(text))
         elif kind == "mod" and text:
             by = _text(event.get("b"))
-            change = _change(event)
+            change = wire.change_of(event)
             who = self.server.participants.get(name_key(by)) if by else None
             notice: RoomEvent = (
                 RoomNotice(text) if change is None else Moderated(change, who, by, text)
@@ -294,8 +299,8 @@ class Mirror:
         except (ChatError, ValueError, TypeError):
             return
         by_uid = {self._uid_of(p): p for p in room.members}
-        rules.operators = {by_uid[u] for u in _texts(ops) if u in by_uid}
-        rules.voiced = {by_uid[u] for u in _texts(voiced) if u in by_uid}
+        rules.operators = {by_uid[u] for u in wire.texts(ops) if u in by_uid}
+        rules.voiced = {by_uid[u] for u in wire.texts(voiced) if u in by_uid}
         old = room.rules
         if old is not None:  # what the stored form leaves out stays
             rules.invites = old.invites
@@ -376,24 +381,6 @@ class Mirror:
             return False
         self.server.speech.deliver(sender, recipient, text)
         return True
-
-
-def _texts(value: object) -> list[str]:
-    return (
-        [item for item in value if isinstance(item, str)]
-        if isinstance(value, list)
-        else []
-    )
-
-
-def _change(event: dict[str, Any]) -> Change | None:
-    """The change a ``mod`` event names (for IRC's MODE lines), if it reads."""
-    kind: Any = event.get("ck")
-    if kind not in get_args(ChangeKind):
-        return None
-    return Change(
-        kind, _text(event.get("ct")), _text(event.get("cv")), _text(event.get("cr"))
-    )
 
 
 def _text(value: object) -> str:

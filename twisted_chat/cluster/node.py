@@ -40,7 +40,7 @@ from twisted_chat.cluster.link import RedisLink
 from twisted_chat.cluster.mirror import LOST, Mirror
 from twisted_chat.cluster.nick_claims import NickClaims
 from twisted_chat.cluster.own_nicks import OwnNicks
-from twisted_chat.cluster.relay import ClusterFormat, Relay
+from twisted_chat.cluster.relay import ClusterFormat, GhostClient, Relay
 from twisted_chat.core import lines
 from twisted_chat.core.errors import NoSuchNick
 from twisted_chat.core.foreign import ForeignMembers
@@ -123,6 +123,7 @@ class ClusterNode(Service):
         self.lease = NodeLease(self.link, reactor, node_id, lambda _node: None)
         self.nicks = OwnNicks(server, link, NickClaims(link, node_id), reactor)
         self.mirror = Mirror(server, remote_lines, remote_topic, self.uid_of)
+        self.mirror.closing = self._close_remote
         self.format = ClusterFormat(self.uid_of)
         self._alone = False
         self._ever_up = False
@@ -205,6 +206,23 @@ class ClusterNode(Service):
             "t": text,
         }
         self.link.publish(mailbox(client.node), wire.line(message))
+
+    def _close_remote(self, client: GhostClient, line: bytes) -> None:
+        """A /kill or server ban here of another node's user: their node acts."""
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        message = {"kind": "close", "u": client.uid, "line": text}
+        self.link.publish(mailbox(client.node), wire.line(message))
+
+    def _closed_here(self, uid: str, text: str) -> None:
+        for participant in list(self.server.participants.values()):
+            if not participant.remote and self.uid_of(participant) == uid:
+                reason = "banned" if text.startswith("! banned") else "killed"
+                if text.startswith("* You were killed by "):
+                    reason = text.removeprefix("* You were ").rstrip(".")
+                participant.client.send(lines.encode(text))
+                self.server.disconnect(participant, reason)
+                participant.client.close()
+                return
 
     def room_made(self, room: Room) -> None:
         foreign = room.foreign
@@ -303,6 +321,8 @@ class ClusterNode(Service):
             self.mirror.private(
                 str(message.get("u")), str(message.get("to")), str(message.get("t"))
             )
+        elif kind == "close":
+            self._closed_here(str(message.get("u")), str(message.get("line")))
         elif kind == "nick-lost":
             holder = self.server.participants.get(str(message.get("key")))
             if holder is not None and not holder.remote:

@@ -107,9 +107,16 @@ class GhostClient:
     node: str
     uid: str
     peer: str = ""
+    #: Asks their node to close them (a /kill, a server ban made here),
+    #: with the last line they were sent (its reason).
+    closing: Callable[[GhostClient, bytes], None] | None = None
+    _last: bytes = b""
 
     def send(self, data: bytes) -> None:
-        """Their own node answers them; nothing goes from here."""
+        """Their own node answers them; only the last line is kept, for close."""
+        self._last = data
 
     def close(self) -> None:
-        """Their own node holds their connection."""
+        """Their own node holds the connection: it is asked to close it."""
+        if self.closing is not None:
+            self.closing(self, self._last)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 from twisted_chat.core.events import (
     Acted,
@@ -30,8 +30,19 @@ from twisted_chat.core.events import (
     TopicSet,
 )
 from twisted_chat.core.room import ELSEWHERE, Participant, Room
+from twisted_chat.core.room_records import Change, ChangeKind
 
-__all__ = ["Header", "decode", "encode", "encode_event", "line"]
+__all__ = [
+    "Header",
+    "change_of",
+    "decode",
+    "encode",
+    "encode_event",
+    "line",
+    "person",
+    "rules_line",
+    "texts",
+]
 
 #: Header and events decoded: plain dicts of short keys (see :func:`encode_event`).
 Header = dict[str, Any]
@@ -165,3 +176,26 @@ def decode(data: bytes) -> tuple[Header, list[dict[str, Any]]] | None:
     if not isinstance(header, dict) or not all(isinstance(e, dict) for e in events):
         return None
     return header, events
+
+
+def texts(value: object) -> list[str]:
+    """The strings of a decoded list (anything else left out)."""
+    return (
+        [item for item in value if isinstance(item, str)]
+        if isinstance(value, list)
+        else []
+    )
+
+
+def change_of(event: dict[str, Any]) -> Change | None:
+    """The change a ``mod`` event names (for IRC's MODE lines), if it reads."""
+    kind: Any = event.get("ck")
+    if kind not in get_args(ChangeKind):
+        return None
+    return Change(
+        kind, _str(event.get("ct")), _str(event.get("cv")), _str(event.get("cr"))
+    )
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
