@@ -36,7 +36,10 @@ replies = st.recursive(
     st.none()
     | st.binary(max_size=40)
     | st.integers(-(2**63), 2**63 - 1)
-    | st.text(st.characters(blacklist_characters="\r\n"), max_size=10),
+    | st.text(
+        st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+        max_size=10,
+    ),
     lambda inner: st.lists(inner, max_size=6),
     max_leaves=30,
 )

@@ -17,9 +17,9 @@ Each connection is a txredisapi protocol (AUTH, SELECT, SUBSCRIBE; the
 wire read and written by `resp`, faster) connected by `_Connection`, which
 retries (`FIRST_DELAY` doubling to `MAX_DELAY`) until stop.
 
-Replies are raw: bulk strings are bytes, integers int, status replies str
-(``"OK"``), arrays lists, nil None; no number conversion (a nick "123" stays
-``b"123"``). Arguments may be str (sent as UTF-8), bytes, int or float.
+Replies are raw (bulk strings bytes, integers int, status replies str,
+arrays lists, nil None; no number conversion); arguments str, bytes, int or
+float. A subscriber that keeps hearing messages is alive: its PING waits.
 Every caller's commands share one connection, in order: no blocking
 commands (BLPOP stalls them all, and the PING), no MULTI (another caller's
 commands would join the transaction); a Lua `RedisLink.script` instead.
@@ -58,10 +58,9 @@ FIRST_DELAY = 0.5
 MAX_DELAY = 8.0
 #: Seconds a TCP (and TLS) connect may take.
 CONNECT_TIMEOUT = 5.0
-#: Seconds Redis has to answer the login or a PING, or the connection is dropped.
-REPLY_TIMEOUT = 5.0
-#: Seconds between PINGs on both connections, so a silent peer is noticed.
-PING_EVERY = 3.0
+#: Seconds Redis has to answer the login or a PING (or the connection goes),
+#: and between PINGs on both connections, so a silent peer is noticed.
+REPLY_TIMEOUT, PING_EVERY = 5.0, 3.0
 
 #: Rate-limited: a failing on_message would log a traceback per message.
 _log = RateLimitedLogger()
@@ -76,11 +75,9 @@ class CommandError(Exception):
 
 
 class _Connection(ClientFactory):
-    """One connection to Redis: connect, wait until ready, retry with back-off.
-
-    ``ready`` is the protocol once usable, else None. Also the factory the
-    txredisapi protocol expects: a failed AUTH or SELECT is one more failure.
-    """
+    """One connection to Redis: connect, wait until ready, retry with back-off;
+    ``ready`` is the protocol once usable, else None (also the factory the
+    txredisapi protocol expects: a failed AUTH or SELECT is one failure)."""
 
     noisy = False
     isLazy = False
@@ -97,6 +94,7 @@ class _Connection(ClientFactory):
         self._deadline: IDelayedCall | None = None
         self._delay = FIRST_DELAY
         self._running = False
+        self._heard = 0
         self._closed: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: object) -> Any:  # noqa: ARG002
@@ -217,12 +215,21 @@ class _Connection(ClientFactory):
         self._deadline = None
 
     def ping(self) -> None:
-        """PING the ready protocol: no answer in time drops the connection."""
+        """PING the ready protocol: no answer in time (and, on the subscriber,
+        no message either: a PONG waits behind them) drops the connection."""
         proto = self.ready
-        if proto is not None:
+        heard = getattr(proto, "heard", None)
+        if heard is not None and heard != self._heard:
+            self._heard = heard
+        elif proto is not None:
+
+            def silent(_: Failure) -> None:
+                if getattr(proto, "heard", None) in (None, heard):
+                    self.abort(proto, "no answer to PING")
+
             proto.execute_command("PING").addTimeout(
                 REPLY_TIMEOUT, self.link.reactor
-            ).addErrback(lambda _: self.abort(proto, "no answer to PING"))
+            ).addErrback(silent)
 
     def stop(self) -> Deferred[None]:
         self._running = False
@@ -259,9 +266,7 @@ class RedisLink:
         self.tls = tls
         self.reactor = reactor
         self.channels: list[str] = list(dict.fromkeys(channels))
-        self._on_message = on_message
-        self._on_up = on_up
-        self._on_down = on_down
+        self._on_message, self._on_up, self._on_down = on_message, on_up, on_down
         #: "new" until the first outcome, then "up" or "down".
         self._state = "new"
         self._command = _Connection(self, "commands", CommandProtocol)
@@ -301,9 +306,8 @@ class RedisLink:
 
     def changed(self) -> None:
         """A connection became ready: the link is up when both are."""
-        if self._state in {"up", "stopped"}:
-            return
-        if self._command.ready is None or self._subscriber.ready is None:
+        ready = self._command.ready is not None and self._subscriber.ready is not None
+        if self._state in {"up", "stopped"} or not ready:
             return
         self._state = "up"
         _log.info("cluster store {url} reachable", url=self.url.redacted())
@@ -360,11 +364,8 @@ class RedisLink:
     def script(
         self, source: str, keys: Sequence[str], args: Sequence[object]
     ) -> Deferred[Any]:
-        """Run a Lua script by EVALSHA; sent in full (EVAL) when Redis lacks it.
-
-        Redis keeps an EVAL'd script in its cache, so the text goes over the
-        wire once per script and Redis start, not per call.
-        """
+        """Run a Lua script by EVALSHA; sent in full (EVAL) when Redis lacks it
+        (it keeps an EVAL'd script: the text goes once per Redis start)."""
         sha = _sha1(source)
 
         def load(failure: Failure) -> Deferred[Any] | Failure:

@@ -168,8 +168,12 @@ class SubscriberProtocol(txredisapi.SubscriberProtocol):  # type: ignore[misc]
         super().__init__(**settings)
         self.reader = ReplyReader()
         self.on_message: Callable[[bytes, bytes], None] = lambda _c, _d: None
+        #: Reads so far: the link's sign of life while messages flow.
+        self.heard = 0
 
-    dataReceived = _read
+    def dataReceived(self, data: bytes) -> None:
+        self.heard += 1
+        _read(self, data)
 
     def replyReceived(self, reply: Any) -> None:
         """A message straight to ``on_message``; the rest to txredisapi's."""
