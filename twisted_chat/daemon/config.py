@@ -201,8 +201,8 @@ OPTIONS = [
     Option("history-on-join", integer(0, 200), "Lines replayed on /join."),
     Option("history-max", integer(0), "Messages kept per room (0 = no cap)."),
     Option("history-days", _number(0), "Days messages are kept (0 = forever)."),
-    Option("accounts", _switch("on", "off"), "Accounts and nick protection: on, off."),
-    Option("cluster", _text, "redis://[:PW@]HOST[:PORT][/DB]: one server with it."),
+    Option("accounts", _switch("on", "off"), "Accounts, nick protection: on, off."),
+    Option("cluster", _text, "redis://HOST:PORT/DB: be one node of a cluster."),
     Option("cluster-password", _text, "The cluster's Redis password, if not in URL."),
     Option("irc-name", _text, "The IRC server's name ('' = this host's name)."),
     Option(
