@@ -120,6 +120,8 @@ class ClusterNode(Service):
         self._on_up_hook = on_up
         self.link = link
         calls.node = self
+        #: How this node's own messages start (wire.encode's header).
+        self._own = wire.line({"n": node_id})[:-2]
         self.lease = NodeLease(self.link, reactor, node_id, lambda _node: None)
         self.nicks = OwnNicks(server, link, NickClaims(link, node_id), reactor)
         self.mirror = Mirror(server, remote_lines, remote_topic, self.uid_of)
@@ -280,6 +282,8 @@ class ClusterNode(Service):
             )
 
     def _events(self, data: bytes) -> None:
+        if data.startswith(self._own):
+            return  # our own publish, back from Redis: nothing to read
         decoded = wire.decode(data)
         if decoded is None:
             return

@@ -168,9 +168,13 @@ def person(participant: Participant, uid: str) -> dict[str, Any]:
 def decode(data: bytes) -> tuple[Header, list[dict[str, Any]]] | None:
     """A message's header and events; None for anything malformed."""
     try:
-        head, *rest = data.split(b"\n")
+        text = data.decode("utf-8")
+        head, _, body = text.partition("\n")
         header = json.loads(head)
-        events = [json.loads(part) for part in rest if part]
+        # Event lines hold no raw newline (JSON escapes them): one array,
+        # one parse for the whole batch.
+        body = body.rstrip("\n")
+        events = json.loads("[" + body.replace("\n", ",") + "]") if body else []
     except (ValueError, UnicodeDecodeError):
         return None
     if not isinstance(header, dict) or not all(isinstance(e, dict) for e in events):
