@@ -44,7 +44,7 @@ def free_port() -> int:
 
 
 def one_run(
-    python: str, pythonpath: str, workload: str
+    python: str, pythonpath: str, workload: str, client: str = ""
 ) -> tuple[float, float, float, float]:
     """(deliveries/s, server CPU µs per delivery, p50 ms, p99 ms) of one daemon."""
     env = dict(os.environ)
@@ -73,11 +73,15 @@ def one_run(
                 if time.monotonic() > deadline or daemon.poll() is not None:
                     raise SystemExit(f"{twistd} did not start") from None
                 time.sleep(0.05)
+        client_env = env
+        if client:  # one load generator for every build: only the daemons differ
+            client_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         done = subprocess.run(  # noqa: S603
-            [python, "-m", "twisted_chat.bench", "--host", "127.0.0.1",
+            [client or python, "-m", "twisted_chat.bench", "--host", "127.0.0.1",
              "--port", str(port), "--workload", workload,
              "--server-pid", str(daemon.pid), "--json", "--no-progress"],
-            capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT, check=True,
+            capture_output=True, text=True, env=client_env, timeout=RUN_TIMEOUT,
+            check=True,
         )  # fmt: skip
         report = json.loads(done.stdout)
         rate = float(report["deliveries_per_s"])
@@ -105,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workloads", default="fanout,rooms")
+    parser.add_argument(
+        "--client",
+        default="",
+        metavar="PYTHON",
+        help="run this Python's load generator against every build "
+        "(default: each build's own)",
+    )
     parser.add_argument("builds", nargs="+", help="NAME=PYTHON[:PYTHONPATH]")
     args = parser.parse_args(argv)
     builds: dict[str, tuple[str, str]] = {}
@@ -119,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         names = list(builds)
         for n in range(min(args.runs, 20)):
             for name in names if n % 2 == 0 else names[::-1]:
-                run = one_run(*builds[name], workload)
+                run = one_run(*builds[name], workload, args.client)
                 got[name].append(run)
                 print(f"{workload} {name} run {n + 1}: {_describe(*run)}", flush=True)
         for name in names:
