@@ -6,13 +6,8 @@ reconnect), which a fake would only imitate. Persistence is off so nothing is
 written to disk, and the test stops the server: ``stop()``/``start()`` on the
 same port let outage tests cut Redis away and bring it back.
 
-Use the context manager ``redis_server()`` or a fixture around it in the test
-module (importing the ``redis`` fixture makes ruff see a redefinition)::
-
-    @pytest.fixture
-    def redis() -> Iterator[RedisServer]:
-        with redis_server() as server:
-            yield server
+Use the context manager ``redis_server()``, or conftest's ``redis`` fixture
+(and ``no_tracebacks``, which fails a test that logged a traceback).
 ``until`` and ``settle`` let Twisted tests (pytest_twisted.ensureDeferred)
 wait for a condition on the running reactor without sleeping blindly.
 """
@@ -27,7 +22,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.logger import LogEvent
@@ -164,13 +158,6 @@ def redis_server(
         server.stop()
 
 
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    """A fresh redis-server for one test."""
-    with redis_server() as server:
-        yield server
-
-
 async def until(condition: Callable[[], object], timeout: float = DEADLINE) -> None:
     """Let the reactor run until ``condition()`` is true; fail at the deadline."""
     deadline = time.monotonic() + timeout
@@ -200,7 +187,6 @@ __all__ = [
     "REDIS_SERVER",
     "RedisServer",
     "failures",
-    "redis",
     "redis_server",
     "settle",
     "until",

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import pytest
 from _loop_thread import LoopThread
+from _redis import RedisServer, failures, redis_server
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
@@ -252,6 +253,20 @@ def _own_state_directory(
     would still be there in the next.
     """
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    """A fresh redis-server on a free loopback port for one test (``_redis``)."""
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def no_tracebacks(log_events: list[LogEvent]) -> Iterator[None]:
+    """Nothing the code under test logs may be a traceback (the cluster's tests)."""
+    yield
+    assert failures(log_events) == []
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import pytest
 import pytest_twisted
-from _redis import RedisServer, failures, redis, redis_server, until
+from _redis import RedisServer, redis_server, until
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -36,11 +36,7 @@ ensure_deferred = pytest_twisted.ensureDeferred
 async_yield_fixture = pytest_twisted.async_yield_fixture
 
 
-@pytest.fixture(autouse=True)
-def _no_tracebacks(log_events: list[Any]) -> Iterator[None]:
-    """Whatever Redis does, nothing here logs a traceback."""
-    yield
-    assert failures(log_events) == []
+pytestmark = pytest.mark.usefixtures("no_tracebacks")
 
 
 class LinkRig:
@@ -246,4 +242,4 @@ async def test_a_load_leaves_out_what_is_past_the_age_limit(
     assert texts(b.recent("#a", 5)) == ["text 2"]
 
 
-__all__ = ["cluster_link", "redis"]  # fixtures, for pytest
+__all__ = ["cluster_link"]  # the fixture, for pytest

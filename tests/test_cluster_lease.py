@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 import pytest_twisted
-from _redis import RedisServer, failures, redis_server, settle, until
+from _redis import RedisServer, redis_server, settle, until
 from twisted.internet import reactor
 from twisted.logger import LogEvent
 
@@ -28,17 +27,7 @@ REFRESH = 0.3
 REAP_EVERY = 0.2
 
 
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _no_tracebacks(log_events: list[LogEvent]) -> Iterator[None]:
-    """Nothing the cluster code does here may log a traceback."""
-    yield
-    assert failures(log_events) == []
+pytestmark = pytest.mark.usefixtures("no_tracebacks")
 
 
 class Node:

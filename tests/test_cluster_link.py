@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,17 +28,7 @@ from twisted_chat.testing_tls import self_signed_pem
 PASSWORD = "s3cret"  # noqa: S105 - a test password
 
 
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _no_tracebacks(log_events: list[LogEvent]) -> Iterator[None]:
-    """Nothing the cluster code does here may log a traceback."""
-    yield
-    assert failures(log_events) == []
+pytestmark = pytest.mark.usefixtures("no_tracebacks")
 
 
 class Rig:

@@ -9,31 +9,18 @@ only the holder releases; after an outage the earlier claim keeps a name
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import pytest_twisted
-from _redis import RedisServer, failures, redis_server, until
+from _redis import RedisServer, redis_server, until
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
-from twisted.logger import LogEvent
 
 from twisted_chat.cluster.link import LinkDown, RedisLink
 from twisted_chat.cluster.nick_claims import NickClaims, free_node
 from twisted_chat.cluster.url import ClusterUrl
 
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _no_tracebacks(log_events: list[LogEvent]) -> Iterator[None]:
-    """Nothing the cluster code does here may log a traceback."""
-    yield
-    assert failures(log_events) == []
+pytestmark = pytest.mark.usefixtures("no_tracebacks")
 
 
 class Node:

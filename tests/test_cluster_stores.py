@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, cast
 
 import pytest
 import pytest_twisted
-from _redis import RedisServer, failures, redis, until
+from _redis import RedisServer, until
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -42,11 +42,7 @@ ensure_deferred = pytest_twisted.ensureDeferred
 async_yield_fixture = pytest_twisted.async_yield_fixture
 
 
-@pytest.fixture(autouse=True)
-def _no_tracebacks(log_events: list[Any]) -> Iterator[None]:
-    """Whatever Redis does, nothing here logs a traceback."""
-    yield
-    assert failures(log_events) == []
+pytestmark = pytest.mark.usefixtures("no_tracebacks")
 
 
 class RedisError(Exception):
@@ -451,6 +447,3 @@ def test_an_announcement_that_does_not_read_is_logged_and_skipped(
     account = {"key": "y", "name": "Y", "password_hash": HASH, "created_at": 1.0}
     accounts.apply({"v": 3, "kind": "accounts", "name": "y", "value": account})
     assert accounts.get("y") == Account("y", "Y", HASH, 1.0, None)
-
-
-__all__ = ["redis"]  # the fixture, for pytest
