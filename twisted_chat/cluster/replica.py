@@ -36,6 +36,7 @@ __all__ = [
     "WRITE_ENTRY",
     "RedisCommands",
     "Replica",
+    "Replicated",
     "all_replies",
     "reason_of",
     "scan",
@@ -291,3 +292,18 @@ class Replica:
         loads, self._loads = self._loads, []
         for d in loads:
             d.callback(ok)
+
+
+class Replicated:
+    """What both replicated stores add to their base: their writes' state."""
+
+    _replica: Replica
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes scheduled or waiting for Redis."""
+        return self._replica.pending
+
+    def settled(self) -> Deferred[None]:
+        """Fires once every write made so far is answered."""
+        return self._replica.settled()

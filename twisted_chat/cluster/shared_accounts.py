@@ -46,6 +46,7 @@ from twisted_chat.cluster.replica import (
     WRITE_ENTRY,
     RedisCommands,
     Replica,
+    Replicated,
     reason_of,
     text_of,
 )
@@ -117,7 +118,7 @@ def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-class RedisAccountStore(BaseAccountStore):
+class RedisAccountStore(Replicated, BaseAccountStore):
     """`AccountStore` of a clustered node: memory, written to Redis.
 
     :param on_change: told ``("accounts", key)`` or ``("bans", None)`` after
@@ -137,15 +138,6 @@ class RedisAccountStore(BaseAccountStore):
         super().__init__({}, max_accounts)
         self._replica = Replica(link, reactor, "accounts", self._apply_one)
         self.on_change = on_change
-
-    @property
-    def pending_writes(self) -> int:
-        """Writes scheduled or waiting for Redis."""
-        return self._replica.pending
-
-    def settled(self) -> Deferred[None]:
-        """Fires once every write made so far is answered."""
-        return self._replica.settled()
 
     def create(
         self,

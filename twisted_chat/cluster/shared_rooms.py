@@ -32,6 +32,7 @@ from twisted_chat.cluster.replica import (
     WRITE_ENTRY,
     RedisCommands,
     Replica,
+    Replicated,
     reason_of,
     text_of,
 )
@@ -108,7 +109,7 @@ def room_from(data: object) -> RegisteredRoom:
         raise ValueError(str(e)) from None
 
 
-class RedisRoomStore(BaseRoomStore):
+class RedisRoomStore(Replicated, BaseRoomStore):
     """`RoomStore` of a clustered node: memory, written to Redis.
 
     :param on_change: told ``("rooms", key)`` after an announcement or a
@@ -128,15 +129,6 @@ class RedisRoomStore(BaseRoomStore):
         super().__init__({}, max_rooms=max_rooms, max_per_founder=max_per_founder)
         self._replica = Replica(link, reactor, "registered rooms", self._apply_one)
         self.on_change = on_change
-
-    @property
-    def pending_writes(self) -> int:
-        """Writes scheduled or waiting for Redis."""
-        return self._replica.pending
-
-    def settled(self) -> Deferred[None]:
-        """Fires once every write made so far is answered."""
-        return self._replica.settled()
 
     def register(
         self, room: RegisteredRoom, done: Callable[[bool], None] | None = None
