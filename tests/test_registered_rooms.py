@@ -486,3 +486,37 @@ def test_a_topic_longer_than_the_store_keeps_is_kept_cut(rig: Rig) -> None:
     assert stored is not None
     assert stored.topic is not None
     assert stored.topic.text == "x" * MAX_TOPIC_CHARS
+
+
+def test_refresh_keeps_a_live_room_and_its_members(rig: Rig) -> None:
+    """--cluster: another node changed a registered room (or the node rejoins)."""
+    _, alice = registered_dev(rig)
+    _, bob = rig.member("Bob")
+    rig.say(alice, "/voice Bob")
+    live = rig.server.rooms[DEV]
+    stored = rig.rooms.get(DEV)
+    rules = dict(stored.rules)
+    rules["settings"] = {**dict(rules.get("settings") or {}), "moderated": True}
+    rig.rooms.update(DEV, rules=rules)
+    rig.run()
+    rig.server.moderation.registry.refresh(DEV)
+    room = rig.server.rooms[DEV]
+    assert room is live
+    assert set(room.members) == {alice, bob}
+    assert room.rules is not None
+    assert room.rules.settings.moderated
+    assert room.rules.speech_restricted
+    assert bob in room.rules.voiced  # live grants stay
+
+
+def test_refresh_revives_a_registered_room_that_is_not_live(rig: Rig) -> None:
+    _, alice = registered_dev(rig)
+    rig.say(alice, f"/part {DEV}")
+    del rig.server.rooms[DEV]  # as on a node that has not seen it yet
+    rig.server.moderation.registry.refresh("#nowhere")  # not registered: nothing
+    assert "#nowhere" not in rig.server.rooms
+    rig.server.moderation.registry.refresh(DEV)
+    room = rig.server.rooms[DEV]
+    assert room.rules is not None
+    assert room.rules.founder == alice.account
+    assert not room.members

@@ -155,9 +155,15 @@ class RegisteredRooms:
             if room is None:
                 self._revive(stored)
                 return
-            room.rules = RoomRules.from_dict(
+            rules = RoomRules.from_dict(
                 stored.rules, room.name.display, server.seconds()
             )
+            old = room.rules
+            if old is not None:  # who is operator or voiced now stays so
+                rules.operators |= old.operators
+                rules.voiced |= old.voiced
+                rules.invites = old.invites
+            room.rules = rules
         except (InvalidName, ValueError) as problem:
             _log.warn(
                 "registered room {room} not refreshed: {problem}",

@@ -84,7 +84,14 @@ class ClusterParts:
             if history is not None:
                 loads.append(history.load())
             loads[0].addCallback(lambda _: server.operators.server_bans.reload())
-            loads[1].addCallback(lambda _: server.moderation.registry.load())
+            # Refresh, not load: after an outage the registered rooms are
+            # live, with members, and must stay the same room objects.
+            loads[1].addCallback(lambda _: refresh_rooms())
+
+        def refresh_rooms() -> None:
+            registry = server.moderation.registry
+            for stored in rooms.all():
+                registry.refresh(stored.key)
 
         def remote_topic(topic: StoredTopic) -> None:
             if history is not None:
