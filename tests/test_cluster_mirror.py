@@ -379,3 +379,22 @@ def test_a_kill_on_one_node_disconnects_the_user_on_theirs(cluster: Cluster) -> 
     assert "bob" not in b.participants
     quits = [line for line in watcher_client.lines() if "bob quit" in line]
     assert quits == ["* bob quit (killed by oper: enough)"]
+
+
+def test_a_login_elsewhere_is_seen_here(cluster: Cluster) -> None:
+    a, b = cluster.node("a"), cluster.node("b")
+    _, alice = cluster.user(a, "alice")
+    cluster.user(b, "bob")
+    alice.account = "alice"
+    node = cluster.nodes["a"]
+    node.changed(alice)
+    cluster.settle()
+    ghost = b.participants["alice"]
+    assert ghost.remote
+    assert ghost.account == "alice"
+    alice.account = None
+    a.directory.force_rename(alice, a.directory.guest_nick())  # a logout
+    cluster.settle()
+    after = b.participants[alice.nick.key]
+    assert after is ghost
+    assert after.account is None

@@ -91,8 +91,11 @@ class Mirror:
         nick_text = info.get("n")
         if not isinstance(uid, str) or not isinstance(nick_text, str):
             return None
+        account = info.get("a") if isinstance(info.get("a"), str) else None
+        oper = info.get("op") if isinstance(info.get("op"), str) else None
         ghost = self.ghosts.get(uid)
         if ghost is not None:
+            ghost.account, ghost.oper = account, oper  # a login, a logout, /oper
             if ghost.nick.display != nick_text:
                 self.rename(uid, nick_text)
             return ghost
@@ -101,8 +104,6 @@ class Mirror:
         except ChatError:
             return None
         host = _text(info.get("h"))
-        account = info.get("a") if isinstance(info.get("a"), str) else None
-        oper = info.get("op") if isinstance(info.get("op"), str) else None
         ghost = Participant(
             client=GhostClient(node, uid, host, self.closing),
             nick=nick,

@@ -185,12 +185,13 @@ class ClusterNode(Service):
             return
         self.server.outbox.flush_rooms_of(participant)
         self.nicks.since[participant] = self._reactor.seconds()
-        self._publish_events(
-            {"k": "nick", "u": self.uid_of(participant), "n": new.display}
-        )
+        self._publish_person("user", participant)  # the name, and the account
         if old.key != new.key:
             self.nicks.claim(participant, new, old)
         self.mirror.relist()
+
+    def changed(self, participant: Participant) -> None:
+        self._publish_person("user", participant)
 
     def private(self, sender: Participant, recipient: Participant, text: str) -> None:
         client: Any = recipient.client

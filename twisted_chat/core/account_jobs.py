@@ -235,6 +235,8 @@ class PasswordJobs:
         are out of date (in the background; a busy hasher: next time).
         """
         participant.account = account.key
+        if self._server.cluster is not None:
+            self._server.cluster.changed(participant)
         services.store.record_login(account.name, self._server.seconds())
         hasher = services.hasher
         if password is not None and hasher.needs_rehash(account.password_hash):

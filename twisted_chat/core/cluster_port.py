@@ -36,6 +36,9 @@ class ClusterPort(Protocol):
     def renamed(self, participant: Participant, old: Nick, new: Nick) -> None:
         """A user of this node is called ``new`` now (``/nick``, a login)."""
 
+    def changed(self, participant: Participant) -> None:
+        """A user of this node logged in or out, or became a server operator."""
+
     def private(self, sender: Participant, recipient: Participant, text: str) -> None:
         """``/msg`` from ``sender`` (here) to ``recipient``, a remote user."""
 

@@ -179,6 +179,8 @@ class OperatorCommands:
             if participant.gone:
                 return
             participant.oper = entry[0]
+            if server.cluster is not None:
+                server.cluster.changed(participant)
             _audit.info(
                 "operator {oper} ({nick}) {action} {target}: {reason}",
                 oper=entry[0],
