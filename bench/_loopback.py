@@ -134,13 +134,18 @@ def daemon(twistd: str, *options: str) -> Iterator[Daemon]:
             wait_for_port(proc, port, log)
             yield Daemon(proc=proc, port=port, log=log, state=state)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(START_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a server we started, SIGKILL if it is not gone in START_TIMEOUT."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for_port(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:

@@ -47,7 +47,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -69,6 +68,7 @@ from _loopback import (
     cpu_seconds,
     daemon,
     free_port,
+    stop,
 )
 
 #: Every daemon's options: ab_hotpath.py's, abuse limits and history off.
@@ -187,13 +187,7 @@ def redis_server(program: str) -> Iterator[tuple[int, int]]:
                 time.sleep(0.05)  # polling a condition, bounded by the deadline
             yield port, proc.pid
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(START_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc)
 
 
 def _lists(probe: LineClient, room: str, people: int, deadline: float) -> bool:
