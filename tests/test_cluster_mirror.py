@@ -87,6 +87,14 @@ class FakeClaims:
         if self.bus.owners.get(key) == self.node:
             del self.bus.owners[key]
 
+    def prune(self, keep: list[str]) -> Deferred[int]:
+        mine = [
+            k for k, n in self.bus.owners.items() if n == self.node and k not in keep
+        ]
+        for key in mine:
+            del self.bus.owners[key]
+        return succeed(len(mine))
+
     def reclaim(self, key: str, display: str, at: float) -> Deferred[str | None]:
         del display, at
         owner = self.bus.owners.setdefault(key, self.node)
@@ -398,3 +406,24 @@ def test_a_login_elsewhere_is_seen_here(cluster: Cluster) -> None:
     after = b.participants[alice.nick.key]
     assert after is ghost
     assert after.account is None
+
+
+def test_names_given_up_while_alone_are_free_after(cluster: Cluster) -> None:
+    a, b = cluster.node("a"), cluster.node("b")
+    _, alice = cluster.user(a, "alice")
+    _, carol = cluster.user(a, "carol")
+    _, bob = cluster.user(b, "bob")
+    link: Any = cluster.nodes["a"].link
+    link.up = False
+    link.calls.down("refused")
+    a.disconnect(alice, "leaving")  # her release cannot be sent
+    a.receive(carol, "/nick caroline")  # nor carol's
+    link.up = True
+    link.calls.up()
+    cluster.settle()
+    b.receive(bob, "/nick alice")
+    cluster.settle()
+    assert bob.nick.display == "alice"
+    b.receive(bob, "/nick carol")
+    cluster.settle()
+    assert bob.nick.display == "carol"

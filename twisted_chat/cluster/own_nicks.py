@@ -94,9 +94,16 @@ class OwnNicks:
         directory.force_rename(participant, back)
 
     def reclaim_all(self) -> None:
-        for participant in list(self.server.participants.values()):
-            if participant.remote or participant.gone:
-                continue
+        """
+        After an outage: claim every user's nickname again, and give up the
+        claims of those who left or were renamed meanwhile (their releases
+        could not be sent), so other nodes' users may take those names.
+        """
+        here = [
+            p for p in self.server.participants.values() if not p.remote and not p.gone
+        ]
+        self.claims.prune([p.nick.key for p in here]).addErrback(lambda _: None)
+        for participant in here:
             nick = participant.nick
             d = self.claims.reclaim(
                 nick.key, nick.display, self.since.get(participant, 0.0)
