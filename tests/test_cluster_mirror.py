@@ -30,6 +30,7 @@ from twisted_chat.cluster.node import (
     channels,
 )
 from twisted_chat.core.chat import ChatServer
+from twisted_chat.core.names import Nick
 from twisted_chat.core.room import Participant
 from twisted_chat.core.settings import Settings
 from twisted_chat.history.memory import MemoryStore
@@ -148,6 +149,16 @@ class Cluster:
             if not self.bus.run() and not self.clock.getDelayedCalls():
                 return
         raise AssertionError("the bus never settled")
+
+    def in_room(
+        self, server: ChatServer, nick: str, room: str = "#ops"
+    ) -> tuple[RecordingClient, Participant]:
+        """A user who then joins ``room`` (its operator, if they make it)."""
+        client, participant = self.user(server, nick)
+        server.receive(participant, f"/join {room}")
+        self.settle()
+        client.clear()
+        return client, participant
 
     def user(
         self, server: ChatServer, nick: str
@@ -283,12 +294,8 @@ def test_what_other_nodes_said_is_not_stored_twice(cluster: Cluster) -> None:
 
 def test_a_kick_on_one_node_removes_the_user_on_theirs(cluster: Cluster) -> None:
     a, b = cluster.node("a"), cluster.node("b")
-    _op_client, op = cluster.user(a, "op")
-    a.receive(op, "/join #ops")
-    cluster.settle()
-    bob_client, bob = cluster.user(b, "bob")
-    b.receive(bob, "/join #ops")
-    cluster.settle()
+    _, op = cluster.in_room(a, "op")
+    bob_client, bob = cluster.in_room(b, "bob")
     a.receive(op, "/kick bob spam")
     cluster.settle()
     assert "#ops" not in bob.rooms
@@ -324,9 +331,7 @@ def test_garbage_on_the_channels_is_ignored(cluster: Cluster, data: bytes) -> No
 
 def test_a_room_ban_on_one_node_refuses_on_another(cluster: Cluster) -> None:
     a, b = cluster.node("a"), cluster.node("b")
-    _, op = cluster.user(a, "op")
-    a.receive(op, "/join #ops")
-    cluster.settle()
+    _, op = cluster.in_room(a, "op")
     carol_client, carol = cluster.user(b, "carol")
     carol.host = "10.0.0.9"
     a.receive(op, "/ban 10.0.0.9 spam")
@@ -339,12 +344,8 @@ def test_a_room_ban_on_one_node_refuses_on_another(cluster: Cluster) -> None:
 
 def test_an_operator_made_on_one_node_acts_on_another(cluster: Cluster) -> None:
     a, b = cluster.node("a"), cluster.node("b")
-    _, op = cluster.user(a, "op")
-    a.receive(op, "/join #ops")
-    cluster.settle()
-    bob_client, bob = cluster.user(b, "bob")
-    b.receive(bob, "/join #ops")
-    cluster.settle()
+    _, op = cluster.in_room(a, "op")
+    bob_client, bob = cluster.in_room(b, "bob")
     a.receive(op, "/op bob")
     cluster.settle()
     b.receive(bob, "/topic set by bob")
@@ -427,3 +428,37 @@ def test_names_given_up_while_alone_are_free_after(cluster: Cluster) -> None:
     b.receive(bob, "/nick carol")
     cluster.settle()
     assert bob.nick.display == "carol"
+
+
+def test_a_private_message_while_redis_is_away_says_so(cluster: Cluster) -> None:
+    a, b = cluster.node("a"), cluster.node("b")
+    cluster.user(a, "alice")
+    bob_client, bob = cluster.user(b, "bob")
+    link: Any = cluster.nodes["b"].link
+    link.up = False
+    b.receive(bob, "/msg alice are you there")
+    assert bob_client.lines()[-1].startswith("! no-such-nick: alice is on another node")
+    assert not cluster.bus.queue
+
+
+def test_a_remote_rename_onto_a_name_held_here_waits_for_it(cluster: Cluster) -> None:
+    a, b = cluster.node("a"), cluster.node("b")
+    zed_client, zed = cluster.user(a, "zed")
+    _, bob = cluster.user(b, "bob")
+    ghost = b.participants["zed"]
+    # Taken on both nodes without asking (a login's or IRC registration's
+    # rename): b claimed first, so a's zed gets the name back.
+    b.directory.force_rename(bob, Nick.parse("zoe"))
+    a.directory.force_rename(zed, Nick.parse("zoe"))
+    cluster.settle()
+    assert zed.nick.display == "zed"
+    taken = [line for line in zed_client.lines() if "taken on another node" in line]
+    assert taken == [
+        (
+            "* zoe is taken on another node of this server; you are zed now "
+            "(/nick NAME to choose another)."
+        )
+    ]
+    assert b.participants["zoe"] is bob
+    assert b.participants["zed"] is ghost
+    assert ghost.nick.display == "zed"

@@ -271,13 +271,8 @@ class Mirror:
     def _kicked(self, room: Room, uid: str, nick: str, by: str, reason: str) -> None:
         """Someone was kicked on another node: a ghost here, or a user of ours."""
         server = self.server
-        target = self.ghosts.get(uid)
+        target = self._member(room, uid)
         if target is None:
-            target = next(
-                (p for p in room.members if not p.remote and p.nick.display == nick),
-                None,
-            )
-        if target is None or target not in room.members:
             return
         seen, told = kick_notices(nick, by, room.name.display, reason)
         if not target.remote:
@@ -299,7 +294,7 @@ class Mirror:
             )
         except (ChatError, ValueError, TypeError):
             return
-        by_uid = {self._uid_of(p): p for p in room.members}
+        by_uid = self._members_by_uid(room)
         rules.operators = {by_uid[u] for u in wire.texts(ops) if u in by_uid}
         rules.voiced = {by_uid[u] for u in wire.texts(voiced) if u in by_uid}
         old = room.rules
@@ -307,6 +302,16 @@ class Mirror:
             rules.invites = old.invites
         rules._refresh()
         room.rules = rules
+
+    def _members_by_uid(self, room: Room) -> dict[str, Participant]:
+        """The room's members (of every node) by the uid events name them by."""
+        return {self._uid_of(p): p for p in room.members}
+
+    def _member(self, room: Room, uid: str) -> Participant | None:
+        ghost = self.ghosts.get(uid)
+        if ghost is not None:
+            return ghost if ghost in room.members else None
+        return self._members_by_uid(room).get(uid)  # one of ours (rare: a kick)
 
     def join(self, room: Room, ghost: Participant, *, quietly: bool) -> None:
         if not quietly:

@@ -264,7 +264,7 @@ class ClusterNode(Service):
         for room in self.server.rooms.values():
             uids = [self.uid_of(p) for p in room.members if not p.remote]
             if uids:
-                rules = json.loads(wire.rules_line(room, self.uid_of) or b"{}")
+                rules = wire.rules_of(room, self.uid_of)
                 topic = [room.topic, room.topic_by, room.topic_at]
                 rooms.append([room.name.key, room.name.display, uids, rules, topic])
         return {"users": users, "rooms": rooms}
@@ -300,8 +300,6 @@ class ClusterNode(Service):
             kind = event.get("k")
             if kind == "user":
                 mirror.user(node, event)
-            elif kind == "nick":
-                mirror.rename(str(event.get("u")), str(event.get("n")))
             elif kind == "quit":
                 mirror.quit(str(event.get("u")), str(event.get("t") or LOST))
 

@@ -41,6 +41,7 @@ __all__ = [
     "line",
     "person",
     "rules_line",
+    "rules_of",
     "texts",
 ]
 
@@ -133,24 +134,29 @@ def encode_event(
     return b""  # Quit, Renamed: told once per person (ClusterNode)
 
 
-def rules_line(room: Room, uid_of: Callable[[Participant], str]) -> bytes:
+def rules_of(room: Room, uid_of: Callable[[Participant], str]) -> dict[str, Any]:
     """
     A room's moderation as it stands: the stored form (bans, mutes,
     settings, a registered room's accounts) and who is an operator or
-    voiced now, so every node decides the next join or message alike.
+    voiced now, so every node decides the next join or message alike;
+    {} for a room nobody moderates.
     """
     rules = room.rules
     if rules is None:
-        return b""
+        return {}
     members = room.members
-    return line(
-        {
-            "k": "rules",
-            "d": rules.to_dict(),
-            "ops": [uid_of(p) for p in rules.operators if p in members],
-            "v": [uid_of(p) for p in rules.voiced if p in members],
-        }
-    )
+    return {
+        "k": "rules",
+        "d": rules.to_dict(),
+        "ops": [uid_of(p) for p in rules.operators if p in members],
+        "v": [uid_of(p) for p in rules.voiced if p in members],
+    }
+
+
+def rules_line(room: Room, uid_of: Callable[[Participant], str]) -> bytes:
+    """:func:`rules_of` as a line (b"" for none), after a turn's changes."""
+    rules = rules_of(room, uid_of)
+    return line(rules) if rules else b""
 
 
 def person(participant: Participant, uid: str) -> dict[str, Any]:
