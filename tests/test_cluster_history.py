@@ -243,3 +243,30 @@ async def test_a_load_leaves_out_what_is_past_the_age_limit(
 
 
 __all__ = ["cluster_link"]  # the fixture, for pytest
+
+
+class _Away:
+    """A link to a Redis that cannot be reached: nothing is sent."""
+
+    up = False
+
+    def call(self, *args: object) -> Deferred[Any]:
+        raise AssertionError(f"sent while down: {args!r}")
+
+    def script(self, *args: object) -> Deferred[Any]:
+        raise AssertionError(f"sent while down: {args!r}")
+
+
+def test_what_waits_for_redis_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While Redis is away, only the newest MAX_UNSAVED turns wait to be written."""
+    from twisted_chat.cluster import history as module
+
+    monkeypatch.setattr(module, "MAX_UNSAVED", 5)
+    store = ClusterHistory(_Away(), MemoryStore(), 100, lambda: 1.0)
+    for n in range(12):
+        store.append_lines("#a", "#a", float(n), lines.room_message("#a", "x", f"m{n}"))
+    assert len(store._unsaved) == 5
+    assert store.dropped == 7
+    assert store.trouble() == TROUBLE
+    # The cache still has all of them: this node's users lose nothing.
+    assert len(store.recent("#a", 20)) == 12
