@@ -298,7 +298,7 @@ def test_twistds_service_freezes_the_startup_heap_and_tests_do_not(
     import gc
 
     from twisted_chat.daemon.options import makeService
-    from twisted_chat.daemon.startup import freeze_startup_heap
+    from twisted_chat.daemon.startup import FULL_COLLECTION_EVERY, freeze_startup_heap
 
     nothing = InheritedSockets(ListenFDs([], ()))
     assert daemon(nothing, "--tcp", "tcp:0").freeze_heap is False
@@ -306,12 +306,17 @@ def test_twistds_service_freezes_the_startup_heap_and_tests_do_not(
     options.parseOptions(["--tcp", "tcp:0", "--state-dir", str(tmp_path / "s")])
     assert makeService(options).freeze_heap is True  # type: ignore[attr-defined]
     assert gc.get_freeze_count() == 0
+    thresholds = gc.get_threshold()
     try:
         freeze_startup_heap()
         assert gc.get_freeze_count() > 0
+        # Full collections ten times rarer; the young ones as before.
+        assert gc.get_threshold() == (*thresholds[:2], FULL_COLLECTION_EVERY)
+        assert 10 * thresholds[2] <= FULL_COLLECTION_EVERY
         garbage: list[object] = []
         garbage.append(garbage)  # a cycle made after the freeze is collected
         del garbage
         assert gc.collect() >= 1
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
