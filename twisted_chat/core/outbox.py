@@ -79,6 +79,8 @@ class Outbox:
         self._timer_set = False
         #: Direct replies waiting for the end of the turn (:meth:`reply_later`).
         self._replies: dict[Participant, list[bytes]] = {}
+        #: Called once this turn's lines are handed out (:meth:`after_turn`).
+        self._after: list[Callable[[], None]] = []
         #: Room lines handed out, and lines times members at each flush
         #: (:mod:`twisted_chat.core.stats` says why not exact deliveries).
         self.messages = 0
@@ -143,7 +145,7 @@ class Outbox:
                 self._timer_set = True
                 self._call_later(NOTICE_DELAY, self._notice_timer)
             return
-        if not self._dirty and not self._replies:
+        if not self._dirty and not self._replies and not self._after:
             self._defer(self.end_of_turn)
         self._dirty[room] = None
 
@@ -155,7 +157,7 @@ class Outbox:
         if self._defer is None:
             room.flush()
             return
-        if not self._dirty and not self._replies:
+        if not self._dirty and not self._replies and not self._after:
             self._defer(self.end_of_turn)
         self._dirty[room] = None
 
@@ -175,11 +177,30 @@ class Outbox:
         self._count_by_transport(room, extra)
         self.say_in(room, data, sender)
 
+    def after_turn(self, release: Callable[[], None]) -> bool:
+        """
+        Call ``release`` once this turn's replies and room lines are handed
+        out: a transport holding a client's output (the answers to its
+        read, a new client's welcome) sends all of it, and the lines this
+        turn owes the client, in one write, instead of one write now and
+        one more at the end of the turn.  False without a reactor (``defer``
+        None): the caller releases now.
+        """
+        if self._defer is None:
+            return False
+        if not self._dirty and not self._replies and not self._after:
+            self._defer(self.end_of_turn)
+        self._after.append(release)
+        return True
+
     def end_of_turn(self) -> None:
-        """Hand out what the rooms heard this turn (not the waiting notices)."""
+        """Hand out what the rooms heard this turn (not the waiting notices),
+        then let the held output go (:meth:`after_turn`)."""
         if self._replies:
             self._send_replies()
         if not self._dirty:
+            if self._after:
+                self._release_held()
             return
         clock = self.clock
         started = clock() if clock is not None else 0.0
@@ -206,6 +227,16 @@ class Outbox:
             self.fanout_seconds += elapsed
         if self.on_turn is not None:
             self.on_turn()
+        if self._after:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        after, self._after = self._after, []
+        for release in after:
+            try:
+                release()
+            except Exception:
+                _log.failure("while releasing held output")
 
     def flush(self) -> None:
         """Hand out everything now, waiting notices included."""
@@ -239,7 +270,7 @@ class Outbox:
         if waiting is not None:
             waiting.append(data)
             return
-        if not self._dirty and not self._replies:
+        if not self._dirty and not self._replies and not self._after:
             self._defer(self.end_of_turn)
         self._replies[participant] = [data]
 

@@ -76,6 +76,9 @@ _log = RateLimitedLogger()
 #: mobile link, and bounds what a client that stalls mid-handshake holds
 #: (a connection slot and a TLS object, never chat output).
 HANDSHAKE_TIMEOUT = 10.0
+#: What the early read (:meth:`StreamChatProtocol._read_early`) takes at
+#: most: as much as the reactor's reads of the connection do.
+READ_SIZE = tcp.Connection.bufferSize
 
 
 def describe(address: IAddress) -> tuple[str, str]:
@@ -206,11 +209,41 @@ class StreamChatProtocol(StreamWrites, SlowReaderWatch, LineReceiver):
             )
         if self._handshake is None:
             # The welcome, the default room's lines: one write, not one each.
+            # The welcome, the default room's lines, and the answers to what
+            # the client sent before it was accepted: one write.
             self.hold_output()
             try:
                 self._join()
+                if self._socket is not None and not self.transport.disconnecting:
+                    self._read_early(self._socket)
             finally:
-                self.release_output()
+                self.release_at_turn_end()
+
+    def _read_early(self, sock: socket.socket) -> None:
+        """
+        Read what the client sent before it was accepted, now.
+
+        Clients that speak first (IRC clients send ``NICK`` and ``USER``,
+        bots their ``/nick``) have usually sent it by the time a busy
+        daemon accepts them, and the reactor would hand it over one poll
+        later: one more trip through the reactor, and the answers in a
+        write of their own.  Nothing there (``EAGAIN``), the end of the
+        stream or an error: the reactor sees it at the next poll, as
+        always, and handles it there.
+        """
+        try:
+            data = sock.recv(READ_SIZE)
+        except OSError:
+            return
+        if not data:
+            return
+        try:
+            self.dataReceived(data)
+        except Exception:
+            # What the reactor does with a read that raises: the connection
+            # goes, the listening port and the other clients stay.
+            _log.failure("while reading from {peer}", peer=self.peer)
+            self.transport.abortConnection()
 
     def _refused(self, line: bytes) -> bytes:
         """The one line a refused connection gets, in the front-end's words."""

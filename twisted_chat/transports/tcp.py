@@ -79,7 +79,10 @@ class ChatLineProtocol(StreamChatProtocol):
         try:
             self._process()
         finally:
-            self.release_output()
+            if self._held:
+                self.release_at_turn_end()
+            else:  # a read of plain messages draws no answer: nothing to hold
+                self._held = None
 
     def _process(self) -> None:
         """Act on the intake's verdicts: go to the core, refuse, or pause."""
