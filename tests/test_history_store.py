@@ -854,7 +854,9 @@ async def test_stop_kills_a_stopped_writer_within_the_deadline(
     began = time.monotonic()
     await store.stop()
     took = time.monotonic() - began
-    assert STOP_TIMEOUT <= took < STOP_TIMEOUT + 2
+    # The reactor's timer runs on its own clock (reactor.seconds), which
+    # may be a few ms ahead of time.monotonic here.
+    assert STOP_TIMEOUT - 0.1 <= took < STOP_TIMEOUT + 2
     said = [formatEvent(e) for e in events]
     assert any("did not finish within 1.5 s" in line for line in said), said
 
