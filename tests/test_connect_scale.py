@@ -434,3 +434,33 @@ def test_other_transports_are_not_plain_tcp() -> None:
         pass
 
     assert not plain_tcp(Custom.__new__(Custom))
+
+
+@pytest.mark.slow
+def test_connect_ab_alternates_builds_on_fresh_daemons(tmp_path: Path) -> None:
+    """bench/connect_ab.py: each build's runs alternate, each on its own
+    daemon (a PYTHONPATH build included), and every client registers."""
+    done = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "bench" / "connect_ab.py")),
+            *("--runs", "2", "--steps", "20,40", "--procs", "2", "--inflight", "8"),
+            f"a={sys.executable}",
+            f"b={sys.executable}:{ROOT}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=tmp_path,
+    )
+    runs = [line for line in done.stdout.splitlines() if line.startswith("run ")]
+    assert [line.split(":")[0] for line in runs] == [
+        "run 1 a",
+        "run 1 b",
+        "run 2 b",
+        "run 2 a",
+    ]
+    table = [line for line in done.stdout.splitlines() if line.startswith("| a ")]
+    table += [line for line in done.stdout.splitlines() if line.startswith("| b ")]
+    assert [row.split("|")[2].strip() for row in table] == ["20", "40", "20", "40"]
+    assert all(row.split("|")[5].strip() == "0" for row in table)  # none failed
