@@ -50,8 +50,12 @@ __all__ = ["MAX_BACKOFF", "ProcessLink"]
 
 #: How long the link gathers changes before it writes them to the writer's
 #: pipe, in seconds: after ``kill -9`` of the daemon, at most this much
-#: (plus the current turn) is lost, not a whole flush window.
-_PIPE_DELAY: Final = 0.01
+#: (plus the current turn) is lost, half the writer's own flush window.
+#: Each frame wakes the writer, which then competes with the reactor and
+#: the clients for the CPU: at 10 ms (100 wake-ups a second) the p99 at
+#: 2,000 msg/s was 1.02-1.33 times history off's in three sets on 2 cores,
+#: at 50 ms 1.01 and 1.15 (``bench/history_ab.py --workloads latency``).
+_PIPE_DELAY: Final = 0.05
 
 #: About how many bytes of lines one frame to the writer holds at most.
 _FRAME_BYTES: Final = 256 << 10
