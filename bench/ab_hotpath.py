@@ -105,6 +105,20 @@ def _describe(rate: float, cpu: float, p50: float, p99: float) -> str:
     return text
 
 
+def parse_builds(
+    specs: list[str], parser: argparse.ArgumentParser
+) -> dict[str, tuple[str, str]]:
+    """``NAME=PYTHON[:PYTHONPATH]`` arguments as {name: (python, pythonpath)}."""
+    builds: dict[str, tuple[str, str]] = {}
+    for spec in specs:
+        name, _, where = spec.partition("=")
+        python, _, pythonpath = where.partition(":")
+        if not name or not python:
+            parser.error(f"{spec!r}: expected NAME=PYTHON[:PYTHONPATH]")
+        builds[name] = (python, pythonpath)
+    return builds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -118,11 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("builds", nargs="+", help="NAME=PYTHON[:PYTHONPATH]")
     args = parser.parse_args(argv)
-    builds: dict[str, tuple[str, str]] = {}
-    for spec in args.builds:
-        name, _, where = spec.partition("=")
-        python, _, pythonpath = where.partition(":")
-        builds[name] = (python, pythonpath)
+    builds = parse_builds(args.builds, parser)
     for workload in args.workloads.split(","):
         got: dict[str, list[tuple[float, float, float, float]]] = {
             name: [] for name in builds

@@ -28,6 +28,7 @@ from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ab_hotpath import parse_builds
 from connect_rate import listening_daemon, one_run
 
 
@@ -67,13 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backlog", type=int, default=4096)
     parser.add_argument("builds", nargs="+", help="NAME=PYTHON[:PYTHONPATH]")
     options = parser.parse_args(argv)
-    builds: dict[str, tuple[str, str]] = {}
-    for spec in options.builds:
-        name, _, where = spec.partition("=")
-        python, _, pythonpath = where.partition(":")
-        if not name or not python:
-            parser.error(f"{spec!r}: expected NAME=PYTHON[:PYTHONPATH]")
-        builds[name] = (python, pythonpath)
+    builds = parse_builds(options.builds, parser)
     got: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in builds}
     names = list(builds)
     for n in range(max(1, min(options.runs, 20))):
