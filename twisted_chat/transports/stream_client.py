@@ -208,9 +208,9 @@ class StreamChatProtocol(StreamWrites, SlowReaderWatch, LineReceiver):
                 self._group, settings.flood_burst, settings.flood_rate, now
             )
         if self._handshake is None:
-            # The welcome, the default room's lines: one write, not one each.
             # The welcome, the default room's lines, and the answers to what
-            # the client sent before it was accepted: one write.
+            # the client sent before it was accepted: one write, at the end
+            # of the turn.
             self.hold_output()
             try:
                 self._join()
