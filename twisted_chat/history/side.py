@@ -46,16 +46,11 @@ __all__ = [
 #: Who commits: a thread of the daemon, or a child process.
 WriterKind = Literal["thread", "process"]
 
-#: The most bytes that may wait for the writer. On 2 cores that the load
-#: generator and the daemon keep busy, the writer (at niceness 10) runs
-#: behind a flat-out fan-out by about 15 MB a second (280,000 messages a
-#: second into one room of 100, BENCHMARKS.md); 4 MiB dropped 4 to 18 %
-#: of a 2 s burst, 32 MiB keeps such a burst whole and the writer catches
-#: up after it.  What waits is held about twice (the queued turns and
-#: their frame in the pipe's buffer), so this is the daemon's growth in
-#: the worst case; only a writer that cannot write (stopped, its file
-#: locked) or a fan-out flat out for longer than that reaches it.
-MAX_WAITING_BYTES: Final = 32 << 20
+#: The most bytes that may wait for the writer. A flat-out burst leaves the
+#: writer behind by a few MiB (BENCHMARKS.md); the slow-reader test of
+#: issue 11 allows 12 MiB of daemon growth in all, and what waits is held
+#: about twice (the queued turns and their frame in the pipe's buffer).
+MAX_WAITING_BYTES: Final = 4 << 20
 
 #: What a queued turn or topic costs beyond its text: the tuple, the bytes
 #: object, the deque slot and its part of a frame.
