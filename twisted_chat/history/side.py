@@ -46,10 +46,15 @@ __all__ = [
 #: Who commits: a thread of the daemon, or a child process.
 WriterKind = Literal["thread", "process"]
 
-#: The most bytes that may wait for the writer. A flat-out burst leaves the
-#: writer behind by a few MiB (BENCHMARKS.md); the slow-reader test of
-#: issue 11 allows 12 MiB of daemon growth in all, and what waits is held
-#: about twice (the queued turns and their frame in the pipe's buffer).
+#: The most bytes that may wait for the writer. What waits is held about
+#: twice (the queued turns and their frame in the pipe's buffer), so this
+#: is the daemon's growth in the worst case, and the slow-reader tests
+#: (issue 11) allow 24 MiB of growth in all.  On 2 cores that the load
+#: generator and the daemon keep busy, the writer at niceness 10 now falls
+#: ~15 MB a second behind a flat-out fan-out (280,000 messages a second
+#: into one room, flood control off), so part of such a burst is dropped,
+#: counted and logged; 32 MiB kept those bursts whole but let the daemon
+#: grow by 33 MiB in the web slow-reader test (BENCHMARKS.md, issue 18).
 MAX_WAITING_BYTES: Final = 4 << 20
 
 #: What a queued turn or topic costs beyond its text: the tuple, the bytes
