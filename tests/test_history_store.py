@@ -969,6 +969,57 @@ async def test_the_topic_cache_keeps_the_topics_set_last(
 
 
 @ensure_deferred
+async def test_a_room_without_a_topic_reads_the_file_once(
+    open_sqlite: OpenSqlite,
+) -> None:
+    """A room made again and again (a default room emptied between clients)
+    asks the file for its topic once; a topic set later is seen at once,
+    and after a reopen the file is asked again."""
+    store = open_sqlite()
+    store.start()
+    await store.flush()
+    reader = store._reads.reader
+    assert reader is not None
+    selects: list[str] = []
+    reader.set_trace_callback(
+        lambda sql: selects.append(sql) if "FROM topics" in sql else None
+    )
+    for _ in range(5):
+        assert store.topic("#lobby") is None
+    assert len(selects) == 1
+    store.set_topic(StoredTopic("#lobby", "#lobby", "welcome", "x", 1.0))
+    found = store.topic("#lobby")
+    assert found is not None
+    assert found.text == "welcome"
+    assert store.topic("#other") is None
+    assert len(selects) == 2
+    store._reads.close()
+    store._reads.reopen()
+    reopened = store._reads.reader
+    assert reopened is not None
+    reopened.set_trace_callback(
+        lambda sql: selects.append(sql) if "FROM topics" in sql else None
+    )
+    assert store.topic("#other") is None
+    assert len(selects) == 3
+    await store.stop()
+
+
+@ensure_deferred
+async def test_rooms_without_a_topic_are_remembered_up_to_a_bound(
+    open_sqlite: OpenSqlite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past _MAX_NO_TOPIC the oldest is forgotten (and asked for again)."""
+    monkeypatch.setattr(history_reader, "_MAX_NO_TOPIC", 3)
+    store = open_sqlite()
+    store.start()
+    for n in range(10):
+        assert store.topic(f"#r{n}") is None
+    assert list(store._reads.no_topic) == ["#r7", "#r8", "#r9"]
+    await store.stop()
+
+
+@ensure_deferred
 async def test_a_removed_file_is_noticed_and_made_again(
     open_sqlite: OpenSqlite, tmp_path: Path
 ) -> None:

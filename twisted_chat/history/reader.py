@@ -7,7 +7,7 @@ the rooms read lately (`~twisted_chat.history.memory.Tail`, kept current
 by every turn the store queues) and the topics set lately, and reads the
 file through its own connection (WAL lets it read while the writer
 commits) once per room, to fill a tail, and once per room made, for its
-topic.
+topic (a room found to have none is remembered as such, `_MAX_NO_TOPIC`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,13 @@ _MAX_CACHED_ROOMS: Final = 512
 #: How many topics set by this process are kept in memory for `topic`
 #: (the rest are read from the file when a room is made).
 _MAX_CACHED_TOPICS: Final = 1024
+
+#: How many rooms found to have no topic are remembered as such.  A room
+#: made again and again (a default room that empties between clients, in a
+#: connect storm) otherwise reads the file each time; only this process
+#: sets topics in its file, so a room without one has none until
+#: `Reads.set_topic` (or another file, `Reads.reopen`).
+_MAX_NO_TOPIC: Final = 4096
 
 _SELECT_TOPIC: Final = (
     "SELECT room_key, room, text, set_by, set_at FROM topics WHERE room_key = ?"
@@ -69,6 +76,8 @@ class Reads:
         #: The store adds each turn said to its room's tail, if cached here.
         self.tails: OrderedDict[str, Tail] = OrderedDict()
         self.topics: OrderedDict[str, StoredTopic] = OrderedDict()
+        #: Rooms the file was read for and had no topic (`_MAX_NO_TOPIC`).
+        self.no_topic: OrderedDict[str, bool] = OrderedDict()
         #: Nothing said before it is shown (the newest prune's cutoff).
         self.age_cutoff: float | None = None
 
@@ -120,12 +129,16 @@ class Reads:
     def set_topic(self, topic: StoredTopic) -> None:
         """Keep ``topic`` among the topics set lately."""
         keep_newest(self.topics, topic.room_key, topic, _MAX_CACHED_TOPICS)
+        self.no_topic.pop(topic.room_key, None)
 
     def topic(self, room_key: str) -> StoredTopic | None:
         """A room's topic: one indexed read, unless set here lately."""
         found = self.topics.get(room_key)
         if found is not None or self.reader is None:
             return found
+        if room_key in self.no_topic:
+            self.no_topic.move_to_end(room_key)
+            return None
         try:
             row = self.reader.execute(_SELECT_TOPIC, (room_key,)).fetchone()
         except sqlite3.Error:
@@ -135,7 +148,10 @@ class Reads:
                 path=self.path,
             )
             return None
-        return None if row is None else StoredTopic(*row)
+        if row is None:
+            keep_newest(self.no_topic, room_key, True, _MAX_NO_TOPIC)
+            return None
+        return StoredTopic(*row)
 
     def prune(self, cutoff: float | None) -> None:
         """Forget what is older than ``cutoff`` (a later cutoff only).
@@ -159,6 +175,7 @@ class Reads:
 
     def close(self) -> None:
         """Close the reader (until `reopen`); sqlite3.Error is logged."""
+        self.no_topic.clear()  # the next file is read afresh
         reader, self.reader = self.reader, None
         if reader is not None:
             try:
@@ -168,6 +185,7 @@ class Reads:
 
     def reopen(self) -> None:
         """Read the (new) file at the path from now on."""
+        self.no_topic.clear()
         try:
             self.reader = connect_reader(self.path)
         except sqlite3.Error:
