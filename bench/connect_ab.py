@@ -3,16 +3,19 @@
 Usage::
 
     python bench/connect_ab.py [--runs 6] [--steps 1000,10000,19000]
-        [--procs 2] [--inflight 64] NAME=PYTHON[:PYTHONPATH] ...
+        [--procs 2] [--inflight 64] [--daemon-option=--history-db=history.sqlite3]
+        NAME=PYTHON[:PYTHONPATH] ...
 
 e.g. ``before=.venv/bin/python:/tmp/base after=.venv/bin/python`` (a
 worktree of the older commit at ``/tmp/base``: ``PYTHONPATH`` wins over
 the editable install).  Each run starts a fresh ``twistd -n chat`` of one
 build (the ``twistd`` next to ``PYTHON``) as ``bench/connect_rate.py`` does
 and drives it with that script's workers, from this interpreter, so every
-build meets the same load generator.  Runs alternate between the builds
-and the order flips every round: on a shared machine whose speed moves by
-half within minutes, only figures taken side by side compare.  Prints
+build meets the same load generator.  History is off unless a
+``--daemon-option`` turns it on (the daemons' own default).  Runs
+alternate between the builds and the order flips every round: on a shared
+machine whose speed moves by half within minutes, only figures taken side
+by side compare.  Prints
 every run, then per build and step the median clients a second and server
 CPU µs per client (the steadier of the two).
 """
@@ -43,7 +46,8 @@ def _run(
         os.environ.pop("PYTHONPATH", None)
     try:
         twistd = str(Path(python).absolute().with_name("twistd"))
-        with listening_daemon(twistd, options.backlog, []) as (port, pid):
+        daemon_options = options.daemon_option
+        with listening_daemon(twistd, options.backlog, daemon_options) as (port, pid):
             args = SimpleNamespace(
                 steps=options.steps,
                 procs=options.procs,
@@ -66,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--backlog", type=int, default=4096)
+    parser.add_argument(
+        "--daemon-option",
+        action="append",
+        default=[],
+        help="passed to every daemon, after the script's own "
+        "(--daemon-option=--history-db=history.sqlite3: history on)",
+    )
     parser.add_argument("builds", nargs="+", help="NAME=PYTHON[:PYTHONPATH]")
     options = parser.parse_args(argv)
     builds = parse_builds(options.builds, parser)
