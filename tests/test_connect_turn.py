@@ -15,17 +15,20 @@ reactor turn, and what it sent before it was accepted read at once.
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import attrs
 import pytest
 import pytest_twisted
+from _redis import failures
 from conftest import TIMEOUT
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import LogEvent
 
 from twisted_chat.core.admission import Admission
 from twisted_chat.core.chat import ChatServer
@@ -158,6 +161,26 @@ def test_without_a_reactor_nothing_waits() -> None:
     assert len(transport.writes) == 2
 
 
+def test_a_release_that_fails_is_logged_and_the_others_still_go(
+    log_events: list[LogEvent],
+) -> None:
+    rig = TurnRig()
+    first, firsts = rig.connect()
+    second, seconds = rig.connect()
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    first.dataReceived(b"/ping\n")
+    rig.server.outbox.after_turn(broken)
+    second.dataReceived(b"/join #r1\n")
+    rig.turn()
+    assert len(failures(log_events)) == 1
+    assert len(seconds.writes) == 1
+    assert rig.server.outbox._after == []
+    assert firsts.writes  # its welcome went out before the broken release
+
+
 # -- real sockets: the early read --------------------------------------------
 
 
@@ -175,14 +198,21 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, bytes]]:
     return seen
 
 
-async def _until(seen: list[tuple[object, bytes]], marker: bytes) -> None:
-    """Wait (bounded) until a write carrying ``marker`` went out."""
+async def _wait_for(done: Callable[[], bool], what: str) -> None:
+    """Let the reactor run until ``done()``, at most TIMEOUT seconds."""
     deadline = reactor.seconds() + TIMEOUT
-    while not any(marker in data for _, data in seen):
-        assert reactor.seconds() < deadline, f"no write with {marker!r}"
+    while not done():
+        assert reactor.seconds() < deadline, f"never saw {what}"
         ready: Deferred[None] = Deferred()
         reactor.callLater(0.01, ready.callback, None)
         await ready
+
+
+async def _until(seen: list[tuple[object, bytes]], marker: bytes) -> None:
+    """Wait (bounded) until a write carrying ``marker`` went out."""
+    await _wait_for(
+        lambda: any(marker in data for _, data in seen), f"a write with {marker!r}"
+    )
 
 
 def _spoke_first(port: int, data: bytes) -> socket.socket:
@@ -193,64 +223,106 @@ def _spoke_first(port: int, data: bytes) -> socket.socket:
     return client
 
 
+def _read_until(client: socket.socket, marker: bytes) -> bytes:
+    """What ``client`` reads until ``marker`` (the daemon wrote it already)."""
+    client.settimeout(TIMEOUT)
+    got = b""
+    while marker not in got:
+        got += client.recv(4096)
+    return got
+
+
 def _port_of(service: Any, name: str) -> int:
     listener = next(iter(service.getServiceNamed(name)))
     return int(listener._waitingForPort.result.getHost().port)
 
 
+@pytest_twisted.async_yield_fixture
+async def ports() -> AsyncIterator[dict[str, int]]:
+    """A daemon with a line and an IRC listener on loopback (its ports),
+    stopped with its clients afterwards."""
+    settings = Settings(tcp=("tcp:0:interface=127.0.0.1",), history_db="off")
+    service = make_chat_service(
+        settings.with_listeners({"irc": ("tcp:0:interface=127.0.0.1",)}), reactor
+    )
+    service.startService()
+    for name in ("tcp", "irc"):
+        for listener in service.getServiceNamed(name):
+            await listener._waitingForPort
+    yield {name: _port_of(service, name) for name in ("tcp", "irc")}
+    await service.stopService()
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_client_that_spoke_first_gets_welcome_and_answers_in_one_write(
     writes: list[tuple[object, bytes]],
+    ports: dict[str, int],
 ) -> None:
-    service = make_chat_service(
-        Settings(tcp=("tcp:0:interface=127.0.0.1",), history_db="off"), reactor
-    )
-    service.startService()
-    try:
-        for listener in service.getServiceNamed("tcp"):
-            await listener._waitingForPort
-        client = _spoke_first(_port_of(service, "tcp"), b"/nick early\n/ping\n")
-        await _until(writes, b"* pong")
-        assert len(writes) == 1
-        said = lines(writes[0][1])
-        assert said[0].startswith("* Welcome to twisted-chat, guest")
-        assert said[1:] == [
-            "* You joined #lobby; nobody else is here yet.",
-            "* You are now known as early.",
-            "* pong",
-        ]
-        client.settimeout(TIMEOUT)
-        got = b""
-        while b"* pong\r\n" not in got:
-            got += client.recv(4096)
-        assert got == writes[0][1]
-        client.close()
-    finally:
-        await service.stopService()
+    client = _spoke_first(ports["tcp"], b"/nick early\n/ping\n")
+    await _until(writes, b"* pong")
+    assert len(writes) == 1
+    said = lines(writes[0][1])
+    assert said[0].startswith("* Welcome to twisted-chat, guest")
+    assert said[1:] == [
+        "* You joined #lobby; nobody else is here yet.",
+        "* You are now known as early.",
+        "* pong",
+    ]
+    assert _read_until(client, b"* pong\r\n") == writes[0][1]
+    client.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_an_irc_client_that_spoke_first_is_registered_in_one_write(
     writes: list[tuple[object, bytes]],
+    ports: dict[str, int],
 ) -> None:
-    service = make_chat_service(
-        Settings(tcp=("tcp:0:interface=127.0.0.1",), history_db="off").with_listeners(
-            {"irc": ("tcp:0:interface=127.0.0.1",)}
-        ),
-        reactor,
-    )
-    service.startService()
-    try:
-        for listener in service.getServiceNamed("irc"):
-            await listener._waitingForPort
-        client = _spoke_first(
-            _port_of(service, "irc"), b"NICK early\r\nUSER e 0 * :E\r\nPING :x\r\n"
-        )
-        await _until(writes, b"PONG")
-        assert len(writes) == 1
-        said = writes[0][1].decode()
-        assert " 001 early :" in said
-        assert said.index(" 001 ") < said.index(" 422 ") < said.index("PONG")
-        client.close()
-    finally:
-        await service.stopService()
+    client = _spoke_first(ports["irc"], b"NICK early\r\nUSER e 0 * :E\r\nPING :x\r\n")
+    await _until(writes, b"PONG")
+    assert len(writes) == 1
+    said = writes[0][1].decode()
+    assert " 001 early :" in said
+    assert said.index(" 001 ") < said.index(" 422 ") < said.index("PONG")
+    client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_gone_before_the_accept_is_a_quit(
+    writes: list[tuple[object, bytes]],
+    ports: dict[str, int],
+) -> None:
+    port = ports["tcp"]
+    watcher = _spoke_first(port, b"/nick watcher\n")
+    await _until(writes, b"known as watcher")
+    _spoke_first(port, b"").close()
+    await _until(writes, b" quit (connection lost)")
+    assert b"joined #lobby" in _read_until(watcher, b" quit (connection lost)")
+    watcher.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_early_read_that_fails_drops_that_client_only(
+    writes: list[tuple[object, bytes]],
+    ports: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+    log_events: list[LogEvent],
+) -> None:
+    port = ports["tcp"]
+    real = ChatLineProtocol.dataReceived
+
+    def broken(self: ChatLineProtocol, data: bytes) -> None:
+        if b"boom" in data:
+            raise RuntimeError("a bug")
+        real(self, data)
+
+    monkeypatch.setattr(ChatLineProtocol, "dataReceived", broken)
+    victim = _spoke_first(port, b"boom\n")
+    await _wait_for(lambda: bool(failures(log_events)), "a failure logged")
+    victim.settimeout(TIMEOUT)
+    with pytest.raises(ConnectionResetError):  # aborted, as the reactor does
+        victim.recv(4096)  # nothing was written to it
+    assert len(failures(log_events)) == 1
+    other = _spoke_first(port, b"/ping\n")
+    await _until(writes, b"* pong")
+    other.close()
+    victim.close()

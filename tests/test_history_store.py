@@ -968,6 +968,13 @@ async def test_the_topic_cache_keeps_the_topics_set_last(
     await store.stop()
 
 
+def _count_topic_reads(reader: sqlite3.Connection, into: list[str]) -> None:
+    """Append every statement ``reader`` runs on the topics table to ``into``."""
+    reader.set_trace_callback(
+        lambda sql: into.append(sql) if "FROM topics" in sql else None
+    )
+
+
 @ensure_deferred
 async def test_a_room_without_a_topic_reads_the_file_once(
     open_sqlite: OpenSqlite,
@@ -981,9 +988,7 @@ async def test_a_room_without_a_topic_reads_the_file_once(
     reader = store._reads.reader
     assert reader is not None
     selects: list[str] = []
-    reader.set_trace_callback(
-        lambda sql: selects.append(sql) if "FROM topics" in sql else None
-    )
+    _count_topic_reads(reader, selects)
     for _ in range(5):
         assert store.topic("#lobby") is None
     assert len(selects) == 1
@@ -997,9 +1002,7 @@ async def test_a_room_without_a_topic_reads_the_file_once(
     store._reads.reopen()
     reopened = store._reads.reader
     assert reopened is not None
-    reopened.set_trace_callback(
-        lambda sql: selects.append(sql) if "FROM topics" in sql else None
-    )
+    _count_topic_reads(reopened, selects)
     assert store.topic("#other") is None
     assert len(selects) == 3
     await store.stop()

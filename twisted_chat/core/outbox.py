@@ -145,6 +145,7 @@ class Outbox:
                 self._timer_set = True
                 self._call_later(NOTICE_DELAY, self._notice_timer)
             return
+        # Inline (not _end_turn_soon): this runs for every line said.
         if not self._dirty and not self._replies and not self._after:
             self._defer(self.end_of_turn)
         self._dirty[room] = None
@@ -157,8 +158,7 @@ class Outbox:
         if self._defer is None:
             room.flush()
             return
-        if not self._dirty and not self._replies and not self._after:
-            self._defer(self.end_of_turn)
+        self._end_turn_soon()
         self._dirty[room] = None
 
     def say_run_in(
@@ -188,10 +188,22 @@ class Outbox:
         """
         if self._defer is None:
             return False
-        if not self._dirty and not self._replies and not self._after:
-            self._defer(self.end_of_turn)
+        self._end_turn_soon()
         self._after.append(release)
         return True
+
+    def _end_turn_soon(self) -> None:
+        """Have :meth:`end_of_turn` run at the end of this turn, once: the
+        first room, reply or held output of the turn schedules it (nothing
+        to schedule without a reactor)."""
+        defer = self._defer
+        if (
+            defer is not None
+            and not self._dirty
+            and not self._replies
+            and not self._after
+        ):
+            defer(self.end_of_turn)
 
     def end_of_turn(self) -> None:
         """Hand out what the rooms heard this turn (not the waiting notices),
@@ -270,8 +282,7 @@ class Outbox:
         if waiting is not None:
             waiting.append(data)
             return
-        if not self._dirty and not self._replies and not self._after:
-            self._defer(self.end_of_turn)
+        self._end_turn_soon()
         self._replies[participant] = [data]
 
     def _send_replies(self) -> None:

@@ -241,9 +241,10 @@ class StreamChatProtocol(StreamWrites, SlowReaderWatch, LineReceiver):
             self.dataReceived(data)
         except Exception:
             # What the reactor does with a read that raises: the connection
-            # goes, the listening port and the other clients stay.
+            # goes, with nothing more written to it (its held welcome
+            # dropped); the listening port and the other clients stay.
             _log.failure("while reading from {peer}", peer=self.peer)
-            self.transport.abortConnection()
+            self._abort_unread()
 
     def _refused(self, line: bytes) -> bytes:
         """The one line a refused connection gets, in the front-end's words."""
